@@ -1,1 +1,28 @@
-//! backend-api
+//! The contract between the agent core and the site backends.
+//!
+//! - [`traits`]: one trait per capability (orders, membership, usage, usernames, health).
+//! - [`domain`]: the types backends see — never Waldur's wire DTOs.
+//! - [`units`]: `unit_factor` conversion, in one place.
+//! - [`command`]: the runner every CLI backend uses (argument vectors, timeouts, process groups).
+//! - [`names`]: refusal of names that could inject arguments into site tools or paths.
+//! - [`registry`]: config backend names → constructors.
+//! - `testkit` (feature `testkit`): an in-memory backend and the conformance checks every backend runs.
+
+pub mod command;
+pub mod domain;
+pub mod error;
+pub mod names;
+pub mod registry;
+pub mod traits;
+pub mod units;
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+
+pub use domain::*;
+pub use error::{BackendError, BackendResult};
+pub use registry::{BackendHandles, BuildContext, OfferingBackends, Registry};
+pub use traits::{
+    BackendHealth, BaseUsernameBackend, MembershipBackend, OrderBackend, UsageBackend,
+    UsernameBackend,
+};

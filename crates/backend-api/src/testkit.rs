@@ -1,0 +1,647 @@
+//! Test support: [`MemoryBackend`], an in-memory site with fault injection and a call log, and
+//! [`conformance`], the lifecycle checks every real backend must pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::domain::*;
+use crate::error::{BackendError, BackendResult};
+use crate::names::validate_site_name;
+use crate::registry::BackendHandles;
+use crate::traits::*;
+
+/// One resource held by [`MemoryBackend`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemoryResource {
+    pub parent: String,
+    pub limits: Limits,
+    pub users: BTreeSet<String>,
+    pub paused: bool,
+    pub downscaled: bool,
+    pub user_limits: BTreeMap<String, Limits>,
+}
+
+/// Which kind of failure to inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    Transient,
+    Permanent,
+}
+
+#[derive(Default)]
+struct State {
+    resources: BTreeMap<String, MemoryResource>,
+    /// (backend id, "YYYY-MM") → usage
+    usage: BTreeMap<(String, String), UsageReport>,
+    /// operation name → faults to return, consumed front first
+    faults: BTreeMap<String, Vec<Fault>>,
+    calls: Vec<String>,
+    usernames: BTreeMap<String, String>,
+}
+
+/// An in-memory site implementing every capability; for processor tests.
+///
+/// Operation names for [`MemoryBackend::fail_next`] and [`MemoryBackend::calls`]: `ping`,
+/// `pull`, `create`, `set_limits`, `delete`, `add_users`, `remove_users`, `pause`, `downscale`,
+/// `restore`, `usage`, `generate_username`.
+#[derive(Clone, Default)]
+pub struct MemoryBackend {
+    state: Arc<Mutex<State>>,
+    /// `allocation_prefix` equivalent.
+    pub prefix: String,
+    pub decreasing_usage: bool,
+}
+
+impl MemoryBackend {
+    pub fn new() -> Self {
+        MemoryBackend::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Make the next `count` calls of `op` fail with `fault`.
+    pub fn fail_next(&self, op: &str, fault: Fault, count: usize) {
+        self.lock()
+            .faults
+            .entry(op.to_owned())
+            .or_default()
+            .extend(std::iter::repeat_n(fault, count));
+    }
+
+    /// Calls made so far, as `op:detail` strings.
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+
+    pub fn count_calls(&self, op: &str) -> usize {
+        let prefix = format!("{op}:");
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.starts_with(&prefix) || c.as_str() == op)
+            .count()
+    }
+
+    pub fn resource(&self, backend_id: &str) -> Option<MemoryResource> {
+        self.lock().resources.get(backend_id).cloned()
+    }
+
+    pub fn resource_ids(&self) -> Vec<String> {
+        self.lock().resources.keys().cloned().collect()
+    }
+
+    /// Put a resource on the site directly (as if created out of band).
+    pub fn insert_resource(&self, backend_id: &str, resource: MemoryResource) {
+        self.lock()
+            .resources
+            .insert(backend_id.to_owned(), resource);
+    }
+
+    pub fn remove_resource(&self, backend_id: &str) {
+        self.lock().resources.remove(backend_id);
+    }
+
+    /// Set the usage the site reports for `backend_id` in `year-month`.
+    pub fn set_usage(&self, backend_id: &str, year: i16, month: i8, report: UsageReport) {
+        self.lock().usage.insert(
+            (backend_id.to_owned(), format!("{year:04}-{month:02}")),
+            report,
+        );
+    }
+
+    /// The username `generate_username` gives for a Waldur username.
+    pub fn set_generated_username(&self, waldur_username: &str, username: &str) {
+        self.lock()
+            .usernames
+            .insert(waldur_username.to_owned(), username.to_owned());
+    }
+
+    /// Build registry handles sharing this instance.
+    pub fn handles(&self) -> BackendHandles {
+        let me = Arc::new(self.clone());
+        BackendHandles {
+            kind: "memory",
+            health: me.clone(),
+            orders: Some(me.clone()),
+            membership: Some(me.clone()),
+            usage: Some(me.clone()),
+            usernames: Some(me),
+        }
+    }
+
+    fn enter(&self, op: &str, detail: &str) -> BackendResult<()> {
+        let mut state = self.lock();
+        state.calls.push(if detail.is_empty() {
+            op.to_owned()
+        } else {
+            format!("{op}:{detail}")
+        });
+        let fault = state.faults.get_mut(op).and_then(|f| {
+            if f.is_empty() {
+                None
+            } else {
+                Some(f.remove(0))
+            }
+        });
+        match fault {
+            Some(Fault::Transient) => Err(BackendError::transient(format!(
+                "injected transient failure in {op}"
+            ))),
+            Some(Fault::Permanent) => Err(BackendError::permanent(format!(
+                "injected permanent failure in {op}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn info(backend_id: &str, r: &MemoryResource) -> BackendResourceInfo {
+        BackendResourceInfo {
+            backend_id: backend_id.to_owned(),
+            parent_id: r.parent.clone(),
+            users: r.users.iter().cloned().collect(),
+            limits: r.limits.clone(),
+            backend_metadata: Map::new(),
+            endpoints: Vec::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl BackendHealth for MemoryBackend {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+    async fn ping(&self) -> BackendResult<()> {
+        self.enter("ping", "")
+    }
+    async fn diagnostics(&self) -> Diagnostics {
+        let mut d = Diagnostics::new("memory");
+        d.check(
+            "reachable",
+            true,
+            format!("{} resources", self.lock().resources.len()),
+        );
+        d
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            supports_decreasing_usage: self.decreasing_usage,
+            ..Capabilities::default()
+        }
+    }
+}
+
+#[async_trait]
+impl OrderBackend for MemoryBackend {
+    fn backend_id_for(&self, base_slug: &str) -> BackendResult<String> {
+        let id = format!("{}{}", self.prefix, base_slug).to_lowercase();
+        validate_site_name("resource name", &id)?;
+        Ok(id)
+    }
+
+    async fn pull_resource(
+        &self,
+        resource: &ResourceView,
+    ) -> BackendResult<Option<BackendResourceInfo>> {
+        self.enter("pull", &resource.backend_id)?;
+        Ok(self
+            .lock()
+            .resources
+            .get(&resource.backend_id)
+            .map(|r| Self::info(&resource.backend_id, r)))
+    }
+
+    async fn create_resource(&self, request: CreateRequest) -> BackendResult<BackendResourceInfo> {
+        self.enter("create", &request.backend_id)?;
+        validate_site_name("resource name", &request.backend_id)?;
+        let mut state = self.lock();
+        if state.resources.contains_key(&request.backend_id) {
+            return Err(BackendError::Duplicate {
+                backend_id: request.backend_id,
+            });
+        }
+        let r = MemoryResource {
+            parent: request.resource.project_slug.clone(),
+            limits: request.resource.limits.clone(),
+            ..MemoryResource::default()
+        };
+        let info = Self::info(&request.backend_id, &r);
+        state.resources.insert(request.backend_id, r);
+        Ok(info)
+    }
+
+    async fn set_limits(&self, resource: &ResourceView, limits: &Limits) -> BackendResult<()> {
+        self.enter("set_limits", &resource.backend_id)?;
+        let mut state = self.lock();
+        let r = state
+            .resources
+            .get_mut(&resource.backend_id)
+            .ok_or_else(|| {
+                BackendError::permanent(format!("no resource '{}'", resource.backend_id))
+            })?;
+        r.limits = limits.clone();
+        Ok(())
+    }
+
+    async fn delete_resource(&self, resource: &ResourceView) -> BackendResult<()> {
+        self.enter("delete", &resource.backend_id)?;
+        self.lock().resources.remove(&resource.backend_id);
+        Ok(())
+    }
+
+    async fn add_users_after_create(
+        &self,
+        resource: &ResourceView,
+        users: &[UserGrant],
+    ) -> BackendResult<Vec<String>> {
+        MembershipBackend::add_users(self, resource, users).await
+    }
+}
+
+#[async_trait]
+impl MembershipBackend for MemoryBackend {
+    async fn pull_resources(
+        &self,
+        resources: &[ResourceView],
+    ) -> BackendResult<BTreeMap<String, BackendResourceInfo>> {
+        self.enter("pull", &format!("{} resources", resources.len()))?;
+        let state = self.lock();
+        Ok(resources
+            .iter()
+            .filter_map(|rv| {
+                state
+                    .resources
+                    .get(&rv.backend_id)
+                    .map(|r| (rv.backend_id.clone(), Self::info(&rv.backend_id, r)))
+            })
+            .collect())
+    }
+
+    async fn add_users(
+        &self,
+        resource: &ResourceView,
+        users: &[UserGrant],
+    ) -> BackendResult<Vec<String>> {
+        let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
+        self.enter(
+            "add_users",
+            &format!("{}:{}", resource.backend_id, names.join(",")),
+        )?;
+        for u in &names {
+            validate_site_name("username", u)?;
+        }
+        let mut state = self.lock();
+        let r = state
+            .resources
+            .get_mut(&resource.backend_id)
+            .ok_or_else(|| {
+                BackendError::permanent(format!("no resource '{}'", resource.backend_id))
+            })?;
+        r.users.extend(names.iter().map(|s| s.to_string()));
+        Ok(names.iter().map(|s| s.to_string()).collect())
+    }
+
+    async fn remove_users(
+        &self,
+        resource: &ResourceView,
+        usernames: &[String],
+    ) -> BackendResult<Vec<String>> {
+        self.enter(
+            "remove_users",
+            &format!("{}:{}", resource.backend_id, usernames.join(",")),
+        )?;
+        let mut state = self.lock();
+        if let Some(r) = state.resources.get_mut(&resource.backend_id) {
+            for u in usernames {
+                r.users.remove(u);
+            }
+        }
+        Ok(usernames.to_vec())
+    }
+
+    async fn pause(&self, resource: &ResourceView) -> BackendResult<bool> {
+        self.enter("pause", &resource.backend_id)?;
+        Ok(self.flag(resource, |r| (!r.paused).then(|| r.paused = true).is_some()))
+    }
+
+    async fn downscale(&self, resource: &ResourceView) -> BackendResult<bool> {
+        self.enter("downscale", &resource.backend_id)?;
+        Ok(self.flag(resource, |r| {
+            (!r.downscaled).then(|| r.downscaled = true).is_some()
+        }))
+    }
+
+    async fn restore(&self, resource: &ResourceView) -> BackendResult<bool> {
+        self.enter("restore", &resource.backend_id)?;
+        Ok(self.flag(resource, |r| {
+            let changed = r.paused || r.downscaled;
+            r.paused = false;
+            r.downscaled = false;
+            changed
+        }))
+    }
+
+    async fn resource_metadata(
+        &self,
+        resource: &ResourceView,
+    ) -> BackendResult<Map<String, Value>> {
+        let state = self.lock();
+        let mut m = Map::new();
+        if let Some(r) = state.resources.get(&resource.backend_id) {
+            m.insert("parent".into(), Value::String(r.parent.clone()));
+        }
+        Ok(m)
+    }
+
+    async fn user_limits(
+        &self,
+        resource: &ResourceView,
+    ) -> BackendResult<BTreeMap<String, Limits>> {
+        Ok(self
+            .lock()
+            .resources
+            .get(&resource.backend_id)
+            .map(|r| r.user_limits.clone())
+            .unwrap_or_default())
+    }
+
+    async fn set_user_limits(
+        &self,
+        resource: &ResourceView,
+        username: &str,
+        limits: &Limits,
+    ) -> BackendResult<()> {
+        self.enter(
+            "set_user_limits",
+            &format!("{}:{username}", resource.backend_id),
+        )?;
+        if let Some(r) = self.lock().resources.get_mut(&resource.backend_id) {
+            if limits.is_empty() {
+                r.user_limits.remove(username);
+            } else {
+                r.user_limits.insert(username.to_owned(), limits.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MemoryBackend {
+    fn flag(&self, resource: &ResourceView, f: impl FnOnce(&mut MemoryResource) -> bool) -> bool {
+        self.lock()
+            .resources
+            .get_mut(&resource.backend_id)
+            .map(f)
+            .unwrap_or(false)
+    }
+}
+
+#[async_trait]
+impl UsageBackend for MemoryBackend {
+    async fn usage_report(
+        &self,
+        backend_ids: &[String],
+        period: &BillingPeriod,
+    ) -> BackendResult<BTreeMap<String, UsageReport>> {
+        let month = format!("{:04}-{:02}", period.year, period.month);
+        self.enter("usage", &month)?;
+        let state = self.lock();
+        Ok(backend_ids
+            .iter()
+            .filter_map(|id| {
+                state
+                    .usage
+                    .get(&(id.clone(), month.clone()))
+                    .map(|u| (id.clone(), u.clone()))
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl UsernameBackend for MemoryBackend {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+    async fn get_username(&self, _user: &OfferingUserView) -> BackendResult<Option<String>> {
+        Ok(None)
+    }
+    async fn generate_username(&self, user: &OfferingUserView) -> BackendResult<String> {
+        self.enter("generate_username", &user.user_username)?;
+        Ok(self
+            .lock()
+            .usernames
+            .get(&user.user_username)
+            .cloned()
+            .unwrap_or_else(|| user.user_username.clone()))
+    }
+}
+
+/// Lifecycle checks every backend must pass against its real (or faithfully faked) site.
+pub mod conformance {
+    use super::*;
+
+    /// Inputs for [`order_and_membership_lifecycle`].
+    pub struct Fixture {
+        /// A resource not yet on the site (unique slug/backend id per run).
+        pub resource: ResourceView,
+        /// Limits to create with and to change to (Waldur units).
+        pub initial_limits: Limits,
+        pub updated_limits: Limits,
+        /// Users the site can grant access to.
+        pub users: Vec<UserGrant>,
+    }
+
+    /// Create → read back → idempotent create → change limits → add users (twice) → remove a user →
+    /// pause/restore (idempotent) → delete → gone → delete again. Panics with a message naming the step.
+    pub async fn order_and_membership_lifecycle<B>(backend: &B, fixture: Fixture)
+    where
+        B: OrderBackend + MembershipBackend,
+    {
+        let mut resource = fixture.resource.clone();
+        resource.limits = fixture.initial_limits.clone();
+        let backend_id = backend
+            .backend_id_for(&resource.slug)
+            .expect("backend_id_for accepts an ordinary slug");
+        resource.backend_id = backend_id.clone();
+        assert!(
+            OrderBackend::pull_resource(backend, &resource)
+                .await
+                .expect("pull before create")
+                .is_none(),
+            "step 1: the resource must not exist before create"
+        );
+
+        let request = CreateRequest {
+            resource: resource.clone(),
+            backend_id: backend_id.clone(),
+            context: UserContext::default(),
+        };
+        let created = backend
+            .create_resource(request.clone())
+            .await
+            .expect("step 2: create");
+        assert_eq!(
+            created.backend_id, backend_id,
+            "step 2: create returns the requested id"
+        );
+
+        let pulled = OrderBackend::pull_resource(backend, &resource)
+            .await
+            .expect("pull")
+            .expect("step 3: created resource is found");
+        assert_eq!(
+            pulled.limits, fixture.initial_limits,
+            "step 3: limits read back in Waldur units equal the ordered ones"
+        );
+
+        match backend.create_resource(request).await {
+            Err(BackendError::Duplicate { .. }) => {}
+            other => {
+                panic!("step 4: creating the same id again must report Duplicate, got {other:?}")
+            }
+        }
+
+        backend
+            .set_limits(&resource, &fixture.updated_limits)
+            .await
+            .expect("step 5: set_limits");
+        let pulled = OrderBackend::pull_resource(backend, &resource)
+            .await
+            .expect("pull")
+            .expect("exists");
+        assert_eq!(
+            pulled.limits, fixture.updated_limits,
+            "step 5: updated limits read back"
+        );
+        resource.limits = fixture.updated_limits.clone();
+
+        let added = backend
+            .add_users(&resource, &fixture.users)
+            .await
+            .expect("step 6: add_users");
+        let wanted: BTreeSet<&str> = fixture.users.iter().map(|u| u.username.as_str()).collect();
+        assert_eq!(
+            added.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+            wanted,
+            "step 6: every user added"
+        );
+        backend
+            .add_users(&resource, &fixture.users)
+            .await
+            .expect("step 6b: adding again is a no-op success");
+        let pulled = backend
+            .pull_resources(std::slice::from_ref(&resource))
+            .await
+            .expect("pull_resources");
+        let info = pulled
+            .get(&backend_id)
+            .expect("step 7: pull_resources finds the resource");
+        let have: BTreeSet<&str> = info.users.iter().map(String::as_str).collect();
+        assert!(
+            wanted.is_subset(&have),
+            "step 7: users listed {have:?} ⊇ {wanted:?}"
+        );
+
+        if let Some(first) = fixture.users.first() {
+            backend
+                .remove_users(&resource, std::slice::from_ref(&first.username))
+                .await
+                .expect("step 8: remove_users");
+            backend
+                .remove_users(&resource, std::slice::from_ref(&first.username))
+                .await
+                .expect("step 8b: removing again succeeds");
+            let pulled = backend
+                .pull_resources(std::slice::from_ref(&resource))
+                .await
+                .expect("pull_resources");
+            assert!(
+                !pulled[&backend_id].users.contains(&first.username),
+                "step 8: removed user is gone"
+            );
+        }
+
+        assert!(
+            backend.pause(&resource).await.expect("step 9: pause"),
+            "step 9: first pause changes something"
+        );
+        assert!(
+            !backend.pause(&resource).await.expect("pause again"),
+            "step 9: second pause changes nothing"
+        );
+        assert!(
+            backend.restore(&resource).await.expect("step 10: restore"),
+            "step 10: restore after pause changes something"
+        );
+        assert!(
+            !backend.restore(&resource).await.expect("restore again"),
+            "step 10: restore is idempotent"
+        );
+
+        backend
+            .delete_resource(&resource)
+            .await
+            .expect("step 11: delete");
+        assert!(
+            OrderBackend::pull_resource(backend, &resource)
+                .await
+                .expect("pull")
+                .is_none(),
+            "step 11: deleted resource is gone"
+        );
+        backend
+            .delete_resource(&resource)
+            .await
+            .expect("step 12: deleting again succeeds");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_backend_passes_the_conformance_kit() {
+        let backend = MemoryBackend::new();
+        let fixture = conformance::Fixture {
+            resource: ResourceView {
+                uuid: "r1".into(),
+                slug: "proj-alloc".into(),
+                project_slug: "proj".into(),
+                ..Default::default()
+            },
+            initial_limits: [("cpu".to_owned(), 10)].into(),
+            updated_limits: [("cpu".to_owned(), 20)].into(),
+            users: vec![
+                UserGrant {
+                    username: "alice".into(),
+                    ..Default::default()
+                },
+                UserGrant {
+                    username: "bob".into(),
+                    ..Default::default()
+                },
+            ],
+        };
+        conformance::order_and_membership_lifecycle(&backend, fixture).await;
+        assert!(backend.count_calls("create") == 2);
+    }
+
+    #[tokio::test]
+    async fn injected_faults_are_returned_in_order() {
+        let backend = MemoryBackend::new();
+        backend.fail_next("ping", Fault::Transient, 1);
+        backend.fail_next("ping", Fault::Permanent, 1);
+        assert!(backend.ping().await.expect_err("transient").is_transient());
+        assert!(!backend.ping().await.expect_err("permanent").is_transient());
+        backend.ping().await.expect("faults used up");
+    }
+}
