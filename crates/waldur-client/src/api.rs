@@ -1,0 +1,692 @@
+//! One method per Mastermind endpoint the agent calls. Paths follow `waldur-api.md` appendix A.
+//! UUID arguments accept dashed or hex form; they are normalised before use.
+
+use serde_json::{Map, Value, json};
+
+use crate::client::{Params, WaldurClient};
+use crate::error::WaldurError;
+use crate::ids::normalize_uuid;
+use crate::models::*;
+
+type Result<T> = std::result::Result<T, WaldurError>;
+
+fn id(uuid: &str) -> String {
+    normalize_uuid(uuid)
+}
+
+/// Filters for the provider-resources list.
+#[derive(Clone, Debug, Default)]
+pub struct ResourceFilter {
+    pub offering_uuid: Option<String>,
+    pub states: Vec<ResourceState>,
+    pub project_uuid: Option<String>,
+    pub backend_id: Option<String>,
+    /// Sparse field selection; empty = all fields.
+    pub fields: Vec<&'static str>,
+}
+
+/// Filters for the offering-users list.
+#[derive(Clone, Debug, Default)]
+pub struct OfferingUserFilter {
+    pub offering_uuid: Option<String>,
+    pub user_uuid: Option<String>,
+    pub states: Vec<OfferingUserState>,
+    /// `Some(false)` = only unrestricted users (what the agent always asks for).
+    pub is_restricted: Option<bool>,
+    pub fields: Vec<String>,
+}
+
+impl WaldurClient {
+    // ---------------------------------------------------------------- orders
+
+    /// Orders of an offering in the given states, all pages.
+    pub async fn list_orders(
+        &self,
+        offering_uuid: &str,
+        states: &[OrderState],
+        modified_before: Option<&str>,
+    ) -> Result<Vec<Order>> {
+        let params = Params::new()
+            .add("offering_uuid", id(offering_uuid))
+            .add_all("state", states.iter().map(OrderState::as_str))
+            .add_opt("modified_before", modified_before);
+        self.list_all("/api/marketplace-orders/", &params).await
+    }
+
+    /// One order; `fields` empty = full `OrderDetails`.
+    pub async fn get_order(&self, order_uuid: &str, fields: &[&str]) -> Result<Order> {
+        let path = format!("/api/marketplace-orders/{}/", id(order_uuid));
+        self.get_json(&path, &Params::new().fields(fields)).await
+    }
+
+    pub async fn approve_order_by_provider(&self, order_uuid: &str) -> Result<()> {
+        let path = format!(
+            "/api/marketplace-orders/{}/approve_by_provider/",
+            id(order_uuid)
+        );
+        self.post_action(&path, Some(&json!({}))).await
+    }
+
+    pub async fn reject_order_by_provider(
+        &self,
+        order_uuid: &str,
+        comment: Option<&str>,
+    ) -> Result<()> {
+        let path = format!(
+            "/api/marketplace-orders/{}/reject_by_provider/",
+            id(order_uuid)
+        );
+        let body = match comment {
+            Some(c) => json!({ "provider_rejection_comment": c }),
+            None => json!({}),
+        };
+        self.post_action(&path, Some(&body)).await
+    }
+
+    pub async fn set_order_executing(&self, order_uuid: &str) -> Result<()> {
+        let path = format!(
+            "/api/marketplace-orders/{}/set_state_executing/",
+            id(order_uuid)
+        );
+        self.post_action::<Value>(&path, None).await
+    }
+
+    pub async fn set_order_done(&self, order_uuid: &str) -> Result<()> {
+        let path = format!("/api/marketplace-orders/{}/set_state_done/", id(order_uuid));
+        self.post_action::<Value>(&path, None).await
+    }
+
+    pub async fn set_order_erred(
+        &self,
+        order_uuid: &str,
+        error_message: &str,
+        error_traceback: &str,
+    ) -> Result<()> {
+        let path = format!(
+            "/api/marketplace-orders/{}/set_state_erred/",
+            id(order_uuid)
+        );
+        let body = json!({ "error_message": error_message, "error_traceback": error_traceback });
+        self.post_action(&path, Some(&body)).await
+    }
+
+    pub async fn set_order_backend_id(&self, order_uuid: &str, backend_id: &str) -> Result<()> {
+        let path = format!("/api/marketplace-orders/{}/set_backend_id/", id(order_uuid));
+        self.post_action(&path, Some(&json!({ "backend_id": backend_id })))
+            .await
+    }
+
+    // ------------------------------------------------------ provider resources
+
+    pub async fn list_resources(&self, filter: &ResourceFilter) -> Result<Vec<ProviderResource>> {
+        let params = Params::new()
+            .add_opt("offering_uuid", filter.offering_uuid.as_deref().map(id))
+            .add_all("state", filter.states.iter().map(ResourceState::as_str))
+            .add_opt("project_uuid", filter.project_uuid.as_deref().map(id))
+            .add_opt("backend_id", filter.backend_id.as_deref())
+            .fields(&filter.fields);
+        self.list_all("/api/marketplace-provider-resources/", &params)
+            .await
+    }
+
+    pub async fn get_resource(
+        &self,
+        resource_uuid: &str,
+        fields: &[&str],
+    ) -> Result<ProviderResource> {
+        let path = format!("/api/marketplace-provider-resources/{}/", id(resource_uuid));
+        self.get_json(&path, &Params::new().fields(fields)).await
+    }
+
+    /// The project team of a resource. Not paginated by Mastermind: one plain list.
+    pub async fn resource_team(
+        &self,
+        resource_uuid: &str,
+        consented_only: bool,
+    ) -> Result<Vec<ProjectUser>> {
+        let path = format!(
+            "/api/marketplace-provider-resources/{}/team/",
+            id(resource_uuid)
+        );
+        let params = if consented_only {
+            Params::new().add("has_consent", "true")
+        } else {
+            Params::new()
+        };
+        self.list_page(&path, &params).await
+    }
+
+    fn resource_action(resource_uuid: &str, action: &str) -> String {
+        format!(
+            "/api/marketplace-provider-resources/{}/{action}/",
+            id(resource_uuid)
+        )
+    }
+
+    pub async fn set_resource_backend_id(
+        &self,
+        resource_uuid: &str,
+        backend_id: &str,
+    ) -> Result<()> {
+        let path = Self::resource_action(resource_uuid, "set_backend_id");
+        self.post_action(&path, Some(&json!({ "backend_id": backend_id })))
+            .await
+    }
+
+    /// Limits are sent as integers, the way Waldur stores them.
+    pub async fn set_resource_limits(
+        &self,
+        resource_uuid: &str,
+        limits: &std::collections::BTreeMap<String, i64>,
+    ) -> Result<()> {
+        let path = Self::resource_action(resource_uuid, "set_limits");
+        self.post_action(&path, Some(&json!({ "limits": limits })))
+            .await
+    }
+
+    pub async fn set_resource_backend_metadata(
+        &self,
+        resource_uuid: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<()> {
+        let path = Self::resource_action(resource_uuid, "set_backend_metadata");
+        self.post_action(&path, Some(&json!({ "backend_metadata": metadata })))
+            .await
+    }
+
+    pub async fn set_resource_endpoints(
+        &self,
+        resource_uuid: &str,
+        endpoints: &[EndpointItem],
+    ) -> Result<()> {
+        let path = Self::resource_action(resource_uuid, "set_endpoints");
+        self.post_action(&path, Some(&json!({ "endpoints": endpoints })))
+            .await
+    }
+
+    pub async fn refresh_resource_last_sync(&self, resource_uuid: &str) -> Result<()> {
+        let path = Self::resource_action(resource_uuid, "refresh_last_sync");
+        self.post_action::<Value>(&path, None).await
+    }
+
+    pub async fn set_resource_ok(&self, resource_uuid: &str) -> Result<()> {
+        let path = Self::resource_action(resource_uuid, "set_as_ok");
+        self.post_action::<Value>(&path, None).await
+    }
+
+    pub async fn set_resource_erred(
+        &self,
+        resource_uuid: &str,
+        error_message: &str,
+        error_traceback: &str,
+    ) -> Result<()> {
+        let path = Self::resource_action(resource_uuid, "set_as_erred");
+        let body = json!({ "error_message": error_message, "error_traceback": error_traceback });
+        self.post_action(&path, Some(&body)).await
+    }
+
+    /// Full replace of a resource's membership sync statuses. A 409 (offering without
+    /// `enable_membership_sync_status`) comes back as a conflict error.
+    pub async fn set_membership_sync_statuses(
+        &self,
+        resource_uuid: &str,
+        statuses: &[Value],
+    ) -> Result<MembershipSyncResult> {
+        let path = Self::resource_action(resource_uuid, "set_membership_sync_statuses");
+        self.post_json(&path, Some(&json!({ "statuses": statuses })))
+            .await
+    }
+
+    // ------------------------------------------------------------- offerings
+
+    pub async fn get_offering(
+        &self,
+        offering_uuid: &str,
+        fields: &[&str],
+    ) -> Result<ProviderOffering> {
+        let path = format!("/api/marketplace-provider-offerings/{}/", id(offering_uuid));
+        self.get_json(&path, &Params::new().fields(fields)).await
+    }
+
+    pub async fn check_unique_backend_id(
+        &self,
+        offering_uuid: &str,
+        backend_id: &str,
+        check_all_offerings: bool,
+    ) -> Result<BackendIdCheck> {
+        let path = format!(
+            "/api/marketplace-provider-offerings/{}/check_unique_backend_id/",
+            id(offering_uuid)
+        );
+        let body = json!({ "backend_id": backend_id, "check_all_offerings": check_all_offerings });
+        self.post_json(&path, Some(&body)).await
+    }
+
+    /// `body` is an `OfferingComponentRequest` (`billing_type`, `type`, `name` required).
+    pub async fn create_offering_component(&self, offering_uuid: &str, body: &Value) -> Result<()> {
+        let path = format!(
+            "/api/marketplace-provider-offerings/{}/create_offering_component/",
+            id(offering_uuid)
+        );
+        self.post_action(&path, Some(body)).await
+    }
+
+    /// `body` must carry the component `uuid`.
+    pub async fn update_offering_component(&self, offering_uuid: &str, body: &Value) -> Result<()> {
+        let path = format!(
+            "/api/marketplace-provider-offerings/{}/update_offering_component/",
+            id(offering_uuid)
+        );
+        self.post_action(&path, Some(body)).await
+    }
+
+    pub async fn user_attribute_config(&self, offering_uuid: &str) -> Result<UserAttributeConfig> {
+        let path = format!(
+            "/api/marketplace-provider-offerings/{}/user-attribute-config/",
+            id(offering_uuid)
+        );
+        self.get_json(&path, &Params::new()).await
+    }
+
+    pub async fn list_project_service_accounts(
+        &self,
+        offering_uuid: &str,
+    ) -> Result<Vec<OfferingAccount>> {
+        let path = format!(
+            "/api/marketplace-provider-offerings/{}/list_project_service_accounts/",
+            id(offering_uuid)
+        );
+        self.list_all(&path, &Params::new()).await
+    }
+
+    pub async fn list_course_accounts(&self, offering_uuid: &str) -> Result<Vec<OfferingAccount>> {
+        let path = format!(
+            "/api/marketplace-provider-offerings/{}/list_course_accounts/",
+            id(offering_uuid)
+        );
+        self.list_all(&path, &Params::new()).await
+    }
+
+    pub async fn get_plan(&self, plan_uuid: &str) -> Result<Plan> {
+        let path = format!("/api/marketplace-plans/{}/", id(plan_uuid));
+        self.get_json(&path, &Params::new()).await
+    }
+
+    // ------------------------------------------------------ service providers
+
+    pub async fn list_service_providers(
+        &self,
+        customer_uuid: &str,
+    ) -> Result<Vec<ServiceProvider>> {
+        let params = Params::new()
+            .add("customer_uuid", id(customer_uuid))
+            .fields(&["uuid", "url", "name", "customer_uuid"]);
+        self.list_page("/api/marketplace-service-providers/", &params)
+            .await
+    }
+
+    /// SSH keys of users in the provider's projects (first page, as upstream).
+    pub async fn service_provider_keys(&self, service_provider_uuid: &str) -> Result<Vec<SshKey>> {
+        let path = format!(
+            "/api/marketplace-service-providers/{}/keys/",
+            id(service_provider_uuid)
+        );
+        self.list_page(&path, &Params::new()).await
+    }
+
+    /// Projects of a service provider matching `query` (the agent searches by project uuid).
+    pub async fn service_provider_projects(
+        &self,
+        service_provider_uuid: &str,
+        query: &str,
+        fields: &[&str],
+    ) -> Result<Vec<Project>> {
+        let path = format!(
+            "/api/marketplace-service-providers/{}/projects/",
+            id(service_provider_uuid)
+        );
+        let params = Params::new().add("query", query).fields(fields);
+        self.list_page(&path, &params).await
+    }
+
+    // ------------------------------------------------------------ users, misc
+
+    pub async fn current_user(&self) -> Result<CurrentUser> {
+        self.get_json("/api/users/me/", &Params::new()).await
+    }
+
+    pub async fn version(&self) -> Result<VersionInfo> {
+        self.get_json("/api/version/", &Params::new()).await
+    }
+
+    // --------------------------------------------------------- offering users
+
+    pub async fn list_offering_users(
+        &self,
+        filter: &OfferingUserFilter,
+    ) -> Result<Vec<OfferingUser>> {
+        let params = Params::new()
+            .add_opt("offering_uuid", filter.offering_uuid.as_deref().map(id))
+            .add_opt("user_uuid", filter.user_uuid.as_deref().map(id))
+            .add_all("state", filter.states.iter().map(OfferingUserState::as_str))
+            .add_opt("is_restricted", filter.is_restricted)
+            .add_all("field", filter.fields.iter());
+        self.list_all("/api/marketplace-offering-users/", &params)
+            .await
+    }
+
+    pub async fn get_offering_user(&self, offering_user_uuid: &str) -> Result<OfferingUser> {
+        let path = format!(
+            "/api/marketplace-offering-users/{}/",
+            id(offering_user_uuid)
+        );
+        self.get_json(&path, &Params::new()).await
+    }
+
+    /// Set the site username; Mastermind moves Creating/Error creating/Pending… users to OK.
+    pub async fn set_offering_user_username(
+        &self,
+        offering_user_uuid: &str,
+        username: &str,
+    ) -> Result<OfferingUser> {
+        let path = format!(
+            "/api/marketplace-offering-users/{}/",
+            id(offering_user_uuid)
+        );
+        let raw = self
+            .send_body(
+                reqwest::Method::PATCH,
+                &path,
+                Some(&json!({ "username": username })),
+            )
+            .await?;
+        crate::client::decode(&raw)
+    }
+
+    fn offering_user_action(offering_user_uuid: &str, action: &str) -> String {
+        format!(
+            "/api/marketplace-offering-users/{}/{action}/",
+            id(offering_user_uuid)
+        )
+    }
+
+    pub async fn offering_user_begin_creating(&self, offering_user_uuid: &str) -> Result<()> {
+        let path = Self::offering_user_action(offering_user_uuid, "begin_creating");
+        self.post_action::<Value>(&path, None).await
+    }
+
+    pub async fn offering_user_set_validation_complete(
+        &self,
+        offering_user_uuid: &str,
+    ) -> Result<()> {
+        let path = Self::offering_user_action(offering_user_uuid, "set_validation_complete");
+        self.post_action::<Value>(&path, None).await
+    }
+
+    pub async fn offering_user_set_error_creating(&self, offering_user_uuid: &str) -> Result<()> {
+        let path = Self::offering_user_action(offering_user_uuid, "set_error_creating");
+        self.post_action::<Value>(&path, None).await
+    }
+
+    pub async fn offering_user_set_pending_account_linking(
+        &self,
+        offering_user_uuid: &str,
+        comment: &str,
+        comment_url: Option<&str>,
+    ) -> Result<()> {
+        let path = Self::offering_user_action(offering_user_uuid, "set_pending_account_linking");
+        self.post_action(&path, Some(&comment_body(comment, comment_url)))
+            .await
+    }
+
+    pub async fn offering_user_set_pending_additional_validation(
+        &self,
+        offering_user_uuid: &str,
+        comment: &str,
+        comment_url: Option<&str>,
+    ) -> Result<()> {
+        let path =
+            Self::offering_user_action(offering_user_uuid, "set_pending_additional_validation");
+        self.post_action(&path, Some(&comment_body(comment, comment_url)))
+            .await
+    }
+
+    // ---------------------------------------------------------------- usage
+
+    pub async fn list_component_usages(
+        &self,
+        resource_uuid: &str,
+        billing_period: &str,
+    ) -> Result<Vec<ComponentUsage>> {
+        let params = Params::new()
+            .add("resource_uuid", id(resource_uuid))
+            .add("billing_period", billing_period)
+            .fields(&["uuid", "type", "usage"]);
+        self.list_all("/api/marketplace-component-usages/", &params)
+            .await
+    }
+
+    /// Report a resource's usage for the billing month containing `date` (201, empty body).
+    pub async fn set_usage(
+        &self,
+        resource_uuid: &str,
+        date: &str,
+        usages: &[UsageItem],
+    ) -> Result<()> {
+        let body = json!({ "resource": id(resource_uuid), "date": date, "usages": usages });
+        self.post_action("/api/marketplace-component-usages/set_usage/", Some(&body))
+            .await
+    }
+
+    pub async fn set_user_usages(
+        &self,
+        component_usage_uuid: &str,
+        usages: &[UserUsageItem],
+    ) -> Result<()> {
+        let path = format!(
+            "/api/marketplace-component-usages/{}/set_user_usages/",
+            id(component_usage_uuid)
+        );
+        self.post_action(&path, Some(&json!({ "usages": usages })))
+            .await
+    }
+
+    pub async fn list_component_user_usages(
+        &self,
+        resource_uuid: &str,
+        billing_period: &str,
+    ) -> Result<Vec<ComponentUserUsage>> {
+        let params = Params::new()
+            .add("resource_uuid", id(resource_uuid))
+            .add("component_usage__billing_period", billing_period)
+            .fields(&["component_usage"]);
+        self.list_all("/api/marketplace-component-user-usages/", &params)
+            .await
+    }
+
+    pub async fn list_component_user_usage_limits(
+        &self,
+        resource_uuid: &str,
+    ) -> Result<Vec<ComponentUserUsageLimit>> {
+        let params = Params::new().add("resource_uuid", id(resource_uuid));
+        self.list_all("/api/component-user-usage-limits/", &params)
+            .await
+    }
+
+    // ------------------------------------------- agent identity and services
+    // An older Mastermind answers 404 to all of these: callers check `is_not_found()`.
+
+    pub async fn list_agent_identities(
+        &self,
+        offering_uuid: &str,
+        name: &str,
+    ) -> Result<Vec<AgentIdentity>> {
+        let params = Params::new()
+            .add("offering_uuid", id(offering_uuid))
+            .add("name", name);
+        self.list_page("/api/marketplace-site-agent-identities/", &params)
+            .await
+    }
+
+    pub async fn create_agent_identity(
+        &self,
+        request: &AgentIdentityRequest,
+    ) -> Result<AgentIdentity> {
+        self.post_json("/api/marketplace-site-agent-identities/", Some(request))
+            .await
+    }
+
+    pub async fn update_agent_identity(
+        &self,
+        identity_uuid: &str,
+        request: &AgentIdentityRequest,
+    ) -> Result<AgentIdentity> {
+        let path = format!(
+            "/api/marketplace-site-agent-identities/{}/",
+            id(identity_uuid)
+        );
+        let raw = self
+            .send_body(reqwest::Method::PUT, &path, Some(request))
+            .await?;
+        crate::client::decode(&raw)
+    }
+
+    /// Upsert by name: update the identity named `request.name` or create it.
+    pub async fn register_agent_identity(
+        &self,
+        request: &AgentIdentityRequest,
+    ) -> Result<AgentIdentity> {
+        let existing = self
+            .list_agent_identities(&request.offering, &request.name)
+            .await?;
+        match existing.into_iter().find(|i| i.name == request.name) {
+            Some(identity) => self.update_agent_identity(&identity.uuid, request).await,
+            None => self.create_agent_identity(request).await,
+        }
+    }
+
+    pub async fn register_agent_service(
+        &self,
+        identity_uuid: &str,
+        name: &str,
+        mode: &str,
+    ) -> Result<AgentService> {
+        let path = format!(
+            "/api/marketplace-site-agent-identities/{}/register_service/",
+            id(identity_uuid)
+        );
+        self.post_json(&path, Some(&json!({ "name": name, "mode": mode })))
+            .await
+    }
+
+    /// Also the heartbeat: Mastermind sets `last_run` on every call.
+    pub async fn register_agent_processor(
+        &self,
+        service_uuid: &str,
+        name: &str,
+        backend_type: &str,
+        backend_version: &str,
+    ) -> Result<AgentProcessor> {
+        let path = format!(
+            "/api/marketplace-site-agent-services/{}/register_processor/",
+            id(service_uuid)
+        );
+        let body = json!({ "name": name, "backend_type": backend_type, "backend_version": backend_version });
+        self.post_json(&path, Some(&body)).await
+    }
+
+    pub async fn set_agent_service_statistics(
+        &self,
+        service_uuid: &str,
+        statistics: &Value,
+    ) -> Result<()> {
+        let path = format!(
+            "/api/marketplace-site-agent-services/{}/set_statistics/",
+            id(service_uuid)
+        );
+        self.post_action(&path, Some(&json!({ "statistics": statistics })))
+            .await
+    }
+
+    pub async fn register_event_subscription(
+        &self,
+        identity_uuid: &str,
+        object_type: &str,
+        description: &str,
+    ) -> Result<EventSubscription> {
+        let path = format!(
+            "/api/marketplace-site-agent-identities/{}/register_event_subscription/",
+            id(identity_uuid)
+        );
+        let body = json!({ "observable_object_type": object_type, "description": description });
+        self.post_json(&path, Some(&body)).await
+    }
+
+    pub async fn create_event_subscription_queue(
+        &self,
+        subscription_uuid: &str,
+        offering_uuid: &str,
+        object_type: &str,
+    ) -> Result<EventSubscriptionQueue> {
+        let path = format!(
+            "/api/event-subscriptions/{}/create_queue/",
+            id(subscription_uuid)
+        );
+        let body = json!({ "offering_uuid": id(offering_uuid), "object_type": object_type });
+        self.post_json(&path, Some(&body)).await
+    }
+
+    /// Unified agent queue (newer Mastermind). `None` keeps the server's current type filter.
+    pub async fn register_agent_queue(
+        &self,
+        identity_uuid: &str,
+        object_types: Option<&[String]>,
+    ) -> Result<AgentQueue> {
+        let path = format!(
+            "/api/marketplace-site-agent-identities/{}/register_queue/",
+            id(identity_uuid)
+        );
+        let body = match object_types {
+            Some(types) => json!({ "object_types": types }),
+            None => json!({}),
+        };
+        self.post_json(&path, Some(&body)).await
+    }
+
+    pub async fn delete_event_subscription(&self, subscription_uuid: &str) -> Result<()> {
+        let path = format!("/api/event-subscriptions/{}/", id(subscription_uuid));
+        self.send_body::<Value>(reqwest::Method::DELETE, &path, None)
+            .await
+            .map(|_| ())
+    }
+
+    // ------------------------------------------------------- resource API keys
+
+    pub async fn list_resource_api_keys(&self, resource_uuid: &str) -> Result<Vec<ResourceApiKey>> {
+        let params = Params::new().add("resource_uuid", id(resource_uuid));
+        self.list_all("/api/marketplace-resource-api-keys/", &params)
+            .await
+    }
+
+    pub async fn report_resource_api_key_created(
+        &self,
+        resource_uuid: &str,
+        client_id: &str,
+        api_key: &crate::client::Secret,
+    ) -> Result<()> {
+        let body = json!({ "resource": id(resource_uuid), "client_id": client_id, "api_key": api_key.expose() });
+        self.post_action(
+            "/api/marketplace-resource-api-keys/report_created/",
+            Some(&body),
+        )
+        .await
+    }
+}
+
+fn comment_body(comment: &str, comment_url: Option<&str>) -> Value {
+    let mut body = json!({ "comment": comment });
+    if let Some(url) = comment_url {
+        body["comment_url"] = Value::String(url.to_owned());
+    }
+    body
+}

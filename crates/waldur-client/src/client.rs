@@ -1,0 +1,549 @@
+//! The HTTP core: base URL, authentication (static token or OIDC client credentials), request
+//! execution with error classification, and Link-header pagination.
+
+use std::fmt;
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, LINK};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::error::{WaldurError, safe_url};
+
+/// A credential. `Debug` and `Display` print `***`; only the request builder reads it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret text, for the single place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How the agent authenticates to Mastermind.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// `Authorization: Token <key>`.
+    Token(Secret),
+    /// OIDC client-credentials grant; the access token is sent as `Bearer`.
+    Oidc {
+        token_url: String,
+        client_id: String,
+        client_secret: Secret,
+    },
+}
+
+/// Everything needed to build a [`WaldurClient`].
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// `waldur_api_url` from the config; a trailing `/api/` (or `/api`) is removed.
+    pub api_url: String,
+    pub auth: Auth,
+    /// e.g. `waldur-site-agent-order_process/0.1.0` (Mastermind sniffs `waldur-site-agent`).
+    pub user_agent: String,
+    pub verify_tls: bool,
+    pub proxy: Option<String>,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl ClientOptions {
+    pub fn new(api_url: impl Into<String>, auth: Auth) -> Self {
+        ClientOptions {
+            api_url: api_url.into(),
+            auth,
+            user_agent: format!("waldur-site-agent/{}", env!("CARGO_PKG_VERSION")),
+            verify_tls: true,
+            proxy: None,
+            timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Query parameters; repeated keys are kept (`state=a&state=b`, `field=x&field=y`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn new() -> Self {
+        Params::default()
+    }
+    pub fn add(mut self, key: &str, value: impl ToString) -> Self {
+        self.0.push((key.to_owned(), value.to_string()));
+        self
+    }
+    pub fn add_opt(self, key: &str, value: Option<impl ToString>) -> Self {
+        match value {
+            Some(v) => self.add(key, v),
+            None => self,
+        }
+    }
+    pub fn add_all<I, V>(mut self, key: &str, values: I) -> Self
+    where
+        I: IntoIterator<Item = V>,
+        V: ToString,
+    {
+        for value in values {
+            self.0.push((key.to_owned(), value.to_string()));
+        }
+        self
+    }
+    /// Sparse field selection (`field=a&field=b`).
+    pub fn fields(self, fields: &[&str]) -> Self {
+        self.add_all("field", fields.iter())
+    }
+    fn set(&mut self, key: &str, value: impl ToString) {
+        self.0.retain(|(k, _)| k != key);
+        self.0.push((key.to_owned(), value.to_string()));
+    }
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+}
+
+/// Page size used when fetching all pages (upstream uses 100; Mastermind caps at 300).
+pub const PAGE_SIZE: u32 = 100;
+/// OIDC tokens are refreshed this long before they expire.
+const OIDC_REFRESH_MARGIN: Duration = Duration::from_secs(30);
+/// Lifetime assumed when the token endpoint omits `expires_in`.
+const OIDC_DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// A runaway `next` chain (a broken proxy rewriting links) must not loop forever.
+const MAX_PAGES: u32 = 100_000;
+
+static INSTALL_CRYPTO: Once = Once::new();
+
+/// Typed async client for the Mastermind endpoints the agent uses. Cheap to clone.
+#[derive(Clone)]
+pub struct WaldurClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// Origin plus any path prefix, without trailing `/` and without `/api`.
+    base: String,
+    auth: Auth,
+    oidc_token: Mutex<Option<CachedToken>>,
+}
+
+struct CachedToken {
+    token: Secret,
+    refresh_at: Instant,
+}
+
+impl fmt::Debug for WaldurClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaldurClient")
+            .field("base", &self.inner.base)
+            .field("auth", &self.inner.auth)
+            .finish()
+    }
+}
+
+/// Remove a literal trailing `/api/` or `/api` (not a character set, unlike upstream) and any
+/// trailing slashes.
+pub fn strip_api_suffix(api_url: &str) -> String {
+    let trimmed = api_url.trim();
+    let without = trimmed
+        .strip_suffix("/api/")
+        .or_else(|| trimmed.strip_suffix("/api"))
+        .unwrap_or(trimmed);
+    without.trim_end_matches('/').to_owned()
+}
+
+/// A decoded response: status, headers and the raw body.
+pub(crate) struct RawResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+    pub url: String,
+}
+
+impl WaldurClient {
+    pub fn new(options: ClientOptions) -> Result<Self, WaldurError> {
+        INSTALL_CRYPTO.call_once(|| {
+            // Another crate may have installed a provider first; either way one is in place.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        });
+        let base = strip_api_suffix(&options.api_url);
+        let parsed = Url::parse(&base)
+            .map_err(|e| WaldurError::config(format!("invalid Waldur API URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(WaldurError::config(format!(
+                "Waldur API URL must be http(s), got scheme '{}'",
+                parsed.scheme()
+            )));
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(options.user_agent.clone())
+            .timeout(options.timeout)
+            .connect_timeout(options.connect_timeout)
+            .danger_accept_invalid_certs(!options.verify_tls);
+        if let Some(proxy) = options.proxy.as_deref().filter(|p| !p.trim().is_empty()) {
+            let proxy = reqwest::Proxy::all(proxy.trim())
+                .map_err(|e| WaldurError::config(format!("invalid proxy: {e}")))?;
+            builder = builder.proxy(proxy);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| WaldurError::config(format!("cannot build HTTP client: {e}")))?;
+        Ok(WaldurClient {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                auth: options.auth,
+                oidc_token: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The API root without `/api` (e.g. `https://waldur.example.com`).
+    pub fn base_url(&self) -> &str {
+        &self.inner.base
+    }
+
+    fn url(&self, path: &str, params: &Params) -> Result<Url, WaldurError> {
+        let mut url = Url::parse(&format!("{}{}", self.inner.base, path))
+            .map_err(|e| WaldurError::config(format!("invalid request path {path}: {e}")))?;
+        if !params.0.is_empty() {
+            url.query_pairs_mut().extend_pairs(params.0.iter());
+        }
+        Ok(url)
+    }
+
+    async fn authorization(&self) -> Result<String, WaldurError> {
+        match &self.inner.auth {
+            Auth::Token(token) => Ok(format!("Token {}", token.expose())),
+            Auth::Oidc {
+                token_url,
+                client_id,
+                client_secret,
+            } => {
+                let mut cached = self.inner.oidc_token.lock().await;
+                if let Some(entry) = cached.as_ref() {
+                    if Instant::now() < entry.refresh_at {
+                        return Ok(format!("Bearer {}", entry.token.expose()));
+                    }
+                }
+                let fresh = self
+                    .fetch_oidc_token(token_url, client_id, client_secret)
+                    .await?;
+                let header = format!("Bearer {}", fresh.token.expose());
+                *cached = Some(fresh);
+                Ok(header)
+            }
+        }
+    }
+
+    async fn fetch_oidc_token(
+        &self,
+        token_url: &str,
+        client_id: &str,
+        client_secret: &Secret,
+    ) -> Result<CachedToken, WaldurError> {
+        let url = Url::parse(token_url)
+            .map_err(|e| WaldurError::config(format!("invalid OIDC token URL: {e}")))?;
+        let shown = format!("POST {}", safe_url(&url));
+        let response = self
+            .inner
+            .http
+            .post(url)
+            .timeout(Duration::from_secs(30))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", client_secret.expose()),
+            ])
+            .send()
+            .await
+            .map_err(|e| WaldurError::transport(shown.clone(), &e))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| WaldurError::transport(shown.clone(), &e))?;
+        if !status.is_success() {
+            return Err(WaldurError::from_status(status.as_u16(), shown, &body));
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenResponse {
+            access_token: String,
+            #[serde(default)]
+            expires_in: Option<f64>,
+        }
+        let parsed: TokenResponse = serde_json::from_str(&body).map_err(|e| {
+            // The body holds the token: never include it in the error.
+            WaldurError::decode(shown.clone(), e, "<token response withheld>")
+        })?;
+        let ttl = parsed
+            .expires_in
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or(OIDC_DEFAULT_TTL);
+        Ok(CachedToken {
+            token: Secret::new(parsed.access_token),
+            refresh_at: Instant::now() + ttl.saturating_sub(OIDC_REFRESH_MARGIN),
+        })
+    }
+
+    /// Send one request; non-2xx statuses become classified errors.
+    pub(crate) async fn execute(
+        &self,
+        method: Method,
+        path: &str,
+        params: &Params,
+        body: Option<&Value>,
+    ) -> Result<RawResponse, WaldurError> {
+        let url = self.url(path, params)?;
+        self.execute_url(method, url, body).await
+    }
+
+    async fn execute_url(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<RawResponse, WaldurError> {
+        let shown = format!("{method} {}", safe_url(&url));
+        let authorization = self.authorization().await?;
+        let mut request = self
+            .inner
+            .http
+            .request(method.clone(), url)
+            .header(AUTHORIZATION, authorization)
+            .header(ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        tracing::debug!(request = %shown, "waldur request");
+        let response = request
+            .send()
+            .await
+            .map_err(|e| WaldurError::transport(shown.clone(), &e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| WaldurError::transport(shown.clone(), &e))?;
+        if status == StatusCode::UNAUTHORIZED {
+            // An OIDC token may have been revoked early: fetch a new one next time.
+            if matches!(self.inner.auth, Auth::Oidc { .. }) {
+                *self.inner.oidc_token.lock().await = None;
+            }
+        }
+        if !status.is_success() {
+            return Err(WaldurError::from_status(status.as_u16(), shown, &text));
+        }
+        Ok(RawResponse {
+            status,
+            headers,
+            body: text,
+            url: shown,
+        })
+    }
+
+    /// GET and decode JSON.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &Params,
+    ) -> Result<T, WaldurError> {
+        let raw = self.execute(Method::GET, path, params, None).await?;
+        decode(&raw)
+    }
+
+    /// POST a JSON body (or none) and decode the JSON answer.
+    pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, WaldurError> {
+        let raw = self.send_body(Method::POST, path, body).await?;
+        decode(&raw)
+    }
+
+    /// POST and ignore the answer (actions that return an empty body or a status message).
+    pub async fn post_action<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(), WaldurError> {
+        self.send_body(Method::POST, path, body).await.map(|_| ())
+    }
+
+    pub(crate) async fn send_body<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<RawResponse, WaldurError> {
+        let value = match body {
+            Some(b) => Some(serde_json::to_value(b).map_err(|e| {
+                WaldurError::config(format!("cannot encode request body for {path}: {e}"))
+            })?),
+            None => None,
+        };
+        self.execute(method, path, &Params::new(), value.as_ref())
+            .await
+    }
+
+    /// One page of a list endpoint (the server's default page size unless `params` sets one).
+    pub async fn list_page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &Params,
+    ) -> Result<Vec<T>, WaldurError> {
+        self.get_json(path, params).await
+    }
+
+    /// Every item of a list endpoint: `page_size=100`, following `Link: <…>; rel="next"`.
+    pub async fn list_all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &Params,
+    ) -> Result<Vec<T>, WaldurError> {
+        let mut query = params.clone();
+        query.set("page_size", PAGE_SIZE);
+        let mut page: u32 = 1;
+        let mut items = Vec::new();
+        loop {
+            if page > 1 {
+                query.set("page", page);
+            }
+            let raw = self.execute(Method::GET, path, &query, None).await?;
+            let mut batch: Vec<T> = decode(&raw)?;
+            let batch_len = batch.len();
+            items.append(&mut batch);
+            let Some(next) = next_page(&raw.headers) else {
+                break;
+            };
+            // Re-issue against our own base URL with the `page` number from the link: a proxy in
+            // front of Mastermind may render links with an internal host name.
+            let next_number = next.unwrap_or(page + 1);
+            if next_number <= page || batch_len == 0 || page >= MAX_PAGES {
+                break;
+            }
+            page = next_number;
+        }
+        Ok(items)
+    }
+}
+
+/// `Some(Some(n))` when the Link header has `rel="next"` with a page number, `Some(None)` when
+/// it has a next link without a readable page, `None` when there is no next page.
+fn next_page(headers: &HeaderMap) -> Option<Option<u32>> {
+    for value in headers.get_all(LINK) {
+        let Ok(text) = value.to_str() else { continue };
+        for part in text.split(',') {
+            let mut pieces = part.split(';');
+            let Some(target) = pieces.next() else {
+                continue;
+            };
+            let is_next = pieces.any(|p| {
+                let p = p.trim();
+                p == "rel=\"next\"" || p == "rel=next"
+            });
+            if !is_next {
+                continue;
+            }
+            let target = target.trim().trim_start_matches('<').trim_end_matches('>');
+            let page = Url::parse(target).ok().and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "page")
+                    .and_then(|(_, v)| v.parse::<u32>().ok())
+            });
+            return Some(page);
+        }
+    }
+    None
+}
+
+/// Decode a JSON body. Nulls inside objects are dropped first so that `#[serde(default)]` fields
+/// accept `null` (Mastermind sends `null` for many unset strings).
+pub(crate) fn decode<T: DeserializeOwned>(raw: &RawResponse) -> Result<T, WaldurError> {
+    let body = if raw.body.trim().is_empty() {
+        "null"
+    } else {
+        raw.body.as_str()
+    };
+    let mut value: Value = serde_json::from_str(body)
+        .map_err(|e| WaldurError::decode(raw.url.clone(), e, &raw.body))?;
+    strip_nulls(&mut value);
+    serde_json::from_value(value).map_err(|e| {
+        WaldurError::decode(
+            format!("{} (status {})", raw.url, raw.status.as_u16()),
+            e,
+            &raw.body,
+        )
+    })
+}
+
+fn strip_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_literal_api_suffix_is_stripped() {
+        assert_eq!(
+            strip_api_suffix("https://w.example/api/"),
+            "https://w.example"
+        );
+        assert_eq!(
+            strip_api_suffix("https://w.example/api"),
+            "https://w.example"
+        );
+        assert_eq!(strip_api_suffix("https://w.example/"), "https://w.example");
+        // Upstream's rstrip("/api") would mangle these host names.
+        assert_eq!(strip_api_suffix("https://tapi"), "https://tapi");
+        assert_eq!(
+            strip_api_suffix("https://example.pa/"),
+            "https://example.pa"
+        );
+        assert_eq!(
+            strip_api_suffix("https://h/waldur/api/"),
+            "https://h/waldur"
+        );
+    }
+
+    #[test]
+    fn secret_debug_is_masked() {
+        let auth = Auth::Token(Secret::new("tok-123"));
+        assert!(!format!("{auth:?}").contains("tok-123"));
+        assert_eq!(format!("{}", Secret::new("x")), "***");
+    }
+}
