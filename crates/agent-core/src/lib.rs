@@ -1,1 +1,29 @@
-//! agent-core
+//! The agent core: per-offering processors that reconcile Waldur and the site.
+//!
+//! - [`orders::order_process`] — apply `pending-provider` / `executing` orders (§3.1).
+//! - [`report::report`] — usage reporting for the configured billing months (§3.2).
+//! - [`membership::membership_sync`] — team membership, status flags, limits (§3.3).
+//! - [`usernames`] — the offering-user username state machine (§6).
+//! - [`identity::register_agent`] — identity/service/processor registration (§4.1).
+//!
+//! Every processor returns a [`CycleReport`]; one failing item never stops the others.
+//! Event handlers call the `process_*` entry points, which share the polling code.
+
+pub mod context;
+pub mod convert;
+pub mod error;
+pub mod identity;
+pub mod membership;
+pub mod orders;
+pub mod report;
+pub mod usernames;
+
+pub use context::{CoreSettings, OfferingContext};
+pub use error::{CoreError, CoreResult, CycleReport};
+pub use identity::{Registration, RegistrationOutcome, register_agent};
+pub use membership::{
+    membership_sync, process_project_user_sync, process_resource_by_uuid,
+    process_user_role_changed, process_username_set,
+};
+pub use orders::{OrderOutcome, order_process, process_order_by_uuid};
+pub use report::report;

@@ -1,0 +1,230 @@
+//! Per-offering Waldur context shared by the processors: the client, the backends, the offering's
+//! details and per-cycle caches (offering users, teams per project, SSH keys).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use agent_config::{AgentConfig, OfferingConfig};
+use backend_api::OfferingBackends;
+use jiff::tz::TimeZone;
+use tokio::sync::Mutex;
+use waldur_client::{
+    OfferingUser, OfferingUserFilter, ProjectUser, ProviderOffering, WaldurClient, normalize_uuid,
+};
+
+use crate::error::{CoreError, CoreResult};
+
+/// Agent-wide settings the processors read.
+#[derive(Clone, Debug)]
+pub struct CoreSettings {
+    /// Billing-month timezone (report).
+    pub timezone: TimeZone,
+    /// Months reported: the current one and `n - 1` before it (1..=12).
+    pub reporting_periods: u32,
+    /// Put backend error text into Waldur error messages (else a generic message).
+    pub expose_backend_error_details: bool,
+    /// Orders of one offering processed at once.
+    pub order_concurrency: usize,
+    /// Agent version for identity registration.
+    pub agent_version: String,
+}
+
+impl Default for CoreSettings {
+    fn default() -> Self {
+        CoreSettings {
+            timezone: TimeZone::UTC,
+            reporting_periods: 2,
+            expose_backend_error_details: true,
+            order_concurrency: 8,
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+impl CoreSettings {
+    /// Settings from the loaded configuration. An unknown timezone is an error (upstream's
+    /// silent fallback made backends and processor disagree on the billing month).
+    pub fn from_config(config: &AgentConfig) -> CoreResult<Self> {
+        let timezone = TimeZone::get(config.timezone.trim()).map_err(|e| {
+            CoreError::invalid(format!("timezone '{}' is not valid: {e}", config.timezone))
+        })?;
+        Ok(CoreSettings {
+            timezone,
+            reporting_periods: config.reporting_periods.clamp(1, 12),
+            expose_backend_error_details: config.expose_backend_error_details,
+            order_concurrency: config.order_concurrency.max(1),
+            ..CoreSettings::default()
+        })
+    }
+}
+
+/// Fields of the offering every processor needs (one GET per cycle).
+pub const OFFERING_FIELDS: &[&str] = &[
+    "uuid",
+    "components",
+    "customer_uuid",
+    "partitions",
+    "plugin_options",
+];
+
+/// Everything a processor needs for one offering. Build once per offering; call
+/// [`OfferingContext::begin_cycle`] (the processors do) to drop per-cycle caches.
+pub struct OfferingContext {
+    pub config: OfferingConfig,
+    /// Offering UUID, 32 hex.
+    pub offering_uuid: String,
+    pub client: WaldurClient,
+    pub backends: OfferingBackends,
+    pub settings: CoreSettings,
+    offering: Mutex<Option<Arc<ProviderOffering>>>,
+    offering_users: Mutex<Option<Arc<Vec<OfferingUser>>>>,
+    teams: Mutex<HashMap<String, Arc<Vec<ProjectUser>>>>,
+    ssh_keys: Mutex<Option<Arc<BTreeMap<String, String>>>>,
+    /// Set once a Mastermind without agent-identity endpoints was seen (logged once).
+    pub(crate) identity_unsupported: AtomicBool,
+}
+
+impl OfferingContext {
+    pub fn new(
+        config: OfferingConfig,
+        client: WaldurClient,
+        backends: OfferingBackends,
+        settings: CoreSettings,
+    ) -> Self {
+        let offering_uuid = normalize_uuid(&config.waldur_offering_uuid);
+        OfferingContext {
+            config,
+            offering_uuid,
+            client,
+            backends,
+            settings,
+            offering: Mutex::new(None),
+            offering_users: Mutex::new(None),
+            teams: Mutex::new(HashMap::new()),
+            ssh_keys: Mutex::new(None),
+            identity_unsupported: AtomicBool::new(false),
+        }
+    }
+
+    /// Name for logs and reports.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Drop per-cycle caches so the next cycle sees fresh Waldur data.
+    pub async fn begin_cycle(&self) {
+        *self.offering.lock().await = None;
+        *self.offering_users.lock().await = None;
+        self.teams.lock().await.clear();
+        *self.ssh_keys.lock().await = None;
+    }
+
+    /// Offering details (components, customer, partitions, plugin options), cached per cycle.
+    pub async fn offering(&self) -> CoreResult<Arc<ProviderOffering>> {
+        let mut slot = self.offering.lock().await;
+        if let Some(offering) = slot.as_ref() {
+            return Ok(offering.clone());
+        }
+        let fetched = Arc::new(
+            self.client
+                .get_offering(&self.offering_uuid, OFFERING_FIELDS)
+                .await?,
+        );
+        *slot = Some(fetched.clone());
+        Ok(fetched)
+    }
+
+    /// Unrestricted offering users of this offering (all fields the server exposes), cached.
+    pub async fn offering_users(&self) -> CoreResult<Arc<Vec<OfferingUser>>> {
+        let mut slot = self.offering_users.lock().await;
+        if let Some(users) = slot.as_ref() {
+            return Ok(users.clone());
+        }
+        let filter = OfferingUserFilter {
+            offering_uuid: Some(self.offering_uuid.clone()),
+            is_restricted: Some(false),
+            ..OfferingUserFilter::default()
+        };
+        let fetched = Arc::new(self.client.list_offering_users(&filter).await?);
+        *slot = Some(fetched.clone());
+        Ok(fetched)
+    }
+
+    /// Forget the cached offering users (after usernames changed).
+    pub async fn invalidate_offering_users(&self) {
+        *self.offering_users.lock().await = None;
+    }
+
+    /// The team of a resource, cached per project (all resources of a project share a team).
+    pub async fn team(
+        &self,
+        resource_uuid: &str,
+        project_uuid: &str,
+    ) -> CoreResult<Arc<Vec<ProjectUser>>> {
+        let key = if project_uuid.is_empty() {
+            format!("resource:{resource_uuid}")
+        } else {
+            project_uuid.to_owned()
+        };
+        if let Some(team) = self.teams.lock().await.get(&key) {
+            return Ok(team.clone());
+        }
+        let fetched = Arc::new(self.client.resource_team(resource_uuid, false).await?);
+        // Only cache non-empty teams: an empty one may be Waldur not having committed it yet.
+        if !fetched.is_empty() {
+            self.teams.lock().await.insert(key, fetched.clone());
+        }
+        Ok(fetched)
+    }
+
+    /// SSH keys of the service provider's users (key uuid → public key); failures give none.
+    pub async fn ssh_keys(&self) -> Arc<BTreeMap<String, String>> {
+        let mut slot = self.ssh_keys.lock().await;
+        if let Some(keys) = slot.as_ref() {
+            return keys.clone();
+        }
+        let keys = match self.fetch_ssh_keys().await {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::warn!(offering = %self.name(), error = %e, "cannot read service provider SSH keys");
+                BTreeMap::new()
+            }
+        };
+        let keys = Arc::new(keys);
+        *slot = Some(keys.clone());
+        keys
+    }
+
+    async fn fetch_ssh_keys(&self) -> CoreResult<BTreeMap<String, String>> {
+        let offering = self.offering().await?;
+        let customer = offering
+            .customer_uuid
+            .clone()
+            .ok_or_else(|| CoreError::invalid("offering has no customer_uuid"))?;
+        let providers = self.client.list_service_providers(&customer).await?;
+        let provider = providers.first().ok_or_else(|| {
+            CoreError::invalid(format!("no service provider for customer {customer}"))
+        })?;
+        let keys = self.client.service_provider_keys(&provider.uuid).await?;
+        Ok(keys.into_iter().map(|k| (k.uuid, k.public_key)).collect())
+    }
+
+    /// The message put into Waldur for a failure, honouring `expose_backend_error_details`.
+    pub fn error_message(&self, error: &CoreError) -> String {
+        if self.settings.expose_backend_error_details {
+            error.to_string()
+        } else {
+            match error {
+                CoreError::Backend(_) => {
+                    "The site could not complete the request; contact the service provider.".into()
+                }
+                other => other.to_string(),
+            }
+        }
+    }
+
+    pub(crate) fn mark_identity_unsupported(&self) -> bool {
+        !self.identity_unsupported.swap(true, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,73 @@
+//! Errors of the processors: a Waldur call or a backend call failed, each knowing whether a
+//! later attempt can help.
+
+use backend_api::BackendError;
+use waldur_client::WaldurError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Waldur(#[from] WaldurError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Waldur data the agent cannot act on (missing resource reference, no service provider, ...).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl CoreError {
+    /// 5xx/429/transport on the Waldur side, or a backend error that says retry can help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CoreError::Waldur(e) => e.is_transient(),
+            CoreError::Backend(e) => e.is_transient(),
+            CoreError::Invalid(_) => false,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        CoreError::Invalid(message.into())
+    }
+}
+
+pub type CoreResult<T> = Result<T, CoreError>;
+
+/// Per-item outcome summary of one processor run over one offering.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CycleReport {
+    pub offering: String,
+    /// Items handled successfully (including "nothing to do").
+    pub processed: usize,
+    /// Items that failed (erred, or left for a later cycle after a transient error).
+    pub failed: usize,
+    /// One line per failure: `<item>: <error>`.
+    pub errors: Vec<String>,
+}
+
+impl CycleReport {
+    pub fn new(offering: impl Into<String>) -> Self {
+        CycleReport {
+            offering: offering.into(),
+            ..CycleReport::default()
+        }
+    }
+
+    pub fn ok(&mut self) {
+        self.processed += 1;
+    }
+
+    pub fn fail(&mut self, item: &str, error: impl std::fmt::Display) {
+        self.failed += 1;
+        self.errors.push(format!("{item}: {error}"));
+    }
+
+    pub fn merge(&mut self, other: CycleReport) {
+        self.processed += other.processed;
+        self.failed += other.failed;
+        self.errors.extend(other.errors);
+    }
+
+    pub fn has_failures(&self) -> bool {
+        self.failed > 0
+    }
+}

@@ -1,0 +1,745 @@
+//! `order_process` (agent-behaviour §3.1): take `pending-provider` and `executing` orders of an
+//! offering and apply them to the site.
+//!
+//! Rules that matter to users:
+//! - an order is never erred before provisioning started (erring a pending Create terminates the
+//!   resource in Waldur);
+//! - transient failures (5xx/429/transport on Waldur, `is_transient()` on the backend) leave the
+//!   order as it is for a later cycle;
+//! - `set_state_done` only after re-reading the order state, and only when still executing;
+//! - Create is idempotent: a resource whose backend id exists on the site is done without
+//!   re-creating; a backend id that the site lacks is re-created with the same id.
+//!
+//! Cost: a Create order costs at most 6 requests of its own (approve, GET resource, GET team,
+//! set_backend_id, GET order state, set_state_done), plus `set_limits` / metadata / endpoints
+//! only when the backend reports something Waldur does not already have. Orders of a cycle run
+//! concurrently (bounded by `order_concurrency`); orders of the same resource run in sequence.
+//! All Create orders that reach the site in one cycle go to the backend in one
+//! `create_resources` call.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backend_api::{
+    BackendError, BackendResourceInfo, CreateRequest, Limits, OrderBackend, PendingOrderDecision,
+    ResourceView, UserContext, UserGrant,
+};
+use futures::StreamExt;
+use waldur_client::{
+    EndpointItem, OfferingUserState, Order, OrderState, OrderType, ProviderResource, truthy,
+};
+
+use crate::context::OfferingContext;
+use crate::convert::{limits_from_amounts, order_view, resource_view, user_grant};
+use crate::error::{CoreError, CoreResult, CycleReport};
+use crate::usernames;
+
+/// What happened to one order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OrderOutcome {
+    /// Applied and marked done.
+    Done,
+    /// Applied, but Waldur no longer had it executing, so `set_state_done` was not called.
+    AppliedNotDone(String),
+    Rejected,
+    /// The backend asked to keep it pending; re-evaluated next cycle.
+    KeptPending,
+    /// Nothing to do (terminal or non-actionable state, unknown type).
+    Skipped(String),
+    /// Transient failure; left untouched for a later cycle.
+    Retry(String),
+    /// Permanent failure after provisioning started; the order was set erred.
+    Erred(String),
+    /// Permanent failure before provisioning started; the order stays pending (never erred).
+    Failed(String),
+}
+
+impl OrderOutcome {
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            OrderOutcome::Retry(_) | OrderOutcome::Erred(_) | OrderOutcome::Failed(_)
+        )
+    }
+}
+
+/// Full polling cycle for one offering.
+pub async fn order_process(ctx: &OfferingContext) -> CycleReport {
+    ctx.begin_cycle().await;
+    let mut report = CycleReport::new(ctx.name());
+    let Some(backend) = ctx.backends.orders.clone() else {
+        tracing::info!(offering = %ctx.name(), "no order_processing_backend; skipping");
+        return report;
+    };
+    if backend.capabilities().supports_cycle_preflight {
+        if let Err(e) = backend.ping().await {
+            tracing::warn!(offering = %ctx.name(), error = %e, "backend not ready; skipping order cycle");
+            report.fail("preflight", e);
+            return report;
+        }
+    }
+    let orders = match ctx
+        .client
+        .list_orders(
+            &ctx.offering_uuid,
+            &[OrderState::PendingProvider, OrderState::Executing],
+            None,
+        )
+        .await
+    {
+        Ok(orders) => orders,
+        Err(e) => {
+            report.fail("list orders", e);
+            return report;
+        }
+    };
+    if orders.is_empty() {
+        tracing::debug!(offering = %ctx.name(), "no orders");
+        return report;
+    }
+    for (uuid, outcome) in process_orders(ctx, &backend, orders).await {
+        tally(&mut report, &uuid, &outcome);
+    }
+    report
+}
+
+/// Event entry point: process one order by UUID (same code as polling).
+pub async fn process_order_by_uuid(ctx: &OfferingContext, order_uuid: &str) -> CycleReport {
+    let mut report = CycleReport::new(ctx.name());
+    let Some(backend) = ctx.backends.orders.clone() else {
+        return report;
+    };
+    let order = match ctx.client.get_order(order_uuid, &[]).await {
+        Ok(order) => order,
+        Err(e) => {
+            report.fail(order_uuid, e);
+            return report;
+        }
+    };
+    let outcome = process_single(ctx, &backend, order).await;
+    tally(&mut report, order_uuid, &outcome);
+    report
+}
+
+fn tally(report: &mut CycleReport, uuid: &str, outcome: &OrderOutcome) {
+    match outcome {
+        OrderOutcome::Retry(e) | OrderOutcome::Erred(e) | OrderOutcome::Failed(e) => {
+            report.fail(&format!("order {uuid}"), e)
+        }
+        _ => report.ok(),
+    }
+}
+
+enum Stage {
+    Finished(OrderOutcome),
+    NeedsCreate(Box<PendingCreate>),
+}
+
+/// A Create/Restore order ready for the site.
+struct PendingCreate {
+    order: Order,
+    view: ResourceView,
+    request: CreateRequest,
+    ids: BackendIdPlan,
+    /// The resource already had this backend id (restore with the same id).
+    reused_id: bool,
+}
+
+/// Process a batch of orders: groups per resource, first orders concurrently with Creates
+/// batched, then the remaining orders of each group in sequence.
+async fn process_orders(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn OrderBackend>,
+    orders: Vec<Order>,
+) -> Vec<(String, OrderOutcome)> {
+    let mut groups: Vec<Vec<Order>> = Vec::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    for order in orders {
+        match order.target_resource_uuid().map(str::to_owned) {
+            Some(resource) => match index.get(&resource) {
+                Some(&i) => groups[i].push(order),
+                None => {
+                    index.insert(resource, groups.len());
+                    groups.push(vec![order]);
+                }
+            },
+            None => groups.push(vec![order]),
+        }
+    }
+    let concurrency = ctx.settings.order_concurrency.max(1);
+    let mut results = Vec::new();
+    let mut rest: Vec<Vec<Order>> = Vec::new();
+    let mut firsts = Vec::new();
+    for mut group in groups {
+        let first = group.remove(0);
+        firsts.push(first);
+        rest.push(group);
+    }
+
+    // Phase 1: decide, approve and prepare the first order of every group.
+    let staged: Vec<(String, Stage)> = futures::stream::iter(firsts)
+        .map(|order| async move { (order.uuid.clone(), prepare(ctx, backend, order).await) })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut creates = Vec::new();
+    for (uuid, stage) in staged {
+        match stage {
+            Stage::Finished(outcome) => results.push((uuid, outcome)),
+            Stage::NeedsCreate(pending) => creates.push(*pending),
+        }
+    }
+
+    // Phase 2: one batched call to the site for every Create of the cycle.
+    if !creates.is_empty() {
+        let requests = creates.iter().map(|p| p.request.clone()).collect();
+        let mut created = backend.create_resources(requests).await.into_iter();
+        let paired: Vec<(PendingCreate, Result<BackendResourceInfo, BackendError>)> = creates
+            .into_iter()
+            .map(|p| {
+                let result = created.next().unwrap_or_else(|| {
+                    Err(BackendError::permanent(
+                        "backend returned fewer results than requests",
+                    ))
+                });
+                (p, result)
+            })
+            .collect();
+        // Phase 3: record each result in Waldur.
+        let completed: Vec<(String, OrderOutcome)> = futures::stream::iter(paired)
+            .map(|(pending, result)| async move {
+                let uuid = pending.order.uuid.clone();
+                (uuid, complete_create(ctx, backend, pending, result).await)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        results.extend(completed);
+    }
+
+    // Phase 4: later orders of the same resource, in sequence per resource.
+    let later: Vec<Vec<(String, OrderOutcome)>> = futures::stream::iter(rest)
+        .map(|group| async move {
+            let mut out = Vec::new();
+            for order in group {
+                let uuid = order.uuid.clone();
+                out.push((uuid, process_single(ctx, backend, order).await));
+            }
+            out
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    results.extend(later.into_iter().flatten());
+    results
+}
+
+/// One order start to finish (event mode and same-resource follow-ups).
+async fn process_single(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn OrderBackend>,
+    order: Order,
+) -> OrderOutcome {
+    match prepare(ctx, backend, order).await {
+        Stage::Finished(outcome) => outcome,
+        Stage::NeedsCreate(pending) => {
+            let result = backend
+                .create_resources(vec![pending.request.clone()])
+                .await
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| Err(BackendError::permanent("backend returned no result")));
+            complete_create(ctx, backend, *pending, result).await
+        }
+    }
+}
+
+async fn prepare(ctx: &OfferingContext, backend: &Arc<dyn OrderBackend>, order: Order) -> Stage {
+    let mut started = false;
+    match prepare_inner(ctx, backend, &order, &mut started).await {
+        Ok(stage) => stage,
+        Err(e) => Stage::Finished(handle_error(ctx, &order, e, started).await),
+    }
+}
+
+async fn prepare_inner(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn OrderBackend>,
+    order: &Order,
+    started: &mut bool,
+) -> CoreResult<Stage> {
+    match &order.state {
+        OrderState::Executing => {}
+        OrderState::PendingProvider => {
+            match backend.evaluate_pending_order(&order_view(order)).await? {
+                PendingOrderDecision::Accept => {
+                    // The approve answer is enough: the order is executing now, no re-GET.
+                    ctx.client.approve_order_by_provider(&order.uuid).await?;
+                    tracing::info!(order = %order.uuid, "order approved");
+                }
+                PendingOrderDecision::Reject => {
+                    ctx.client
+                        .reject_order_by_provider(&order.uuid, None)
+                        .await?;
+                    tracing::info!(order = %order.uuid, "order rejected");
+                    return Ok(Stage::Finished(OrderOutcome::Rejected));
+                }
+                PendingOrderDecision::KeepPending => {
+                    tracing::info!(order = %order.uuid, "order kept pending");
+                    return Ok(Stage::Finished(OrderOutcome::KeptPending));
+                }
+            }
+        }
+        other => {
+            return Ok(Stage::Finished(OrderOutcome::Skipped(format!(
+                "order is {other}"
+            ))));
+        }
+    }
+    *started = true;
+    match order.order_type {
+        OrderType::Create | OrderType::Restore => prepare_create(ctx, backend, order).await,
+        OrderType::Update => {
+            update(ctx, backend, order).await?;
+            Ok(Stage::Finished(finalize(ctx, order).await?))
+        }
+        OrderType::Terminate => {
+            terminate(ctx, backend, order).await?;
+            Ok(Stage::Finished(finalize(ctx, order).await?))
+        }
+        OrderType::Unknown(ref t) => Ok(Stage::Finished(OrderOutcome::Skipped(format!(
+            "unknown order type '{t}'"
+        )))),
+    }
+}
+
+async fn handle_error(
+    ctx: &OfferingContext,
+    order: &Order,
+    error: CoreError,
+    provisioning_started: bool,
+) -> OrderOutcome {
+    let message = error.to_string();
+    if error.is_transient() {
+        tracing::warn!(order = %order.uuid, error = %message, "transient failure; keeping order state for a later cycle");
+        return OrderOutcome::Retry(message);
+    }
+    if !provisioning_started {
+        tracing::error!(order = %order.uuid, error = %message, "order failed before provisioning; left pending");
+        return OrderOutcome::Failed(message);
+    }
+    let waldur_message = ctx.error_message(&error);
+    if let Err(e) = ctx
+        .client
+        .set_order_erred(&order.uuid, &waldur_message, "")
+        .await
+    {
+        tracing::error!(order = %order.uuid, error = %e, "could not set order erred");
+    }
+    tracing::error!(order = %order.uuid, error = %message, "order erred");
+    OrderOutcome::Erred(message)
+}
+
+/// Re-read the state; `set_state_done` only when Waldur still has the order executing.
+async fn finalize(ctx: &OfferingContext, order: &Order) -> CoreResult<OrderOutcome> {
+    let refreshed = ctx
+        .client
+        .get_order(&order.uuid, &["uuid", "state"])
+        .await?;
+    if refreshed.state == OrderState::Executing {
+        ctx.client.set_order_done(&order.uuid).await?;
+        tracing::info!(order = %order.uuid, kind = %order.order_type, "order done");
+        Ok(OrderOutcome::Done)
+    } else {
+        tracing::warn!(order = %order.uuid, state = %refreshed.state, "order no longer executing; not marking done");
+        Ok(OrderOutcome::AppliedNotDone(format!(
+            "order is {}",
+            refreshed.state
+        )))
+    }
+}
+
+fn resource_uuid(order: &Order) -> CoreResult<&str> {
+    order
+        .target_resource_uuid()
+        .ok_or_else(|| CoreError::invalid(format!("order {} has no resource", order.uuid)))
+}
+
+async fn plan_quotas(ctx: &OfferingContext, plan_uuid: Option<&str>) -> Limits {
+    let Some(plan) = plan_uuid else {
+        return Limits::new();
+    };
+    match ctx.client.get_plan(plan).await {
+        Ok(plan) => limits_from_amounts(&plan.quotas)
+            .into_iter()
+            .filter(|(_, v)| *v != 0)
+            .collect(),
+        Err(e) => {
+            tracing::warn!(plan = %plan, error = %e, "cannot read plan quotas");
+            Limits::new()
+        }
+    }
+}
+
+async fn update(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn OrderBackend>,
+    order: &Order,
+) -> CoreResult<()> {
+    let resource = ctx.client.get_resource(resource_uuid(order)?, &[]).await?;
+    let view = resource_view(&resource);
+    let mut new_limits = limits_from_amounts(&order.limits);
+    if new_limits.is_empty() {
+        new_limits = plan_quotas(ctx, order.plan_uuid.as_deref()).await;
+    }
+    if new_limits.is_empty() {
+        tracing::warn!(order = %order.uuid, "update order without limits; nothing to apply");
+        return Ok(());
+    }
+    if new_limits == view.limits {
+        tracing::info!(order = %order.uuid, "limits unchanged");
+        return Ok(());
+    }
+    backend.set_limits(&view, &new_limits).await?;
+    Ok(())
+}
+
+async fn terminate(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn OrderBackend>,
+    order: &Order,
+) -> CoreResult<()> {
+    let resource = ctx.client.get_resource(resource_uuid(order)?, &[]).await?;
+    let view = resource_view(&resource);
+    if view.backend_id.is_empty() {
+        tracing::info!(order = %order.uuid, "resource has no backend id; nothing to delete");
+        return Ok(());
+    }
+    backend.delete_resource(&view).await?;
+    Ok(())
+}
+
+/// How backend ids are chosen: `allocation_prefix + slug`, with retries on collisions.
+#[derive(Clone, Debug)]
+struct BackendIdPlan {
+    /// The slug the first attempt uses (project slug or resource slug).
+    base: String,
+    check_uniqueness: bool,
+    check_all_offerings: bool,
+    max_attempts: u32,
+    /// Attempts used so far.
+    attempt: u32,
+}
+
+impl BackendIdPlan {
+    fn new(ctx: &OfferingContext, resource: &ProviderResource) -> Self {
+        let use_project_slug = resource
+            .offering_plugin_options
+            .get("account_name_generation_policy")
+            .and_then(|v| v.as_str())
+            == Some("project_slug");
+        let settings = &ctx.config.backend_settings;
+        let check_uniqueness = truthy(settings.get("check_backend_id_uniqueness"));
+        let max_retries = settings
+            .get("backend_id_max_retries")
+            .and_then(|v| v.as_u64())
+            .map(|n| n.clamp(1, 1000) as u32)
+            .unwrap_or(50);
+        BackendIdPlan {
+            base: if use_project_slug {
+                resource.project_slug.clone()
+            } else {
+                resource.slug.clone()
+            },
+            check_uniqueness,
+            check_all_offerings: truthy(settings.get("check_all_offerings")),
+            // Collisions are possible with project slugs (one project, many resources) and when
+            // Waldur checks uniqueness; retries rename with a numeric suffix.
+            max_attempts: if use_project_slug || check_uniqueness {
+                max_retries
+            } else {
+                1
+            },
+            attempt: 0,
+        }
+    }
+
+    fn candidate_slug(&self) -> String {
+        if self.attempt == 0 {
+            self.base.clone()
+        } else {
+            // Suffix from the chosen policy's slug (upstream always used the project slug).
+            format!("{}-{}", self.base, self.attempt - 1)
+        }
+    }
+
+    fn exhausted(&self) -> bool {
+        self.attempt >= self.max_attempts
+    }
+}
+
+/// The next free backend id, asking Waldur for uniqueness when configured.
+async fn next_backend_id(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn OrderBackend>,
+    plan: &mut BackendIdPlan,
+) -> CoreResult<String> {
+    while !plan.exhausted() {
+        let id = backend.backend_id_for(&plan.candidate_slug())?;
+        plan.attempt += 1;
+        if !plan.check_uniqueness {
+            return Ok(id);
+        }
+        match ctx
+            .client
+            .check_unique_backend_id(&ctx.offering_uuid, &id, plan.check_all_offerings)
+            .await
+        {
+            Ok(check) if !check.is_unique => {
+                tracing::info!(backend_id = %id, "backend id taken in Waldur; trying another");
+                continue;
+            }
+            Ok(_) => return Ok(id),
+            Err(e) => {
+                // Upstream treats an unavailable check as "unique"; the site still refuses dups.
+                tracing::warn!(backend_id = %id, error = %e, "uniqueness check failed; assuming unique");
+                return Ok(id);
+            }
+        }
+    }
+    Err(CoreError::Backend(BackendError::permanent(format!(
+        "Unable to create resource: no free backend id after {} attempts",
+        plan.max_attempts
+    ))))
+}
+
+/// Team members whose offering users are OK with a username, and the offering users' data.
+async fn user_grants(
+    ctx: &OfferingContext,
+    resource: &ProviderResource,
+) -> CoreResult<Vec<UserGrant>> {
+    let project = resource.project_uuid.clone().unwrap_or_default();
+    let attempts = ctx
+        .backends
+        .orders
+        .as_ref()
+        .map(|b| b.capabilities().team_fetch_attempts.max(1))
+        .unwrap_or(1);
+    let mut team = ctx.team(&resource.uuid, &project).await?;
+    for _ in 1..attempts {
+        if !team.is_empty() {
+            break;
+        }
+        // Waldur may not have committed the team when the create event arrives.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        team = ctx.team(&resource.uuid, &project).await?;
+    }
+    if team.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut offering_users = ctx.offering_users().await?;
+    let team_uuids: Vec<&str> = team.iter().map(|m| m.uuid.as_str()).collect();
+    let needs_username: Vec<_> = offering_users
+        .iter()
+        .filter(|u| team_uuids.contains(&u.user_uuid.as_str()))
+        .filter(|u| {
+            matches!(
+                u.state,
+                OfferingUserState::Requested
+                    | OfferingUserState::Creating
+                    | OfferingUserState::ErrorCreating
+                    | OfferingUserState::PendingAccountLinking
+                    | OfferingUserState::PendingAdditionalValidation
+            )
+        })
+        .cloned()
+        .collect();
+    if !needs_username.is_empty() && usernames::update_offering_users(ctx, &needs_username).await? {
+        ctx.invalidate_offering_users().await;
+        offering_users = ctx.offering_users().await?;
+    }
+    let mut grants = Vec::new();
+    for member in team.iter() {
+        let ou = offering_users.iter().find(|u| u.user_uuid == member.uuid);
+        let username = match ou {
+            Some(u) if u.state == OfferingUserState::Ok => u.username().map(str::to_owned),
+            Some(_) => None,
+            None => (member.offering_user_state == Some(OfferingUserState::Ok))
+                .then(|| member.offering_user_username.clone())
+                .flatten()
+                .filter(|u| !u.trim().is_empty()),
+        };
+        if let Some(username) = username {
+            grants.push(user_grant(member, ou, &username));
+        }
+    }
+    Ok(grants)
+}
+
+async fn prepare_create(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn OrderBackend>,
+    order: &Order,
+) -> CoreResult<Stage> {
+    let resource = ctx.client.get_resource(resource_uuid(order)?, &[]).await?;
+    let view = resource_view(&resource);
+    let mut ids = BackendIdPlan::new(ctx, &resource);
+    let (backend_id, reused_id) = if view.backend_id.is_empty() {
+        (next_backend_id(ctx, backend, &mut ids).await?, false)
+    } else if backend.pull_resource(&view).await?.is_some() {
+        // Already on the site: done without re-creating (post-create hooks are not idempotent).
+        tracing::info!(order = %order.uuid, backend_id = %view.backend_id, "resource already exists on the site");
+        let outcome = finalize(ctx, order).await?;
+        add_users_after_create(ctx, backend, &resource, &view).await;
+        return Ok(Stage::Finished(outcome));
+    } else {
+        // Known id the site lacks: re-create with the same id (restore).
+        ids.max_attempts = 0;
+        (view.backend_id.clone(), true)
+    };
+    let users = match user_grants(ctx, &resource).await {
+        Ok(users) => users,
+        Err(e) if e.is_transient() => return Err(e),
+        Err(e) => {
+            tracing::warn!(order = %order.uuid, error = %e, "cannot read the team; creating without users");
+            Vec::new()
+        }
+    };
+    let plan_quotas = if view.limits.is_empty() {
+        plan_quotas(ctx, view.plan_uuid.as_deref()).await
+    } else {
+        Limits::new()
+    };
+    let ssh_keys = if users.is_empty() {
+        Default::default()
+    } else {
+        (*ctx.ssh_keys().await).clone()
+    };
+    let request = CreateRequest {
+        resource: view.clone(),
+        backend_id,
+        context: UserContext {
+            users,
+            plan_quotas,
+            ssh_keys,
+        },
+    };
+    Ok(Stage::NeedsCreate(Box::new(PendingCreate {
+        order: order.clone(),
+        view,
+        request,
+        ids,
+        reused_id,
+    })))
+}
+
+async fn complete_create(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn OrderBackend>,
+    mut pending: PendingCreate,
+    mut result: Result<BackendResourceInfo, BackendError>,
+) -> OrderOutcome {
+    // Name collisions on the site: retry this one order with the next id.
+    while let Err(BackendError::Duplicate { backend_id }) = &result {
+        if pending.ids.exhausted() {
+            break;
+        }
+        tracing::info!(backend_id = %backend_id, "backend id exists on the site; trying another");
+        match next_backend_id(ctx, backend, &mut pending.ids).await {
+            Ok(id) => {
+                pending.request.backend_id = id;
+                result = backend.create_resource(pending.request.clone()).await;
+            }
+            Err(e) => return handle_error(ctx, &pending.order, e, true).await,
+        }
+    }
+    match record_create(ctx, &pending, result).await {
+        Ok(outcome) => {
+            if outcome == OrderOutcome::Done {
+                let mut view = pending.view.clone();
+                view.backend_id = pending.request.backend_id.clone();
+                if !pending.request.context.users.is_empty() {
+                    if let Err(e) = backend
+                        .add_users_after_create(&view, &pending.request.context.users)
+                        .await
+                    {
+                        // The order is done in Waldur; membership sync will add them later.
+                        tracing::warn!(order = %pending.order.uuid, error = %e, "adding users after create failed");
+                    }
+                }
+            }
+            outcome
+        }
+        Err(e) => handle_error(ctx, &pending.order, e, true).await,
+    }
+}
+
+async fn record_create(
+    ctx: &OfferingContext,
+    pending: &PendingCreate,
+    result: Result<BackendResourceInfo, BackendError>,
+) -> CoreResult<OrderOutcome> {
+    let info = result?;
+    let backend_id = if info.backend_id.trim().is_empty() {
+        pending.request.backend_id.clone()
+    } else {
+        info.backend_id.clone()
+    };
+    let resource_uuid = &pending.view.uuid;
+    if !(pending.reused_id && backend_id == pending.view.backend_id) {
+        ctx.client
+            .set_resource_backend_id(resource_uuid, &backend_id)
+            .await?;
+    }
+    if !info.limits.is_empty() && info.limits != pending.view.limits {
+        ctx.client
+            .set_resource_limits(resource_uuid, &info.limits)
+            .await?;
+    }
+    if !info.backend_metadata.is_empty() && info.backend_metadata != pending.view.backend_metadata {
+        if let Err(e) = ctx
+            .client
+            .set_resource_backend_metadata(resource_uuid, &info.backend_metadata)
+            .await
+        {
+            tracing::warn!(resource = %resource_uuid, error = %e, "cannot set backend metadata");
+        }
+    }
+    if !info.endpoints.is_empty() {
+        let endpoints: Vec<EndpointItem> = info
+            .endpoints
+            .iter()
+            .map(|e| EndpointItem {
+                name: e.name.clone(),
+                url: e.url.clone(),
+            })
+            .collect();
+        if let Err(e) = ctx
+            .client
+            .set_resource_endpoints(resource_uuid, &endpoints)
+            .await
+        {
+            tracing::warn!(resource = %resource_uuid, error = %e, "cannot set endpoints");
+        }
+    }
+    finalize(ctx, &pending.order).await
+}
+
+/// Idempotent-create path: make sure the team has access (failures only logged).
+async fn add_users_after_create(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn OrderBackend>,
+    resource: &ProviderResource,
+    view: &ResourceView,
+) {
+    match user_grants(ctx, resource).await {
+        Ok(users) if !users.is_empty() => {
+            if let Err(e) = backend.add_users_after_create(view, &users).await {
+                tracing::warn!(resource = %resource.uuid, error = %e, "adding users failed");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(resource = %resource.uuid, error = %e, "cannot read the team"),
+    }
+}

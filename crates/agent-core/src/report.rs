@@ -1,0 +1,4 @@
+//! placeholder
+pub async fn report(_ctx: &crate::OfferingContext) -> crate::CycleReport {
+    crate::CycleReport::default()
+}
