@@ -1,4 +1,359 @@
-//! placeholder
-pub async fn report(_ctx: &crate::OfferingContext) -> crate::CycleReport {
-    crate::CycleReport::default()
+//! `report` (agent-behaviour §3.2): usage of every resource of the offering for the configured
+//! billing months, oldest first, in Waldur units (unit conversion is the backend's job).
+//!
+//! - one `usage_report` call per billing month for all resources (batch);
+//! - amounts rounded to two decimals; unchanged usage is not re-sent;
+//! - usage may only go down when the backend says so (anomaly check excludes records that are
+//!   parents of per-user usage);
+//! - if the month changes while usage is pulled, the current month is skipped this cycle;
+//! - a past month rejected with "backfilling past billing periods" is expected (info log).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use backend_api::{BillingPeriod, UsageBackend, UsageReport};
+use jiff::Zoned;
+use waldur_client::{
+    ComponentUsage, ResourceFilter, ResourceState, UsageItem, UserUsageItem, format_amount, round2,
+    uuid_from_url,
+};
+
+use crate::context::OfferingContext;
+use crate::error::{CoreError, CoreResult, CycleReport};
+
+/// Fields the report cycle reads from each resource.
+pub const REPORT_RESOURCE_FIELDS: &[&str] = &[
+    "uuid",
+    "backend_id",
+    "name",
+    "slug",
+    "state",
+    "project_uuid",
+    "project_slug",
+    "customer_slug",
+    "limits",
+    "backend_metadata",
+    "attributes",
+    "offering_plugin_options",
+    "offering_backend_id",
+];
+
+const BACKFILL_MARKER: &str = "backfilling past billing periods";
+
+/// The billing months to report: `count` months ending with the one containing `now`,
+/// oldest first.
+pub fn reporting_periods(now: &Zoned, count: u32) -> Vec<BillingPeriod> {
+    let mut periods = vec![BillingPeriod::containing(now)];
+    for _ in 1..count.max(1) {
+        let previous = periods[0].previous();
+        periods.insert(0, previous);
+    }
+    periods
+}
+
+/// `YYYY-MM-01T00:00:00±hh:mm` in the period's timezone (upstream reports the 1st of the month
+/// for every period, the current one included).
+pub fn report_date(period: &BillingPeriod) -> String {
+    period.start().strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+}
+
+/// Whether the amounts to send equal what Waldur already has (same set of component types,
+/// each within 1e-6 absolute / 1e-9 relative; duplicates or unparsable values → not equal).
+pub fn usage_matches_existing(new: &BTreeMap<String, f64>, existing: &[ComponentUsage]) -> bool {
+    let mut seen: BTreeMap<&str, f64> = BTreeMap::new();
+    for record in existing {
+        let Some(value) = record.usage else {
+            return false;
+        };
+        if seen.insert(record.component_type.as_str(), value).is_some() {
+            return false;
+        }
+    }
+    if seen.len() != new.len() {
+        return false;
+    }
+    new.iter().all(|(k, v)| {
+        seen.get(k.as_str()).is_some_and(|old| {
+            let diff = (old - v).abs();
+            diff <= 1e-6 || diff <= 1e-9 * old.abs().max(v.abs())
+        })
+    })
+}
+
+/// One report cycle for the offering.
+pub async fn report(ctx: &OfferingContext) -> CycleReport {
+    ctx.begin_cycle().await;
+    let mut cycle = CycleReport::new(ctx.name());
+    let Some(backend) = ctx.backends.usage.clone() else {
+        tracing::info!(offering = %ctx.name(), "no reporting_backend; skipping");
+        return cycle;
+    };
+    if let Err(e) = run(ctx, backend.as_ref(), &mut cycle).await {
+        cycle.fail("report", e);
+    }
+    cycle
+}
+
+async fn run(
+    ctx: &OfferingContext,
+    backend: &dyn UsageBackend,
+    cycle: &mut CycleReport,
+) -> CoreResult<()> {
+    let offering = ctx.offering().await?;
+    let known_components: BTreeSet<String> = offering
+        .components
+        .iter()
+        .map(|c| c.component_type.clone())
+        .collect();
+    let filter = ResourceFilter {
+        offering_uuid: Some(ctx.offering_uuid.clone()),
+        states: vec![ResourceState::Ok, ResourceState::Erred],
+        fields: REPORT_RESOURCE_FIELDS.to_vec(),
+        ..ResourceFilter::default()
+    };
+    let resources: Vec<_> = ctx
+        .client
+        .list_resources(&filter)
+        .await?
+        .into_iter()
+        .filter(|r| !r.backend_id.trim().is_empty())
+        .collect();
+    if resources.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = resources
+        .iter()
+        .map(|r| r.backend_id.trim().to_owned())
+        .collect();
+    let decreasing_ok = backend.capabilities().supports_decreasing_usage;
+
+    let now = Zoned::now().with_time_zone(ctx.settings.timezone.clone());
+    let periods = reporting_periods(&now, ctx.settings.reporting_periods);
+    // Resources whose current month failed or was anomalous: remembered for the tally.
+    let mut failed: BTreeMap<String, String> = BTreeMap::new();
+    for period in &periods {
+        let is_current = period == periods.last().unwrap_or(period);
+        let before = Zoned::now().with_time_zone(ctx.settings.timezone.clone());
+        let usage = match backend.usage_report(&ids, period).await {
+            Ok(usage) => usage,
+            Err(e) if !is_current => {
+                tracing::warn!(offering = %ctx.name(), period = %period.first_day(), error = %e, "no usage for past period");
+                continue;
+            }
+            Err(e) => return Err(CoreError::Backend(e)),
+        };
+        let after = Zoned::now().with_time_zone(ctx.settings.timezone.clone());
+        if is_current && (before.year(), before.month()) != (after.year(), after.month()) {
+            tracing::warn!(offering = %ctx.name(), "billing month changed while pulling usage; skipping current month this cycle");
+            continue;
+        }
+        for resource in &resources {
+            let Some(report) = usage.get(resource.backend_id.trim()) else {
+                continue;
+            };
+            let result = submit(
+                ctx,
+                &resource.uuid,
+                report,
+                period,
+                &known_components,
+                decreasing_ok,
+            )
+            .await;
+            match result {
+                Ok(()) => {}
+                Err(e) if !is_current => {
+                    let is_backfill = matches!(&e, CoreError::Waldur(w) if w.status == Some(400) && w.body_contains(BACKFILL_MARKER));
+                    if is_backfill {
+                        tracing::info!(resource = %resource.uuid, period = %period.first_day(), "past period closed for backfilling; skipped");
+                    } else {
+                        tracing::warn!(resource = %resource.uuid, period = %period.first_day(), error = %e, "past-period usage not accepted");
+                    }
+                }
+                Err(e) => {
+                    failed.insert(resource.uuid.clone(), e.to_string());
+                }
+            }
+        }
+    }
+    for resource in &resources {
+        match failed.get(&resource.uuid) {
+            Some(e) => cycle.fail(&format!("resource {}", resource.uuid), e),
+            None => cycle.ok(),
+        }
+    }
+    Ok(())
+}
+
+/// Submit one resource's usage for one period (total, then per user).
+async fn submit(
+    ctx: &OfferingContext,
+    resource_uuid: &str,
+    report: &UsageReport,
+    period: &BillingPeriod,
+    known_components: &BTreeSet<String>,
+    decreasing_ok: bool,
+) -> CoreResult<()> {
+    let billing_period = period.first_day().to_string();
+    let date = report_date(period);
+    let mut totals: BTreeMap<String, f64> = BTreeMap::new();
+    for (component, amount) in &report.total {
+        if known_components.contains(component) {
+            totals.insert(component.clone(), round2(*amount));
+        } else {
+            tracing::warn!(resource = %resource_uuid, component = %component, "component not in the offering; not reported");
+        }
+    }
+    let mut existing = ctx
+        .client
+        .list_component_usages(resource_uuid, &billing_period)
+        .await?;
+    if !usage_matches_existing(&totals, &existing) {
+        if !decreasing_ok {
+            check_anomaly(ctx, resource_uuid, &billing_period, &totals, &existing).await?;
+        }
+        let items: Vec<UsageItem> = totals
+            .iter()
+            .map(|(k, v)| UsageItem {
+                component_type: k.clone(),
+                amount: format_amount(*v),
+            })
+            .collect();
+        if !items.is_empty() {
+            ctx.client.set_usage(resource_uuid, &date, &items).await?;
+            tracing::info!(resource = %resource_uuid, period = %billing_period, "usage reported");
+            existing = Vec::new();
+        }
+    } else {
+        tracing::debug!(resource = %resource_uuid, period = %billing_period, "usage unchanged; not re-sent");
+    }
+    if report.per_user.is_empty() {
+        return Ok(());
+    }
+    if existing.is_empty() {
+        existing = ctx
+            .client
+            .list_component_usages(resource_uuid, &billing_period)
+            .await?;
+    }
+    let offering_users = ctx.offering_users().await?;
+    let user_url = |username: &str| {
+        offering_users
+            .iter()
+            .find(|u| u.username() == Some(username))
+            .map(|u| u.url.clone())
+            .filter(|u| !u.is_empty())
+    };
+    for record in &existing {
+        let items: Vec<UserUsageItem> = report
+            .per_user
+            .iter()
+            .filter_map(|(username, amounts)| {
+                amounts
+                    .get(&record.component_type)
+                    .map(|amount| UserUsageItem {
+                        username: username.clone(),
+                        usage: format_amount(*amount),
+                        date: date.clone(),
+                        user: user_url(username),
+                    })
+            })
+            .collect();
+        if !items.is_empty() {
+            ctx.client.set_user_usages(&record.uuid, &items).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuse to lower reported usage (a backend glitch would otherwise erase billing). Records
+/// that are parents of per-user usage are not aggregates and are left out of the check.
+async fn check_anomaly(
+    ctx: &OfferingContext,
+    resource_uuid: &str,
+    billing_period: &str,
+    totals: &BTreeMap<String, f64>,
+    existing: &[ComponentUsage],
+) -> CoreResult<()> {
+    let suspicious = totals.iter().any(|(k, v)| {
+        let same: Vec<_> = existing.iter().filter(|r| &r.component_type == k).collect();
+        same.len() > 1 || same.iter().any(|r| r.usage.is_some_and(|old| *v < old))
+    });
+    if !suspicious {
+        return Ok(());
+    }
+    let parents: BTreeSet<String> = ctx
+        .client
+        .list_component_user_usages(resource_uuid, billing_period)
+        .await?
+        .iter()
+        .filter_map(|u| uuid_from_url(&u.component_usage))
+        .collect();
+    for (component, value) in totals {
+        let aggregates: Vec<_> = existing
+            .iter()
+            .filter(|r| &r.component_type == component && !parents.contains(&r.uuid))
+            .collect();
+        if aggregates.len() > 1 {
+            return Err(CoreError::invalid(format!(
+                "usage anomaly: {} aggregate records for component '{component}'",
+                aggregates.len()
+            )));
+        }
+        if let Some(old) = aggregates.first().and_then(|r| r.usage) {
+            if *value < old {
+                return Err(CoreError::invalid(format!(
+                    "usage anomaly: '{component}' would decrease from {old} to {value}; not reported"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::tz::TimeZone;
+
+    fn usage(t: &str, v: Option<f64>) -> ComponentUsage {
+        ComponentUsage {
+            component_type: t.into(),
+            usage: v,
+            ..ComponentUsage::default()
+        }
+    }
+
+    #[test]
+    fn periods_are_oldest_first_and_wrap_the_year() {
+        let now = jiff::civil::date(2026, 1, 15)
+            .at(12, 0, 0, 0)
+            .to_zoned(TimeZone::UTC)
+            .expect("zoned");
+        let periods = reporting_periods(&now, 3);
+        let months: Vec<(i16, i8)> = periods.iter().map(|p| (p.year, p.month)).collect();
+        assert_eq!(months, vec![(2025, 11), (2025, 12), (2026, 1)]);
+        assert_eq!(reporting_periods(&now, 1).len(), 1);
+        assert_eq!(report_date(&periods[2]), "2026-01-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn idempotency_comparison() {
+        let new: BTreeMap<String, f64> = [("cpu".to_owned(), 10.0)].into();
+        assert!(usage_matches_existing(
+            &new,
+            &[usage("cpu", Some(10.0000001))]
+        ));
+        assert!(!usage_matches_existing(&new, &[usage("cpu", Some(10.01))]));
+        assert!(!usage_matches_existing(&new, &[usage("cpu", None)]));
+        assert!(!usage_matches_existing(
+            &new,
+            &[usage("cpu", Some(10.0)), usage("cpu", Some(10.0))]
+        ));
+        assert!(!usage_matches_existing(&new, &[]));
+        assert!(usage_matches_existing(&BTreeMap::new(), &[]));
+        assert!(!usage_matches_existing(
+            &new,
+            &[usage("cpu", Some(10.0)), usage("mem", Some(1.0))]
+        ));
+    }
 }
