@@ -12,17 +12,28 @@ async fn create_orders_are_approved_created_and_done_within_six_requests_each() 
     let h = harness().await;
     for n in 1..=3u32 {
         h.waldur.add_order(n, "Create", "pending-provider", 100 + n);
-        h.waldur.add_resource(100 + n, &format!("alloc{n}"), "", "Creating");
-        h.waldur.add_member(100 + n, 200, "alice", Some("alice"), "OK");
+        h.waldur
+            .add_resource(100 + n, &format!("alloc{n}"), "", "Creating");
+        h.waldur
+            .add_member(100 + n, 200, "alice", Some("alice"), "OK");
     }
     let report = agent_core::order_process(&h.ctx).await;
     assert_eq!(report.processed, 3, "{report:?}");
     assert_eq!(report.failed, 0, "{report:?}");
     for n in 1..=3u32 {
         assert_eq!(h.waldur.order_state(n), "done");
-        assert_eq!(h.waldur.resource(100 + n)["backend_id"], json!(format!("alloc{n}")));
-        let site = h.backend.resource(&format!("alloc{n}")).expect("created on site");
-        assert!(site.users.contains("alice"), "team member added after create");
+        assert_eq!(
+            h.waldur.resource(100 + n)["backend_id"],
+            json!(format!("alloc{n}"))
+        );
+        let site = h
+            .backend
+            .resource(&format!("alloc{n}"))
+            .expect("created on site");
+        assert!(
+            site.users.contains("alice"),
+            "team member added after create"
+        );
         // Requests that concern this order or its resource.
         let own = h
             .waldur
@@ -31,11 +42,18 @@ async fn create_orders_are_approved_created_and_done_within_six_requests_each() 
             .filter(|l| l.contains(&uuid(n)) || l.contains(&uuid(100 + n)))
             .count();
         println!("order {n}: {own} requests of its own");
-        assert!(own <= 6, "order {n} used {own} requests: {:#?}", h.waldur.log());
+        assert!(
+            own <= 6,
+            "order {n} used {own} requests: {:#?}",
+            h.waldur.log()
+        );
     }
     // One batched create call for the whole cycle.
     assert_eq!(h.backend.count_calls("create"), 3);
-    println!("total requests for 3 create orders: {}", h.waldur.log().len());
+    println!(
+        "total requests for 3 create orders: {}",
+        h.waldur.log().len()
+    );
 }
 
 #[tokio::test]
@@ -76,7 +94,12 @@ async fn permanent_backend_error_after_provisioning_errs_the_order_with_a_messag
     assert_eq!(report.failed, 1);
     assert_eq!(h.waldur.order_state(1), "erred");
     let msg = h.waldur.lock().orders[&uuid(1)]["error_message"].clone();
-    assert!(msg.as_str().unwrap_or_default().contains("injected permanent failure"), "{msg}");
+    assert!(
+        msg.as_str()
+            .unwrap_or_default()
+            .contains("injected permanent failure"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -88,7 +111,10 @@ async fn hidden_backend_error_details_when_configured() {
     h.backend.fail_next("create", Fault::Permanent, 1);
     agent_core::order_process(&h.ctx).await;
     let msg = h.waldur.lock().orders[&uuid(1)]["error_message"].clone();
-    assert!(!msg.as_str().unwrap_or_default().contains("injected"), "{msg}");
+    assert!(
+        !msg.as_str().unwrap_or_default().contains("injected"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -122,7 +148,8 @@ async fn create_is_idempotent_when_the_site_already_has_the_resource() {
     let h = harness().await;
     h.waldur.add_order(1, "Create", "executing", 101);
     h.waldur.add_resource(101, "alloc1", "alloc1", "Creating");
-    h.backend.insert_resource("alloc1", MemoryResource::default());
+    h.backend
+        .insert_resource("alloc1", MemoryResource::default());
     let report = agent_core::order_process(&h.ctx).await;
     assert_eq!(report.failed, 0, "{report:?}");
     assert_eq!(h.waldur.order_state(1), "done");
@@ -133,18 +160,24 @@ async fn create_is_idempotent_when_the_site_already_has_the_resource() {
 async fn known_backend_id_missing_on_the_site_is_recreated_with_the_same_id() {
     let h = harness().await;
     h.waldur.add_order(1, "Restore", "executing", 101);
-    h.waldur.add_resource(101, "other-slug", "keepme", "Creating");
+    h.waldur
+        .add_resource(101, "other-slug", "keepme", "Creating");
     let report = agent_core::order_process(&h.ctx).await;
     assert_eq!(report.failed, 0, "{report:?}");
     assert!(h.backend.resource("keepme").is_some());
-    assert_eq!(h.waldur.count("set_backend_id"), 0, "id unchanged, nothing to set");
+    assert_eq!(
+        h.waldur.count("set_backend_id"),
+        0,
+        "id unchanged, nothing to set"
+    );
     assert_eq!(h.waldur.order_state(1), "done");
 }
 
 #[tokio::test]
 async fn project_slug_policy_renames_on_waldur_and_site_collisions() {
     let h = harness_with(|c| {
-        c.backend_settings.insert("check_backend_id_uniqueness".into(), json!(true));
+        c.backend_settings
+            .insert("check_backend_id_uniqueness".into(), json!(true));
     })
     .await;
     h.waldur.add_order(1, "Create", "executing", 101);
@@ -153,7 +186,8 @@ async fn project_slug_policy_renames_on_waldur_and_site_collisions() {
     h.waldur.lock().resources.get_mut(&uuid(101)).expect("r")["offering_plugin_options"] =
         json!({"account_name_generation_policy": "project_slug"});
     // Taken on the site but unknown to Waldur: the site refuses it as a duplicate.
-    h.backend.insert_resource("proj-0", MemoryResource::default());
+    h.backend
+        .insert_resource("proj-0", MemoryResource::default());
     let report = agent_core::order_process(&h.ctx).await;
     assert_eq!(report.failed, 0, "{report:?}");
     assert_eq!(h.waldur.resource(101)["backend_id"], json!("proj-1"));
@@ -173,7 +207,10 @@ async fn terminate_and_update_orders_reach_the_site() {
     let report = agent_core::order_process(&h.ctx).await;
     assert_eq!(report.failed, 0, "{report:?}");
     assert!(h.backend.resource("a1").is_none());
-    assert_eq!(h.backend.resource("a2").expect("a2").limits.get("cpu"), Some(&42));
+    assert_eq!(
+        h.backend.resource("a2").expect("a2").limits.get("cpu"),
+        Some(&42)
+    );
     assert_eq!(h.waldur.order_state(1), "done");
     assert_eq!(h.waldur.order_state(2), "done");
 }
@@ -187,8 +224,14 @@ async fn orders_of_the_same_resource_run_in_sequence() {
     let report = agent_core::order_process(&h.ctx).await;
     assert_eq!(report.failed, 0, "{report:?}");
     let calls = h.backend.calls();
-    let create = calls.iter().position(|c| c.starts_with("create:")).expect("create");
-    let delete = calls.iter().position(|c| c.starts_with("delete:")).expect("delete");
+    let create = calls
+        .iter()
+        .position(|c| c.starts_with("create:"))
+        .expect("create");
+    let delete = calls
+        .iter()
+        .position(|c| c.starts_with("delete:"))
+        .expect("delete");
     assert!(create < delete, "{calls:?}");
 }
 
@@ -198,7 +241,14 @@ async fn event_for_a_done_order_makes_no_changes() {
     h.waldur.add_order(1, "Create", "done", 101);
     let report = agent_core::process_order_by_uuid(&h.ctx, &uuid(1)).await;
     assert_eq!(report.failed, 0);
-    assert_eq!(h.waldur.log().iter().filter(|l| l.starts_with("POST")).count(), 0);
+    assert_eq!(
+        h.waldur
+            .log()
+            .iter()
+            .filter(|l| l.starts_with("POST"))
+            .count(),
+        0
+    );
     assert_eq!(h.waldur.log().len(), 1);
 }
 
@@ -208,14 +258,22 @@ async fn listing_asks_only_for_actionable_states() {
     h.waldur.add_order(1, "Create", "erred", 101);
     agent_core::order_process(&h.ctx).await;
     let first = h.waldur.log()[0].clone();
-    assert!(first.contains("state=pending-provider&state=executing"), "{first}");
+    assert!(
+        first.contains("state=pending-provider&state=executing"),
+        "{first}"
+    );
     assert_eq!(h.waldur.log().len(), 1);
 }
 
 #[tokio::test]
 async fn old_mastermind_without_identity_endpoints_is_not_an_error() {
     let h = harness().await;
-    let outcome =
-        agent_core::register_agent(&h.ctx, "order_process", "OrderProcessor", jiff::Timestamp::now()).await;
+    let outcome = agent_core::register_agent(
+        &h.ctx,
+        "order_process",
+        "OrderProcessor",
+        jiff::Timestamp::now(),
+    )
+    .await;
     assert_eq!(outcome, agent_core::RegistrationOutcome::Unsupported);
 }

@@ -62,7 +62,14 @@ impl FakeWaldur {
                    "offering_plugin_options": {}, "backend_metadata": {}}),
         );
     }
-    pub fn add_member(&self, resource: u32, user: u32, username: &str, ou_username: Option<&str>, ou_state: &str) {
+    pub fn add_member(
+        &self,
+        resource: u32,
+        user: u32,
+        username: &str,
+        ou_username: Option<&str>,
+        ou_state: &str,
+    ) {
         let mut s = self.lock();
         s.teams.entry(uuid(resource)).or_default().push(json!({
             "url": "", "uuid": uuid(user), "username": username, "full_name": username,
@@ -78,7 +85,10 @@ impl FakeWaldur {
         self.lock().faults.insert(key.to_owned(), statuses.to_vec());
     }
     pub fn order_state(&self, n: u32) -> String {
-        self.lock().orders[&uuid(n)]["state"].as_str().unwrap_or_default().to_owned()
+        self.lock().orders[&uuid(n)]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
     pub fn resource(&self, n: u32) -> Value {
         self.lock().resources[&uuid(n)].clone()
@@ -87,10 +97,19 @@ impl FakeWaldur {
         self.lock().log.clone()
     }
     pub fn count(&self, needle: &str) -> usize {
-        self.lock().log.iter().filter(|l| l.contains(needle)).count()
+        self.lock()
+            .log
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
     }
     pub fn bodies(&self, needle: &str) -> Vec<Value> {
-        self.lock().bodies.iter().filter(|(k, _)| k.contains(needle)).map(|(_, v)| v.clone()).collect()
+        self.lock()
+            .bodies
+            .iter()
+            .filter(|(k, _)| k.contains(needle))
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 }
 
@@ -99,7 +118,11 @@ fn ok(v: Value) -> ResponseTemplate {
 }
 
 fn query_all(req: &Request, key: &str) -> Vec<String> {
-    req.url.query_pairs().filter(|(k, _)| k == key).map(|(_, v)| v.into_owned()).collect()
+    req.url
+        .query_pairs()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+        .collect()
 }
 
 impl Respond for FakeWaldur {
@@ -108,7 +131,10 @@ impl Respond for FakeWaldur {
         let method = req.method.to_string();
         let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
         let mut s = self.lock();
-        s.log.push(format!("{method} {path}?{}", req.url.query().unwrap_or_default()));
+        s.log.push(format!(
+            "{method} {path}?{}",
+            req.url.query().unwrap_or_default()
+        ));
         s.bodies.push((format!("{method} {path}"), body.clone()));
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let action = segments.get(3).copied().unwrap_or_default();
@@ -116,29 +142,41 @@ impl Respond for FakeWaldur {
             if let Some(list) = s.faults.get_mut(&key) {
                 if !list.is_empty() {
                     let status = list.remove(0);
-                    return ResponseTemplate::new(status).set_body_json(json!({"detail": "injected"}));
+                    return ResponseTemplate::new(status)
+                        .set_body_json(json!({"detail": "injected"}));
                 }
             }
         }
         let id = segments.get(2).map(|s| s.to_string()).unwrap_or_default();
-        match (method.as_str(), segments.get(1).copied().unwrap_or_default(), segments.len()) {
+        match (
+            method.as_str(),
+            segments.get(1).copied().unwrap_or_default(),
+            segments.len(),
+        ) {
             ("GET", "marketplace-orders", 2) => {
                 let states = query_all(req, "state");
-                let list: Vec<Value> = s.orders.values()
+                let list: Vec<Value> = s
+                    .orders
+                    .values()
                     .filter(|o| states.is_empty() || states.iter().any(|st| o["state"] == *st))
-                    .cloned().collect();
+                    .cloned()
+                    .collect();
                 ok(json!(list))
             }
             ("GET", "marketplace-orders", 3) => match s.orders.get(&id) {
                 // Simulates someone changing the order between the agent's work and its re-read.
-                Some(o) if o.get("reread_state").is_some() && !query_all(req, "field").is_empty() => {
+                Some(o)
+                    if o.get("reread_state").is_some() && !query_all(req, "field").is_empty() =>
+                {
                     ok(json!({"uuid": id, "state": o["reread_state"]}))
                 }
                 Some(o) => ok(o.clone()),
                 None => ResponseTemplate::new(404),
             },
             ("POST", "marketplace-orders", 4) => {
-                let Some(order) = s.orders.get_mut(&id) else { return ResponseTemplate::new(404) };
+                let Some(order) = s.orders.get_mut(&id) else {
+                    return ResponseTemplate::new(404);
+                };
                 let st = order["state"].as_str().unwrap_or_default().to_owned();
                 let (allowed, target) = match action {
                     "approve_by_provider" => (st == "pending-provider", "executing"),
@@ -148,7 +186,8 @@ impl Respond for FakeWaldur {
                     _ => (false, ""),
                 };
                 if !allowed {
-                    return ResponseTemplate::new(409).set_body_json(json!({"detail": "Valid states for operation"}));
+                    return ResponseTemplate::new(409)
+                        .set_body_json(json!({"detail": "Valid states for operation"}));
                 }
                 order["state"] = json!(target);
                 if action == "set_state_erred" {
@@ -158,9 +197,12 @@ impl Respond for FakeWaldur {
             }
             ("GET", "marketplace-provider-resources", 2) => {
                 let states = query_all(req, "state");
-                let list: Vec<Value> = s.resources.values()
+                let list: Vec<Value> = s
+                    .resources
+                    .values()
                     .filter(|r| states.is_empty() || states.iter().any(|st| r["state"] == *st))
-                    .cloned().collect();
+                    .cloned()
+                    .collect();
                 ok(json!(list))
             }
             ("GET", "marketplace-provider-resources", 3) => match s.resources.get(&id) {
@@ -171,11 +213,15 @@ impl Respond for FakeWaldur {
                 ok(json!(s.teams.get(&id).cloned().unwrap_or_default()))
             }
             ("POST", "marketplace-provider-resources", 4) => {
-                let Some(r) = s.resources.get_mut(&id) else { return ResponseTemplate::new(404) };
+                let Some(r) = s.resources.get_mut(&id) else {
+                    return ResponseTemplate::new(404);
+                };
                 match action {
                     "set_backend_id" => r["backend_id"] = body["backend_id"].clone(),
                     "set_limits" => r["limits"] = body["limits"].clone(),
-                    "set_backend_metadata" => r["backend_metadata"] = body["backend_metadata"].clone(),
+                    "set_backend_metadata" => {
+                        r["backend_metadata"] = body["backend_metadata"].clone()
+                    }
                     "set_as_ok" => r["state"] = json!("OK"),
                     "set_as_erred" => {
                         r["state"] = json!("Erred");
@@ -216,8 +262,13 @@ impl Respond for FakeWaldur {
                 ok(json!({}))
             }
             ("GET", "marketplace-provider-offerings", 3) => ok(s.offering.clone()),
-            ("POST", "marketplace-provider-offerings", 4) if action == "check_unique_backend_id" => {
-                let taken = s.resources.values().any(|r| r["backend_id"] == body["backend_id"]);
+            ("POST", "marketplace-provider-offerings", 4)
+                if action == "check_unique_backend_id" =>
+            {
+                let taken = s
+                    .resources
+                    .values()
+                    .any(|r| r["backend_id"] == body["backend_id"]);
                 ok(json!({"is_unique": !taken}))
             }
             ("GET", "marketplace-component-usages", 2) => {
@@ -236,14 +287,16 @@ impl Respond for FakeWaldur {
                         Some(rec) => rec["usage"] = item["amount"].clone(),
                         None => {
                             let n = records.len() as u32 + 7000;
-                            records.push(json!({"uuid": uuid(n), "type": t, "usage": item["amount"]}));
+                            records
+                                .push(json!({"uuid": uuid(n), "type": t, "usage": item["amount"]}));
                         }
                     }
                 }
                 ResponseTemplate::new(201)
             }
             ("POST", "marketplace-component-usages", 4) if action == "set_user_usages" => {
-                s.user_usages.push(json!({"component_usage": id, "usages": body["usages"]}));
+                s.user_usages
+                    .push(json!({"component_usage": id, "usages": body["usages"]}));
                 ResponseTemplate::new(201)
             }
             ("GET", "marketplace-component-user-usages", 2) => ok(json!([])),
@@ -269,14 +322,19 @@ pub async fn harness() -> Harness {
 
 pub async fn harness_with(adjust: impl FnOnce(&mut OfferingConfig)) -> Harness {
     let server = MockServer::start().await;
-    let waldur = FakeWaldur { state: Arc::new(Mutex::new(State::default())) };
+    let waldur = FakeWaldur {
+        state: Arc::new(Mutex::new(State::default())),
+    };
     waldur.lock().offering = json!({
         "uuid": OFFERING, "customer_uuid": uuid(700),
         "components": [{"uuid": uuid(600), "type": "cpu", "billing_type": "usage"},
                        {"uuid": uuid(601), "type": "mem", "billing_type": "usage"}],
         "plugin_options": {}
     });
-    Mock::given(wiremock::matchers::any()).respond_with(waldur.clone()).mount(&server).await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(waldur.clone())
+        .mount(&server)
+        .await;
     let backend = MemoryBackend::new();
     let handles = backend.handles();
     let backends = OfferingBackends {
@@ -298,5 +356,10 @@ pub async fn harness_with(adjust: impl FnOnce(&mut OfferingConfig)) -> Harness {
     ))
     .expect("client");
     let ctx = OfferingContext::new(config, client, backends, CoreSettings::default());
-    Harness { server, waldur, backend, ctx }
+    Harness {
+        server,
+        waldur,
+        backend,
+        ctx,
+    }
 }
