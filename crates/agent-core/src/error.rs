@@ -40,6 +40,8 @@ pub struct CycleReport {
     pub processed: usize,
     /// Items that failed (erred, or left for a later cycle after a transient error).
     pub failed: usize,
+    /// Of `failed`, those left for a later attempt after a transient error.
+    pub transient: usize,
     /// One line per failure: `<item>: <error>`.
     pub errors: Vec<String>,
 }
@@ -61,9 +63,21 @@ impl CycleReport {
         self.errors.push(format!("{item}: {error}"));
     }
 
+    /// A failure that a later attempt may clear (the item was left untouched).
+    pub fn retry(&mut self, item: &str, error: impl std::fmt::Display) {
+        self.transient += 1;
+        self.fail(item, error);
+    }
+
+    /// Whether every failure was transient (so redelivering the work can help).
+    pub fn transient_only(&self) -> bool {
+        self.failed > 0 && self.failed == self.transient
+    }
+
     pub fn merge(&mut self, other: CycleReport) {
         self.processed += other.processed;
         self.failed += other.failed;
+        self.transient += other.transient;
         self.errors.extend(other.errors);
     }
 

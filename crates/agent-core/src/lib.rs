@@ -12,6 +12,7 @@
 pub mod context;
 pub mod convert;
 pub mod error;
+pub mod events;
 pub mod identity;
 pub mod membership;
 pub mod orders;

@@ -113,7 +113,11 @@ pub async fn process_order_by_uuid(ctx: &OfferingContext, order_uuid: &str) -> C
     let order = match ctx.client.get_order(order_uuid, &[]).await {
         Ok(order) => order,
         Err(e) => {
-            report.fail(order_uuid, e);
+            if e.is_transient() {
+                report.retry(order_uuid, e);
+            } else {
+                report.fail(order_uuid, e);
+            }
             return report;
         }
     };
@@ -124,7 +128,8 @@ pub async fn process_order_by_uuid(ctx: &OfferingContext, order_uuid: &str) -> C
 
 fn tally(report: &mut CycleReport, uuid: &str, outcome: &OrderOutcome) {
     match outcome {
-        OrderOutcome::Retry(e) | OrderOutcome::Erred(e) | OrderOutcome::Failed(e) => {
+        OrderOutcome::Retry(e) => report.retry(&format!("order {uuid}"), e),
+        OrderOutcome::Erred(e) | OrderOutcome::Failed(e) => {
             report.fail(&format!("order {uuid}"), e)
         }
         _ => report.ok(),
