@@ -349,6 +349,7 @@ impl StompClient {
                 write_timeout: options.write_timeout,
                 reader_task,
                 closing: false,
+                disconnect_receipt: None,
             }
             .run(),
         );
@@ -525,6 +526,7 @@ struct Session {
     reader_task: tokio::task::JoinHandle<()>,
     /// DISCONNECT sent: the end of the stream is expected, not an error.
     closing: bool,
+    disconnect_receipt: Option<String>,
 }
 
 enum Flow {
@@ -603,12 +605,13 @@ impl Session {
                 Err(e) => Flow::Stop(Some(e)),
             },
             Command::Receipt => {
-                let id = frame.get("receipt-id").unwrap_or_default().to_owned();
-                let is_disconnect = self.closing;
-                if let Some(waiter) = self.receipts.remove(&id) {
+                let id = frame.get("receipt-id").unwrap_or_default();
+                if let Some(waiter) = self.receipts.remove(id) {
                     let _ = waiter.send(Ok(()));
                 }
-                if is_disconnect && self.receipts.is_empty() {
+                // RabbitMQ web-stomp has been seen answering DISCONNECT with a stale receipt-id
+                // and closing; any receipt after DISCONNECT means the broker processed it.
+                if self.closing {
                     Flow::Stop(None)
                 } else {
                     Flow::Continue
@@ -634,6 +637,7 @@ impl Session {
         let Request::Frame { frame, receipt } = request;
         if frame.command == Command::Disconnect {
             self.closing = true;
+            self.disconnect_receipt = receipt.as_ref().map(|(id, _)| id.clone());
         }
         let bytes = match frame.to_bytes() {
             Ok(bytes) => bytes,
@@ -661,6 +665,14 @@ impl Session {
 
     async fn shutdown(mut self, reason: Option<StompError>) {
         let reason = if self.closing { None } else { reason };
+        // The broker acknowledged DISCONNECT (receipt or orderly close): that is success.
+        if let Some(waiter) = self
+            .disconnect_receipt
+            .take()
+            .and_then(|id| self.receipts.remove(&id))
+        {
+            let _ = waiter.send(Ok(()));
+        }
         if let Some(e) = &reason {
             tracing::debug!(error = %e, "STOMP session ended");
             let _ = self.messages.send(Err(e.clone()));
