@@ -1,6 +1,7 @@
 //! The reconnecting event source task (STOMP and MQTT).
 
 use bytes::Bytes;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -159,23 +160,23 @@ impl Runner {
         tracing::info!(source = %describe, "event source stopped");
     }
 
-    /// Parses and forwards one message; returns false when the consumer is gone or we are
-    /// cancelled. Malformed JSON is acked away so it never blocks the queue.
-    async fn deliver(
+    /// Parses one message into an event. Malformed JSON is logged, counted and acked away so
+    /// it never blocks the queue.
+    fn prepare(
         &self,
         object_type: Option<String>,
         raw: Bytes,
         origin: &str,
         redelivered: bool,
         ack: AckHandle,
-    ) -> bool {
+    ) -> Option<Event> {
         let body: serde_json::Value = match serde_json::from_slice(&raw) {
             Ok(body) => body,
             Err(e) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(origin, error = %e, bytes = raw.len(), "dropping event with malformed JSON body");
                 let _ = ack.ack();
-                return true;
+                return None;
             }
         };
         let object_type = object_type
@@ -185,19 +186,14 @@ impl Runner {
                     .map(str::to_owned)
             })
             .unwrap_or_default();
-        let event = Event {
+        Some(Event {
             object_type,
             body,
             raw,
             origin: origin.to_owned(),
             redelivered,
             ack,
-        };
-        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-        tokio::select! {
-            _ = self.cancel.cancelled() => false,
-            sent = self.events.send(event) => sent.is_ok(),
-        }
+        })
     }
 
     async fn stomp_session(
@@ -247,9 +243,20 @@ impl Runner {
             .or_else(|| object_type_from_queue(&config.queue).map(str::to_owned));
         let use_payload_type = config.object_type.is_none() && config.destination.is_some();
 
+        // Events wait here while the consumer is busy, so the connection keeps being serviced
+        // (acks, heart-beats); the broker's prefetch bounds how many pile up.
+        let mut pending: VecDeque<Event> = VecDeque::new();
         let end = loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => break SessionEnd::Stop,
+                permit = self.events.reserve(), if !pending.is_empty() => match (permit, pending.pop_front()) {
+                    (Ok(permit), Some(event)) => {
+                        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                        permit.send(event);
+                    }
+                    (Err(_), _) => break SessionEnd::Stop,
+                    (Ok(_), None) => {}
+                },
                 request = ack_rx.recv() => {
                     let Some(request) = request else { break SessionEnd::Stop };
                     self.settle_stomp(&client, request);
@@ -262,9 +269,7 @@ impl Runner {
                         let ack = AckHandle::new(ack_tx.clone(), self.generation, AckToken::Stomp(ack_id));
                         let object_type = if use_payload_type { None } else { fixed_type.clone() };
                         let redelivered = message.redelivered();
-                        if !self.deliver(object_type, message.body, &message.destination, redelivered, ack).await {
-                            break SessionEnd::Stop;
-                        }
+                        pending.extend(self.prepare(object_type, message.body, &message.destination, redelivered, ack));
                     }
                     Some(Err(e)) => break SessionEnd::Lost(e.to_string()),
                     None => break SessionEnd::Lost("connection closed".into()),
@@ -343,9 +348,20 @@ impl Runner {
         let mut pending_subacks = 0usize;
         let mut nacked = false;
 
+        // See stomp_session: keep polling (keep-alive, PUBACKs) while the consumer is busy;
+        // the broker's in-flight window bounds the queue.
+        let mut pending: VecDeque<Event> = VecDeque::new();
         let end = loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => break SessionEnd::Stop,
+                permit = self.events.reserve(), if !pending.is_empty() => match (permit, pending.pop_front()) {
+                    (Ok(permit), Some(event)) => {
+                        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                        permit.send(event);
+                    }
+                    (Err(_), _) => break SessionEnd::Stop,
+                    (Ok(_), None) => {}
+                },
                 request = ack_rx.recv() => {
                     let Some(request) = request else { break SessionEnd::Stop };
                     if request.generation != self.generation { continue; }
@@ -395,9 +411,7 @@ impl Runner {
                             AckToken::Mqtt(Box::new(publish))
                         };
                         let ack = AckHandle::new(ack_tx.clone(), self.generation, token);
-                        if !self.deliver(object_type, raw, &origin, redelivered, ack).await {
-                            break SessionEnd::Stop;
-                        }
+                        pending.extend(self.prepare(object_type, raw, &origin, redelivered, ack));
                     }
                     Ok(_) => {}
                     Err(e) => {

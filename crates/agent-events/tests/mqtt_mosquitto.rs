@@ -152,3 +152,50 @@ async fn tcp_delivers_and_acked_messages_stay_acked_across_restart_of_the_source
     cancel.cancel();
     source.join().await;
 }
+
+#[tokio::test]
+async fn slow_consumer_does_not_starve_keepalive() {
+    let Some((host, tcp_port, _)) = mosquitto().await else {
+        return;
+    };
+    let mut config = config(&host, tcp_port, MqttTransport::Tcp);
+    config.keep_alive = Duration::from_secs(2);
+    let (tx, mut rx) = mpsc::channel(1);
+    let cancel = CancellationToken::new();
+    let source = EventSource::spawn(EventSourceConfig::Mqtt(config.clone()), tx, cancel.clone());
+    wait_status(&source, Duration::from_secs(10), |s| {
+        *s == ConnectionStatus::Connected
+    })
+    .await;
+    for n in 0..3 {
+        publish(
+            &host,
+            tcp_port,
+            &config.topic("order"),
+            &format!(r#"{{"n":{n}}}"#),
+        )
+        .await;
+    }
+    // Far longer than 1.5 × keep-alive: the broker would drop a connection whose event loop
+    // is blocked on a full channel.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for n in 0..3 {
+        let event = next_event(&mut rx, Duration::from_secs(5)).await;
+        assert_eq!(event.body["n"], n);
+        assert!(
+            !event.redelivered,
+            "connection was dropped and the event resent"
+        );
+        event.ack.ack().expect("ack");
+    }
+    assert_eq!(source.status(), ConnectionStatus::Connected);
+    assert_eq!(
+        source
+            .stats()
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    cancel.cancel();
+    source.join().await;
+}
