@@ -299,11 +299,6 @@ impl Store {
             "project_end_date_requested_by": null,
             "customer_uuid": customer.map(|c| h(&c.uuid)).unwrap_or_default(),
             "customer_name": customer.map(|c| c.name.clone()).unwrap_or_default(),
-            "parent_offering_uuid": null,
-            "parent_offering_name": null,
-            "parent_offering_slug": null,
-            "parent_uuid": null,
-            "parent_name": null,
             "backend_metadata": backend_metadata,
             "is_usage_based": has("usage"),
             "is_limit_based": has("limit"),
@@ -501,8 +496,6 @@ impl Store {
             "total_cost": null,
             "total_cost_estimated": null,
             "parent_description": null,
-            "parent_uuid": null,
-            "parent_name": null,
             "backend_metadata": {},
             "has_compliance_requirements": false,
             "billing_type_classification": "mixed",
@@ -788,7 +781,6 @@ impl Store {
             "science_sub_domain": null,
             "science_sub_domain_name": "",
             "science_sub_domain_code": "",
-            "science_domain_uuid": null,
             "science_domain_name": "",
             "science_domain_code": "",
             "project_credit": null,
@@ -882,7 +874,7 @@ impl Store {
     pub fn render_user_role(&self, r: &ProjectRole) -> Value {
         let u = self.users.get(&r.user);
         let by = r.created_by.and_then(|b| self.users.get(&b));
-        json!({
+        let mut v = json!({
             "uuid": h(&r.uuid),
             "created": ts(&r.created),
             "expiration_time": r.expiration_time,
@@ -894,8 +886,12 @@ impl Store {
             "user_uuid": h(&r.user),
             "user_image": "",
             "created_by_full_name": by.map(|b| b.full_name.clone()).unwrap_or_default(),
-            "created_by_uuid": by.map(|b| h(&b.uuid)),
-        })
+        });
+        // A non-nullable UUID in the SDK: omitted (as for seeded roles) rather than null.
+        if let (Some(b), Value::Object(m)) = (by, &mut v) {
+            m.insert("created_by_uuid".into(), json!(h(&b.uuid)));
+        }
+        v
     }
 
     pub fn render_identity(&self, i: &AgentIdentity) -> Value {
