@@ -36,12 +36,12 @@ impl Store {
         if !self.can_access_project(&actor, &project) {
             return Err(ApiError::not_found());
         }
-        if !self.is_staff(&actor)
-            && !self.is_customer_owner(&actor, &p.customer)
-            && !self
+        let may_manage = self.is_staff(&actor)
+            || self.is_customer_owner(&actor, &p.customer)
+            || self
                 .project_role(&actor, &project)
-                .is_some_and(|r| r.role == "PROJECT.MANAGER")
-        {
+                .is_some_and(|r| r.role == "PROJECT.MANAGER");
+        if !may_manage {
             return Err(ApiError::forbidden());
         }
         if !PROJECT_ROLES.contains(&role) {

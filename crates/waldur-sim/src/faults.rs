@@ -113,3 +113,56 @@ impl FaultState {
         d
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(route: &str, rate: f64) -> FaultRule {
+        FaultRule {
+            route: route.into(),
+            method: None,
+            error_rate: rate,
+            error_status: 502,
+            latency_ms: 5,
+            drop_rate: 0.0,
+        }
+    }
+
+    #[test]
+    fn same_seed_gives_same_faults() {
+        let run = |seed| {
+            let s = FaultState::default();
+            s.set(FaultConfig {
+                seed,
+                rules: vec![rule("/api/*", 0.5)],
+            });
+            (0..64)
+                .map(|_| s.decide("GET", "/api/x/").error_status.is_some())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(42), run(42));
+        assert_ne!(run(42), run(43));
+        assert!(run(42).iter().any(|x| *x) && run(42).iter().any(|x| !*x));
+    }
+
+    #[test]
+    fn rules_match_by_template_prefix_and_method() {
+        let s = FaultState::default();
+        let mut r = rule("/api/marketplace-orders/", 1.0);
+        r.method = Some("POST".into());
+        s.set(FaultConfig {
+            seed: 1,
+            rules: vec![r],
+        });
+        assert_eq!(
+            s.decide("POST", "/api/marketplace-orders/").error_status,
+            Some(502)
+        );
+        assert_eq!(
+            s.decide("GET", "/api/marketplace-orders/"),
+            FaultDecision::default()
+        );
+        assert_eq!(s.decide("POST", "/api/users/me/"), FaultDecision::default());
+    }
+}

@@ -378,14 +378,13 @@ impl Store {
             }
             ("Terminate", "erred") => self.set_resource_state(&resource, "OK"),
             ("Create", "rejected" | "canceled") => self.set_resource_state(&resource, "Terminated"),
-            (_, "rejected" | "canceled") => {
+            (_, "rejected" | "canceled")
                 if self
                     .resources
                     .get(&resource)
-                    .is_some_and(|r| r.state != "OK")
-                {
-                    self.set_resource_state(&resource, "OK");
-                }
+                    .is_some_and(|r| r.state != "OK") =>
+            {
+                self.set_resource_state(&resource, "OK");
             }
             _ => {}
         }

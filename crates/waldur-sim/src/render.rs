@@ -242,14 +242,14 @@ impl Store {
         let in_progress = self
             .orders
             .values()
-            .filter(|o| {
+            .rev()
+            .find(|o| {
                 o.resource == r.uuid
                     && matches!(
                         o.state.as_str(),
                         "pending-consumer" | "pending-provider" | "executing"
                     )
             })
-            .last()
             .map(|o| self.render_order(o))
             .unwrap_or(Value::Null);
         let creation = r

@@ -392,3 +392,56 @@ impl Seed {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+users:
+  - {username: staff, is_staff: true, token: "s3cr3t"}
+  - {username: owner}
+  - {username: alice, full_name: Alice Liddell}
+customers:
+  - {name: HPC Center, owners: [owner], service_provider: true}
+  - {name: University, owners: [owner]}
+projects:
+  - name: Physics
+    customer: University
+    members: [{user: alice, role: PROJECT.MEMBER}]
+offerings:
+  - name: Cluster
+    customer: HPC Center
+    type: Marketplace.Slurm
+    plugin_options: {username_generation_policy: waldur_username}
+    components:
+      - {type: cpu, name: CPU, measured_unit: k-Hours, billing_type: usage, unit_factor: 60000}
+    plans: [{name: Default}]
+"#;
+
+    #[test]
+    fn documented_example_loads() {
+        let seed = Seed::from_yaml(EXAMPLE).expect("example parses");
+        let mut store = Store::new("http://sim".into());
+        seed.apply(&mut store).expect("example applies");
+        assert_eq!(store.users.len(), 3);
+        assert!(store.user_by_token("s3cr3t").is_some_and(|u| u.is_staff));
+        let off = store.offerings.values().next().expect("offering");
+        assert_eq!(off.components[0].unit_factor, 60000);
+        assert_eq!(store.service_providers.len(), 1);
+        assert_eq!(store.project_roles.len(), 1);
+        assert_eq!(store.plans.len(), 1);
+    }
+
+    #[test]
+    fn unknown_references_and_keys_are_errors() {
+        let bad_ref = "projects: [{name: P, customer: Nope}]";
+        let mut store = Store::new("http://sim".into());
+        let err = Seed::from_yaml(bad_ref).expect("parses").apply(&mut store);
+        assert!(matches!(err, Err(SimError::Seed(m)) if m.contains("Nope")));
+        assert!(
+            Seed::from_yaml("userz: []").is_err(),
+            "typos in keys are reported"
+        );
+    }
+}

@@ -528,3 +528,25 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/component-user-usage-limits/", get(list_user_limits))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_amount;
+    use serde_json::json;
+
+    #[test]
+    fn amounts_are_hundredths_with_at_most_two_decimals() {
+        assert_eq!(parse_amount(&json!("12.34")), Ok(1234));
+        assert_eq!(
+            parse_amount(&json!("12.340000")),
+            Ok(1234),
+            "trailing zeros are fine"
+        );
+        assert_eq!(parse_amount(&json!(7)), Ok(700));
+        assert_eq!(parse_amount(&json!(0.5)), Ok(50));
+        assert_eq!(parse_amount(&json!("-1.5")), Ok(-150));
+        assert!(parse_amount(&json!("1.234")).is_err());
+        assert!(parse_amount(&json!("abc")).is_err());
+        assert!(parse_amount(&json!(null)).is_err());
+    }
+}
