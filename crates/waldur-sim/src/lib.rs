@@ -1,1 +1,323 @@
-//! waldur-sim
+#![recursion_limit = "512"]
+//! waldur-sim: a stateful simulator of the Waldur Mastermind REST API as the site agent sees it.
+//!
+//! Embed it in tests with [`SimServer::start_demo`] (or [`SimServer::start`] with a [`Seed`]),
+//! drive the consumer side with [`consumer`], and check what happened with
+//! [`SimServer::stats`], [`SimServer::state`] and [`SimServer::events`].
+
+pub mod admin;
+pub mod app;
+pub mod catalog;
+pub mod consumer;
+pub mod demo;
+pub mod error;
+pub mod events;
+pub mod faults;
+pub mod identities;
+pub mod model;
+pub mod offering_users;
+pub mod orders;
+pub mod pagination;
+pub mod query;
+pub mod render;
+pub mod resources;
+pub mod seed;
+pub mod stats;
+pub mod store;
+pub mod usage;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body as AxumBody;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+pub use demo::{DemoInfo, DemoUser};
+pub use error::{ApiError, SimError};
+pub use events::{Delivery, EventRecord, EventSink};
+pub use faults::{FaultConfig, FaultRule};
+pub use seed::Seed;
+pub use stats::{RequestLogEntry, RequestStats};
+pub use store::{SimEvent, Store};
+
+use app::{AppState, Shared};
+
+/// The Mastermind version reported by `GET /api/version/`.
+pub const MASTERMIND_VERSION: &str = "8.1.0";
+
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Address to bind; port 0 picks a free one.
+    pub listen: SocketAddr,
+    pub seed: Option<Seed>,
+    /// Load the documented demo dataset (before `seed`, which may add to it).
+    pub demo: bool,
+    /// `username_generation_policy` of the demo offering.
+    pub demo_username_policy: String,
+    /// Public base URL for hyperlinks (default `http://<bound address>`).
+    pub public_url: Option<String>,
+    pub faults: FaultConfig,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            seed: None,
+            demo: false,
+            demo_username_policy: "waldur_username".into(),
+            public_url: None,
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+/// A running simulator; dropping it or calling [`SimServer::shutdown`] stops it.
+pub struct SimServer {
+    shared: AppState,
+    addr: SocketAddr,
+    demo: DemoInfo,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl SimServer {
+    pub async fn start(opts: SimOptions) -> Result<SimServer, SimError> {
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .map_err(|source| SimError::Bind {
+                addr: opts.listen,
+                source,
+            })?;
+        let addr = listener.local_addr()?;
+        let base = opts
+            .public_url
+            .clone()
+            .map(|u| u.trim_end_matches('/').trim_end_matches("/api").to_string())
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let mut store = Store::new(base.clone());
+        if opts.demo {
+            demo::demo_seed(&opts.demo_username_policy).apply(&mut store)?;
+        }
+        if let Some(seed) = &opts.seed {
+            seed.apply(&mut store)?;
+        }
+        let api_url = format!("{base}/api/");
+        let demo = if opts.demo {
+            demo::demo_info(&store, &api_url)
+        } else {
+            DemoInfo {
+                api_url,
+                ..Default::default()
+            }
+        };
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store),
+            stats: Default::default(),
+            faults: Default::default(),
+            events: Default::default(),
+            base_url: base,
+        });
+        shared.faults.set(opts.faults.clone());
+        let app = router(shared.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "waldur-sim server stopped with an error");
+            }
+        });
+        tracing::info!(%addr, "waldur-sim listening");
+        Ok(SimServer {
+            shared,
+            addr,
+            demo,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// The demo dataset on 127.0.0.1 with a free port.
+    pub async fn start_demo() -> Result<SimServer, SimError> {
+        Self::start(SimOptions {
+            demo: true,
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT/api/`
+    pub fn api_url(&self) -> String {
+        self.demo.api_url.clone()
+    }
+
+    pub fn demo(&self) -> &DemoInfo {
+        &self.demo
+    }
+
+    /// Adds broker fields to the demo info (set by the binary when brokers are configured).
+    pub fn demo_mut(&mut self) -> &mut DemoInfo {
+        &mut self.demo
+    }
+
+    pub fn stats(&self) -> RequestStats {
+        self.shared.stats.snapshot()
+    }
+
+    pub fn request_log(&self, limit: usize) -> Vec<RequestLogEntry> {
+        self.shared.stats.log(limit)
+    }
+
+    pub fn reset_stats(&self) {
+        self.shared.stats.reset();
+    }
+
+    pub fn set_faults(&self, faults: FaultConfig) {
+        self.shared.faults.set(faults);
+    }
+
+    /// Read (and write) access to the whole state, for assertions and scenario set-up.
+    /// Hold the guard briefly: requests wait for it.
+    pub fn state(&self) -> MutexGuard<'_, Store> {
+        self.shared.lock()
+    }
+
+    /// Applies a mutation and publishes the events it causes, as an API call would.
+    pub fn mutate<T>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        self.shared.mutate(f)
+    }
+
+    pub fn events(&self) -> Vec<EventRecord> {
+        self.shared.events.log()
+    }
+
+    pub fn add_event_sink(&self, sink: Arc<dyn EventSink>) {
+        self.shared.events.add_sink(sink);
+    }
+
+    pub async fn shutdown(mut self) {
+        self.stop();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Counts every request per route template and applies injected faults (not to `/__sim/`).
+async fn track(State(shared): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "<unmatched>".into());
+    let user_agent = req
+        .headers()
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let decision = if route.starts_with("/__sim") {
+        Default::default()
+    } else {
+        shared.faults.decide(&method, &route)
+    };
+    if decision.latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(decision.latency_ms)).await;
+    }
+    let (resp, fault) = if decision.drop {
+        // A body that fails mid-stream makes hyper abort the connection.
+        let stream = futures::stream::once(async {
+            Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other(
+                "simulated connection drop",
+            ))
+        });
+        let mut r = Response::new(AxumBody::from_stream(stream));
+        *r.status_mut() = StatusCode::OK;
+        (r, Some("drop".to_string()))
+    } else if let Some(status) = decision.error_status {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut r = (
+            code,
+            axum::Json(serde_json::json!({"detail": "Simulated fault."})),
+        )
+            .into_response();
+        if status == 429 {
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+        }
+        (r, Some(format!("error {status}")))
+    } else {
+        (next.run(req).await, None)
+    };
+    shared.stats.record(RequestLogEntry {
+        timestamp: store::now().to_string(),
+        method,
+        path,
+        route,
+        status: resp.status().as_u16(),
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        user_agent,
+        fault,
+    });
+    resp
+}
+
+async fn not_found(State(shared): State<AppState>, req: Request) -> Response {
+    shared.stats.record(RequestLogEntry {
+        timestamp: store::now().to_string(),
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+        route: "<unmatched>".into(),
+        status: 404,
+        duration_ms: 0.0,
+        user_agent: String::new(),
+        fault: None,
+    });
+    ApiError::not_found().into_response()
+}
+
+pub fn router(shared: AppState) -> Router {
+    Router::new()
+        .merge(orders::routes())
+        .merge(resources::routes())
+        .merge(offering_users::routes())
+        .merge(usage::routes())
+        .merge(identities::routes())
+        .merge(catalog::routes())
+        .merge(admin::routes())
+        .route_layer(axum::middleware::from_fn_with_state(shared.clone(), track))
+        .fallback(not_found)
+        .with_state(shared)
+}

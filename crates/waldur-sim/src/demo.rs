@@ -1,0 +1,210 @@
+//! The documented demo dataset (`waldur-sim --demo`):
+//!
+//! - `staff` (staff user);
+//! - `provider-owner`, owner of the service-provider customer "HPC Provider";
+//! - `consumer-owner`, owner of the customer "Research University" and its project "Demo project";
+//! - `alice`, `bob`, `carol`: ordinary users, not yet in any project (add them with `add_user`);
+//! - offering "Demo SLURM cluster" (`Marketplace.Slurm`, Active) with usage components `cpu`
+//!   (k-Hours, unit factor 60000) and `mem` (gb-Hours, unit factor 61440), the limit component
+//!   `gpu` (gpu-Hours, unit factor 60), and one plan "Default";
+//! - plugin options: `username_generation_policy` (`waldur_username` by default),
+//!   `service_provider_can_create_offering_user: true`, `account_name_generation_policy: project_slug`.
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::seed::{
+    Seed, SeedComponent, SeedCustomer, SeedMember, SeedOffering, SeedPlan, SeedProject, SeedUser,
+};
+use crate::store::Store;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DemoUser {
+    pub uuid: String,
+    pub username: String,
+    pub token: String,
+}
+
+/// What the demo JSON line carries (and [`crate::SimServer::demo`] returns).
+#[derive(Clone, Serialize, PartialEq, Default)]
+pub struct DemoInfo {
+    pub api_url: String,
+    pub staff_token: String,
+    pub provider_token: String,
+    pub consumer_token: String,
+    pub offering_uuid: String,
+    pub plan_uuid: String,
+    pub project_uuid: String,
+    pub customer_uuid: String,
+    pub provider_customer_uuid: String,
+    pub users: Vec<DemoUser>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stomp_ws_host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stomp_ws_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stomp_ws_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_port: Option<u16>,
+}
+
+impl std::fmt::Debug for DemoInfo {
+    // Tokens are credentials: never in Debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoInfo")
+            .field("api_url", &self.api_url)
+            .field("offering_uuid", &self.offering_uuid)
+            .field("project_uuid", &self.project_uuid)
+            .field("tokens", &"***")
+            .finish()
+    }
+}
+
+pub const DEMO_OFFERING: &str = "Demo SLURM cluster";
+pub const DEMO_PROJECT: &str = "Demo project";
+pub const DEMO_USERS: &[&str] = &["alice", "bob", "carol"];
+
+pub fn demo_seed(username_policy: &str) -> Seed {
+    let user = |name: &str, full: &str, staff: bool| SeedUser {
+        username: name.into(),
+        full_name: Some(full.into()),
+        is_staff: staff,
+        ..Default::default()
+    };
+    let mut users = vec![
+        user("staff", "Staff Admin", true),
+        user("provider-owner", "Paula Provider", false),
+        user("consumer-owner", "Connor Consumer", false),
+    ];
+    users.extend([
+        user("alice", "Alice Liddell", false),
+        user("bob", "Bob Builder", false),
+        user("carol", "Carol Danvers", false),
+    ]);
+    let plugin_options = [
+        ("username_generation_policy", json!(username_policy)),
+        ("service_provider_can_create_offering_user", json!(true)),
+        ("account_name_generation_policy", json!("project_slug")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Seed {
+        users,
+        customers: vec![
+            SeedCustomer {
+                name: "HPC Provider".into(),
+                owners: vec!["provider-owner".into()],
+                service_provider: true,
+                ..Default::default()
+            },
+            SeedCustomer {
+                name: "Research University".into(),
+                owners: vec!["consumer-owner".into()],
+                ..Default::default()
+            },
+        ],
+        projects: vec![SeedProject {
+            name: DEMO_PROJECT.into(),
+            customer: "Research University".into(),
+            slug: Some("demo-project".into()),
+            description: Some("Project of the waldur-sim demo dataset".into()),
+            members: vec![SeedMember {
+                user: "consumer-owner".into(),
+                role: "PROJECT.MANAGER".into(),
+            }],
+            ..Default::default()
+        }],
+        offerings: vec![SeedOffering {
+            name: DEMO_OFFERING.into(),
+            customer: "HPC Provider".into(),
+            type_: "Marketplace.Slurm".into(),
+            state: "Active".into(),
+            backend_id: "waldur".into(),
+            plugin_options,
+            partitions: vec!["debug".into()],
+            components: vec![
+                SeedComponent {
+                    type_: "cpu".into(),
+                    name: Some("CPU".into()),
+                    measured_unit: "k-Hours".into(),
+                    billing_type: "usage".into(),
+                    unit_factor: 60000,
+                    limit_amount: Some(100),
+                    ..Default::default()
+                },
+                SeedComponent {
+                    type_: "mem".into(),
+                    name: Some("RAM".into()),
+                    measured_unit: "gb-Hours".into(),
+                    billing_type: "usage".into(),
+                    unit_factor: 61440,
+                    limit_amount: Some(100),
+                    ..Default::default()
+                },
+                SeedComponent {
+                    type_: "gpu".into(),
+                    name: Some("GPU".into()),
+                    measured_unit: "gpu-Hours".into(),
+                    billing_type: "limit".into(),
+                    unit_factor: 60,
+                    limit_period: Some("total".into()),
+                    ..Default::default()
+                },
+            ],
+            plans: vec![SeedPlan {
+                name: "Default".into(),
+                unit: "month".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+pub fn demo_info(store: &Store, api_url: &str) -> DemoInfo {
+    let token = |name: &str| {
+        store
+            .users
+            .values()
+            .find(|u| u.username == name)
+            .map(|u| u.token.clone())
+            .unwrap_or_default()
+    };
+    let offering = store.offerings.values().find(|o| o.name == DEMO_OFFERING);
+    let project = store.projects.values().find(|p| p.name == DEMO_PROJECT);
+    let provider = offering.map(|o| o.customer);
+    DemoInfo {
+        api_url: api_url.to_string(),
+        staff_token: token("staff"),
+        provider_token: token("provider-owner"),
+        consumer_token: token("consumer-owner"),
+        offering_uuid: offering
+            .map(|o| o.uuid.simple().to_string())
+            .unwrap_or_default(),
+        plan_uuid: offering
+            .and_then(|o| store.plans.values().find(|p| p.offering == o.uuid))
+            .map(|p| p.uuid.simple().to_string())
+            .unwrap_or_default(),
+        project_uuid: project
+            .map(|p| p.uuid.simple().to_string())
+            .unwrap_or_default(),
+        customer_uuid: project
+            .map(|p| p.customer.simple().to_string())
+            .unwrap_or_default(),
+        provider_customer_uuid: provider.map(|c| c.simple().to_string()).unwrap_or_default(),
+        users: DEMO_USERS
+            .iter()
+            .filter_map(|n| store.users.values().find(|u| u.username == *n))
+            .map(|u| DemoUser {
+                uuid: u.uuid.simple().to_string(),
+                username: u.username.clone(),
+                token: u.token.clone(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
