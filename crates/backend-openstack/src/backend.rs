@@ -411,9 +411,7 @@ impl OpenStackBackend {
             };
             if let Some(current) = existing.iter().find(|l| matches(l)) {
                 if current.resource_limit != *amount {
-                    self.client
-                        .update_project_limit(&current.id, *amount)
-                        .await?;
+                    self.update_limit(project_id, current, *amount).await?;
                 }
                 continue;
             }
@@ -436,12 +434,45 @@ impl OpenStackBackend {
                         .iter()
                         .find(|l| matches(l))
                         .ok_or_else(|| BackendError::from(e))?;
-                    self.client
-                        .update_project_limit(&current.id, *amount)
-                        .await?;
+                    self.update_limit(project_id, current, *amount).await?;
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+        Ok(())
+    }
+
+    /// Change one project limit. Keystone ignores a PATCH to 0 (answers 200 with the old value),
+    /// so when the stored value differs from what we asked, replace the limit instead.
+    async fn update_limit(
+        &self,
+        project_id: &str,
+        current: &ProjectLimit,
+        amount: i64,
+    ) -> BackendResult<()> {
+        let stored = self
+            .client
+            .update_project_limit(&current.id, amount)
+            .await?;
+        if stored.resource_limit == amount {
+            return Ok(());
+        }
+        self.client.delete_project_limit(&current.id).await?;
+        let created = self
+            .client
+            .create_project_limit(
+                project_id,
+                &current.service_id,
+                &current.resource_name,
+                current.region_id.as_deref(),
+                amount,
+            )
+            .await?;
+        if created.resource_limit != amount {
+            return Err(BackendError::permanent(format!(
+                "offering '{}': Keystone stored {} instead of {amount} for limit {}",
+                self.offering, created.resource_limit, current.resource_name
+            )));
         }
         Ok(())
     }

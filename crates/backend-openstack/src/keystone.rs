@@ -941,6 +941,20 @@ impl KeystoneClient {
         })
     }
 
+    /// `DELETE /v3/registered_limits/{id}` (cleanup tooling); 404 is fine.
+    pub async fn delete_registered_limit(&self, registered_limit_id: &str) -> KsResult<()> {
+        self.call(
+            Method::DELETE,
+            &format!("/registered_limits/{registered_limit_id}"),
+            &[],
+            None,
+            Replay::Idempotent,
+            &[StatusCode::NOT_FOUND],
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Project limits of one project (all services).
     pub async fn project_limits(&self, project_id: &str) -> KsResult<Vec<ProjectLimit>> {
         let found: Vec<ProjectLimit> = self
@@ -989,15 +1003,36 @@ impl KeystoneClient {
         })
     }
 
-    pub async fn update_project_limit(&self, limit_id: &str, resource_limit: i64) -> KsResult<()> {
+    /// `PATCH /v3/limits/{id}`; returns the limit as Keystone stored it (callers must check it:
+    /// Keystone 30 answers 200 but ignores `resource_limit: 0`).
+    pub async fn update_project_limit(
+        &self,
+        limit_id: &str,
+        resource_limit: i64,
+    ) -> KsResult<ProjectLimit> {
         let body = json!({"limit": {"resource_limit": resource_limit}});
+        let (_, value) = self
+            .call(
+                Method::PATCH,
+                &format!("/limits/{limit_id}"),
+                &[],
+                Some(&body),
+                Replay::Idempotent,
+                &[],
+            )
+            .await?;
+        self.field(value, "limit", "PATCH /limits")
+    }
+
+    /// `DELETE /v3/limits/{id}`; 404 is fine.
+    pub async fn delete_project_limit(&self, limit_id: &str) -> KsResult<()> {
         self.call(
-            Method::PATCH,
+            Method::DELETE,
             &format!("/limits/{limit_id}"),
             &[],
-            Some(&body),
+            None,
             Replay::Idempotent,
-            &[],
+            &[StatusCode::NOT_FOUND],
         )
         .await
         .map(|_| ())
