@@ -221,7 +221,7 @@ async fn conformance_lifecycle_on_real_keystone() {
 
 #[tokio::test]
 async fn members_get_a_project_token_until_removed_or_paused() {
-    let Some((env, backend)) = setup().await else {
+    let Some((_env, backend)) = setup().await else {
         return;
     };
     let client = backend.client();
