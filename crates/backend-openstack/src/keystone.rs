@@ -1038,6 +1038,51 @@ impl KeystoneClient {
         .map(|_| ())
     }
 
+    /// Create an application credential for `user_id` on the token's project (tooling and tests).
+    /// Returns its id and secret.
+    pub async fn create_application_credential(
+        &self,
+        user_id: &str,
+        name: &str,
+    ) -> KsResult<(String, Secret)> {
+        #[derive(Deserialize)]
+        struct Created {
+            id: String,
+            secret: String,
+        }
+        let body = json!({"application_credential": {"name": name,
+            "description": "created by waldur-site-agent tooling"}});
+        let (_, value) = self
+            .call(
+                Method::POST,
+                &format!("/users/{user_id}/application_credentials"),
+                &[],
+                Some(&body),
+                Replay::Once,
+                &[],
+            )
+            .await?;
+        let created: Created = self.field(
+            value,
+            "application_credential",
+            "POST application_credentials",
+        )?;
+        Ok((created.id, Secret::new(created.secret)))
+    }
+
+    pub async fn delete_application_credential(&self, user_id: &str, id: &str) -> KsResult<()> {
+        self.call(
+            Method::DELETE,
+            &format!("/users/{user_id}/application_credentials/{id}"),
+            &[],
+            None,
+            Replay::Idempotent,
+            &[StatusCode::NOT_FOUND],
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Issue a token for arbitrary credentials without caching it (used by tests to prove a
     /// user's access). Returns the token body on success.
     pub async fn try_login(

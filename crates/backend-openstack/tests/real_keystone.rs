@@ -653,3 +653,50 @@ async fn seed_role_name_falls_back_to_member() {
         "{role:?}"
     );
 }
+
+#[tokio::test]
+async fn application_credentials_authenticate_and_manage_projects() {
+    let Some((env, admin)) = setup().await else {
+        return;
+    };
+    let token = admin.client().authenticate().await.expect("admin token");
+    let user_id = token.user.expect("token names the user").id;
+    let id = run_id();
+    let (cred_id, cred_secret) = admin
+        .client()
+        .create_application_credential(&user_id, &format!("wt-cred-{id}"))
+        .await
+        .expect("create application credential");
+    let backend = backend_with(
+        &env,
+        json!({"username": null, "password": null, "project_name": null,
+            "application_credential_id": cred_id,
+            "application_credential_secret": cred_secret.expose()}),
+    );
+    assert!(
+        format!("{:?}", backend.settings()).contains(&cred_id)
+            && !format!("{:?}", backend.settings()).contains(cred_secret.expose()),
+        "id shown, secret hidden"
+    );
+    backend
+        .ping()
+        .await
+        .expect("application credential authenticates");
+    let mut res = resource(&id);
+    res.backend_id = backend.backend_id_for(&res.slug).expect("id");
+    backend
+        .create_resource(CreateRequest {
+            resource: res.clone(),
+            backend_id: res.backend_id.clone(),
+            context: UserContext::default(),
+        })
+        .await
+        .expect("create with an application credential");
+    assert!(backend.pull_resource(&res).await.expect("pull").is_some());
+    backend.delete_resource(&res).await.expect("delete");
+    admin
+        .client()
+        .delete_application_credential(&user_id, &cred_id)
+        .await
+        .expect("cleanup credential");
+}
