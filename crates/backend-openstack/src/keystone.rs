@@ -1145,6 +1145,44 @@ mod tests {
         assert!(!KeystoneClient::still_fresh(&short, now));
     }
 
+    fn settings_with(extra: Value) -> OpenStackSettings {
+        let mut map = json!({"auth_url": "https://k:5000/v3", "username": "a", "password": "p",
+            "project_name": "x"});
+        if let (Value::Object(m), Value::Object(e)) = (&mut map, extra) {
+            m.extend(e);
+        }
+        let Value::Object(map) = map else {
+            unreachable!("object literal")
+        };
+        OpenStackSettings::from_backend_settings("tls-test", &map).expect("settings")
+    }
+
+    #[test]
+    fn ca_bundle_problems_are_config_errors_naming_the_file() {
+        let missing = std::env::temp_dir().join(format!("no-such-ca-{}.pem", std::process::id()));
+        let err = KeystoneClient::new(
+            "tls-test",
+            &settings_with(json!({"ca_bundle": missing.display().to_string()})),
+        )
+        .expect_err("missing file");
+        let backend = BackendError::from(err);
+        assert!(matches!(backend, BackendError::Config(_)), "{backend:?}");
+        assert!(backend.to_string().contains("no-such-ca-"), "{backend}");
+
+        let garbage = std::env::temp_dir().join(format!("garbage-ca-{}.pem", std::process::id()));
+        std::fs::write(&garbage, b"not a certificate").expect("write temp file");
+        let err = KeystoneClient::new(
+            "tls-test",
+            &settings_with(json!({"ca_bundle": garbage.display().to_string()})),
+        )
+        .expect_err("no certificate in file");
+        let _ = std::fs::remove_file(&garbage);
+        assert!(err.to_string().contains("ca_bundle"), "{err}");
+
+        KeystoneClient::new("tls-test", &settings_with(json!({"verify_ssl": false})))
+            .expect("verification can be switched off");
+    }
+
     #[test]
     fn errors_are_classified() {
         let http = |status| KeystoneError::Http {
