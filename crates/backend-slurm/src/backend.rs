@@ -429,9 +429,7 @@ impl SlurmBackend {
             if users.is_empty() || accounts.is_empty() {
                 continue;
             }
-            let batch = self
-                .exec_change(self.commands.add_users(&users, &accounts, &options))
-                .await;
+            let batch = self.add_users_retrying(&users, &accounts, &options).await;
             let ok_accounts: Vec<String> = match batch {
                 Ok(_) => accounts,
                 Err(e) if accounts.len() > 1 => {
@@ -461,6 +459,34 @@ impl SlurmBackend {
             }
         }
         made
+    }
+
+    /// `add user`, retried a few times while slurmdbd has not yet made just-added accounts
+    /// visible ("doesn't exist on cluster"), which happens under concurrent load.
+    async fn add_users_retrying(
+        &self,
+        users: &[String],
+        accounts: &[String],
+        options: &UserAssocOptions,
+    ) -> BackendResult<bool> {
+        let mut delay = Duration::from_millis(300);
+        for _ in 0..3 {
+            match self
+                .exec_change(self.commands.add_users(users, accounts, options))
+                .await
+            {
+                Err(BackendError::Command { output, .. })
+                    if output.contains("doesn't exist on cluster") =>
+                {
+                    tracing::debug!("accounts not visible yet; retrying add user");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                other => return other,
+            }
+        }
+        self.exec_change(self.commands.add_users(users, accounts, options))
+            .await
     }
 
     async fn add_accounts_group(
