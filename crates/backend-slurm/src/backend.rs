@@ -462,7 +462,7 @@ impl SlurmBackend {
     }
 
     /// `add user`, retried a few times while slurmdbd has not yet made just-added accounts
-    /// visible ("doesn't exist on cluster"), which happens under concurrent load.
+    /// visible ("doesn't exist [on cluster]"); seen here when several sacctmgr run at once.
     async fn add_users_retrying(
         &self,
         users: &[String],
@@ -475,9 +475,7 @@ impl SlurmBackend {
                 .exec_change(self.commands.add_users(users, accounts, options))
                 .await
             {
-                Err(BackendError::Command { output, .. })
-                    if output.contains("doesn't exist on cluster") =>
-                {
+                Err(BackendError::Command { output, .. }) if output.contains("doesn't exist") => {
                     tracing::debug!("accounts not visible yet; retrying add user");
                     tokio::time::sleep(delay).await;
                     delay *= 2;

@@ -21,6 +21,10 @@ use indexmap::IndexMap;
 
 const ENV_FILE: &str = "/tmp/waldur-services/slurm/env.sh";
 
+/// One test at a time: concurrent sacctmgr writers make slurmdbd answer "doesn't exist" for
+/// accounts another session just added, which would make call counts nondeterministic.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Slurm {
     conf: String,
     cluster: String,
@@ -212,6 +216,7 @@ fn grant(name: &str) -> UserGrant {
 
 #[tokio::test]
 async fn conformance_lifecycle_on_real_slurm() {
+    let _serial = SERIAL.lock().await;
     let Some(s) = slurm("conformance") else {
         return;
     };
@@ -243,6 +248,7 @@ async fn conformance_lifecycle_on_real_slurm() {
 
 #[tokio::test]
 async fn batch_create_of_20_with_users_on_real_slurm() {
+    let _serial = SERIAL.lock().await;
     let Some(s) = slurm("batch") else {
         return;
     };
@@ -391,6 +397,7 @@ fn sacct_expectation(s: &Slurm, account: &str) -> Option<BTreeMap<String, (f64, 
 
 #[tokio::test]
 async fn usage_of_real_jobs_matches_sacct() {
+    let _serial = SERIAL.lock().await;
     let Some(s) = slurm("usage") else {
         return;
     };
