@@ -1,1 +1,104 @@
-//! backend-slurm
+//! SLURM backend: Waldur resources become SLURM accounts, team members become user associations,
+//! ordered limits become `GrpTRESMins`, and `sacct` provides usage.
+//!
+//! # Account hierarchy
+//!
+//! ```text
+//! root_account (default: default_account, then "root")
+//! └── <customer_prefix><customer slug>        description = customer name
+//!     └── <project_prefix><project slug>      description = project name, organization = itself
+//!         └── <allocation_prefix><resource slug> (lower-case)
+//!                                              description = resource name, organization = project
+//! ```
+//!
+//! With `parent_account` set the tree is flat: `parent_account → project → allocation`, no customer
+//! tier. All names are lower-cased (SLURM folds case) and pass
+//! [`backend_api::names::validate_site_name`] before any command runs. The tree logic lives in
+//! [`hierarchy`] and knows nothing of sacctmgr, so other accounting tools can reuse it; [`sacctmgr`]
+//! turns it into argument vectors. A project whose customer changed is moved by
+//! [`SlurmBackend::sync_resource_projects`]; the project account is removed with its last
+//! allocation, customer accounts never.
+//!
+//! # Settings (`backend_settings`)
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `default_account` | required with policy `common` | `DefaultAccount=` of new users; fallback root |
+//! | `root_account` | `default_account`, then `root` | parent of customer accounts |
+//! | `default_account_policy` | `common` | `common` / `individual` (the allocation) / `none` (no token) |
+//! | `customer_prefix`, `project_prefix`, `allocation_prefix` | `""` | account name prefixes |
+//! | `parent_account` | none | flat mode parent |
+//! | `cluster_name` | none | `cluster=` / `--cluster=` on every command |
+//! | `slurm_bin_path` | `/usr/bin` | where sacctmgr, sacct, scancel live; `""` = `PATH` |
+//! | `default_partition` | none | `Partition=` for new associations |
+//! | `enforce_offering_partitions` | false | use the offering's `plugin_options.partitions` |
+//! | `qos_default` / `qos_paused` / `qos_downscaled` | `normal` / none / none | restore, pause, downscale QoS |
+//! | `qos_enforcement_enabled`, `enforce_offering_qos` | false / none | QoS grants per association; pause by `GrpSubmitJobs` |
+//! | `soft_delete` | false | zero the limits instead of removing the account |
+//! | `enable_user_homedir_account_creation` | true | `mkhomedir_helper <user> <umask>` for users without a home |
+//! | `default_homedir_umask` | `0077` | umask for new homes |
+//! | `homedir_base_path` | none | where homes are checked (else the passwd entry) |
+//! | `mkhomedir_helper_path` | `/sbin/mkhomedir_helper` | (extension) |
+//! | `command_timeout_seconds` | 120 | (extension) kill a hung SLURM command |
+//! | `execution_mode` | `cli` | `rest` (slurmrestd) is not implemented and refused at startup |
+//!
+//! Unknown keys are ignored. Components (`backend_components`) are TRES names (`cpu`, `mem`,
+//! `gres/gpu`); `unit_factor` converts Waldur units into TRES-minutes (`mem` in MB-minutes), or
+//! `target_components: {tres: {factor: f}}` maps one Waldur component onto several TRES. Prepaid
+//! (`accounting_type: one`) limits are multiplied by the subscription's months. Limits read back are
+//! the exact inverse of what was written, so syncing them to Waldur never grows them.
+//!
+//! # Call pattern
+//!
+//! A batch of creates ([`backend_api::OrderBackend::create_resources`]) costs one `show assoc` for
+//! every account involved, one `add account a,b,… GrpTRESMins=…` per group of new accounts sharing
+//! parent, description, organization and limits (customer and project accounts once per batch),
+//! and one `add user u1,…,un account=a1,…` per distinct (user set, association options). A failed
+//! group is retried item by item so only the orders it concerns fail. Usage for any number of
+//! accounts is one `sacct` call; `pull_resources` is one `show assoc`. Usage is computed from
+//! `AllocTRES × ElapsedRaw` (what the job held, to the second) rather than upstream's
+//! `ReqTRES × Elapsed`.
+
+pub mod backend;
+pub mod hierarchy;
+pub mod sacctmgr;
+pub mod settings;
+pub mod tres;
+pub mod usage;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backend_api::command::{CommandRunner, ProcessRunner};
+use backend_api::{BackendError, BackendHandles, BuildContext};
+
+pub use backend::SlurmBackend;
+pub use settings::{DefaultAccountPolicy, SlurmSettings};
+
+/// Registry constructor for backend name `slurm`.
+pub fn build(ctx: &BuildContext<'_>) -> Result<BackendHandles, BackendError> {
+    let settings = SlurmSettings::from_map(&ctx.offering.backend_settings)?;
+    let runner: Arc<dyn CommandRunner> =
+        ProcessRunner::new(Duration::from_secs(settings.command_timeout_seconds.max(1))).shared();
+    let backend = Arc::new(SlurmBackend::new(
+        settings,
+        ctx.offering.backend_components.clone(),
+        runner,
+    )?);
+    Ok(handles(backend))
+}
+
+/// Registry handles sharing one backend instance.
+pub fn handles(backend: Arc<SlurmBackend>) -> BackendHandles {
+    BackendHandles {
+        kind: "slurm",
+        health: backend.clone(),
+        orders: Some(backend.clone()),
+        membership: Some(backend.clone()),
+        usage: Some(backend),
+        usernames: None,
+    }
+}

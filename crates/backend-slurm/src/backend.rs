@@ -1,0 +1,1343 @@
+//! [`SlurmBackend`]: the backend-api capabilities on top of sacctmgr / sacct.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use jiff::tz::TimeZone;
+use serde_json::{Map, Value};
+
+use agent_config::BackendComponent;
+use backend_api::command::{CommandLine, CommandRunner};
+use backend_api::names::validate_site_name;
+use backend_api::{
+    BackendError, BackendHealth, BackendResourceInfo, BackendResult, BillingPeriod, Capabilities,
+    Check, CreateRequest, Diagnostics, Limits, MembershipBackend, OrderBackend, ResourceView,
+    UsageBackend, UsageReport, UserGrant,
+};
+
+use crate::hierarchy::{AccountPlan, Hierarchy, missing_account_groups};
+use crate::sacctmgr::{
+    AccountState, SlurmCommands, UserAssocOptions, accounts_from_rows, is_jobs_running,
+    is_nothing_changed, parse_assoc_rows, parse_first_column, parse_tres_names,
+};
+use crate::settings::{DefaultAccountPolicy, SlurmSettings};
+use crate::tres::{ComponentMap, TresAmounts, format_tres, parse_limit_tres, prepaid_months};
+use crate::usage::{aggregate, sacct_window};
+
+/// How long the cluster's TRES list is trusted before it is read again.
+const TRES_CACHE_TTL: Duration = Duration::from_secs(600);
+/// Accounts per sacct call (keeps the command line well below any limit).
+const SACCT_ACCOUNTS_PER_CALL: usize = 500;
+
+/// The SLURM backend. Cheap to share (`Arc`); all state is behind mutexes.
+pub struct SlurmBackend {
+    settings: SlurmSettings,
+    hierarchy: Hierarchy,
+    components: ComponentMap,
+    commands: SlurmCommands,
+    runner: Arc<dyn CommandRunner>,
+    tres_cache: Mutex<Option<(Instant, BTreeSet<String>)>>,
+    /// (account, user) associations made by a batch create, consumed by `add_users_after_create`
+    /// so the same associations are not checked again right after.
+    fresh_assocs: Mutex<BTreeSet<(String, String)>>,
+    /// Timezone sacct interprets `--starttime`/`--endtime` in.
+    local_tz: TimeZone,
+}
+
+/// What a create request needs once validated.
+struct Prepared {
+    plan: AccountPlan,
+    tres: TresAmounts,
+    users: Vec<String>,
+    options: UserAssocOptions,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A copy of an error for every item a failed batch call concerned.
+fn share_error(e: &BackendError) -> BackendError {
+    match e {
+        BackendError::Command {
+            command,
+            exit,
+            output,
+            transient,
+        } => BackendError::Command {
+            command: command.clone(),
+            exit: exit.clone(),
+            output: output.clone(),
+            transient: *transient,
+        },
+        BackendError::Duplicate { backend_id } => BackendError::Duplicate {
+            backend_id: backend_id.clone(),
+        },
+        BackendError::Config(m) => BackendError::Config(m.clone()),
+        other if other.is_transient() => BackendError::transient(other.to_string()),
+        other => BackendError::permanent(other.to_string()),
+    }
+}
+
+fn validate_partition_or_qos(what: &'static str, name: &str) -> BackendResult<()> {
+    validate_site_name(what, name)?;
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        Ok(())
+    } else {
+        Err(BackendError::InvalidName {
+            what,
+            value: name.to_owned(),
+            reason: "partition and QoS names may only contain letters, digits, '_' and '-'",
+        })
+    }
+}
+
+impl SlurmBackend {
+    pub fn new(
+        settings: SlurmSettings,
+        components: IndexMap<String, BackendComponent>,
+        runner: Arc<dyn CommandRunner>,
+    ) -> BackendResult<Self> {
+        for key in components.keys() {
+            // Component keys are TRES names and end up inside GrpTRESMins=...
+            validate_site_name("component (TRES) name", key)?;
+        }
+        let hierarchy = Hierarchy {
+            root_account: settings.root().to_owned(),
+            parent_account: settings.parent_account.clone(),
+            customer_prefix: settings.customer_prefix.clone(),
+            project_prefix: settings.project_prefix.clone(),
+            allocation_prefix: settings.allocation_prefix.clone(),
+        };
+        let commands =
+            SlurmCommands::new(&settings.slurm_bin_path, settings.cluster_name.as_deref());
+        let components = ComponentMap::new(components);
+        for tres in components.tres_names() {
+            validate_site_name("component (TRES) name", &tres)?;
+        }
+        Ok(SlurmBackend {
+            settings,
+            hierarchy,
+            components,
+            commands,
+            runner,
+            tres_cache: Mutex::new(None),
+            fresh_assocs: Mutex::new(BTreeSet::new()),
+            local_tz: TimeZone::system(),
+        })
+    }
+
+    /// Override the timezone sacct runs in (tests; sites whose sacct runs with another `TZ`).
+    pub fn with_local_timezone(mut self, tz: TimeZone) -> Self {
+        self.local_tz = tz;
+        self
+    }
+
+    pub fn settings(&self) -> &SlurmSettings {
+        &self.settings
+    }
+
+    pub fn hierarchy(&self) -> &Hierarchy {
+        &self.hierarchy
+    }
+
+    pub fn commands(&self) -> &SlurmCommands {
+        &self.commands
+    }
+
+    /// Commands run so far (for call-count tests and benchmarks).
+    pub fn calls(&self) -> u64 {
+        self.runner.calls()
+    }
+
+    async fn exec(&self, cmd: CommandLine) -> BackendResult<String> {
+        tracing::debug!(command = %cmd.display(), "slurm command");
+        Ok(self.runner.run(&cmd).await?.stdout)
+    }
+
+    /// Run a modifying command; `Ok(false)` when sacctmgr says nothing changed (exit 1).
+    async fn exec_change(&self, cmd: CommandLine) -> BackendResult<bool> {
+        match self.exec(cmd).await {
+            Ok(_) => Ok(true),
+            Err(BackendError::Command { output, .. }) if is_nothing_changed(&output) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// TRES the cluster knows (cached). Empty when it cannot be read: then nothing is filtered.
+    async fn cluster_tres(&self) -> BTreeSet<String> {
+        if let Some((at, names)) = lock(&self.tres_cache).as_ref()
+            && at.elapsed() < TRES_CACHE_TTL
+        {
+            return names.clone();
+        }
+        match self.exec(self.commands.list_tres()).await {
+            Ok(out) => {
+                let names: BTreeSet<String> = parse_tres_names(&out).into_iter().collect();
+                *lock(&self.tres_cache) = Some((Instant::now(), names.clone()));
+                names
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list cluster TRES; writing limits unfiltered");
+                BTreeSet::new()
+            }
+        }
+    }
+
+    async fn filter_known_tres(&self, tres: TresAmounts) -> TresAmounts {
+        let known = self.cluster_tres().await;
+        if known.is_empty() {
+            return tres;
+        }
+        tres.into_iter()
+            .filter(|(k, _)| {
+                let keep = known.contains(k);
+                if !keep {
+                    tracing::warn!(tres = %k, "cluster has no such TRES; limit not written");
+                }
+                keep
+            })
+            .collect()
+    }
+
+    /// One `show assoc` for many accounts.
+    pub async fn account_states(
+        &self,
+        names: &[String],
+    ) -> BackendResult<BTreeMap<String, AccountState>> {
+        if names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let out = self.exec(self.commands.show_assocs(names)).await?;
+        Ok(accounts_from_rows(&parse_assoc_rows(&out)))
+    }
+
+    async fn account_state(&self, name: &str) -> BackendResult<Option<AccountState>> {
+        Ok(self.account_states(&[name.to_owned()]).await?.remove(name))
+    }
+
+    fn months_for(&self, resource: &ResourceView) -> i64 {
+        if !self.components.has_prepaid() {
+            return 1;
+        }
+        let end = resource
+            .end_date
+            .as_deref()
+            .and_then(|d| d.get(..10))
+            .and_then(|d| d.parse::<jiff::civil::Date>().ok());
+        let created = resource
+            .attributes
+            .get("created")
+            .and_then(Value::as_str)
+            .and_then(|d| d.get(..10))
+            .and_then(|d| d.parse::<jiff::civil::Date>().ok())
+            .unwrap_or_else(|| jiff::Zoned::now().date());
+        end.map_or(1, |end| prepaid_months(created, end))
+    }
+
+    /// Waldur limits of a resource → TRES limits to write.
+    async fn site_limits(&self, resource: &ResourceView, limits: &Limits) -> TresAmounts {
+        let waldur = self
+            .components
+            .resource_limits(limits, self.months_for(resource));
+        self.filter_known_tres(self.components.limits_to_tres(&waldur))
+            .await
+    }
+
+    fn qos_enforced(&self, resource: &ResourceView) -> bool {
+        self.settings.qos_enforcement_enabled
+            && self.settings.enforce_offering_qos.unwrap_or_else(|| {
+                resource
+                    .offering_plugin_options
+                    .get("enforce_qos")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            })
+    }
+
+    fn offering_partitions(resource: &ResourceView) -> Vec<String> {
+        let Some(Value::Array(items)) = resource.offering_plugin_options.get("partitions") else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .filter_map(|item| match item {
+                Value::String(s) => Some(s.clone()),
+                Value::Object(o) => o
+                    .get("partition_name")
+                    .or_else(|| o.get("name"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The `add user` variant for this resource (spec §1.7 "add user").
+    fn user_options(
+        &self,
+        resource: &ResourceView,
+        allocation: &str,
+    ) -> BackendResult<UserAssocOptions> {
+        let default_account = match self.settings.default_account_policy {
+            DefaultAccountPolicy::Common => self.settings.default_account.clone(),
+            DefaultAccountPolicy::Individual => Some(allocation.to_owned()),
+            DefaultAccountPolicy::None => None,
+        };
+        let offering_partitions = if self.settings.enforce_offering_partitions {
+            Self::offering_partitions(resource)
+        } else {
+            Vec::new()
+        };
+        let fallback = || -> Vec<String> {
+            if !offering_partitions.is_empty() {
+                offering_partitions.clone()
+            } else {
+                self.settings.default_partition.iter().cloned().collect()
+            }
+        };
+        let qos = resource
+            .attributes
+            .get("qos")
+            .and_then(Value::as_str)
+            .filter(|q| !q.trim().is_empty());
+        let mut options = UserAssocOptions {
+            default_account,
+            ..Default::default()
+        };
+        match qos {
+            Some(q) if self.qos_enforced(resource) => {
+                validate_partition_or_qos("QoS name", q)?;
+                options.qos_levels = vec![q.to_owned()];
+                options.default_qos = Some(q.to_owned());
+                options.partitions = match resource
+                    .attributes
+                    .get("partition")
+                    .and_then(Value::as_str)
+                    .filter(|p| !p.trim().is_empty())
+                {
+                    Some(p) => vec![p.to_owned()],
+                    None => fallback(),
+                };
+            }
+            _ => options.partitions = fallback(),
+        }
+        for p in &options.partitions {
+            validate_partition_or_qos("partition name", p)?;
+        }
+        options.partitions.sort();
+        options.partitions.dedup();
+        Ok(options)
+    }
+
+    fn valid_usernames(users: impl IntoIterator<Item = String>) -> BackendResult<Vec<String>> {
+        let mut names = Vec::new();
+        for u in users {
+            validate_site_name("username", &u)?;
+            names.push(u);
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn info(&self, backend_id: &str, state: &AccountState) -> BackendResourceInfo {
+        let mut metadata = Map::new();
+        if !state.qos.is_empty() {
+            metadata.insert("qos".to_owned(), Value::String(state.qos.clone()));
+        }
+        BackendResourceInfo {
+            backend_id: backend_id.to_owned(),
+            parent_id: state.parent.clone(),
+            users: state.users.keys().cloned().collect(),
+            limits: self
+                .components
+                .tres_to_limits(&parse_limit_tres(&state.grp_tres_mins)),
+            backend_metadata: metadata,
+            endpoints: Vec::new(),
+        }
+    }
+
+    fn prepare(&self, request: &CreateRequest) -> BackendResult<(String, Vec<String>)> {
+        validate_site_name("account name", &request.backend_id)?;
+        let allocation = request.backend_id.to_lowercase();
+        let mut users = Vec::new();
+        for grant in &request.context.users {
+            match validate_site_name("username", &grant.username) {
+                Ok(()) => users.push(grant.username.clone()),
+                // One bad username must not block the allocation; it simply gets no association.
+                Err(e) => tracing::warn!(error = %e, "skipping user of new allocation"),
+            }
+        }
+        users.sort();
+        users.dedup();
+        Ok((allocation, users))
+    }
+
+    /// Home directories for users that lack one (`mkhomedir_helper <user> <umask>`).
+    /// Users unknown to the system are skipped: the helper needs a passwd entry.
+    pub async fn create_homedirs(&self, usernames: &BTreeSet<String>) {
+        if !self.settings.enable_user_homedir_account_creation {
+            return;
+        }
+        for user in usernames {
+            if validate_site_name("username", user).is_err() {
+                continue;
+            }
+            let entry = match nix::unistd::User::from_name(user) {
+                Ok(Some(entry)) => entry,
+                Ok(None) => {
+                    tracing::debug!(user, "no passwd entry; home directory not created");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(user, error = %e, "passwd lookup failed");
+                    continue;
+                }
+            };
+            let home = match &self.settings.homedir_base_path {
+                Some(base) => Path::new(base).join(user),
+                None => entry.dir.clone(),
+            };
+            if home.is_dir() {
+                continue;
+            }
+            let cmd = CommandLine::new(&self.settings.mkhomedir_helper_path)
+                .arg(user.clone())
+                .arg(self.settings.default_homedir_umask.trim());
+            if let Err(e) = self.exec(cmd).await {
+                tracing::warn!(user, error = %e, "could not create home directory");
+            }
+        }
+    }
+
+    /// Add `users × accounts` associations, grouped into as few calls as the options allow.
+    /// On a failed group, accounts are retried one by one. Returns the associations made.
+    async fn add_assocs(
+        &self,
+        wanted: BTreeMap<(Vec<String>, UserAssocOptions), Vec<String>>,
+    ) -> BTreeSet<(String, String)> {
+        let mut made = BTreeSet::new();
+        for ((users, options), accounts) in wanted {
+            if users.is_empty() || accounts.is_empty() {
+                continue;
+            }
+            let batch = self.add_users_retrying(&users, &accounts, &options).await;
+            let ok_accounts: Vec<String> = match batch {
+                Ok(_) => accounts,
+                Err(e) if accounts.len() > 1 => {
+                    tracing::warn!(error = %e, "batched add user failed; retrying per account");
+                    let mut ok = Vec::new();
+                    for account in accounts {
+                        let single = std::slice::from_ref(&account);
+                        match self
+                            .exec_change(self.commands.add_users(&users, single, &options))
+                            .await
+                        {
+                            Ok(_) => ok.push(account),
+                            Err(e) => tracing::warn!(account, error = %e, "add user failed"),
+                        }
+                    }
+                    ok
+                }
+                Err(e) => {
+                    tracing::warn!(accounts = ?accounts, error = %e, "add user failed");
+                    Vec::new()
+                }
+            };
+            for account in ok_accounts {
+                for user in &users {
+                    made.insert((account.clone(), user.clone()));
+                }
+            }
+        }
+        made
+    }
+
+    /// `add user`, retried a few times while slurmdbd has not yet made just-added accounts
+    /// visible ("doesn't exist [on cluster]"); seen here when several sacctmgr run at once.
+    async fn add_users_retrying(
+        &self,
+        users: &[String],
+        accounts: &[String],
+        options: &UserAssocOptions,
+    ) -> BackendResult<bool> {
+        let mut delay = Duration::from_millis(300);
+        for _ in 0..3 {
+            match self
+                .exec_change(self.commands.add_users(users, accounts, options))
+                .await
+            {
+                Err(BackendError::Command { output, .. }) if output.contains("doesn't exist") => {
+                    tracing::debug!("accounts not visible yet; retrying add user");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                other => return other,
+            }
+        }
+        self.exec_change(self.commands.add_users(users, accounts, options))
+            .await
+    }
+
+    async fn add_accounts_group(
+        &self,
+        names: &[String],
+        parent: &str,
+        description: &str,
+        organization: &str,
+        limits: &TresAmounts,
+    ) -> BackendResult<bool> {
+        self.exec_change(self.commands.add_accounts(
+            names,
+            parent,
+            description,
+            organization,
+            &format_tres(limits),
+        ))
+        .await
+    }
+
+    /// Batched creation; see the crate docs for the call pattern.
+    async fn create_batch(
+        &self,
+        requests: Vec<CreateRequest>,
+    ) -> Vec<BackendResult<BackendResourceInfo>> {
+        let n = requests.len();
+        let mut results: Vec<Option<BackendResult<BackendResourceInfo>>> =
+            std::iter::repeat_with(|| None).take(n).collect();
+        let mut prepared: Vec<Option<Prepared>> = std::iter::repeat_with(|| None).take(n).collect();
+        let mut seen_ids = BTreeSet::new();
+        for (i, request) in requests.iter().enumerate() {
+            let outcome = async {
+                let (allocation, users) = self.prepare(request)?;
+                if !seen_ids.insert(allocation.clone()) {
+                    return Err(BackendError::Duplicate {
+                        backend_id: allocation,
+                    });
+                }
+                let plan = self.hierarchy.plan(&request.resource, &allocation)?;
+                let options = self.user_options(&request.resource, &allocation)?;
+                let tres = self
+                    .site_limits(&request.resource, &request.resource.limits)
+                    .await;
+                Ok(Prepared {
+                    plan,
+                    tres,
+                    users,
+                    options,
+                })
+            }
+            .await;
+            match outcome {
+                Ok(p) => prepared[i] = Some(p),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+
+        let all_names: Vec<String> = prepared
+            .iter()
+            .flatten()
+            .flat_map(|p| p.plan.accounts.iter().map(|a| a.name.clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let states = match self.account_states(&all_names).await {
+            Ok(s) => s,
+            Err(e) => {
+                for (i, p) in prepared.iter().enumerate() {
+                    if p.is_some() {
+                        results[i] = Some(Err(share_error(&e)));
+                    }
+                }
+                return results.into_iter().flatten().collect();
+            }
+        };
+        for (i, slot) in prepared.iter_mut().enumerate() {
+            let duplicate = slot
+                .as_ref()
+                .and_then(|p| p.plan.allocation())
+                .filter(|a| states.contains_key(&a.name))
+                .map(|a| a.name.clone());
+            if let Some(backend_id) = duplicate {
+                results[i] = Some(Err(BackendError::Duplicate { backend_id }));
+                *slot = None;
+            }
+        }
+
+        let existing: BTreeSet<String> = states.keys().cloned().collect();
+        let active: Vec<&Prepared> = prepared.iter().flatten().collect();
+        let plans: Vec<&AccountPlan> = active.iter().map(|p| &p.plan).collect();
+        let limits: Vec<&TresAmounts> = active.iter().map(|p| &p.tres).collect();
+        let groups = missing_account_groups(&plans, &limits, &existing);
+        let mut failed: BTreeMap<String, BackendError> = BTreeMap::new();
+        for group in groups {
+            if let Some(parent_error) = failed.get(&group.parent) {
+                let message = format!(
+                    "parent account '{}' could not be created: {parent_error}",
+                    group.parent
+                );
+                let transient = parent_error.is_transient();
+                for name in &group.names {
+                    let e = if transient {
+                        BackendError::transient(message.clone())
+                    } else {
+                        BackendError::permanent(message.clone())
+                    };
+                    failed.insert(name.clone(), e);
+                }
+                continue;
+            }
+            let batch = self
+                .add_accounts_group(
+                    &group.names,
+                    &group.parent,
+                    &group.description,
+                    &group.organization,
+                    &group.limits,
+                )
+                .await;
+            match batch {
+                Ok(_) => {}
+                Err(e) if group.names.len() > 1 => {
+                    tracing::warn!(error = %e, tier = ?group.tier, "batched add account failed; retrying one by one");
+                    for name in &group.names {
+                        if let Err(e) = self
+                            .add_accounts_group(
+                                std::slice::from_ref(name),
+                                &group.parent,
+                                &group.description,
+                                &group.organization,
+                                &group.limits,
+                            )
+                            .await
+                        {
+                            failed.insert(name.clone(), e);
+                        }
+                    }
+                }
+                Err(e) => {
+                    if let Some(name) = group.names.first() {
+                        failed.insert(name.clone(), e);
+                    }
+                }
+            }
+        }
+
+        // Users of the allocations that now exist, grouped by identical user set and options.
+        let mut wanted: BTreeMap<(Vec<String>, UserAssocOptions), Vec<String>> = BTreeMap::new();
+        for (i, slot) in prepared.iter().enumerate() {
+            let Some(p) = slot else { continue };
+            if let Some(e) = p.plan.accounts.iter().find_map(|a| failed.get(&a.name)) {
+                results[i] = Some(Err(share_error(e)));
+                continue;
+            }
+            if let Some(allocation) = p.plan.allocation()
+                && !p.users.is_empty()
+            {
+                wanted
+                    .entry((p.users.clone(), p.options.clone()))
+                    .or_default()
+                    .push(allocation.name.clone());
+            }
+        }
+        let made = self.add_assocs(wanted).await;
+        let homedir_users: BTreeSet<String> = made.iter().map(|(_, u)| u.clone()).collect();
+        self.create_homedirs(&homedir_users).await;
+        lock(&self.fresh_assocs).extend(made.iter().cloned());
+
+        for (i, slot) in prepared.into_iter().enumerate() {
+            let Some(p) = slot else { continue };
+            if results[i].is_some() {
+                continue;
+            }
+            let Some(allocation) = p.plan.allocation() else {
+                continue;
+            };
+            let users = p
+                .users
+                .iter()
+                .filter(|u| made.contains(&(allocation.name.clone(), (*u).clone())))
+                .cloned()
+                .collect();
+            results[i] = Some(Ok(BackendResourceInfo {
+                backend_id: allocation.name.clone(),
+                parent_id: allocation.parent.clone(),
+                users,
+                limits: self.components.tres_to_limits(&p.tres),
+                backend_metadata: Map::new(),
+                endpoints: Vec::new(),
+            }));
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(BackendError::permanent("request was not processed"))))
+            .collect()
+    }
+
+    /// Move projects whose customer changed (and allocations whose project changed) in the tree.
+    /// One `show assoc` for all, plus one call per move. Skipped in flat mode. Returns the number
+    /// of accounts moved.
+    pub async fn sync_resource_projects(&self, resources: &[ResourceView]) -> BackendResult<usize> {
+        if self.hierarchy.is_flat() {
+            return Ok(0);
+        }
+        let mut expected: Vec<(String, String, String)> = Vec::new(); // (customer, project, allocation)
+        for r in resources {
+            let (Ok(customer), Ok(project)) = (
+                self.hierarchy.customer_id(&r.customer_slug),
+                self.hierarchy.project_id(&r.project_slug),
+            ) else {
+                continue;
+            };
+            if customer == project || validate_site_name("account name", &r.backend_id).is_err() {
+                continue;
+            }
+            expected.push((customer, project, r.backend_id.to_lowercase()));
+        }
+        let names: Vec<String> = expected
+            .iter()
+            .flat_map(|(c, p, a)| [c.clone(), p.clone(), a.clone()])
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut states = self.account_states(&names).await?;
+        let mut moved = 0;
+        for (customer, project, allocation) in &expected {
+            let project_parent = states.get(project).map(|s| s.parent.clone());
+            if project_parent.as_deref() != Some(customer.as_str()) {
+                if !states.contains_key(customer) {
+                    self.add_accounts_group(
+                        std::slice::from_ref(customer),
+                        &self.hierarchy.root_account.to_lowercase(),
+                        "",
+                        customer,
+                        &TresAmounts::new(),
+                    )
+                    .await?;
+                    states.insert(customer.clone(), AccountState::default());
+                }
+                if project_parent.is_some() {
+                    self.exec_change(self.commands.reparent(project, customer))
+                        .await?;
+                    tracing::info!(
+                        project,
+                        customer,
+                        "moved project account to its new customer"
+                    );
+                    moved += 1;
+                    if let Some(s) = states.get_mut(project) {
+                        s.parent = customer.clone();
+                    }
+                }
+            }
+            if let Some(state) = states.get(allocation)
+                && state.parent != *project
+                && states.contains_key(project)
+            {
+                self.exec_change(self.commands.reparent(allocation, project))
+                    .await?;
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Diagnostics check: `cluster_name` against the offering's backend id in Waldur.
+    pub fn check_cluster_matches_offering(&self, offering_backend_id: &str) -> Check {
+        let configured = self.settings.cluster_name.as_deref().unwrap_or("");
+        let offering = offering_backend_id.trim();
+        let (ok, detail) = match (configured.is_empty(), offering.is_empty()) {
+            (_, true) => (
+                true,
+                "offering has no backend id; nothing to compare".to_owned(),
+            ),
+            (true, false) => (
+                true,
+                format!("cluster_name not set; offering backend id is '{offering}'"),
+            ),
+            (false, false) if configured.eq_ignore_ascii_case(offering) => (
+                true,
+                format!("cluster_name '{configured}' matches the offering"),
+            ),
+            (false, false) => (
+                false,
+                format!(
+                    "cluster_name '{configured}' differs from the offering's backend id '{offering}': \
+                     the agent may be pointed at the wrong cluster"
+                ),
+            ),
+        };
+        Check {
+            name: "cluster matches offering".to_owned(),
+            ok,
+            detail,
+        }
+    }
+
+    async fn set_qos_if_different(&self, account: &str, qos: &str) -> BackendResult<bool> {
+        let state = self.account_state(account).await?.ok_or_else(|| {
+            BackendError::permanent(format!("SLURM account '{account}' does not exist"))
+        })?;
+        if state.qos == qos {
+            return Ok(false);
+        }
+        self.exec_change(self.commands.set_qos(account, qos))
+            .await?;
+        Ok(true)
+    }
+
+    async fn set_submit_jobs_if_different(&self, account: &str, value: i64) -> BackendResult<bool> {
+        let state = self.account_state(account).await?.ok_or_else(|| {
+            BackendError::permanent(format!("SLURM account '{account}' does not exist"))
+        })?;
+        let current: Option<i64> = state.grp_submit_jobs.trim().parse().ok();
+        let wanted = (value >= 0).then_some(value);
+        if current == wanted {
+            return Ok(false);
+        }
+        self.exec_change(self.commands.set_grp_submit_jobs(account, value))
+            .await?;
+        Ok(true)
+    }
+
+    fn resource_account(resource: &ResourceView) -> BackendResult<String> {
+        validate_site_name("account name", &resource.backend_id)?;
+        Ok(resource.backend_id.to_lowercase())
+    }
+
+    async fn pause_with(
+        &self,
+        resource: &ResourceView,
+        qos: Option<&str>,
+        setting: &str,
+    ) -> BackendResult<bool> {
+        let account = Self::resource_account(resource)?;
+        if self.qos_enforced(resource) {
+            return self.set_submit_jobs_if_different(&account, 0).await;
+        }
+        let qos = qos.ok_or_else(|| {
+            BackendError::Config(format!(
+                "slurm backend_settings.{setting} is not set; cannot {} '{account}'",
+                if setting == "qos_paused" {
+                    "pause"
+                } else {
+                    "downscale"
+                }
+            ))
+        })?;
+        self.set_qos_if_different(&account, qos).await
+    }
+
+    /// Remove an account, cancelling its jobs first when sacctmgr refuses because of them.
+    async fn remove_account(&self, account: &str) -> BackendResult<bool> {
+        let names = [account.to_owned()];
+        match self
+            .exec_change(self.commands.remove_accounts(&names))
+            .await
+        {
+            Err(BackendError::Command { output, .. }) if is_jobs_running(&output) => {
+                tracing::info!(account, "cancelling jobs before removing the account");
+                if let Err(e) = self.exec(self.commands.cancel_jobs(account, None)).await {
+                    tracing::warn!(account, error = %e, "scancel failed");
+                }
+                self.exec_change(self.commands.remove_accounts(&names))
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    fn protected_accounts(&self) -> BTreeSet<String> {
+        [
+            Some("root"),
+            Some(self.settings.root()),
+            self.settings.default_account.as_deref(),
+            self.settings.parent_account.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(str::to_lowercase)
+        .collect()
+    }
+}
+
+#[async_trait]
+impl BackendHealth for SlurmBackend {
+    fn kind(&self) -> &'static str {
+        "slurm"
+    }
+
+    async fn ping(&self) -> BackendResult<()> {
+        let probe = self.settings.root().to_owned();
+        match self.exec(self.commands.ping(&probe)).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(BackendError::NotReady(format!(
+                "sacctmgr is not answering: {e}"
+            ))),
+        }
+    }
+
+    async fn diagnostics(&self) -> Diagnostics {
+        let mut d = Diagnostics::new("slurm");
+        d.check(
+            "settings",
+            true,
+            format!(
+                "cluster_name={} root={} parent_account={} prefixes customer='{}' project='{}' allocation='{}' bin_path='{}'",
+                self.settings.cluster_name.as_deref().unwrap_or("(none)"),
+                self.settings.root(),
+                self.settings.parent_account.as_deref().unwrap_or("(none)"),
+                self.settings.customer_prefix,
+                self.settings.project_prefix,
+                self.settings.allocation_prefix,
+                self.settings.slurm_bin_path,
+            ),
+        );
+        match self.exec(self.commands.version()).await {
+            Ok(out) if out.to_ascii_lowercase().contains("slurm") => {
+                d.check("sacctmgr version", true, out.trim())
+            }
+            Ok(out) => d.check(
+                "sacctmgr version",
+                false,
+                format!("unexpected output: {}", out.trim()),
+            ),
+            Err(e) => d.check("sacctmgr version", false, e.to_string()),
+        }
+        match self.exec(self.commands.list_clusters()).await {
+            Ok(out) => {
+                let clusters = parse_first_column(&out);
+                match &self.settings.cluster_name {
+                    Some(c) if !clusters.iter().any(|x| x.eq_ignore_ascii_case(c)) => d.check(
+                        "cluster",
+                        false,
+                        format!("cluster_name '{c}' not among clusters {clusters:?}"),
+                    ),
+                    _ => d.check(
+                        "cluster",
+                        true,
+                        format!("clusters: {}", clusters.join(", ")),
+                    ),
+                }
+            }
+            Err(e) => d.check("cluster", false, e.to_string()),
+        }
+        let tres = self.cluster_tres().await;
+        let missing: Vec<String> = self
+            .components
+            .tres_names()
+            .into_iter()
+            .filter(|t| !tres.contains(t))
+            .collect();
+        d.check(
+            "TRES",
+            !tres.is_empty() && missing.is_empty(),
+            if tres.is_empty() {
+                "could not list TRES".to_owned()
+            } else if missing.is_empty() {
+                format!("{} TRES, all components known", tres.len())
+            } else {
+                format!(
+                    "components not known to the cluster: {}",
+                    missing.join(", ")
+                )
+            },
+        );
+        let mut required: Vec<String> = vec![self.settings.root().to_lowercase()];
+        if let Some(a) = &self.settings.default_account {
+            required.push(a.to_lowercase());
+        }
+        if let Some(a) = &self.settings.parent_account {
+            required.push(a.to_lowercase());
+        }
+        required.sort();
+        required.dedup();
+        match self.account_states(&required).await {
+            Ok(states) => {
+                for name in &required {
+                    d.check(
+                        format!("account {name}"),
+                        states.contains_key(name),
+                        if states.contains_key(name) {
+                            "exists"
+                        } else {
+                            "missing"
+                        },
+                    );
+                }
+            }
+            Err(e) => d.check("accounts", false, e.to_string()),
+        }
+        let list = self.commands.list_accounts();
+        match self.exec(list).await {
+            Ok(out) => {
+                let prefix = self.settings.allocation_prefix.to_lowercase();
+                let count = parse_first_column(&out)
+                    .iter()
+                    .filter(|a| a.to_lowercase().starts_with(&prefix))
+                    .count();
+                d.check(
+                    "allocation accounts",
+                    true,
+                    format!("{count} accounts with prefix '{prefix}'"),
+                );
+            }
+            Err(e) => d.check("allocation accounts", false, e.to_string()),
+        }
+        d
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            supports_user_homedirs: true,
+            supports_cycle_preflight: true,
+            ..Capabilities::default()
+        }
+    }
+}
+
+#[async_trait]
+impl OrderBackend for SlurmBackend {
+    fn backend_id_for(&self, base_slug: &str) -> BackendResult<String> {
+        self.hierarchy.allocation_id(base_slug)
+    }
+
+    async fn pull_resource(
+        &self,
+        resource: &ResourceView,
+    ) -> BackendResult<Option<BackendResourceInfo>> {
+        if resource.backend_id.is_empty() {
+            return Ok(None);
+        }
+        let account = Self::resource_account(resource)?;
+        Ok(self
+            .account_state(&account)
+            .await?
+            .map(|s| self.info(&account, &s)))
+    }
+
+    async fn create_resource(&self, request: CreateRequest) -> BackendResult<BackendResourceInfo> {
+        self.create_batch(vec![request])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(BackendError::permanent("no result for create")))
+    }
+
+    async fn create_resources(
+        &self,
+        requests: Vec<CreateRequest>,
+    ) -> Vec<BackendResult<BackendResourceInfo>> {
+        self.create_batch(requests).await
+    }
+
+    async fn set_limits(&self, resource: &ResourceView, limits: &Limits) -> BackendResult<()> {
+        let account = Self::resource_account(resource)?;
+        let tres = self.site_limits(resource, limits).await;
+        if tres.is_empty() {
+            return Ok(());
+        }
+        self.exec_change(
+            self.commands
+                .set_grp_tres_mins(&[account], &format_tres(&tres)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_resource(&self, resource: &ResourceView) -> BackendResult<()> {
+        if resource.backend_id.is_empty() {
+            return Ok(());
+        }
+        let account = Self::resource_account(resource)?;
+        if self.settings.soft_delete {
+            let zeros: TresAmounts = self
+                .filter_known_tres(
+                    self.components
+                        .tres_names()
+                        .into_iter()
+                        .map(|t| (t, 0))
+                        .collect(),
+                )
+                .await;
+            if !zeros.is_empty() {
+                self.exec_change(
+                    self.commands
+                        .set_grp_tres_mins(&[account], &format_tres(&zeros)),
+                )
+                .await?;
+            }
+            return Ok(());
+        }
+        let removed = self.remove_account(&account).await?;
+        lock(&self.fresh_assocs).retain(|(a, _)| *a != account);
+        if !removed {
+            return Ok(());
+        }
+        // Remove the project account once its last allocation is gone (never a customer).
+        if let Ok(project) = self.hierarchy.project_id(&resource.project_slug)
+            && !self.protected_accounts().contains(&project)
+            && project != account
+        {
+            match self.exec(self.commands.show_children(&project)).await {
+                Ok(out) if parse_assoc_rows(&out).is_empty() => {
+                    if let Err(e) = self.remove_account(&project).await {
+                        tracing::warn!(project, error = %e, "could not remove empty project account");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(project, error = %e, "could not list project children"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn add_users_after_create(
+        &self,
+        resource: &ResourceView,
+        users: &[UserGrant],
+    ) -> BackendResult<Vec<String>> {
+        let account = Self::resource_account(resource)?;
+        let mut fresh_hits = Vec::new();
+        let mut rest = Vec::new();
+        {
+            let mut fresh = lock(&self.fresh_assocs);
+            for u in users {
+                if fresh.remove(&(account.clone(), u.username.clone())) {
+                    fresh_hits.push(u.username.clone());
+                } else {
+                    rest.push(u.clone());
+                }
+            }
+        }
+        let mut added = if rest.is_empty() {
+            Vec::new()
+        } else {
+            MembershipBackend::add_users(self, resource, &rest).await?
+        };
+        added.extend(fresh_hits);
+        added.sort();
+        added.dedup();
+        Ok(added)
+    }
+}
+
+#[async_trait]
+impl MembershipBackend for SlurmBackend {
+    async fn pull_resources(
+        &self,
+        resources: &[ResourceView],
+    ) -> BackendResult<BTreeMap<String, BackendResourceInfo>> {
+        let mut names = BTreeSet::new();
+        for r in resources.iter().filter(|r| !r.backend_id.is_empty()) {
+            names.insert(Self::resource_account(r)?);
+        }
+        let names: Vec<String> = names.into_iter().collect();
+        let states = self.account_states(&names).await?;
+        let mut out = BTreeMap::new();
+        for r in resources {
+            let key = r.backend_id.to_lowercase();
+            if let Some(state) = states.get(&key) {
+                out.insert(r.backend_id.clone(), self.info(&key, state));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn add_users(
+        &self,
+        resource: &ResourceView,
+        users: &[UserGrant],
+    ) -> BackendResult<Vec<String>> {
+        let account = Self::resource_account(resource)?;
+        let wanted = Self::valid_usernames(users.iter().map(|u| u.username.clone()))?;
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let options = self.user_options(resource, &account)?;
+        let state = self.account_state(&account).await?.ok_or_else(|| {
+            BackendError::permanent(format!("SLURM account '{account}' does not exist"))
+        })?;
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|u| !state.users.contains_key(*u))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            self.exec_change(self.commands.add_users(
+                &missing,
+                std::slice::from_ref(&account),
+                &options,
+            ))
+            .await?;
+            self.create_homedirs(&missing.iter().cloned().collect())
+                .await;
+        }
+        Ok(wanted)
+    }
+
+    async fn remove_users(
+        &self,
+        resource: &ResourceView,
+        usernames: &[String],
+    ) -> BackendResult<Vec<String>> {
+        let account = Self::resource_account(resource)?;
+        let users = Self::valid_usernames(usernames.iter().cloned())?;
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        lock(&self.fresh_assocs).retain(|(a, u)| !(*a == account && users.contains(u)));
+        match self
+            .exec_change(self.commands.remove_users(&users, &account))
+            .await
+        {
+            Ok(_) => {}
+            Err(BackendError::Command { output, .. }) if is_jobs_running(&output) => {
+                for user in &users {
+                    if let Err(e) = self
+                        .exec(self.commands.cancel_jobs(&account, Some(user)))
+                        .await
+                    {
+                        tracing::warn!(user, account, error = %e, "scancel failed");
+                    }
+                }
+                self.exec_change(self.commands.remove_users(&users, &account))
+                    .await?;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(users)
+    }
+
+    async fn pause(&self, resource: &ResourceView) -> BackendResult<bool> {
+        let qos = self.settings.qos_paused.clone();
+        self.pause_with(resource, qos.as_deref(), "qos_paused")
+            .await
+    }
+
+    async fn downscale(&self, resource: &ResourceView) -> BackendResult<bool> {
+        let qos = self.settings.qos_downscaled.clone();
+        self.pause_with(resource, qos.as_deref(), "qos_downscaled")
+            .await
+    }
+
+    async fn restore(&self, resource: &ResourceView) -> BackendResult<bool> {
+        let account = Self::resource_account(resource)?;
+        if self.qos_enforced(resource) {
+            return self.set_submit_jobs_if_different(&account, -1).await;
+        }
+        let qos = self.settings.qos_default.clone();
+        self.set_qos_if_different(&account, &qos).await
+    }
+
+    async fn resource_metadata(
+        &self,
+        resource: &ResourceView,
+    ) -> BackendResult<Map<String, Value>> {
+        let account = Self::resource_account(resource)?;
+        Ok(self
+            .account_state(&account)
+            .await?
+            .map(|s| self.info(&account, &s).backend_metadata)
+            .unwrap_or_default())
+    }
+
+    async fn user_limits(
+        &self,
+        resource: &ResourceView,
+    ) -> BackendResult<BTreeMap<String, Limits>> {
+        let account = Self::resource_account(resource)?;
+        let Some(state) = self.account_state(&account).await? else {
+            return Ok(BTreeMap::new());
+        };
+        Ok(state
+            .users
+            .iter()
+            .filter(|(_, text)| !text.is_empty())
+            .map(|(user, text)| {
+                (
+                    user.clone(),
+                    self.components.tres_to_limits(&parse_limit_tres(text)),
+                )
+            })
+            .filter(|(_, limits)| !limits.is_empty())
+            .collect())
+    }
+
+    async fn set_user_limits(
+        &self,
+        resource: &ResourceView,
+        username: &str,
+        limits: &Limits,
+    ) -> BackendResult<()> {
+        let account = Self::resource_account(resource)?;
+        validate_site_name("username", username)?;
+        let mut tres = self
+            .filter_known_tres(self.components.limits_to_tres(limits))
+            .await;
+        // Every offering TRES is written; absent ones are cleared with -1.
+        for name in self.components.tres_names() {
+            tres.entry(name).or_insert(-1);
+        }
+        let tres = self.filter_known_tres(tres).await;
+        if tres.is_empty() {
+            return Ok(());
+        }
+        self.exec_change(self.commands.set_user_max_tres_mins(
+            username,
+            &account,
+            &format_tres(&tres),
+        ))
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl UsageBackend for SlurmBackend {
+    async fn usage_report(
+        &self,
+        backend_ids: &[String],
+        period: &BillingPeriod,
+    ) -> BackendResult<BTreeMap<String, UsageReport>> {
+        let mut accounts = BTreeSet::new();
+        for id in backend_ids {
+            validate_site_name("account name", id)?;
+            accounts.insert(id.to_lowercase());
+        }
+        let accounts: Vec<String> = accounts.into_iter().collect();
+        let (start, end) = sacct_window(period, &self.local_tz);
+        let wanted = self.components.tres_names();
+        let mut usage = BTreeMap::new();
+        for chunk in accounts.chunks(SACCT_ACCOUNTS_PER_CALL) {
+            let out = self.exec(self.commands.usage(chunk, &start, &end)).await?;
+            usage.extend(aggregate(&out, &wanted));
+        }
+        let mut reports = BTreeMap::new();
+        for id in backend_ids {
+            let report = match usage.get(&id.to_lowercase()) {
+                Some(u) => UsageReport {
+                    total: self.components.usage_to_waldur(&u.total),
+                    per_user: u
+                        .per_user
+                        .iter()
+                        .map(|(user, t)| (user.clone(), self.components.usage_to_waldur(t)))
+                        .collect(),
+                },
+                None => UsageReport {
+                    total: self.components.usage_to_waldur(&BTreeMap::new()),
+                    per_user: BTreeMap::new(),
+                },
+            };
+            reports.insert(id.clone(), report);
+        }
+        Ok(reports)
+    }
+}

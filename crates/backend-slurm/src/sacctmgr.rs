@@ -1,0 +1,546 @@
+//! Argument vectors for sacctmgr / sacct / scancel / sinfo and parsers for their output.
+//!
+//! Every sacctmgr call carries `--parsable2 --noheader --immediate` (no prompts, `|`-separated
+//! rows). With `cluster_name` set, `cluster=<name>` goes into the `where` part of sacctmgr commands
+//! (before `set`, or it would be read as a value to set) and `--cluster=<name>` is prepended for
+//! sacct and scancel. Callers validate every name before it reaches these builders.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use backend_api::command::CommandLine;
+
+/// Builds command lines for one cluster.
+#[derive(Clone, Debug)]
+pub struct SlurmCommands {
+    bin_path: String,
+    cluster: Option<String>,
+}
+
+/// Columns of the association query used for existence, parents, limits, QoS and users.
+pub const ASSOC_FORMAT: &str = "Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins";
+
+/// Options of a user association.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UserAssocOptions {
+    pub default_account: Option<String>,
+    /// Sorted partition names.
+    pub partitions: Vec<String>,
+    pub qos_levels: Vec<String>,
+    pub default_qos: Option<String>,
+}
+
+impl SlurmCommands {
+    pub fn new(bin_path: &str, cluster: Option<&str>) -> Self {
+        SlurmCommands {
+            bin_path: bin_path.trim_end_matches('/').to_owned(),
+            cluster: cluster.map(str::to_owned),
+        }
+    }
+
+    fn program(&self, name: &str) -> PathBuf {
+        if self.bin_path.is_empty() {
+            PathBuf::from(name)
+        } else {
+            PathBuf::from(format!("{}/{name}", self.bin_path))
+        }
+    }
+
+    fn sacctmgr(&self) -> CommandLine {
+        CommandLine::new(self.program("sacctmgr")).args([
+            "--parsable2",
+            "--noheader",
+            "--immediate",
+        ])
+    }
+
+    fn cluster_token(&self) -> Option<String> {
+        self.cluster.as_ref().map(|c| format!("cluster={c}"))
+    }
+
+    fn with_cluster(&self, cmd: CommandLine) -> CommandLine {
+        match self.cluster_token() {
+            Some(token) => cmd.arg(token),
+            None => cmd,
+        }
+    }
+
+    /// `sacctmgr --version` (no flags).
+    pub fn version(&self) -> CommandLine {
+        CommandLine::new(self.program("sacctmgr")).arg("--version")
+    }
+
+    /// Ping: `list account` limited to one account so the output stays small.
+    pub fn ping(&self, account: &str) -> CommandLine {
+        self.sacctmgr()
+            .args(["list", "account", account, "format=Account"])
+    }
+
+    /// Every account name.
+    pub fn list_accounts(&self) -> CommandLine {
+        self.sacctmgr().args(["list", "account", "format=Account"])
+    }
+
+    pub fn list_tres(&self) -> CommandLine {
+        self.sacctmgr().args(["list", "tres"])
+    }
+
+    pub fn list_clusters(&self) -> CommandLine {
+        self.sacctmgr().args(["list", "cluster", "format=cluster"])
+    }
+
+    /// Account-level and user rows of the given accounts: existence, parents, limits, QoS, users.
+    pub fn show_assocs(&self, accounts: &[String]) -> CommandLine {
+        let cmd = self.sacctmgr().args([
+            "show".to_owned(),
+            "assoc".to_owned(),
+            format!("format={ASSOC_FORMAT}"),
+            "where".to_owned(),
+            format!("accounts={}", accounts.join(",")),
+        ]);
+        self.with_cluster(cmd)
+    }
+
+    /// Child accounts (and nothing else) of `parent`.
+    pub fn show_children(&self, parent: &str) -> CommandLine {
+        let cmd = self.sacctmgr().args([
+            "show".to_owned(),
+            "assoc".to_owned(),
+            "format=Account,ParentName,User".to_owned(),
+            "where".to_owned(),
+            format!("parent={parent}"),
+        ]);
+        self.with_cluster(cmd)
+    }
+
+    /// `add account a,b parent=P description=D organization=O [GrpTRESMins=..] [cluster=C]`.
+    pub fn add_accounts(
+        &self,
+        names: &[String],
+        parent: &str,
+        description: &str,
+        organization: &str,
+        grp_tres_mins: &str,
+    ) -> CommandLine {
+        let mut cmd = self.sacctmgr().args([
+            "add".to_owned(),
+            "account".to_owned(),
+            names.join(","),
+            format!("parent={parent}"),
+        ]);
+        if !description.is_empty() {
+            cmd = cmd.arg(format!("description={description}"));
+        }
+        if !organization.is_empty() {
+            cmd = cmd.arg(format!("organization={organization}"));
+        }
+        if !grp_tres_mins.is_empty() {
+            cmd = cmd.arg(format!("GrpTRESMins={grp_tres_mins}"));
+        }
+        self.with_cluster(cmd)
+    }
+
+    /// `modify account where name=a,b [cluster=C] set <assignments>`.
+    pub fn modify_accounts(&self, names: &[String], assignments: &[String]) -> CommandLine {
+        let mut cmd = self.sacctmgr().args([
+            "modify".to_owned(),
+            "account".to_owned(),
+            "where".to_owned(),
+            format!("name={}", names.join(",")),
+        ]);
+        if let Some(token) = self.cluster_token() {
+            cmd = cmd.arg(token);
+        }
+        cmd.arg("set").args(assignments.iter().cloned())
+    }
+
+    pub fn set_grp_tres_mins(&self, names: &[String], tres: &str) -> CommandLine {
+        self.modify_accounts(names, &[format!("GrpTRESMins={tres}")])
+    }
+
+    pub fn set_qos(&self, account: &str, qos: &str) -> CommandLine {
+        self.modify_accounts(&[account.to_owned()], &[format!("qos={qos}")])
+    }
+
+    pub fn set_grp_submit_jobs(&self, account: &str, value: i64) -> CommandLine {
+        self.modify_accounts(&[account.to_owned()], &[format!("GrpSubmitJobs={value}")])
+    }
+
+    pub fn reparent(&self, account: &str, parent: &str) -> CommandLine {
+        self.modify_accounts(&[account.to_owned()], &[format!("parent={parent}")])
+    }
+
+    /// `remove account where name=a [cluster=C]`.
+    pub fn remove_accounts(&self, names: &[String]) -> CommandLine {
+        let cmd = self.sacctmgr().args([
+            "remove".to_owned(),
+            "account".to_owned(),
+            "where".to_owned(),
+            format!("name={}", names.join(",")),
+        ]);
+        self.with_cluster(cmd)
+    }
+
+    /// `add user u1,u2 account=a1,a2 [DefaultAccount=d] [Partition(s)=..] [QosLevel=..] [DefaultQOS=..] [Share=parent]`.
+    /// sacctmgr creates every user × account association.
+    pub fn add_users(
+        &self,
+        users: &[String],
+        accounts: &[String],
+        options: &UserAssocOptions,
+    ) -> CommandLine {
+        let mut cmd = self.sacctmgr().args([
+            "add".to_owned(),
+            "user".to_owned(),
+            users.join(","),
+            format!("account={}", accounts.join(",")),
+        ]);
+        if let Some(d) = &options.default_account {
+            cmd = cmd.arg(format!("DefaultAccount={d}"));
+        }
+        let single_partition = options.partitions.len() == 1 && options.qos_levels.is_empty();
+        if single_partition {
+            // Upstream's single-partition form has no Share=parent.
+            cmd = cmd.arg(format!("Partition={}", options.partitions[0]));
+        } else if !options.partitions.is_empty() {
+            cmd = cmd.arg(format!("Partitions={}", options.partitions.join(",")));
+        }
+        if !options.qos_levels.is_empty() {
+            cmd = cmd.arg(format!("QosLevel={}", options.qos_levels.join(",")));
+            if let Some(q) = &options.default_qos {
+                cmd = cmd.arg(format!("DefaultQOS={q}"));
+            }
+        }
+        if !single_partition {
+            cmd = cmd.arg("Share=parent");
+        }
+        self.with_cluster(cmd)
+    }
+
+    /// `remove user where name=u1,u2 and account=a [cluster=C]`.
+    pub fn remove_users(&self, users: &[String], account: &str) -> CommandLine {
+        let cmd = self.sacctmgr().args([
+            "remove".to_owned(),
+            "user".to_owned(),
+            "where".to_owned(),
+            format!("name={}", users.join(",")),
+            "and".to_owned(),
+            format!("account={account}"),
+        ]);
+        self.with_cluster(cmd)
+    }
+
+    /// `modify user where name=u and account=a [cluster=C] set MaxTRESMins=..`.
+    pub fn set_user_max_tres_mins(&self, user: &str, account: &str, tres: &str) -> CommandLine {
+        let mut cmd = self.sacctmgr().args([
+            "modify".to_owned(),
+            "user".to_owned(),
+            "where".to_owned(),
+            format!("name={user}"),
+            "and".to_owned(),
+            format!("account={account}"),
+        ]);
+        if let Some(token) = self.cluster_token() {
+            cmd = cmd.arg(token);
+        }
+        cmd.arg("set").arg(format!("MaxTRESMins={tres}"))
+    }
+
+    /// One sacct call for all accounts of a report cycle. AllocTRES (what the job held) and
+    /// ElapsedRaw (seconds) rather than ReqTRES/Elapsed: exact, and what SLURM's own limits count.
+    pub fn usage(&self, accounts: &[String], start: &str, end: &str) -> CommandLine {
+        let mut cmd = CommandLine::new(self.program("sacct")).args(["--parsable2", "--noheader"]);
+        if let Some(c) = &self.cluster {
+            cmd = cmd.arg(format!("--cluster={c}"));
+        }
+        cmd.args([
+            "--noconvert".to_owned(),
+            "--truncate".to_owned(),
+            "--allocations".to_owned(),
+            "--allusers".to_owned(),
+            format!("--starttime={start}"),
+            format!("--endtime={end}"),
+            format!("--accounts={}", accounts.join(",")),
+            "--format=Account,AllocTRES,ElapsedRaw,User".to_owned(),
+        ])
+    }
+
+    /// `scancel [--cluster=c] [-u user] -A account -f`.
+    pub fn cancel_jobs(&self, account: &str, user: Option<&str>) -> CommandLine {
+        let mut cmd = CommandLine::new(self.program("scancel"));
+        if let Some(c) = &self.cluster {
+            cmd = cmd.arg(format!("--cluster={c}"));
+        }
+        if let Some(u) = user {
+            cmd = cmd.args(["-u", u]);
+        }
+        cmd.args(["-A", account, "-f"])
+    }
+}
+
+/// One row of [`SlurmCommands::show_assocs`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AssocRow {
+    /// Lower-case.
+    pub account: String,
+    pub parent: String,
+    /// Empty for the account's own row.
+    pub user: String,
+    pub grp_tres_mins: String,
+    pub qos: String,
+    pub grp_submit_jobs: String,
+    pub max_tres_mins: String,
+}
+
+/// Parse `show assoc format=ASSOC_FORMAT` output; short rows are padded.
+pub fn parse_assoc_rows(output: &str) -> Vec<AssocRow> {
+    output
+        .lines()
+        .filter(|l| l.contains('|'))
+        .map(|line| {
+            let f: Vec<&str> = line.split('|').collect();
+            let get = |i: usize| f.get(i).map_or(String::new(), |s| s.trim().to_owned());
+            AssocRow {
+                account: get(0).to_lowercase(),
+                parent: get(1).to_lowercase(),
+                user: get(2),
+                grp_tres_mins: get(3),
+                qos: get(4),
+                grp_submit_jobs: get(5),
+                max_tres_mins: get(6),
+            }
+        })
+        .collect()
+}
+
+/// What the site has for one account.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountState {
+    pub parent: String,
+    pub grp_tres_mins: String,
+    pub qos: String,
+    pub grp_submit_jobs: String,
+    /// username → MaxTRESMins text.
+    pub users: BTreeMap<String, String>,
+}
+
+/// Group association rows by account; only accounts with their own (user-less) row exist.
+pub fn accounts_from_rows(rows: &[AssocRow]) -> BTreeMap<String, AccountState> {
+    let mut accounts: BTreeMap<String, AccountState> = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.user.is_empty()) {
+        accounts.insert(
+            row.account.clone(),
+            AccountState {
+                parent: row.parent.clone(),
+                grp_tres_mins: row.grp_tres_mins.clone(),
+                qos: row.qos.clone(),
+                grp_submit_jobs: row.grp_submit_jobs.clone(),
+                users: BTreeMap::new(),
+            },
+        );
+    }
+    for row in rows.iter().filter(|r| !r.user.is_empty()) {
+        if let Some(state) = accounts.get_mut(&row.account) {
+            state
+                .users
+                .insert(row.user.clone(), row.max_tres_mins.clone());
+        }
+    }
+    accounts
+}
+
+/// `list tres` rows `type|name|id` → `type/name` or `type`.
+pub fn parse_tres_names(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter(|l| l.contains('|'))
+        .filter_map(|l| {
+            let mut f = l.split('|');
+            let kind = f.next()?.trim();
+            let name = f.next().unwrap_or("").trim();
+            if kind.is_empty() {
+                None
+            } else if name.is_empty() {
+                Some(kind.to_owned())
+            } else {
+                Some(format!("{kind}/{name}"))
+            }
+        })
+        .collect()
+}
+
+/// First field of each non-empty line.
+pub fn parse_first_column(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|l| l.split('|').next())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// sacctmgr's "no-op" answers, which come with exit status 1.
+pub fn is_nothing_changed(output: &str) -> bool {
+    let lower = output.to_ascii_lowercase();
+    ["nothing modified", "nothing deleted", "nothing new added"]
+        .iter()
+        .any(|n| lower.contains(n))
+}
+
+/// sacctmgr refuses to remove associations with running jobs.
+pub fn is_jobs_running(output: &str) -> bool {
+    let lower = output.to_ascii_lowercase();
+    lower.contains("job(s) active")
+        || lower.contains("jobs running")
+        || lower.contains("running jobs")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(cmd: &CommandLine) -> String {
+        cmd.display()
+    }
+
+    #[test]
+    fn cluster_goes_before_set_and_at_the_end_otherwise() {
+        let c = SlurmCommands::new("/usr/bin/", Some("waldur"));
+        assert_eq!(
+            argv(&c.set_grp_tres_mins(&["a1".into(), "a2".into()], "cpu=10,mem=20")),
+            "/usr/bin/sacctmgr --parsable2 --noheader --immediate modify account where name=a1,a2 cluster=waldur set GrpTRESMins=cpu=10,mem=20"
+        );
+        assert_eq!(
+            argv(&c.remove_accounts(&["a1".into()])),
+            "/usr/bin/sacctmgr --parsable2 --noheader --immediate remove account where name=a1 cluster=waldur"
+        );
+        assert_eq!(
+            argv(&c.usage(
+                &["a".into(), "b".into()],
+                "2024-05-01T00:00:00",
+                "2024-05-31T23:59:59"
+            )),
+            "/usr/bin/sacct --parsable2 --noheader --cluster=waldur --noconvert --truncate --allocations --allusers --starttime=2024-05-01T00:00:00 --endtime=2024-05-31T23:59:59 --accounts=a,b --format=Account,AllocTRES,ElapsedRaw,User"
+        );
+        assert_eq!(
+            argv(&c.cancel_jobs("a", Some("u"))),
+            "/usr/bin/scancel --cluster=waldur -u u -A a -f"
+        );
+        assert_eq!(argv(&c.version()), "/usr/bin/sacctmgr --version");
+    }
+
+    #[test]
+    fn empty_bin_path_uses_bare_names_and_no_cluster_means_no_token() {
+        let c = SlurmCommands::new("", None);
+        let cmd = c.add_accounts(&["a".into()], "p", "My project", "p", "cpu=5");
+        assert_eq!(cmd.program, PathBuf::from("sacctmgr"));
+        assert_eq!(
+            cmd.args,
+            vec![
+                "--parsable2",
+                "--noheader",
+                "--immediate",
+                "add",
+                "account",
+                "a",
+                "parent=p",
+                "description=My project",
+                "organization=p",
+                "GrpTRESMins=cpu=5"
+            ]
+        );
+    }
+
+    #[test]
+    fn add_user_variants_follow_upstream() {
+        let c = SlurmCommands::new("/usr/bin", None);
+        let users = vec!["u1".to_owned(), "u2".to_owned()];
+        let accts = vec!["a".to_owned()];
+        let plain = c.add_users(
+            &users,
+            &accts,
+            &UserAssocOptions {
+                default_account: Some("root".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            plain.args[3..],
+            [
+                "add",
+                "user",
+                "u1,u2",
+                "account=a",
+                "DefaultAccount=root",
+                "Share=parent"
+            ]
+        );
+        let one = c.add_users(
+            &users,
+            &accts,
+            &UserAssocOptions {
+                partitions: vec!["debug".into()],
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            one.args[3..],
+            ["add", "user", "u1,u2", "account=a", "Partition=debug"]
+        );
+        let qos = c.add_users(
+            &users,
+            &accts,
+            &UserAssocOptions {
+                default_account: None,
+                partitions: vec!["a".into(), "b".into()],
+                qos_levels: vec!["gold".into()],
+                default_qos: Some("gold".into()),
+            },
+        );
+        assert_eq!(
+            qos.args[3..],
+            [
+                "add",
+                "user",
+                "u1,u2",
+                "account=a",
+                "Partitions=a,b",
+                "QosLevel=gold",
+                "DefaultQOS=gold",
+                "Share=parent"
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_real_show_assoc_output() {
+        // Captured from sacctmgr 22.05.8 here.
+        let out = "za1|zp1|||normal||\nza1||zu1||normal||cpu=5\nza1||zu2||normal||\nzp1|zc1||cpu=100,mem=2000M|normal||\nza2|zp1|||zpaused|0|\n";
+        let rows = parse_assoc_rows(out);
+        assert_eq!(rows.len(), 5);
+        let accounts = accounts_from_rows(&rows);
+        assert_eq!(accounts.len(), 3);
+        assert_eq!(accounts["za1"].parent, "zp1");
+        assert_eq!(
+            accounts["za1"].users.keys().collect::<Vec<_>>(),
+            ["zu1", "zu2"]
+        );
+        assert_eq!(accounts["za1"].users["zu1"], "cpu=5");
+        assert_eq!(accounts["zp1"].grp_tres_mins, "cpu=100,mem=2000M");
+        assert_eq!(accounts["za2"].qos, "zpaused");
+        assert_eq!(accounts["za2"].grp_submit_jobs, "0");
+    }
+
+    #[test]
+    fn parses_tres_and_recognises_noops() {
+        let out = "cpu||1\nmem||2\nenergy||3\nnode||4\nbilling||5\nfs|disk|6\nvmem||7\npages||8\ngres|gpu|1001\n";
+        let names = parse_tres_names(out);
+        assert!(names.contains(&"gres/gpu".to_owned()) && names.contains(&"cpu".to_owned()));
+        assert_eq!(names.len(), 9);
+        assert!(is_nothing_changed(" Nothing modified\n"));
+        assert!(is_nothing_changed(" Nothing new added."));
+        assert!(is_nothing_changed(" Nothing deleted"));
+        assert!(!is_nothing_changed("Error: bad"));
+    }
+}

@@ -1,0 +1,652 @@
+//! Command construction and behaviour against a recording fake runner.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use jiff::tz::TimeZone;
+
+use agent_config::{AccountingType, BackendComponent};
+use backend_api::command::{CommandLine, CommandOutput, CommandRunner};
+use backend_api::{
+    BackendError, BillingPeriod, CreateRequest, MembershipBackend, OrderBackend, ResourceView,
+    UsageBackend, UserContext, UserGrant,
+};
+
+use crate::{SlurmBackend, SlurmSettings};
+
+type Responder = Box<dyn Fn(&str) -> Option<Result<String, String>> + Send + Sync>;
+
+/// Records every command; answers with the first responder that matches, else empty success.
+#[derive(Default)]
+struct FakeRunner {
+    seen: Mutex<Vec<CommandLine>>,
+    responders: Mutex<Vec<Responder>>,
+}
+
+impl FakeRunner {
+    fn respond(&self, f: impl Fn(&str) -> Option<Result<String, String>> + Send + Sync + 'static) {
+        self.responders
+            .lock()
+            .expect("responders lock")
+            .push(Box::new(f));
+    }
+    /// Command lines without the program path and the fixed sacctmgr flags.
+    fn lines(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .expect("seen lock")
+            .iter()
+            .map(|c| {
+                let prog = c
+                    .program
+                    .file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let args: Vec<&str> = c
+                    .args
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|a| !["--parsable2", "--noheader", "--immediate"].contains(a))
+                    .collect();
+                format!("{prog} {}", args.join(" "))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl CommandRunner for FakeRunner {
+    async fn run(&self, command: &CommandLine) -> Result<CommandOutput, BackendError> {
+        self.seen.lock().expect("seen lock").push(command.clone());
+        let line = command.display();
+        let answer = self
+            .responders
+            .lock()
+            .expect("responders lock")
+            .iter()
+            .find_map(|r| r(&line));
+        match answer {
+            Some(Err(output)) => Err(BackendError::Command {
+                command: line,
+                exit: "1".into(),
+                output,
+                transient: false,
+            }),
+            Some(Ok(stdout)) => Ok(CommandOutput {
+                stdout,
+                stderr: String::new(),
+            }),
+            None => Ok(CommandOutput::default()),
+        }
+    }
+    fn calls(&self) -> u64 {
+        self.seen.lock().expect("seen lock").len() as u64
+    }
+}
+
+fn component(factor: f64) -> BackendComponent {
+    BackendComponent {
+        measured_unit: "k-Hours".into(),
+        unit_factor: factor,
+        unit_factor_reporting: None,
+        accounting_type: AccountingType::Limit,
+        label: "CPU".into(),
+        limit: None,
+        extra: Default::default(),
+    }
+}
+
+fn components() -> IndexMap<String, BackendComponent> {
+    let mut c = IndexMap::new();
+    c.insert("cpu".to_owned(), component(60_000.0));
+    c.insert("mem".to_owned(), component(61_440.0));
+    c
+}
+
+fn settings() -> SlurmSettings {
+    SlurmSettings {
+        default_account: Some("root".into()),
+        customer_prefix: "c_".into(),
+        project_prefix: "p_".into(),
+        allocation_prefix: "a_".into(),
+        cluster_name: Some("waldur".into()),
+        qos_paused: Some("paused".into()),
+        enable_user_homedir_account_creation: false,
+        ..SlurmSettings::default()
+    }
+}
+
+fn backend_with(settings: SlurmSettings) -> (SlurmBackend, Arc<FakeRunner>) {
+    let runner = Arc::new(FakeRunner::default());
+    runner.respond(|line| {
+        line.contains(" list tres")
+            .then(|| Ok("cpu||1\nmem||2\nnode||4\ngres|gpu|1001\n".to_owned()))
+    });
+    let backend = SlurmBackend::new(settings, components(), runner.clone())
+        .expect("backend")
+        .with_local_timezone(TimeZone::UTC);
+    (backend, runner)
+}
+
+fn resource(slug: &str, project: &str, customer: &str) -> ResourceView {
+    ResourceView {
+        uuid: format!("uuid-{slug}"),
+        name: format!("Res {slug}"),
+        slug: slug.into(),
+        project_slug: project.into(),
+        project_name: format!("Project {project}"),
+        customer_slug: customer.into(),
+        customer_name: format!("Customer {customer}"),
+        limits: [("cpu".to_owned(), 10), ("mem".to_owned(), 2)].into(),
+        ..Default::default()
+    }
+}
+
+fn request(r: ResourceView, users: &[&str]) -> CreateRequest {
+    CreateRequest {
+        backend_id: format!("a_{}", r.slug),
+        resource: r,
+        context: UserContext {
+            users: users
+                .iter()
+                .map(|u| UserGrant {
+                    username: (*u).to_owned(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        },
+    }
+}
+
+#[tokio::test]
+async fn create_on_an_empty_site_issues_the_expected_commands() {
+    let (backend, runner) = backend_with(settings());
+    let info = backend
+        .create_resource(request(resource("r1", "proj", "cust"), &["alice", "bob"]))
+        .await
+        .expect("create");
+    assert_eq!(info.backend_id, "a_r1");
+    assert_eq!(info.parent_id, "p_proj");
+    assert_eq!(info.users, vec!["alice", "bob"]);
+    assert_eq!(
+        info.limits,
+        [("cpu".to_owned(), 10), ("mem".to_owned(), 2)].into()
+    );
+    assert_eq!(
+        runner.lines(),
+        vec![
+            "sacctmgr list tres",
+            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins where accounts=a_r1,c_cust,p_proj cluster=waldur",
+            "sacctmgr add account c_cust parent=root description=Customer cust organization=c_cust cluster=waldur",
+            "sacctmgr add account p_proj parent=c_cust description=Project proj organization=p_proj cluster=waldur",
+            "sacctmgr add account a_r1 parent=p_proj description=Res r1 organization=p_proj GrpTRESMins=cpu=600000,mem=122880 cluster=waldur",
+            "sacctmgr add user alice,bob account=a_r1 DefaultAccount=root Share=parent cluster=waldur",
+        ]
+    );
+    // The core's follow-up costs nothing: the associations were just made.
+    let added = backend
+        .add_users_after_create(
+            &ResourceView {
+                backend_id: "a_r1".into(),
+                ..Default::default()
+            },
+            &[
+                UserGrant {
+                    username: "alice".into(),
+                    ..Default::default()
+                },
+                UserGrant {
+                    username: "bob".into(),
+                    ..Default::default()
+                },
+            ],
+        )
+        .await
+        .expect("add after create");
+    assert_eq!(added, vec!["alice", "bob"]);
+    assert_eq!(runner.lines().len(), 6);
+}
+
+#[tokio::test]
+async fn existing_allocation_is_a_duplicate_and_nothing_is_added() {
+    let (backend, runner) = backend_with(settings());
+    runner.respond(|line| {
+        line.contains("show assoc")
+            .then(|| Ok("a_r1|p_proj|||normal||\np_proj|c_cust|||normal||\n".to_owned()))
+    });
+    let err = backend
+        .create_resource(request(resource("r1", "proj", "cust"), &[]))
+        .await
+        .expect_err("duplicate");
+    assert!(matches!(err, BackendError::Duplicate { ref backend_id } if backend_id == "a_r1"));
+    assert!(runner.lines().iter().all(|l| !l.contains(" add ")));
+}
+
+#[tokio::test]
+async fn hostile_names_are_refused_before_any_command() {
+    for (req, what) in [
+        (
+            CreateRequest {
+                backend_id: "x,parent=root".into(),
+                ..request(resource("r", "p", "c"), &[])
+            },
+            "backend id",
+        ),
+        (request(resource("r", "a b", "c"), &[]), "project slug"),
+        (request(resource("r", "p", "x'y"), &[]), "customer slug"),
+    ] {
+        let (backend, runner) = backend_with(settings());
+        let err = backend.create_resource(req).await.expect_err(what);
+        assert!(!err.is_transient(), "{what}: {err}");
+        assert_eq!(runner.lines().len(), 0, "{what}: no command may run");
+    }
+    let (backend, runner) = backend_with(settings());
+    let r = ResourceView {
+        backend_id: "a_ok".into(),
+        ..Default::default()
+    };
+    for bad in ["-i", "x,parent=root", "a b"] {
+        let err = backend
+            .add_users(
+                &r,
+                &[UserGrant {
+                    username: bad.into(),
+                    ..Default::default()
+                }],
+            )
+            .await
+            .expect_err(bad);
+        assert!(matches!(err, BackendError::InvalidName { .. }), "{err}");
+        backend
+            .remove_users(&r, &[bad.to_owned()])
+            .await
+            .expect_err(bad);
+    }
+    let bad_resource = ResourceView {
+        backend_id: "a b".into(),
+        ..Default::default()
+    };
+    backend.pause(&bad_resource).await.expect_err("pause");
+    backend
+        .usage_report(
+            &["x,y".to_owned()],
+            &BillingPeriod::new(2024, 1, TimeZone::UTC),
+        )
+        .await
+        .expect_err("usage");
+    assert_eq!(runner.lines().len(), 0);
+}
+
+#[tokio::test]
+async fn batch_of_100_creates_with_5_users_is_cheap() {
+    let (backend, runner) = backend_with(settings());
+    let users = ["u1", "u2", "u3", "u4", "u5"];
+    // 100 orders in 10 projects of 2 customers; each project's team is the same for its resources.
+    let requests: Vec<CreateRequest> = (0..100)
+        .map(|i| {
+            request(
+                resource(
+                    &format!("r{i}"),
+                    &format!("proj{}", i % 10),
+                    &format!("cust{}", i % 2),
+                ),
+                &users,
+            )
+        })
+        .collect();
+    let results = backend.create_resources(requests).await;
+    assert!(results.iter().all(Result::is_ok));
+    let calls = runner.lines().len();
+    // list tres + show assoc + 2 customers + 10 projects + 100 allocations + one `add user`
+    // (same team and options everywhere, so all 500 associations are one call).
+    assert_eq!(calls, 1 + 1 + 2 + 10 + 100 + 1, "{:#?}", runner.lines());
+    assert!(calls as f64 / 100.0 <= 3.0);
+    println!("batch create: {calls} SLURM calls for 100 orders with 5 users each");
+}
+
+#[tokio::test]
+async fn identical_allocations_share_one_add_account_call() {
+    let (backend, runner) = backend_with(settings());
+    let mut reqs = Vec::new();
+    for i in 0..3 {
+        let mut r = resource(&format!("r{i}"), "proj", "cust");
+        r.name = "standard".into();
+        reqs.push(request(r, &["alice"]));
+    }
+    let results = backend.create_resources(reqs).await;
+    assert!(results.iter().all(Result::is_ok));
+    let lines = runner.lines();
+    assert!(
+        lines.contains(&"sacctmgr add account a_r0,a_r1,a_r2 parent=p_proj description=standard organization=p_proj GrpTRESMins=cpu=600000,mem=122880 cluster=waldur".to_owned()),
+        "{lines:#?}"
+    );
+    assert!(lines.contains(
+        &"sacctmgr add user alice account=a_r0,a_r1,a_r2 DefaultAccount=root Share=parent cluster=waldur"
+            .to_owned()
+    ));
+}
+
+#[tokio::test]
+async fn a_failing_item_in_a_batch_fails_only_its_order() {
+    let (backend, runner) = backend_with(settings());
+    runner.respond(|line| {
+        (line.contains("add account") && line.contains("a_r1"))
+            .then(|| Err("sacctmgr: error: something about a_r1".to_owned()))
+    });
+    let mut reqs = Vec::new();
+    for i in 0..3 {
+        let mut r = resource(&format!("r{i}"), "proj", "cust");
+        r.name = "same".into();
+        reqs.push(request(r, &[]));
+    }
+    let results = backend.create_resources(reqs).await;
+    assert!(results[0].is_ok());
+    assert!(results[1].is_err());
+    assert!(results[2].is_ok());
+    let lines = runner.lines();
+    let single_adds: Vec<&String> = lines
+        .iter()
+        .filter(|l| {
+            l.split(' ')
+                .nth(3)
+                .is_some_and(|names| names.starts_with("a_r") && !names.contains(','))
+        })
+        .collect();
+    assert_eq!(
+        single_adds.len(),
+        3,
+        "fallback retries each item: {lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn failing_customer_fails_its_descendants_only() {
+    let (backend, runner) = backend_with(settings());
+    runner.respond(|line| {
+        line.contains("add account c_bad")
+            .then(|| Err("Unable to connect to database: try again".to_owned()))
+    });
+    let results = backend
+        .create_resources(vec![
+            request(resource("r1", "p1", "bad"), &[]),
+            request(resource("r2", "p2", "good"), &[]),
+        ])
+        .await;
+    let err = results[0].as_ref().expect_err("bad customer");
+    assert!(err.to_string().contains("c_bad"), "{err}");
+    assert!(results[1].is_ok());
+    assert!(
+        runner
+            .lines()
+            .iter()
+            .all(|l| !l.contains("add account p_p1"))
+    );
+}
+
+#[tokio::test]
+async fn limits_round_trip_and_nothing_modified_is_success() {
+    let (backend, runner) = backend_with(settings());
+    runner.respond(|line| {
+        line.contains("modify account")
+            .then(|| Err(" Nothing modified".to_owned()))
+    });
+    runner.respond(|line| {
+        line.contains("show assoc").then(|| {
+            Ok(
+                "a_r1|p_proj||cpu=600000,mem=122880M|normal||\na_r1||alice||normal||cpu=60000\n"
+                    .to_owned(),
+            )
+        })
+    });
+    let r = ResourceView {
+        backend_id: "a_r1".into(),
+        ..Default::default()
+    };
+    backend
+        .set_limits(&r, &[("cpu".to_owned(), 10), ("mem".to_owned(), 2)].into())
+        .await
+        .expect("nothing modified is fine");
+    assert!(runner.lines().contains(
+        &"sacctmgr modify account where name=a_r1 cluster=waldur set GrpTRESMins=cpu=600000,mem=122880".to_owned()
+    ));
+    for _ in 0..3 {
+        let info = OrderBackend::pull_resource(&backend, &r)
+            .await
+            .expect("pull")
+            .expect("exists");
+        assert_eq!(
+            info.limits,
+            [("cpu".to_owned(), 10), ("mem".to_owned(), 2)].into()
+        );
+        assert_eq!(info.users, vec!["alice"]);
+        assert_eq!(info.parent_id, "p_proj");
+    }
+    let per_user = backend.user_limits(&r).await.expect("user limits");
+    assert_eq!(per_user["alice"], [("cpu".to_owned(), 1)].into());
+}
+
+#[tokio::test]
+async fn per_user_limits_write_every_offering_tres() {
+    let (backend, runner) = backend_with(settings());
+    let r = ResourceView {
+        backend_id: "a_r1".into(),
+        ..Default::default()
+    };
+    backend
+        .set_user_limits(&r, "alice", &[("cpu".to_owned(), 2)].into())
+        .await
+        .expect("set");
+    assert!(runner.lines().contains(
+        &"sacctmgr modify user where name=alice and account=a_r1 cluster=waldur set MaxTRESMins=cpu=120000,mem=-1".to_owned()
+    ), "{:#?}", runner.lines());
+}
+
+#[tokio::test]
+async fn restore_reads_first_and_writes_only_when_needed() {
+    let (backend, runner) = backend_with(settings());
+    let state = Arc::new(Mutex::new("paused".to_owned()));
+    let s = state.clone();
+    runner.respond(move |line| {
+        line.contains("show assoc").then(|| {
+            Ok(format!(
+                "a_r1|p_proj|||{}||\n",
+                s.lock().expect("state lock")
+            ))
+        })
+    });
+    let r = ResourceView {
+        backend_id: "a_r1".into(),
+        ..Default::default()
+    };
+    assert!(backend.restore(&r).await.expect("restore"));
+    *state.lock().expect("state lock") = "normal".into();
+    assert!(!backend.restore(&r).await.expect("restore again"));
+    assert!(backend.pause(&r).await.expect("pause"));
+    let lines = runner.lines();
+    let writes: Vec<&String> = lines.iter().filter(|l| l.contains("modify")).collect();
+    assert_eq!(
+        writes,
+        vec![
+            "sacctmgr modify account where name=a_r1 cluster=waldur set qos=normal",
+            "sacctmgr modify account where name=a_r1 cluster=waldur set qos=paused"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn pause_without_qos_setting_is_a_config_error_and_enforced_mode_uses_submit_jobs() {
+    let mut s = settings();
+    s.qos_paused = None;
+    let (backend, runner) = backend_with(s);
+    let r = ResourceView {
+        backend_id: "a_r1".into(),
+        ..Default::default()
+    };
+    let err = backend.pause(&r).await.expect_err("no qos_paused");
+    assert!(err.to_string().contains("qos_paused"), "{err}");
+    assert_eq!(runner.lines().len(), 0);
+
+    let mut s = settings();
+    s.qos_paused = None;
+    s.qos_enforcement_enabled = true;
+    s.enforce_offering_qos = Some(true);
+    let (backend, runner) = backend_with(s);
+    runner.respond(|line| {
+        line.contains("show assoc")
+            .then(|| Ok("a_r1|p_proj|||normal||\n".to_owned()))
+    });
+    assert!(backend.pause(&r).await.expect("pause"));
+    assert!(!backend.restore(&r).await.expect("restore: not paused"));
+    assert!(runner.lines().contains(
+        &"sacctmgr modify account where name=a_r1 cluster=waldur set GrpSubmitJobs=0".to_owned()
+    ));
+}
+
+#[tokio::test]
+async fn add_users_adds_only_missing_in_one_call() {
+    let mut s = settings();
+    s.default_account_policy = crate::DefaultAccountPolicy::Individual;
+    s.default_partition = Some("debug".into());
+    let (backend, runner) = backend_with(s);
+    runner.respond(|line| {
+        line.contains("show assoc")
+            .then(|| Ok("a_r1|p_proj|||normal||\na_r1||alice||normal||\n".to_owned()))
+    });
+    let r = ResourceView {
+        backend_id: "a_r1".into(),
+        ..Default::default()
+    };
+    let grants: Vec<UserGrant> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|u| UserGrant {
+            username: (*u).into(),
+            ..Default::default()
+        })
+        .collect();
+    let added = backend.add_users(&r, &grants).await.expect("add");
+    assert_eq!(added, vec!["alice", "bob", "carol"]);
+    assert_eq!(
+        runner.lines()[1],
+        "sacctmgr add user bob,carol account=a_r1 DefaultAccount=a_r1 Partition=debug cluster=waldur"
+    );
+    assert_eq!(runner.lines().len(), 2);
+}
+
+#[tokio::test]
+async fn delete_removes_account_and_empty_project() {
+    let (backend, runner) = backend_with(settings());
+    let mut r = resource("r1", "proj", "cust");
+    r.backend_id = "a_r1".into();
+    backend.delete_resource(&r).await.expect("delete");
+    assert_eq!(
+        runner.lines(),
+        vec![
+            "sacctmgr remove account where name=a_r1 cluster=waldur",
+            "sacctmgr show assoc format=Account,ParentName,User where parent=p_proj cluster=waldur",
+            "sacctmgr remove account where name=p_proj cluster=waldur",
+        ]
+    );
+    // Already gone: "Nothing deleted" is success and nothing else runs.
+    let (backend, runner) = backend_with(settings());
+    runner.respond(|line| {
+        line.contains("remove")
+            .then(|| Err(" Nothing deleted".to_owned()))
+    });
+    backend.delete_resource(&r).await.expect("delete again");
+    assert_eq!(runner.lines().len(), 1);
+}
+
+#[tokio::test]
+async fn usage_is_one_sacct_call_converted_by_unit_factor() {
+    let (backend, runner) = backend_with(settings());
+    runner.respond(|line| {
+        line.contains("sacct ").then(|| {
+            Ok("a_r1|billing=2,cpu=2,node=1|600|alice\n\
+                a_r1|cpu=4,mem=1024M|300|bob\n\
+                a_r2|cpu=1|60|alice\n"
+                .to_owned())
+        })
+    });
+    let ids = vec!["a_r1".to_owned(), "a_r2".to_owned(), "a_r3".to_owned()];
+    let reports = backend
+        .usage_report(&ids, &BillingPeriod::new(2024, 5, TimeZone::UTC))
+        .await
+        .expect("usage");
+    assert_eq!(
+        runner.lines(),
+        vec![
+            "sacct --cluster=waldur --noconvert --truncate --allocations --allusers --starttime=2024-05-01T00:00:00 --endtime=2024-05-31T23:59:59 --accounts=a_r1,a_r2,a_r3 --format=Account,AllocTRES,ElapsedRaw,User"
+        ]
+    );
+    let r1 = &reports["a_r1"];
+    // cpu minutes: 2×10 + 4×5 = 40 → / 60000
+    assert!((r1.total["cpu"] - 40.0 / 60_000.0).abs() < 1e-12);
+    assert!((r1.total["mem"] - 1024.0 * 5.0 / 61_440.0).abs() < 1e-12);
+    assert!((r1.per_user["alice"]["cpu"] - 20.0 / 60_000.0).abs() < 1e-12);
+    assert_eq!(reports["a_r3"].total["cpu"], 0.0);
+    let _: BTreeMap<String, _> = reports;
+}
+
+#[tokio::test]
+async fn sync_resource_projects_moves_a_project_to_its_new_customer() {
+    let (backend, runner) = backend_with(settings());
+    runner.respond(|line| {
+        line.contains("show assoc").then(|| {
+            Ok(
+                "p_proj|c_old|||normal||\na_r1|p_proj|||normal||\nc_new|root|||normal||\n"
+                    .to_owned(),
+            )
+        })
+    });
+    let mut r = resource("r1", "proj", "new");
+    r.backend_id = "a_r1".into();
+    let moved = backend.sync_resource_projects(&[r]).await.expect("sync");
+    assert_eq!(moved, 1);
+    assert_eq!(
+        runner.lines().last().map(String::as_str),
+        Some("sacctmgr modify account where name=p_proj cluster=waldur set parent=c_new")
+    );
+}
+
+#[tokio::test]
+async fn cluster_mismatch_is_reported() {
+    let (backend, _runner) = backend_with(settings());
+    assert!(backend.check_cluster_matches_offering("waldur").ok);
+    let check = backend.check_cluster_matches_offering("other");
+    assert!(!check.ok);
+    assert!(check.detail.contains("other") && check.detail.contains("waldur"));
+}
+
+#[test]
+fn build_reads_settings_and_components_from_the_offering() {
+    let offering: agent_config::OfferingConfig = serde_json::from_value(serde_json::json!({
+        "name": "hpc",
+        "waldur_api_url": "http://localhost/api/",
+        "waldur_api_token": "t",
+        "waldur_offering_uuid": "0123456789abcdef0123456789abcdef",
+        "backend_type": "slurm",
+        "backend_settings": {"default_account": "root", "allocation_prefix": "hpc_"},
+        "backend_components": {"cpu": {"measured_unit": "k-Hours", "unit_factor": 60000,
+                                        "accounting_type": "limit", "label": "CPU"}}
+    }))
+    .expect("offering");
+    let handles = crate::build(&backend_api::BuildContext {
+        offering: &offering,
+    })
+    .expect("build");
+    assert_eq!(handles.kind, "slurm");
+    let orders = handles.orders.expect("orders");
+    assert_eq!(orders.backend_id_for("Res-1").expect("id"), "hpc_res-1");
+    assert!(handles.usernames.is_none());
+
+    let mut bad = offering.clone();
+    bad.backend_settings
+        .insert("execution_mode".into(), serde_json::json!("rest"));
+    let err = crate::build(&backend_api::BuildContext { offering: &bad })
+        .err()
+        .expect("rest refused");
+    assert!(matches!(err, BackendError::Config(_)));
+}

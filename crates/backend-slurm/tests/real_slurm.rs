@@ -1,0 +1,491 @@
+//! Against the real SLURM started by `bash scripts/services/slurm-up.sh`.
+//!
+//! Without it: with `CI=true` every test fails saying how to start it; otherwise they print a note
+//! and return. Account names are unique per run, and what a test creates it removes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent_config::{AccountingType, BackendComponent};
+use backend_api::command::{CommandRunner, ProcessRunner};
+use backend_api::testkit::conformance::{self, Fixture};
+use backend_api::{
+    BillingPeriod, CreateRequest, MembershipBackend, OrderBackend, ResourceView, UsageBackend,
+    UserContext, UserGrant,
+};
+use backend_slurm::{SlurmBackend, SlurmSettings};
+use indexmap::IndexMap;
+
+const ENV_FILE: &str = "/tmp/waldur-services/slurm/env.sh";
+
+/// One test at a time: concurrent sacctmgr writers make slurmdbd answer "doesn't exist" for
+/// accounts another session just added, which would make call counts nondeterministic.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Slurm {
+    conf: String,
+    cluster: String,
+    bin: PathBuf,
+    /// Unique per test: `t<pid><n>_`.
+    prefix: String,
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The real SLURM, or `None` (after a note) when it is not running and CI is not set.
+fn slurm(tag: &str) -> Option<Slurm> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("backend_slurm=warn")
+        .with_test_writer()
+        .try_init();
+    let from_file = std::fs::read_to_string(ENV_FILE).ok().and_then(|text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("export SLURM_CONF="))
+            .map(|v| v.trim().trim_matches('"').to_owned())
+    });
+    let conf = from_file
+        .or_else(|| std::env::var("SLURM_CONF").ok())
+        .filter(|c| Path::new(c).is_file());
+    let sacctmgr = which("sacctmgr");
+    let reachable = match (&conf, &sacctmgr) {
+        (Some(conf), Some(bin)) => Command::new(bin)
+            .args([
+                "--parsable2",
+                "--noheader",
+                "list",
+                "cluster",
+                "format=cluster",
+            ])
+            .env("SLURM_CONF", conf)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false),
+        _ => false,
+    };
+    if !reachable {
+        let message = "real SLURM is not running: start it with `bash scripts/services/slurm-up.sh` \
+                       (then `source /tmp/waldur-services/slurm/env.sh`)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{message}");
+        }
+        eprintln!("note: skipping {tag}: {message}");
+        return None;
+    }
+    let bin = sacctmgr?.parent()?.to_path_buf();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    Some(Slurm {
+        conf: conf?,
+        cluster: std::env::var("WALDUR_TEST_SLURM_CLUSTER").unwrap_or_else(|_| "waldur".into()),
+        bin,
+        prefix: format!("t{}{}{}_", std::process::id(), tag.len(), nanos % 10_000),
+    })
+}
+
+impl Slurm {
+    fn runner(&self) -> Arc<dyn CommandRunner> {
+        Arc::new(ProcessRunner::new(Duration::from_secs(60)).with_env("SLURM_CONF", &self.conf))
+    }
+
+    fn settings(&self) -> SlurmSettings {
+        SlurmSettings {
+            default_account: Some("root".into()),
+            customer_prefix: format!("{}c_", self.prefix),
+            project_prefix: format!("{}p_", self.prefix),
+            allocation_prefix: format!("{}a_", self.prefix),
+            cluster_name: Some(self.cluster.clone()),
+            slurm_bin_path: self.bin.display().to_string(),
+            qos_paused: Some(format!("{}paused", self.prefix)),
+            enable_user_homedir_account_creation: false,
+            ..SlurmSettings::default()
+        }
+    }
+
+    fn backend(&self, settings: SlurmSettings) -> SlurmBackend {
+        SlurmBackend::new(settings, components(), self.runner()).expect("backend")
+    }
+
+    /// Raw tool call for setup, cleanup and independent checks.
+    fn raw(&self, program: &str, args: &[&str]) -> (bool, String) {
+        let out = Command::new(self.bin.join(program))
+            .args(args)
+            .env("SLURM_CONF", &self.conf)
+            .output()
+            .expect("run slurm tool");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    fn sacctmgr(&self, args: &[&str]) -> (bool, String) {
+        let mut all = vec!["--parsable2", "--noheader", "--immediate"];
+        all.extend_from_slice(args);
+        self.raw("sacctmgr", &all)
+    }
+
+    /// Remove every account and QoS this test's prefix created.
+    fn cleanup(&self) {
+        let (_, out) = self.sacctmgr(&["list", "account", "format=Account"]);
+        let mine: Vec<&str> = out
+            .lines()
+            .map(str::trim)
+            .filter(|a| a.starts_with(&self.prefix))
+            .collect();
+        // Children first: allocations, projects, customers.
+        for tier in ["a_", "p_", "c_"] {
+            let names: Vec<&str> = mine
+                .iter()
+                .copied()
+                .filter(|a| a[self.prefix.len()..].starts_with(tier))
+                .collect();
+            if !names.is_empty() {
+                // Without cluster= so the account records go too, not only the associations.
+                let list = format!("name={}", names.join(","));
+                self.sacctmgr(&["remove", "account", "where", &list]);
+            }
+        }
+        let (_, out) = self.sacctmgr(&["list", "user", "format=User"]);
+        let users: Vec<&str> = out
+            .lines()
+            .map(str::trim)
+            .filter(|u| u.starts_with(&self.prefix))
+            .collect();
+        if !users.is_empty() {
+            let list = format!("name={}", users.join(","));
+            self.sacctmgr(&["remove", "user", "where", &list]);
+        }
+        let qos = format!("name={}paused", self.prefix);
+        self.sacctmgr(&["remove", "qos", "where", &qos]);
+    }
+}
+
+fn component(factor: f64) -> BackendComponent {
+    BackendComponent {
+        measured_unit: "k-Hours".into(),
+        unit_factor: factor,
+        unit_factor_reporting: None,
+        accounting_type: AccountingType::Limit,
+        label: "x".into(),
+        limit: None,
+        extra: Default::default(),
+    }
+}
+
+fn components() -> IndexMap<String, BackendComponent> {
+    let mut c = IndexMap::new();
+    c.insert("cpu".to_owned(), component(60_000.0));
+    c.insert("mem".to_owned(), component(61_440.0));
+    c
+}
+
+fn resource(s: &Slurm, slug: &str, project: &str, customer: &str) -> ResourceView {
+    ResourceView {
+        uuid: format!("{}{slug}", s.prefix),
+        name: format!("Resource {slug}"),
+        slug: slug.to_owned(),
+        project_slug: project.to_owned(),
+        project_name: format!("Project {project}"),
+        customer_slug: customer.to_owned(),
+        customer_name: format!("Customer {customer}"),
+        ..Default::default()
+    }
+}
+
+fn grant(name: &str) -> UserGrant {
+    UserGrant {
+        username: name.to_owned(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn conformance_lifecycle_on_real_slurm() {
+    let _serial = SERIAL.lock().await;
+    let Some(s) = slurm("conformance") else {
+        return;
+    };
+    let qos = format!("{}paused", s.prefix);
+    let (ok, out) = s.sacctmgr(&["add", "qos", &qos]);
+    assert!(ok, "create test QoS: {out}");
+    let backend = s.backend(s.settings());
+    let fixture = Fixture {
+        resource: resource(&s, "life", "proj", "cust"),
+        initial_limits: [("cpu".to_owned(), 7), ("mem".to_owned(), 3)].into(),
+        updated_limits: [("cpu".to_owned(), 11), ("mem".to_owned(), 5)].into(),
+        users: vec![
+            grant(&format!("{}alice", s.prefix)),
+            grant(&format!("{}bob", s.prefix)),
+        ],
+    };
+    conformance::order_and_membership_lifecycle(&backend, fixture).await;
+    // The empty project went with its last allocation; the customer stays.
+    let cluster = format!("cluster={}", s.cluster);
+    let (_, out) = s.sacctmgr(&["show", "assoc", "format=Account", "where", &cluster]);
+    assert!(!out.contains(&format!("{}p_proj", s.prefix)), "{out}");
+    assert!(out.contains(&format!("{}c_cust", s.prefix)), "{out}");
+    let ping = backend_api::BackendHealth::ping(&backend).await;
+    assert!(ping.is_ok(), "{ping:?}");
+    let diagnostics = backend_api::BackendHealth::diagnostics(&backend).await;
+    assert!(diagnostics.ok(), "{diagnostics:#?}");
+    s.cleanup();
+}
+
+#[tokio::test]
+async fn batch_create_of_20_with_users_on_real_slurm() {
+    let _serial = SERIAL.lock().await;
+    let Some(s) = slurm("batch") else {
+        return;
+    };
+    let backend = s.backend(s.settings());
+    let users: Vec<UserGrant> = (0..3)
+        .map(|i| grant(&format!("{}u{i}", s.prefix)))
+        .collect();
+    let requests: Vec<CreateRequest> = (0..20)
+        .map(|i| {
+            let r = resource(&s, &format!("b{i}"), &format!("proj{}", i % 4), "cust");
+            CreateRequest {
+                backend_id: backend.backend_id_for(&r.slug).expect("id"),
+                resource: ResourceView {
+                    limits: [("cpu".to_owned(), 1 + i)].into(),
+                    ..r
+                },
+                context: UserContext {
+                    users: users.clone(),
+                    ..Default::default()
+                },
+            }
+        })
+        .collect();
+    let views: Vec<ResourceView> = requests
+        .iter()
+        .map(|r| ResourceView {
+            backend_id: r.backend_id.clone(),
+            ..r.resource.clone()
+        })
+        .collect();
+    let started = Instant::now();
+    let results = backend.create_resources(requests.clone()).await;
+    let elapsed = started.elapsed();
+    let calls = backend.calls();
+    for r in &results {
+        assert!(r.is_ok(), "{r:?}");
+    }
+    println!("real SLURM: 20 creates with 3 users each: {calls} commands in {elapsed:?}");
+    // list tres + show + 1 customer + 4 projects + 20 allocations (distinct limits) + 1 add user
+    assert_eq!(calls, 28);
+
+    // Everything exists, checked with our own query and independently.
+    let pulled = backend.pull_resources(&views).await.expect("pull");
+    assert_eq!(pulled.len(), 20);
+    let wanted_users: BTreeSet<String> = users.iter().map(|u| u.username.clone()).collect();
+    for (i, view) in views.iter().enumerate() {
+        let info = &pulled[&view.backend_id];
+        assert_eq!(
+            info.users.iter().cloned().collect::<BTreeSet<_>>(),
+            wanted_users
+        );
+        assert_eq!(info.limits["cpu"], 1 + i as i64);
+        assert_eq!(info.parent_id, format!("{}p_proj{}", s.prefix, i % 4));
+    }
+    let accounts = views
+        .iter()
+        .map(|v| v.backend_id.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let (ok, out) = s.sacctmgr(&[
+        "show",
+        "assoc",
+        "format=Account,User",
+        "where",
+        &format!("accounts={accounts}"),
+    ]);
+    assert!(ok, "{out}");
+    let user_rows = out
+        .lines()
+        .filter(|l| l.split('|').nth(1).is_some_and(|u| !u.is_empty()))
+        .count();
+    assert_eq!(user_rows, 20 * 3, "{out}");
+
+    // Creating again reports duplicates, one query, no writes.
+    let before = backend.calls();
+    let again = backend.create_resources(requests[..2].to_vec()).await;
+    assert!(
+        again
+            .iter()
+            .all(|r| matches!(r, Err(backend_api::BackendError::Duplicate { .. })))
+    );
+    assert_eq!(backend.calls() - before, 1);
+
+    // The core's add-after-create costs nothing for the users just added.
+    let before = backend.calls();
+    let added = backend
+        .add_users_after_create(&views[0], &users)
+        .await
+        .expect("after create");
+    assert_eq!(added.len(), 3);
+    assert_eq!(backend.calls(), before);
+
+    for v in &views {
+        backend.delete_resource(v).await.expect("delete");
+    }
+    let pulled = backend.pull_resources(&views).await.expect("pull");
+    assert!(pulled.is_empty());
+    s.cleanup();
+}
+
+/// sacct's own view of the finished jobs: user → (cpu-seconds from CPUTimeRAW, mem MB-seconds).
+fn sacct_expectation(s: &Slurm, account: &str) -> Option<BTreeMap<String, (f64, f64)>> {
+    let (ok, out) = s.raw(
+        "sacct",
+        &[
+            "--parsable2",
+            "--noheader",
+            "--allocations",
+            "--allusers",
+            "--noconvert",
+            &format!("--cluster={}", s.cluster),
+            &format!("--accounts={account}"),
+            "--starttime=now-1days",
+            "--format=User,State,CPUTimeRAW,AllocTRES,ElapsedRaw",
+        ],
+    );
+    assert!(ok, "{out}");
+    let mut per_user: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let mut jobs = 0;
+    for line in out.lines().filter(|l| l.contains('|')) {
+        let f: Vec<&str> = line.split('|').collect();
+        if f[1] != "COMPLETED" {
+            return None;
+        }
+        jobs += 1;
+        let cpu_seconds: f64 = f[2].parse().expect("CPUTimeRAW");
+        let elapsed: f64 = f[4].parse().expect("ElapsedRaw");
+        let mem_mb: f64 = f[3]
+            .split(',')
+            .find_map(|t| t.strip_prefix("mem="))
+            .map_or(0.0, |m| {
+                let digits: String = m.chars().take_while(char::is_ascii_digit).collect();
+                let n: f64 = digits.parse().unwrap_or(0.0);
+                match m.chars().last() {
+                    Some('G') => n * 1024.0,
+                    Some('K') => n / 1024.0,
+                    _ => n,
+                }
+            });
+        let e = per_user.entry(f[0].to_owned()).or_default();
+        e.0 += cpu_seconds;
+        e.1 += mem_mb * elapsed;
+    }
+    (jobs >= 2).then_some(per_user)
+}
+
+#[tokio::test]
+async fn usage_of_real_jobs_matches_sacct() {
+    let _serial = SERIAL.lock().await;
+    let Some(s) = slurm("usage") else {
+        return;
+    };
+    let backend = s.backend(s.settings());
+    let users: Vec<String> = ["x", "y"]
+        .iter()
+        .map(|u| format!("{}{u}", s.prefix))
+        .collect();
+    for u in &users {
+        let status = Command::new("useradd")
+            .args(["-m", u])
+            .status()
+            .expect("useradd");
+        assert!(status.success(), "useradd {u} (tests run as root)");
+    }
+    let mut view = resource(&s, "jobs", "proj", "cust");
+    view.limits = [("cpu".to_owned(), 100)].into();
+    view.backend_id = backend.backend_id_for(&view.slug).expect("id");
+    backend
+        .create_resource(CreateRequest {
+            backend_id: view.backend_id.clone(),
+            resource: view.clone(),
+            context: UserContext {
+                users: users.iter().map(|u| grant(u)).collect(),
+                ..Default::default()
+            },
+        })
+        .await
+        .expect("create");
+    let account = view.backend_id.clone();
+    let env_conf = format!("SLURM_CONF={}", s.conf);
+    let batch =
+        format!("{env_conf} sbatch --chdir=/tmp -o /dev/null -A {account} -c 2 --wrap 'sleep 2'");
+    let interactive = format!("{env_conf} srun --chdir=/tmp -A {account} -c 1 sleep 1");
+    for (user, cmd) in [
+        (&users[0], &batch),
+        (&users[1], &interactive),
+        (&users[1], &batch),
+    ] {
+        let out = Command::new("su")
+            .args([user.as_str(), "-c", cmd.as_str()])
+            .output()
+            .expect("su");
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let expected = loop {
+        if let Some(e) = sacct_expectation(&s, &account).filter(|e| e.len() == 2) {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "jobs did not complete in 60 s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+
+    let period = BillingPeriod::containing(&jiff::Zoned::now());
+    let before = backend.calls();
+    let reports = backend
+        .usage_report(std::slice::from_ref(&account), &period)
+        .await
+        .expect("usage");
+    assert_eq!(backend.calls() - before, 1, "one sacct call");
+    let report = &reports[&account];
+    let mut total_cpu = 0.0;
+    let mut total_mem = 0.0;
+    for (user, (cpu_seconds, mem_mb_seconds)) in &expected {
+        let want_cpu = cpu_seconds / 60.0 / 60_000.0;
+        let want_mem = mem_mb_seconds / 60.0 / 61_440.0;
+        let got = &report.per_user[user];
+        assert!(
+            (got["cpu"] - want_cpu).abs() < 1e-12,
+            "{user}: cpu {} vs sacct {want_cpu}",
+            got["cpu"]
+        );
+        assert!((got["mem"] - want_mem).abs() < 1e-9, "{user}: mem");
+        total_cpu += want_cpu;
+        total_mem += want_mem;
+    }
+    assert!(total_cpu > 0.0, "jobs used CPU time");
+    assert!((report.total["cpu"] - total_cpu).abs() < 1e-12);
+    assert!((report.total["mem"] - total_mem).abs() < 1e-9);
+
+    backend.delete_resource(&view).await.expect("delete");
+    s.cleanup();
+    for u in &users {
+        let _ = Command::new("userdel").args(["-r", u]).output();
+    }
+}
