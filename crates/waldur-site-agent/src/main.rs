@@ -368,7 +368,11 @@ async fn run_agent(cli: &Cli) -> ExitCode {
         cli.config_file.display()
     );
     let mode_names: Vec<&str> = modes.iter().map(|m| m.as_str()).collect();
-    tracing::info!(version = VERSION, modes = ?mode_names, "Running waldur-site-agent");
+    tracing::info!(
+        version = VERSION,
+        modes = mode_names.join(","),
+        "Running waldur-site-agent"
+    );
     for w in &loaded.warnings {
         tracing::warn!(path = w.path.as_str(), "Configuration: {}", w.reason);
     }
