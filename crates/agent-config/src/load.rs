@@ -364,7 +364,9 @@ fn parse_yaml(text: &str, ctx: &mut Ctx<'_>) -> Option<Value> {
         Err(e) => {
             let line = e.location().map(|l| l.line());
             let reason = e.without_snippet().to_string();
-            let reason = strip_location_suffix(&reason);
+            // Library advice that means nothing to an operator.
+            let reason = strip_location_suffix(&reason)
+                .replace(", set DuplicateKeyPolicy in Options if acceptable", "");
             ctx.errors.push(ConfigIssue {
                 origin: ctx.origin.to_owned(),
                 line: Some(line.unwrap_or(1)),
