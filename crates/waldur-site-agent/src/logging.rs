@@ -324,15 +324,68 @@ where
     }
 }
 
-/// Install the global subscriber: JSON lines on stdout, filtered at `log_level`, redacted.
-pub fn init(log_level: &str, redactor: Redactor) -> anyhow::Result<()> {
+/// Install the global subscriber: JSON lines on stdout, filtered at `log_level`, redacted; with
+/// `sentry`, error events (and warnings as breadcrumbs) also go to Sentry.
+pub fn init(log_level: &str, redactor: Redactor, sentry: bool) -> anyhow::Result<()> {
+    use sentry::integrations::tracing::{BreadcrumbLayer, ErrorLayer};
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{LevelFilter, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt;
     let filter = tracing_subscriber::EnvFilter::try_new(filter_directive(log_level))?;
-    let subscriber = build_subscriber(filter, RedactingMakeWriter::new(io::stdout, redactor));
+    let json = tracing_subscriber::fmt::layer()
+        .event_format(JsonLines)
+        .fmt_fields(JsonFields)
+        .with_writer(RedactingMakeWriter::new(io::stdout, redactor));
+    let breadcrumbs = sentry.then(|| {
+        BreadcrumbLayer::new().with_filter(filter_fn(|m| {
+            matches!(*m.level(), Level::WARN | Level::INFO)
+        }))
+    });
+    let errors = sentry.then(|| ErrorLayer::new().with_filter(LevelFilter::ERROR));
+    let subscriber = tracing_subscriber::registry()
+        .with(filter)
+        .with(json)
+        .with(breadcrumbs)
+        .with(errors);
     tracing::subscriber::set_global_default(subscriber)?;
     Ok(())
 }
 
-/// The subscriber used by [`init`], over any writer (tests capture into a [`SharedBuffer`]).
+/// Start the Sentry client for `dsn`: environment from `SENTRY_ENVIRONMENT`, no PII, and every
+/// event scrubbed by `redactor` before it leaves. `None` (with a reason) when the DSN is unusable.
+pub fn init_sentry(
+    dsn: &str,
+    release: &str,
+    redactor: Redactor,
+) -> Result<sentry::ClientInitGuard, String> {
+    let dsn: sentry::types::Dsn = dsn
+        .parse()
+        .map_err(|e| format!("sentry_dsn is not a valid DSN: {e}"))?;
+    let mut options = sentry::ClientOptions::default();
+    options.dsn = Some(dsn);
+    options.release = Some(release.to_owned().into());
+    options.environment = std::env::var("SENTRY_ENVIRONMENT")
+        .ok()
+        .filter(|e| !e.trim().is_empty())
+        .map(Into::into);
+    options.send_default_pii = false;
+    options.before_send = Some(std::sync::Arc::new(move |event| {
+        scrub_event(&redactor, event)
+    }));
+    Ok(sentry::init(options))
+}
+
+/// The event with every secret replaced; dropped if it cannot be re-read after scrubbing.
+fn scrub_event(
+    redactor: &Redactor,
+    event: sentry::protocol::Event<'static>,
+) -> Option<sentry::protocol::Event<'static>> {
+    let text = serde_json::to_string(&event).ok()?;
+    serde_json::from_str(&redactor.scrub(&text)).ok()
+}
+
+/// The subscriber [`init`] builds (without Sentry), over any writer (tests capture into a
+/// [`SharedBuffer`]).
 pub fn build_subscriber<W>(
     filter: tracing_subscriber::EnvFilter,
     writer: W,
@@ -400,6 +453,17 @@ mod tests {
         for line in out.lines() {
             serde_json::from_str::<Value>(line).expect("still valid JSON after redaction");
         }
+    }
+
+    #[test]
+    fn sentry_events_are_scrubbed() {
+        let redactor = Redactor::new(["hunter2-token"]);
+        let event = sentry::protocol::Event {
+            message: Some("auth with hunter2-token failed".to_owned()),
+            ..Default::default()
+        };
+        let clean = scrub_event(&redactor, event).expect("event kept");
+        assert_eq!(clean.message.as_deref(), Some("auth with *** failed"));
     }
 
     #[test]

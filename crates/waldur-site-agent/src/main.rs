@@ -341,7 +341,21 @@ async fn run_agent(cli: &Cli) -> ExitCode {
         return ExitCode::from(2);
     }
     let redactor = Redactor::new(loaded.secrets.iter());
-    if let Err(e) = logging::init(&log_level, redactor) {
+    let sentry_guard = match &cfg.sentry_dsn {
+        Some(dsn) => match logging::init_sentry(
+            dsn.expose(),
+            &format!("waldur-site-agent@{VERSION}"),
+            redactor.clone(),
+        ) {
+            Ok(guard) => Some(guard),
+            Err(e) => {
+                eprintln!("{}", redactor.scrub(&e));
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    if let Err(e) = logging::init(&log_level, redactor, sentry_guard.is_some()) {
         eprintln!("cannot set up logging: {e}");
         return ExitCode::FAILURE;
     }
@@ -382,12 +396,8 @@ async fn run_agent(cli: &Cli) -> ExitCode {
     {
         tracing::warn!(path = e.path.as_str(), "Configuration: {}", e.reason);
     }
-    if cfg.sentry_dsn.is_some() {
-        // Documented gap: the sentry crate is not linked yet.
-        tracing::warn!(
-            environment = std::env::var("SENTRY_ENVIRONMENT").unwrap_or_default(),
-            "sentry_dsn is set, but this build does not report to Sentry yet"
-        );
+    if sentry_guard.is_some() {
+        tracing::info!("Reporting errors to Sentry");
     }
 
     let metrics = Metrics::new();
@@ -439,5 +449,7 @@ async fn run_agent(cli: &Cli) -> ExitCode {
     if let Some(h) = server {
         let _ = h.await;
     }
+    // Flushes pending Sentry events.
+    drop(sentry_guard);
     code
 }
