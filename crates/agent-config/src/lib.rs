@@ -4,8 +4,14 @@
 //! string values only, validation with file + key path in every error, warnings for unknown keys)
 //! lives in [`load`].
 
+pub mod expand;
+pub mod load;
 pub mod model;
 
+pub use load::{
+    ConfigError, ConfigErrors, ConfigIssue, ConfigWarning, Loaded, SecretValues, is_secret_key,
+    load_file, load_str, load_str_with_env, secret_values_of, validate_backend_names,
+};
 pub use model::{
     AccountingType, AgentConfig, BackendComponent, BackendRole, LogShipping, OfferingConfig, Secret,
 };

@@ -103,6 +103,8 @@ impl Default for LogShipping {
 /// One entry of `offerings:`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct OfferingConfig {
+    /// Display name; when absent the loader uses the offering UUID (with a warning).
+    #[serde(default)]
     pub name: String,
     #[serde(alias = "api_url")]
     pub waldur_api_url: String,

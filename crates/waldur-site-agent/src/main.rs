@@ -1,1 +1,455 @@
-fn main() {}
+//! `waldur-site-agent`: the binary. Command line, logging, metrics, the tick loop; the modes
+//! themselves live in `agent-core`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_config::{Loaded, OfferingConfig};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use waldur_site_agent::cli::{self, Cli, Command, Mode};
+use waldur_site_agent::logging::{self, Redactor};
+use waldur_site_agent::metrics::{self, Metrics};
+use waldur_site_agent::scheduler::{self, ModeRunner, NotWiredRunner, Scheduler};
+use waldur_site_agent::{backends, healthz};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+const LOG_LEVEL_ENV: &str = "WALDUR_SITE_AGENT_LOG_LEVEL";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match &cli.command {
+        Some(Command::Version) => {
+            println!("waldur-site-agent {VERSION}");
+            ExitCode::SUCCESS
+        }
+        Some(Command::ValidateConfig { known_backends }) => {
+            validate_config(&cli.config_file, known_backends.as_deref())
+        }
+        Some(Command::Healthz {
+            max_age,
+            liveness_only,
+            heartbeat_file,
+        }) => {
+            run_healthz(
+                &cli.config_file,
+                Duration::from_secs(*max_age),
+                *liveness_only,
+                heartbeat_file.as_deref(),
+            )
+            .await
+        }
+        Some(Command::Diagnostics { offline }) => diagnostics(&cli, *offline).await,
+        Some(Command::LoadComponents) => not_wired(&cli.config_file, "load-components"),
+        Some(Command::SyncOfferingUsers) => not_wired(&cli.config_file, "sync-offering-users"),
+        None => run_agent(&cli).await,
+    }
+}
+
+/// Load the config or print every problem (and the warnings) to stderr.
+fn load_or_report(path: &Path) -> Option<Loaded> {
+    match agent_config::load_file(path) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            let mut err = std::io::stderr().lock();
+            for w in &e.warnings {
+                let _ = writeln!(err, "warning: {w}");
+            }
+            for problem in &e.errors {
+                let _ = writeln!(err, "{problem}");
+            }
+            None
+        }
+    }
+}
+
+fn validate_config(path: &Path, known_override: Option<&[String]>) -> ExitCode {
+    let origin = path.display().to_string();
+    let Some(loaded) = load_or_report(path) else {
+        return ExitCode::FAILURE;
+    };
+    let registry = backends::registry();
+    let errors = match known_override {
+        Some(list) => {
+            let names: Vec<&str> = list.iter().map(String::as_str).collect();
+            agent_config::validate_backend_names(
+                &loaded.config,
+                |role, name| {
+                    names.contains(&name)
+                        || (role == agent_config::BackendRole::UsernameManagement && name == "base")
+                },
+                &names,
+            )
+        }
+        None => agent_config::validate_backend_names(
+            &loaded.config,
+            |role, name| registry.knows(role, name),
+            &registry.names(),
+        ),
+    };
+    let mut err = std::io::stderr().lock();
+    for w in &loaded.warnings {
+        let _ = writeln!(err, "warning: {w}");
+    }
+    for e in &errors {
+        let _ = writeln!(err, "{}", e.clone().in_file(origin.clone()));
+    }
+    if errors.is_empty() {
+        println!(
+            "{origin}: OK ({} offering(s), {} warning(s))",
+            loaded.config.offerings.len(),
+            loaded.warnings.len()
+        );
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn not_wired(config: &Path, what: &str) -> ExitCode {
+    if load_or_report(config).is_none() {
+        return ExitCode::FAILURE;
+    }
+    eprintln!("{what}: not available in this build yet (agent-core is not wired into the binary)");
+    ExitCode::from(3)
+}
+
+fn default_heartbeat() -> PathBuf {
+    PathBuf::from("/tmp/waldur-site-agent-heartbeat")
+}
+
+async fn run_healthz(
+    config_path: &Path,
+    max_age: Duration,
+    liveness_only: bool,
+    heartbeat_file: Option<&Path>,
+) -> ExitCode {
+    // Liveness must not depend on the config being readable.
+    let loaded = if liveness_only && heartbeat_file.is_some() {
+        None
+    } else {
+        agent_config::load_file(config_path).ok()
+    };
+    let heartbeat = heartbeat_file.map(Path::to_path_buf).unwrap_or_else(|| {
+        loaded
+            .as_ref()
+            .map(|l| PathBuf::from(&l.config.heartbeat_path))
+            .unwrap_or_else(default_heartbeat)
+    });
+    match healthz::check_liveness(&heartbeat, max_age) {
+        Ok(age) => println!("live: heartbeat {}s old", age.as_secs()),
+        Err(reason) => {
+            println!("not live: {reason}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if liveness_only {
+        return ExitCode::SUCCESS;
+    }
+    let Some(loaded) = loaded.or_else(|| load_or_report(config_path)) else {
+        println!("not ready: the configuration does not load");
+        return ExitCode::FAILURE;
+    };
+    let redactor = Redactor::new(loaded.secrets.iter());
+    let ua = format!("waldur-site-agent-healthz/{VERSION}");
+    match healthz::check_readiness(&loaded.config, &ua).await {
+        Ok(offering) => {
+            println!("ready: Waldur answers for offering '{offering}'");
+            ExitCode::SUCCESS
+        }
+        Err(failures) => {
+            for f in failures {
+                println!("not ready: {}", redactor.scrub(&f));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Backend settings for display: secret-looking values masked (the redactor also runs over the
+/// whole output).
+fn masked_settings(o: &OfferingConfig) -> serde_json::Value {
+    fn mask(v: &serde_json::Value, key: &str) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), mask(v, k))).collect())
+            }
+            serde_json::Value::String(_) if agent_config::is_secret_key(key) => {
+                serde_json::Value::from("***")
+            }
+            other => other.clone(),
+        }
+    }
+    mask(&serde_json::Value::Object(o.backend_settings.clone()), "")
+}
+
+async fn diagnostics(cli: &Cli, offline: bool) -> ExitCode {
+    let Some(loaded) = load_or_report(&cli.config_file) else {
+        return ExitCode::FAILURE;
+    };
+    let redactor = Redactor::new(loaded.secrets.iter());
+    let registry = backends::registry();
+    let mut out = String::new();
+    let mut ok = true;
+    let cfg = &loaded.config;
+    let line = |out: &mut String, s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(&mut out, format!("waldur-site-agent {VERSION}"));
+    line(
+        &mut out,
+        format!("config file: {}", cli.config_file.display()),
+    );
+    line(
+        &mut out,
+        format!(
+            "timezone: {}, log_level: {}, reporting_periods: {}, sentry: {}",
+            cfg.timezone,
+            cfg.log_level,
+            cfg.reporting_periods,
+            if cfg.sentry_dsn.is_some() {
+                "configured"
+            } else {
+                "off"
+            }
+        ),
+    );
+    line(
+        &mut out,
+        format!("backends in this build: [{}]", registry.names().join(", ")),
+    );
+    for w in &loaded.warnings {
+        line(&mut out, format!("warning: {w}"));
+    }
+    for (i, o) in cfg.offerings.iter().enumerate() {
+        line(&mut out, format!("offering[{i}] {}", o.name));
+        line(&mut out, format!("  waldur_api_url: {}", o.waldur_api_url));
+        line(
+            &mut out,
+            format!("  waldur_offering_uuid: {}", o.waldur_offering_uuid),
+        );
+        line(
+            &mut out,
+            format!(
+                "  auth: {}",
+                if o.waldur_api_token.is_empty() {
+                    "OIDC client credentials"
+                } else {
+                    "token ***"
+                }
+            ),
+        );
+        line(&mut out, format!("  backend_type: {}", o.backend_type));
+        for role in [
+            agent_config::BackendRole::OrderProcessing,
+            agent_config::BackendRole::MembershipSync,
+            agent_config::BackendRole::Reporting,
+            agent_config::BackendRole::UsernameManagement,
+        ] {
+            let name = o.role_backend(role).unwrap_or("(disabled)");
+            let known = o.role_backend(role).is_none_or(|n| registry.knows(role, n));
+            line(
+                &mut out,
+                format!(
+                    "  {}: {name}{}",
+                    role.config_key(),
+                    if known { "" } else { "  <- not in this build" }
+                ),
+            );
+        }
+        line(
+            &mut out,
+            format!("  backend_settings: {}", masked_settings(o)),
+        );
+        for (key, c) in &o.backend_components {
+            line(
+                &mut out,
+                format!(
+                    "  component {key}: label={:?} unit={:?} accounting_type={} unit_factor={}",
+                    c.label,
+                    c.measured_unit,
+                    c.accounting_type.billing_type(),
+                    c.unit_factor
+                ),
+            );
+        }
+        line(
+            &mut out,
+            format!(
+                "  events: stomp={} mqtt={} membership_via_events={}",
+                o.stomp_enabled,
+                o.mqtt_enabled,
+                o.membership_via_events()
+            ),
+        );
+        if !offline {
+            let ua = format!("waldur-site-agent-{}/{VERSION}", cli.modes[0].as_str());
+            match healthz::check_offering(cfg, o, &ua).await {
+                Ok(uuid) => line(
+                    &mut out,
+                    format!("  waldur: reachable, authenticated as user {uuid}"),
+                ),
+                Err(e) => {
+                    ok = false;
+                    line(&mut out, format!("  waldur: FAILED: {e:#}"));
+                }
+            }
+        }
+    }
+    print!("{}", redactor.scrub(&out));
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn run_agent(cli: &Cli) -> ExitCode {
+    let Some(loaded) = load_or_report(&cli.config_file) else {
+        return ExitCode::FAILURE;
+    };
+    let cfg = &loaded.config;
+    let log_level = match std::env::var(LOG_LEVEL_ENV) {
+        Ok(level) if !level.trim().is_empty() => level.trim().to_ascii_uppercase(),
+        _ => cfg.log_level.clone(),
+    };
+    if !["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"].contains(&log_level.as_str()) {
+        eprintln!(
+            "{LOG_LEVEL_ENV}={log_level:?} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+        );
+        return ExitCode::from(2);
+    }
+    let redactor = Redactor::new(loaded.secrets.iter());
+    let sentry_guard = match &cfg.sentry_dsn {
+        Some(dsn) => match logging::init_sentry(
+            dsn.expose(),
+            &format!("waldur-site-agent@{VERSION}"),
+            redactor.clone(),
+        ) {
+            Ok(guard) => Some(guard),
+            Err(e) => {
+                eprintln!("{}", redactor.scrub(&e));
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    if let Err(e) = logging::init(&log_level, redactor, sentry_guard.is_some()) {
+        eprintln!("cannot set up logging: {e}");
+        return ExitCode::FAILURE;
+    }
+    let mut modes: Vec<Mode> = Vec::new();
+    for m in &cli.modes {
+        if !modes.contains(m) {
+            modes.push(*m);
+        }
+    }
+    let mut periods = Vec::new();
+    for m in &modes {
+        let (name, default) = m.period_env();
+        match cli::parse_period_minutes(name, std::env::var(name).ok().as_deref(), default) {
+            Ok(p) => periods.push(p),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    tracing::info!(
+        config_file = %cli.config_file.display(),
+        "Using {} as a config source",
+        cli.config_file.display()
+    );
+    let mode_names: Vec<&str> = modes.iter().map(|m| m.as_str()).collect();
+    tracing::info!(
+        version = VERSION,
+        modes = mode_names.join(","),
+        "Running waldur-site-agent"
+    );
+    for w in &loaded.warnings {
+        tracing::warn!(path = w.path.as_str(), "Configuration: {}", w.reason);
+    }
+    let registry = backends::registry();
+    for e in
+        agent_config::validate_backend_names(cfg, |r, n| registry.knows(r, n), &registry.names())
+    {
+        tracing::warn!(path = e.path.as_str(), "Configuration: {}", e.reason);
+    }
+    if sentry_guard.is_some() {
+        tracing::info!("Reporting errors to Sentry");
+    }
+
+    let metrics = Metrics::new();
+    let cancel = CancellationToken::new();
+    let mut server = None;
+    if let Some(listen) = &cfg.metrics_listen {
+        match metrics::serve(
+            listen,
+            metrics.clone(),
+            Duration::from_secs(300),
+            cancel.clone(),
+        )
+        .await
+        {
+            Ok(handle) => server = Some(handle),
+            Err(e) => {
+                tracing::error!("{e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+
+    let tick = Duration::from_secs_f64(cli.tick_seconds.max(0.01));
+    let mut scheduler = Scheduler::new(tick, PathBuf::from(&cfg.heartbeat_path), metrics);
+    let offering_names: Vec<String> = cfg.offerings.iter().map(|o| o.name.clone()).collect();
+    for (mode, minutes) in modes.iter().zip(periods) {
+        // The lead replaces these with agent-core's processors.
+        let runner: Arc<dyn ModeRunner> = Arc::new(NotWiredRunner {
+            mode: *mode,
+            offerings: offering_names.clone(),
+        });
+        scheduler.add(runner, Duration::from_secs_f64(minutes * 60.0));
+    }
+
+    scheduler::cancel_on_signals(cancel.clone());
+    let code = if cli.once {
+        let ok = scheduler.run_once(&cancel).await;
+        if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    } else {
+        scheduler.run(cancel.clone()).await;
+        tracing::info!("Stopped");
+        ExitCode::SUCCESS
+    };
+    cancel.cancel();
+    if let Some(h) = server {
+        let _ = h.await;
+    }
+    // Flushes pending Sentry events.
+    drop(sentry_guard);
+    code
+}

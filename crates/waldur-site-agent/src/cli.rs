@@ -1,0 +1,192 @@
+//! The command line: a drop-in for the Python agent's `-m MODE -c FILE`, plus subcommands for the
+//! helper tools upstream ships as separate executables.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub const AFTER_HELP: &str = "\
+MODES (-m, several allowed: -m order_process,report):
+  order_process    fetch pending orders from Waldur and apply them to the site (default)
+  report           report usage of every resource to Waldur
+  membership_sync  sync project members, resource status and limits
+  event_process    react to Waldur events over STOMP/MQTT, with periodic reconciliation
+
+ENVIRONMENT:
+  WALDUR_SITE_AGENT_ORDER_PROCESS_PERIOD_MINUTES     order_process period (default 5; decimals allowed)
+  WALDUR_SITE_AGENT_REPORT_PERIOD_MINUTES            report period (default 30)
+  WALDUR_SITE_AGENT_MEMBERSHIP_SYNC_PERIOD_MINUTES   membership_sync period (default 5)
+  WALDUR_SITE_AGENT_RECONCILIATION_PERIOD_MINUTES    event_process reconciliation sweep period (default 60)
+  WALDUR_SITE_AGENT_LOG_LEVEL                        overrides log_level from the config file
+  SENTRY_ENVIRONMENT                                 Sentry environment name (with sentry_dsn)
+  Config values may reference ${VAR} and ${VAR:-default}; write $${ for a literal ${.
+
+EXAMPLES:
+  waldur-site-agent -m order_process -c /etc/waldur/waldur-site-agent-config.yaml
+  waldur-site-agent -m order_process,report,membership_sync -c config.yaml
+  waldur-site-agent -m report -c config.yaml --once
+  waldur-site-agent validate-config -c config.yaml
+  waldur-site-agent healthz -c config.yaml --liveness-only --max-age 300";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "waldur-site-agent",
+    version,
+    about = "Connects a service provider's site (SLURM, OpenStack, ...) to Waldur Mastermind",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Mode(s) to run, comma-separated
+    #[arg(
+        short = 'm',
+        long = "mode",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "order_process"
+    )]
+    pub modes: Vec<Mode>,
+
+    /// Path to the YAML configuration file
+    #[arg(
+        short = 'c',
+        long = "config-file",
+        global = true,
+        default_value = "waldur-site-agent-config.yaml"
+    )]
+    pub config_file: PathBuf,
+
+    /// Run one full cycle of each mode, then exit (0 when every offering was processed)
+    #[arg(long)]
+    pub once: bool,
+
+    /// Seconds between scheduler ticks (tests)
+    #[arg(long, hide = true, default_value_t = 60.0)]
+    pub tick_seconds: f64,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the configuration offline: exit 0, or print every problem and exit 1
+    ValidateConfig {
+        /// Backend names to accept instead of the ones compiled in (tests)
+        #[arg(long, hide = true, value_delimiter = ',')]
+        known_backends: Option<Vec<String>>,
+    },
+    /// Print the configuration (secrets masked), the backends and Waldur connectivity
+    Diagnostics {
+        /// Do not contact Waldur
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Create/update the offering components in Waldur from backend_components
+    LoadComponents,
+    /// Run username generation / offering-user state transitions once
+    SyncOfferingUsers,
+    /// Liveness/readiness probe: heartbeat file age, then GET /api/users/me/
+    Healthz {
+        /// Maximum heartbeat age in seconds
+        #[arg(long, default_value_t = 300)]
+        max_age: u64,
+        /// Only check the heartbeat file
+        #[arg(long)]
+        liveness_only: bool,
+        /// Heartbeat file (default: heartbeat_path from the config, else /tmp/waldur-site-agent-heartbeat)
+        #[arg(long)]
+        heartbeat_file: Option<PathBuf>,
+    },
+    /// Print the version
+    Version,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
+pub enum Mode {
+    #[value(name = "order_process")]
+    OrderProcess,
+    #[value(name = "report")]
+    Report,
+    #[value(name = "membership_sync")]
+    MembershipSync,
+    #[value(name = "event_process")]
+    EventProcess,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::OrderProcess => "order_process",
+            Mode::Report => "report",
+            Mode::MembershipSync => "membership_sync",
+            Mode::EventProcess => "event_process",
+        }
+    }
+
+    /// The environment variable holding this mode's period, and its default in minutes.
+    pub fn period_env(self) -> (&'static str, f64) {
+        match self {
+            Mode::OrderProcess => ("WALDUR_SITE_AGENT_ORDER_PROCESS_PERIOD_MINUTES", 5.0),
+            Mode::Report => ("WALDUR_SITE_AGENT_REPORT_PERIOD_MINUTES", 30.0),
+            Mode::MembershipSync => ("WALDUR_SITE_AGENT_MEMBERSHIP_SYNC_PERIOD_MINUTES", 5.0),
+            Mode::EventProcess => ("WALDUR_SITE_AGENT_RECONCILIATION_PERIOD_MINUTES", 60.0),
+        }
+    }
+}
+
+/// A period in minutes from `value` (the env var's text), `default` when absent or blank.
+pub fn parse_period_minutes(name: &str, value: Option<&str>, default: f64) -> Result<f64, String> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(text) => match text.parse::<f64>() {
+            Ok(m) if m.is_finite() && m > 0.0 => Ok(m),
+            _ => Err(format!(
+                "{name}={text:?} is not a positive number of minutes"
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_are_comma_separated() {
+        let cli = Cli::try_parse_from(["a", "-m", "order_process,report", "-c", "x.yaml"])
+            .expect("parses");
+        assert_eq!(cli.modes, [Mode::OrderProcess, Mode::Report]);
+        assert_eq!(cli.config_file, PathBuf::from("x.yaml"));
+        let default = Cli::try_parse_from(["a"]).expect("parses");
+        assert_eq!(default.modes, [Mode::OrderProcess]);
+        assert_eq!(
+            default.config_file,
+            PathBuf::from("waldur-site-agent-config.yaml")
+        );
+        assert!(Cli::try_parse_from(["a", "-m", "orders"]).is_err());
+    }
+
+    #[test]
+    fn config_flag_works_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["a", "healthz", "-c", "y.yaml", "--liveness-only"])
+            .expect("parses");
+        assert_eq!(cli.config_file, PathBuf::from("y.yaml"));
+        assert!(matches!(
+            cli.command,
+            Some(Command::Healthz {
+                liveness_only: true,
+                max_age: 300,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn periods_accept_floats() {
+        assert_eq!(parse_period_minutes("X", Some("0.5"), 5.0), Ok(0.5));
+        assert_eq!(parse_period_minutes("X", None, 5.0), Ok(5.0));
+        assert_eq!(parse_period_minutes("X", Some(" "), 5.0), Ok(5.0));
+        assert!(parse_period_minutes("X", Some("-1"), 5.0).is_err());
+        assert!(parse_period_minutes("X", Some("soon"), 5.0).is_err());
+    }
+}
