@@ -167,7 +167,8 @@ async fn role_revoked_event_removes_the_user() {
     h.waldur.add_resource(101, "a1", "a1", "OK");
     h.waldur.add_member(101, 200, "alice", Some("alice"), "OK");
     h.backend.insert_resource("a1", site_with_users(&["alice"]));
-    let report = agent_core::process_user_role_changed(&h.ctx, &uuid(200), &uuid(900), false).await;
+    let report =
+        agent_core::process_user_role_changed(&h.ctx, &uuid(200), &uuid(900), false, None).await;
     assert_eq!(report.failed, 0, "{report:?}");
     assert!(
         !h.backend

@@ -103,17 +103,57 @@ async fn permanent_backend_error_after_provisioning_errs_the_order_with_a_messag
 }
 
 #[tokio::test]
-async fn hidden_backend_error_details_when_configured() {
-    let mut h = harness().await;
-    h.ctx.settings.expose_backend_error_details = false;
+async fn exposed_error_details_include_a_traceback() {
+    let h = harness().await;
     h.waldur.add_order(1, "Create", "executing", 101);
     h.waldur.add_resource(101, "alloc1", "", "Creating");
     h.backend.fail_next("create", Fault::Permanent, 1);
     agent_core::order_process(&h.ctx).await;
-    let msg = h.waldur.lock().orders[&uuid(1)]["error_message"].clone();
+    let order = h.waldur.lock().orders[&uuid(1)].clone();
     assert!(
-        !msg.as_str().unwrap_or_default().contains("injected"),
-        "{msg}"
+        order["error_traceback"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Permanent"),
+        "{order}"
+    );
+}
+
+#[tokio::test]
+async fn hidden_error_details_keep_backend_messages_and_hide_the_rest() {
+    let mut h = harness().await;
+    h.ctx.settings.expose_backend_error_details = false;
+    // A backend error: its own message, no traceback (upstream `format_waldur_error_details`).
+    h.waldur.add_order(1, "Create", "executing", 101);
+    h.waldur.add_resource(101, "alloc1", "", "Creating");
+    h.backend.fail_next("create", Fault::Permanent, 1);
+    // A Waldur failure after provisioning started: a generic message only.
+    h.waldur.add_order(2, "Create", "executing", 102);
+    h.waldur.add_resource(102, "alloc2", "", "Creating");
+    h.waldur.fail(
+        &format!(
+            "POST /api/marketplace-provider-resources/{}/set_backend_id/",
+            uuid(102)
+        ),
+        &[400],
+    );
+    agent_core::order_process(&h.ctx).await;
+    let first = h.waldur.lock().orders[&uuid(1)].clone();
+    assert_eq!(first["state"], "erred");
+    assert_eq!(
+        first["error_message"],
+        json!("injected permanent failure in create")
+    );
+    assert_eq!(first["error_traceback"], json!(""));
+    let second = h.waldur.lock().orders[&uuid(2)].clone();
+    assert_eq!(second["state"], "erred");
+    assert_eq!(
+        second["error_message"],
+        json!(agent_core::context::GENERIC_ERROR_MESSAGE)
+    );
+    assert!(
+        !second.to_string().contains("injected"),
+        "Waldur's answer must not leak: {second}"
     );
 }
 

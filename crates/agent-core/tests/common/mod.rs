@@ -192,6 +192,7 @@ impl Respond for FakeWaldur {
                 order["state"] = json!(target);
                 if action == "set_state_erred" {
                     order["error_message"] = body["error_message"].clone();
+                    order["error_traceback"] = body["error_traceback"].clone();
                 }
                 ok(json!({}))
             }
