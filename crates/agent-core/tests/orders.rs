@@ -317,3 +317,79 @@ async fn old_mastermind_without_identity_endpoints_is_not_an_error() {
     .await;
     assert_eq!(outcome, agent_core::RegistrationOutcome::Unsupported);
 }
+
+#[tokio::test]
+async fn restore_of_a_soft_deleted_resource_gives_its_limits_back() {
+    let h = harness().await;
+    h.waldur.add_order(1, "Restore", "executing", 101);
+    h.waldur.add_resource(101, "a1", "a1", "OK");
+    h.backend.insert_resource(
+        "a1",
+        MemoryResource {
+            limits: [("cpu".to_owned(), 0)].into(),
+            ..MemoryResource::default()
+        },
+    );
+    let report = agent_core::order_process(&h.ctx).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(h.waldur.order_state(1), "done");
+    assert_eq!(
+        h.backend.resource("a1").expect("a1").limits.get("cpu"),
+        Some(&10)
+    );
+    assert_eq!(h.backend.count_calls("create"), 0);
+}
+
+#[tokio::test]
+async fn terminate_of_a_resource_never_created_on_the_site_is_done() {
+    let h = harness().await;
+    h.waldur.add_order(1, "Terminate", "executing", 101);
+    h.waldur.add_resource(101, "a1", "", "Erred");
+    let report = agent_core::order_process(&h.ctx).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(h.waldur.order_state(1), "done");
+    assert_eq!(h.backend.count_calls("delete"), 0);
+}
+
+#[tokio::test]
+async fn event_orders_retry_transient_failures() {
+    let mut h = harness().await;
+    h.ctx.settings.order_retry_delay = std::time::Duration::from_millis(1);
+    h.ctx.settings.order_retry_attempts = 3;
+    h.waldur.add_order(1, "Create", "pending-provider", 101);
+    h.waldur.add_resource(101, "alloc1", "", "Creating");
+    h.waldur.fail("POST approve_by_provider", &[503]);
+    h.backend.fail_next("create", Fault::Transient, 1);
+    let report = agent_core::process_order_by_uuid(&h.ctx, &uuid(1)).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(h.waldur.order_state(1), "done");
+    assert_eq!(h.waldur.count("set_state_erred"), 0);
+}
+
+#[tokio::test]
+async fn event_orders_give_up_after_the_configured_attempts() {
+    let mut h = harness().await;
+    h.ctx.settings.order_retry_delay = std::time::Duration::from_millis(1);
+    h.ctx.settings.order_retry_attempts = 2;
+    h.waldur.add_order(1, "Create", "executing", 101);
+    h.waldur.add_resource(101, "alloc1", "", "Creating");
+    h.backend.fail_next("create", Fault::Transient, 5);
+    let report = agent_core::process_order_by_uuid(&h.ctx, &uuid(1)).await;
+    assert_eq!(report.failed, 1, "{report:?}");
+    assert_eq!(h.backend.count_calls("create"), 2);
+    assert_eq!(h.waldur.order_state(1), "executing", "left for the sweep");
+}
+
+#[tokio::test]
+async fn created_resources_get_the_project_service_accounts() {
+    let h = harness().await;
+    h.waldur.add_order(1, "Create", "executing", 101);
+    h.waldur.add_resource(101, "alloc1", "", "Creating");
+    h.waldur.add_account(false, "svc-bot", "OK");
+    h.waldur.add_account(false, "svc-gone", "Closed");
+    let report = agent_core::order_process(&h.ctx).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    let users = h.backend.resource("alloc1").expect("created").users;
+    assert!(users.contains("svc-bot"), "{users:?}");
+    assert!(!users.contains("svc-gone"), "{users:?}");
+}
