@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use agent_config::{AgentConfig, OfferingConfig};
-use backend_api::OfferingBackends;
+use backend_api::{BackendError, OfferingBackends};
 use jiff::tz::TimeZone;
 use tokio::sync::Mutex;
 use waldur_client::{
-    OfferingUser, OfferingUserFilter, ProjectUser, ProviderOffering, WaldurClient, normalize_uuid,
+    OfferingAccount, OfferingUser, OfferingUserFilter, ProjectUser, ProviderOffering, WaldurClient,
+    normalize_uuid,
 };
 
 use crate::error::{CoreError, CoreResult};
@@ -28,6 +29,11 @@ pub struct CoreSettings {
     pub order_concurrency: usize,
     /// Agent version for identity registration.
     pub agent_version: String,
+    /// Attempts for an event-driven order that hits a transient failure (polling leaves it to
+    /// the next cycle instead). Upstream retries 10 × 5 s.
+    pub order_retry_attempts: u32,
+    /// Pause between those attempts.
+    pub order_retry_delay: std::time::Duration,
 }
 
 impl Default for CoreSettings {
@@ -38,6 +44,8 @@ impl Default for CoreSettings {
             expose_backend_error_details: true,
             order_concurrency: 8,
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            order_retry_attempts: 10,
+            order_retry_delay: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -81,6 +89,11 @@ pub struct OfferingContext {
     offering_users: Mutex<Option<Arc<Vec<OfferingUser>>>>,
     teams: Mutex<HashMap<String, Arc<Vec<ProjectUser>>>>,
     ssh_keys: Mutex<Option<Arc<BTreeMap<String, String>>>>,
+    accounts: Mutex<Option<Arc<AccountLists>>>,
+    /// Set once a Mastermind without service/course account listings was seen (logged once).
+    accounts_unsupported: AtomicBool,
+    /// Set once Waldur refused membership sync statuses for this offering (logged once).
+    pub(crate) sync_statuses_refused: AtomicBool,
     /// Set once a Mastermind without agent-identity endpoints was seen (logged once).
     pub(crate) identity_unsupported: AtomicBool,
 }
@@ -103,6 +116,9 @@ impl OfferingContext {
             offering_users: Mutex::new(None),
             teams: Mutex::new(HashMap::new()),
             ssh_keys: Mutex::new(None),
+            accounts: Mutex::new(None),
+            accounts_unsupported: AtomicBool::new(false),
+            sync_statuses_refused: AtomicBool::new(false),
             identity_unsupported: AtomicBool::new(false),
         }
     }
@@ -118,6 +134,7 @@ impl OfferingContext {
         *self.offering_users.lock().await = None;
         self.teams.lock().await.clear();
         *self.ssh_keys.lock().await = None;
+        *self.accounts.lock().await = None;
     }
 
     /// Offering details (components, customer, partitions, plugin options), cached per cycle.
@@ -210,21 +227,99 @@ impl OfferingContext {
         Ok(keys.into_iter().map(|k| (k.uuid, k.public_key)).collect())
     }
 
-    /// The message put into Waldur for a failure, honouring `expose_backend_error_details`.
-    pub fn error_message(&self, error: &CoreError) -> String {
-        if self.settings.expose_backend_error_details {
-            error.to_string()
-        } else {
-            match error {
-                CoreError::Backend(_) => {
-                    "The site could not complete the request; contact the service provider.".into()
-                }
-                other => other.to_string(),
-            }
+    /// Project service accounts and course accounts of the offering (offering-scoped listings,
+    /// which agent tokens may read), cached per cycle. Best-effort: a listing that fails counts
+    /// as empty; a Mastermind without these endpoints (404) is logged once.
+    pub async fn accounts(&self) -> Arc<AccountLists> {
+        let mut slot = self.accounts.lock().await;
+        if let Some(accounts) = slot.as_ref() {
+            return accounts.clone();
         }
+        let service = self
+            .client
+            .list_project_service_accounts(&self.offering_uuid)
+            .await;
+        let course = self.client.list_course_accounts(&self.offering_uuid).await;
+        let keep =
+            |kind: &str, result: Result<Vec<OfferingAccount>, waldur_client::WaldurError>| {
+                match result {
+                    Ok(list) => list,
+                    Err(e) if e.is_not_found() => {
+                        if !self.accounts_unsupported.swap(true, Ordering::Relaxed) {
+                            tracing::info!(offering = %self.name(), "Waldur has no {kind} listing; {kind}s are not synced");
+                        }
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        tracing::warn!(offering = %self.name(), error = %e, "cannot list {kind}s; skipping them this cycle");
+                        Vec::new()
+                    }
+                }
+            };
+        let lists = Arc::new(AccountLists {
+            service: keep("project service account", service),
+            course: keep("course account", course),
+        });
+        *slot = Some(lists.clone());
+        lists
+    }
+
+    /// Message and traceback put into Waldur for a failure (`set_state_erred`, `set_as_erred`),
+    /// honouring `expose_backend_error_details` the way upstream does: when exposed, the error
+    /// text and its structured detail; when not, a backend's own message (its errors are written
+    /// for users) without detail, except the raw output of a site command, and a generic message
+    /// for anything else (Waldur or internal failures).
+    pub fn error_details(&self, error: &CoreError) -> (String, String) {
+        if self.settings.expose_backend_error_details {
+            return (error.to_string(), format!("{error:?}"));
+        }
+        let message = match error {
+            CoreError::Backend(BackendError::Command { exit, .. }) => {
+                format!("A site command failed (exit {exit}). Please contact the service provider.")
+            }
+            CoreError::Backend(e) => e.to_string(),
+            _ => GENERIC_ERROR_MESSAGE.to_owned(),
+        };
+        (message, String::new())
+    }
+
+    /// The message part of [`OfferingContext::error_details`].
+    pub fn error_message(&self, error: &CoreError) -> String {
+        self.error_details(error).0
     }
 
     pub(crate) fn mark_identity_unsupported(&self) -> bool {
         !self.identity_unsupported.swap(true, Ordering::Relaxed)
+    }
+}
+
+/// What Waldur is told when backend error details are hidden and the failure is not a backend's.
+pub const GENERIC_ERROR_MESSAGE: &str =
+    "Internal backend error. Please contact the service provider.";
+
+/// The offering's project service accounts and course accounts.
+#[derive(Clone, Debug, Default)]
+pub struct AccountLists {
+    pub service: Vec<OfferingAccount>,
+    pub course: Vec<OfferingAccount>,
+}
+
+impl AccountLists {
+    /// Usernames of a project's accounts in `state` (`OK` → should have access, `Closed` → not).
+    pub fn usernames(&self, project_uuid: &str, state: &str) -> Vec<String> {
+        let project = normalize_uuid(project_uuid);
+        let mut names: Vec<String> = self
+            .service
+            .iter()
+            .chain(self.course.iter())
+            .filter(|a| a.project_uuid.as_deref() == Some(project.as_str()))
+            .filter(|a| a.state.eq_ignore_ascii_case(state))
+            .filter_map(|a| a.username.as_deref().map(str::trim))
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 }

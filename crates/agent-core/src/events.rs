@@ -387,8 +387,16 @@ async fn handle_user_role(ctx: &OfferingContext, payload: &Value) -> HandlerOutc
                     "user_role message without project_uuid".into(),
                 );
             }
-            let _ = &m.role_name;
-            finish(membership::process_user_role_changed(ctx, user, &m.project_uuid, granted).await)
+            finish(
+                membership::process_user_role_changed(
+                    ctx,
+                    user,
+                    &m.project_uuid,
+                    granted,
+                    m.role_name.as_deref(),
+                )
+                .await,
+            )
         }
         (Some(_), None) => {
             HandlerOutcome::PermanentFailure("user_role message without 'granted'".into())

@@ -5,6 +5,13 @@
 //! - [`membership::membership_sync`] — team membership, status flags, limits (§3.3).
 //! - [`usernames`] — the offering-user username state machine (§6).
 //! - [`identity::register_agent`] — identity/service/processor registration (§4.1).
+//! - [`tools`] — the helper commands: load components, diagnostics, sync offering users,
+//!   readiness (§1, §4.7).
+//! - [`sweeps`] — event-mode reconciliation: stuck orders, stuck offering users (§3.4.5).
+//! - [`membership::process_offering_resources_sync`] — the forced `offering_resources_sync`.
+//!
+//! Not implemented, because no backend of ours supports them: async target orders (§3.1.3) and
+//! resource API keys (§3.1.8); see [`orders`].
 //!
 //! Every processor returns a [`CycleReport`]; one failing item never stops the others.
 //! Event handlers call the `process_*` entry points, which share the polling code.
@@ -17,14 +24,18 @@ pub mod identity;
 pub mod membership;
 pub mod orders;
 pub mod report;
+pub mod sweeps;
+pub mod tools;
 pub mod usernames;
 
 pub use context::{CoreSettings, OfferingContext};
 pub use error::{CoreError, CoreResult, CycleReport};
 pub use identity::{Registration, RegistrationOutcome, register_agent};
 pub use membership::{
-    membership_sync, process_project_user_sync, process_resource_by_uuid,
-    process_user_role_changed, process_username_set,
+    membership_sync, process_offering_resources_sync, process_project_user_sync,
+    process_resource_by_uuid, process_user_role_changed, process_username_set,
 };
 pub use orders::{OrderOutcome, order_process, process_order_by_uuid};
 pub use report::report;
+pub use tools::{DiagnosticsReport, LoadComponentsReport};
+pub use usernames::UsernameRun;

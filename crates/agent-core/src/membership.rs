@@ -4,16 +4,28 @@
 //! (pause / downscale / restore), backend metadata and limits back to Waldur (only when they
 //! differ), per-user limits, `refresh_last_sync`, and an erred resource set back to OK. A failure
 //! sets that resource erred (unless transient) and the loop goes on.
+//!
+//! Also here (§3.3.5, §3.3.1): project service accounts and course accounts (best-effort, never
+//! err a resource; active accounts are not "stale" for the team diff, so they are not removed
+//! and re-added every cycle), per-member sync statuses when the offering opts in with
+//! `enable_membership_sync_status`, and the forced `offering_resources_sync`
+//! ([`process_offering_resources_sync`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use backend_api::{BackendResourceInfo, MembershipBackend, ResourceView, UserGrant};
+use std::sync::atomic::Ordering;
+
+use backend_api::{
+    BackendError, BackendResourceInfo, CreateRequest, MembershipBackend, ResourceView, UserContext,
+    UserGrant,
+};
+use serde_json::{Value, json};
 use waldur_client::{
-    OfferingUser, OfferingUserState, ProviderResource, ResourceFilter, ResourceState,
+    OfferingUser, OfferingUserState, ProviderResource, ResourceFilter, ResourceState, truthy,
 };
 
-use crate::context::OfferingContext;
+use crate::context::{AccountLists, OfferingContext};
 use crate::convert::{limits_from_amounts, resource_view, user_grant};
 use crate::error::{CoreError, CoreResult, CycleReport};
 use crate::usernames;
@@ -96,10 +108,14 @@ async fn refreshed_offering_users(ctx: &OfferingContext) -> Arc<Vec<OfferingUser
             })
             .cloned()
             .collect();
-        if !pending.is_empty() && usernames::update_offering_users(ctx, &pending).await? {
-            ctx.invalidate_offering_users().await;
-            return ctx.offering_users().await;
-        }
+        let users =
+            if !pending.is_empty() && usernames::update_offering_users(ctx, &pending).await? {
+                ctx.invalidate_offering_users().await;
+                ctx.offering_users().await?
+            } else {
+                users
+            };
+        sync_user_profiles(ctx, &users);
         Ok::<_, CoreError>(users)
     };
     match load.await {
@@ -109,6 +125,13 @@ async fn refreshed_offering_users(ctx: &OfferingContext) -> Arc<Vec<OfferingUser
             Arc::new(Vec::new())
         }
     }
+}
+
+/// Upstream's `username_management_backend.sync_user_profiles(offering_users)` hook. Every
+/// username backend we have (and upstream's `base`) leaves it empty, and `UsernameBackend` has
+/// no such method, so this is the one place to call it from should a backend need it.
+fn sync_user_profiles(ctx: &OfferingContext, users: &[OfferingUser]) {
+    tracing::trace!(offering = %ctx.name(), users = users.len(), "user profile sync: nothing to do for this backend");
 }
 
 /// Full membership cycle for the offering.
@@ -148,26 +171,44 @@ async fn sync_resources(
         }
     };
     let offering_users = refreshed_offering_users(ctx).await;
+    let accounts = ctx.accounts().await;
     for (resource, view) in resources.iter().zip(views.iter()) {
         let Some(info) = infos.get(&view.backend_id) else {
             tracing::warn!(resource = %resource.uuid, backend_id = %view.backend_id, "resource missing on the site");
             continue;
         };
         let result = if full {
-            sync_one(ctx, backend, resource, view, info, &offering_users).await
+            sync_one(
+                ctx,
+                backend,
+                resource,
+                view,
+                info,
+                &offering_users,
+                &accounts,
+            )
+            .await
         } else {
-            sync_users(ctx, backend, resource, view, info, &offering_users)
-                .await
-                .map(|_| ())
+            sync_users(
+                ctx,
+                backend,
+                resource,
+                view,
+                info,
+                &offering_users,
+                &accounts,
+            )
+            .await
+            .map(|_| ())
         };
         match result {
             Ok(()) => cycle.ok(),
             Err(e) => {
                 if full && !e.is_transient() {
-                    let message = ctx.error_message(&e);
+                    let (message, traceback) = ctx.error_details(&e);
                     if let Err(set_err) = ctx
                         .client
-                        .set_resource_erred(&resource.uuid, &message, "")
+                        .set_resource_erred(&resource.uuid, &message, &traceback)
                         .await
                     {
                         tracing::error!(resource = %resource.uuid, error = %set_err, "cannot set resource erred");
@@ -187,8 +228,13 @@ async fn sync_one(
     view: &ResourceView,
     info: &BackendResourceInfo,
     offering_users: &[OfferingUser],
+    accounts: &AccountLists,
 ) -> CoreResult<()> {
-    let members = sync_users(ctx, backend, resource, view, info, offering_users).await?;
+    let synced = sync_users(ctx, backend, resource, view, info, offering_users, accounts).await?;
+    if let Some(statuses) = &synced.statuses {
+        report_sync_statuses(ctx, resource, statuses).await;
+    }
+    let members = synced.members;
 
     // Status flags; restore is called every cycle and must be cheap on the backend side.
     if view.paused {
@@ -227,7 +273,15 @@ async fn sync_one(
     Ok(())
 }
 
-/// Team diff for one resource. Returns the usernames that have access afterwards.
+/// Result of the team diff of one resource.
+struct SyncedUsers {
+    /// Site usernames that have access afterwards.
+    members: BTreeSet<String>,
+    /// Per-member statuses for `set_membership_sync_statuses`, when the offering asks for them.
+    statuses: Option<Vec<Value>>,
+}
+
+/// Team diff for one resource, then its service and course accounts.
 async fn sync_users(
     ctx: &OfferingContext,
     backend: &Arc<dyn MembershipBackend>,
@@ -235,7 +289,8 @@ async fn sync_users(
     view: &ResourceView,
     info: &BackendResourceInfo,
     offering_users: &[OfferingUser],
-) -> CoreResult<BTreeSet<String>> {
+    accounts: &AccountLists,
+) -> CoreResult<SyncedUsers> {
     let team = ctx
         .team(
             &resource.uuid,
@@ -244,6 +299,8 @@ async fn sync_users(
         .await?;
     let local: BTreeSet<String> = info.users.iter().cloned().collect();
     let mut grants: BTreeMap<String, UserGrant> = BTreeMap::new();
+    // Site username of each team member, in team order (for the sync statuses).
+    let mut member_usernames: Vec<Option<String>> = Vec::with_capacity(team.len());
     for member in team.iter() {
         let ou = offering_users.iter().find(|u| u.user_uuid == member.uuid);
         let username = ou
@@ -255,22 +312,45 @@ async fn sync_users(
                     .clone()
                     .filter(|u| !u.trim().is_empty())
             });
-        if let Some(username) = username {
-            grants.insert(username.clone(), user_grant(member, ou, &username));
+        if let Some(username) = &username {
+            grants.insert(username.clone(), user_grant(member, ou, username));
         }
+        member_usernames.push(username);
     }
+    let project = resource.project_uuid.clone().unwrap_or_default();
+    let active_accounts: BTreeSet<String> =
+        accounts.usernames(&project, "OK").into_iter().collect();
+    let closed_accounts: BTreeSet<String> = accounts
+        .usernames(&project, "Closed")
+        .into_iter()
+        .filter(|u| !active_accounts.contains(u) && !grants.contains_key(u))
+        .collect();
     let team_names: BTreeSet<String> = grants.keys().cloned().collect();
     let existing: BTreeSet<String> = team_names.intersection(&local).cloned().collect();
     // Stale = site users − team (not intersected with offering users: people who left every
-    // project must lose access too).
-    let stale: Vec<String> = local.difference(&team_names).cloned().collect();
+    // project must lose access too). Active service/course accounts are not team members but
+    // belong there.
+    let stale: Vec<String> = local
+        .difference(&team_names)
+        .filter(|u| !active_accounts.contains(*u))
+        .cloned()
+        .collect();
+    let wants_statuses = truthy(
+        resource
+            .offering_plugin_options
+            .get("enable_membership_sync_status"),
+    );
 
     if view.restrict_member_access {
         let all: Vec<String> = existing.iter().cloned().collect();
         if !all.is_empty() {
             backend.remove_users(view, &all).await?;
         }
-        return Ok(BTreeSet::new());
+        remove_closed_accounts(backend, view, &local, &closed_accounts).await;
+        return Ok(SyncedUsers {
+            members: BTreeSet::new(),
+            statuses: wants_statuses.then(Vec::new),
+        });
     }
     let new: Vec<UserGrant> = grants
         .iter()
@@ -284,7 +364,108 @@ async fn sync_users(
     if !stale.is_empty() {
         backend.remove_users(view, &stale).await?;
     }
-    Ok(members)
+    sync_accounts(backend, view, &local, &active_accounts, &closed_accounts).await;
+    let statuses = wants_statuses.then(|| {
+        team.iter()
+            .zip(member_usernames.iter())
+            .map(|(member, username)| member_status(member, username.as_deref(), &members))
+            .collect()
+    });
+    Ok(SyncedUsers { members, statuses })
+}
+
+/// One entry of `set_membership_sync_statuses` (waldur-api: scope_type, role_name, state, …).
+fn member_status(
+    member: &waldur_client::ProjectUser,
+    username: Option<&str>,
+    members: &BTreeSet<String>,
+) -> Value {
+    let (state, message) = match username {
+        None => ("pending", "the user has no site username yet".to_owned()),
+        Some(name) if members.contains(name) => ("synced", String::new()),
+        Some(name) => (
+            "error",
+            format!("'{name}' was not granted access on the site"),
+        ),
+    };
+    let mut status = json!({
+        "scope_type": "resource",
+        "role_name": member.role,
+        "state": state,
+        "user_uuid": member.uuid,
+        "username": member.username,
+    });
+    if !message.is_empty() {
+        status["message"] = Value::String(message);
+    }
+    status
+}
+
+/// Full replace of a resource's member statuses; best-effort (a 409 means the offering does not
+/// accept them: logged once).
+async fn report_sync_statuses(
+    ctx: &OfferingContext,
+    resource: &ProviderResource,
+    statuses: &[Value],
+) {
+    match ctx
+        .client
+        .set_membership_sync_statuses(&resource.uuid, statuses)
+        .await
+    {
+        Ok(result) if !result.skipped.is_empty() => {
+            tracing::info!(resource = %resource.uuid, skipped = ?result.skipped, "Waldur skipped some membership statuses");
+        }
+        Ok(_) => {}
+        Err(e) if e.status == Some(409) || e.is_not_found() => {
+            if !ctx.sync_statuses_refused.swap(true, Ordering::Relaxed) {
+                tracing::warn!(offering = %ctx.name(), error = %e, "Waldur does not accept membership sync statuses for this offering");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(resource = %resource.uuid, error = %e, "cannot report membership sync statuses");
+        }
+    }
+}
+
+/// Service/course accounts (§3.3.5): active ones get access, closed ones lose it. Never fails
+/// the resource.
+async fn sync_accounts(
+    backend: &Arc<dyn MembershipBackend>,
+    view: &ResourceView,
+    local: &BTreeSet<String>,
+    active: &BTreeSet<String>,
+    closed: &BTreeSet<String>,
+) {
+    let missing: Vec<UserGrant> = active
+        .iter()
+        .filter(|u| !local.contains(*u))
+        .map(|username| UserGrant {
+            username: username.clone(),
+            ..UserGrant::default()
+        })
+        .collect();
+    if !missing.is_empty() {
+        if let Err(e) = backend.add_users(view, &missing).await {
+            tracing::warn!(resource = %view.uuid, error = %e, "cannot add service/course accounts");
+        }
+    }
+    remove_closed_accounts(backend, view, local, closed).await;
+}
+
+async fn remove_closed_accounts(
+    backend: &Arc<dyn MembershipBackend>,
+    view: &ResourceView,
+    local: &BTreeSet<String>,
+    closed: &BTreeSet<String>,
+) {
+    let present: Vec<String> = closed.intersection(local).cloned().collect();
+    if present.is_empty() {
+        return;
+    }
+    if let Err(e) = backend.remove_users(view, &present).await {
+        tracing::warn!(resource = %view.uuid, error = %e, "cannot remove closed service/course accounts");
+    }
 }
 
 async fn sync_user_limits(
@@ -337,13 +518,16 @@ async fn sync_user_limits(
     }
 }
 
-/// Event: a project role was granted or revoked for one user.
+/// Event: a project role was granted or revoked for one user. `role_name` (e.g.
+/// `PROJECT.MEMBER`) reaches the backend as [`UserGrant::role`].
 pub async fn process_user_role_changed(
     ctx: &OfferingContext,
     user_uuid: &str,
     project_uuid: &str,
     granted: bool,
+    role_name: Option<&str>,
 ) -> CycleReport {
+    ctx.begin_cycle().await;
     let mut cycle = CycleReport::new(ctx.name());
     let result = async {
         let backend = backend(ctx)?;
@@ -382,7 +566,10 @@ pub async fn process_user_role_changed(
                     email: ou.user_email.clone(),
                     full_name: ou.user_full_name.clone(),
                     attributes: crate::convert::user_attributes(&ou),
-                    role: None,
+                    role: role_name
+                        .map(str::trim)
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_owned),
                 };
                 backend.add_users(&view, &[grant]).await.map(|_| ())
             } else {
@@ -488,6 +675,84 @@ pub async fn process_username_set(
     .await;
     if let Err(e) = result {
         cycle.fail("username set", e);
+    }
+    cycle
+}
+
+/// Event `offering_resources_sync` (forced sync): recreate resources the site lost, with the
+/// same backend ids; then a full membership sync; then the order cycle. Each part runs when the
+/// offering has the backend for it, and a failing part does not stop the next.
+pub async fn process_offering_resources_sync(ctx: &OfferingContext) -> CycleReport {
+    ctx.begin_cycle().await;
+    let mut cycle = CycleReport::new(ctx.name());
+    if let Some(membership) = ctx.backends.membership.clone() {
+        cycle.merge(recreate_missing_resources(ctx, &membership).await);
+        cycle.merge(membership_sync(ctx).await);
+    }
+    if ctx.backends.orders.is_some() {
+        cycle.merge(crate::orders::order_process(ctx).await);
+    }
+    cycle
+}
+
+/// Resources Waldur has (with a backend id) that the site lacks are created again with the same
+/// id and their Waldur limits; users come with the membership sync that follows. A resource
+/// that cannot be recreated is set erred. Nothing is recreated when the site cannot be read.
+pub async fn recreate_missing_resources(
+    ctx: &OfferingContext,
+    membership: &Arc<dyn MembershipBackend>,
+) -> CycleReport {
+    let mut cycle = CycleReport::new(ctx.name());
+    let Some(orders) = ctx.backends.orders.clone() else {
+        tracing::info!(offering = %ctx.name(), "no order_processing_backend; missing resources are not recreated");
+        return cycle;
+    };
+    let resources = match handled_resources(ctx, membership, None).await {
+        Ok(resources) => resources,
+        Err(e) => {
+            cycle.fail("list resources", e);
+            return cycle;
+        }
+    };
+    if resources.is_empty() {
+        return cycle;
+    }
+    let views: Vec<ResourceView> = resources.iter().map(resource_view).collect();
+    let present = match membership.pull_resources(&views).await {
+        Ok(present) => present,
+        Err(e) => {
+            cycle.fail("pull resources", e);
+            return cycle;
+        }
+    };
+    for view in views
+        .iter()
+        .filter(|v| !present.contains_key(&v.backend_id))
+    {
+        tracing::warn!(resource = %view.uuid, backend_id = %view.backend_id, "resource missing on the site; recreating it");
+        let request = CreateRequest {
+            resource: view.clone(),
+            backend_id: view.backend_id.clone(),
+            context: UserContext::default(),
+        };
+        match orders.create_resource(request).await {
+            // Someone created it in between: it is there, which is all we want.
+            Ok(_) | Err(BackendError::Duplicate { .. }) => cycle.ok(),
+            Err(e) => {
+                let error = CoreError::Backend(e);
+                if !error.is_transient() {
+                    let (message, traceback) = ctx.error_details(&error);
+                    if let Err(set_err) = ctx
+                        .client
+                        .set_resource_erred(&view.uuid, &message, &traceback)
+                        .await
+                    {
+                        tracing::error!(resource = %view.uuid, error = %set_err, "cannot set resource erred");
+                    }
+                }
+                cycle.fail(&format!("resource {}", view.uuid), error);
+            }
+        }
     }
     cycle
 }

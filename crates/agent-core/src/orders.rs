@@ -16,6 +16,20 @@
 //! concurrently (bounded by `order_concurrency`); orders of the same resource run in sequence.
 //! All Create orders that reach the site in one cycle go to the backend in one
 //! `create_resources` call.
+//!
+//! Differences from upstream, on purpose:
+//! - a Restore order for a resource the site still has (soft-deleted: limits zeroed) puts the
+//!   resource's Waldur limits back instead of only marking the order done;
+//! - an event-driven order retries transient failures a few times
+//!   ([`crate::CoreSettings::order_retry_attempts`]); polling leaves them to the next cycle.
+//!
+//! Not implemented, because no backend of ours supports them:
+//! - async target orders (§3.1.3: `supports_async_orders`, `check_pending_order`, an order's
+//!   `backend_id` used as a pending id): every backend here finishes an order within the call, so
+//!   an order's `backend_id` is never read — which also avoids the upstream bug where externally
+//!   set order backend ids made creates skip;
+//! - resource API keys (§3.1.8: provisioning and rotation, `marketplace-resource-api-keys`).
+//!   The Waldur client has the list/report calls, should a backend ever need them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -104,25 +118,51 @@ pub async fn order_process(ctx: &OfferingContext) -> CycleReport {
     report
 }
 
-/// Event entry point: process one order by UUID (same code as polling).
+/// Event entry point: process one order by UUID (same code as polling). Transient failures are
+/// retried up to `order_retry_attempts` times, re-reading the order each time, because in event
+/// mode the next chance would otherwise be the stuck-order sweep.
 pub async fn process_order_by_uuid(ctx: &OfferingContext, order_uuid: &str) -> CycleReport {
+    ctx.begin_cycle().await;
     let mut report = CycleReport::new(ctx.name());
     let Some(backend) = ctx.backends.orders.clone() else {
         return report;
     };
-    let order = match ctx.client.get_order(order_uuid, &[]).await {
-        Ok(order) => order,
-        Err(e) => {
-            if e.is_transient() {
-                report.retry(order_uuid, e);
-            } else {
-                report.fail(order_uuid, e);
-            }
-            return report;
+    let attempts = ctx.settings.order_retry_attempts.max(1);
+    let mut outcome = OrderOutcome::Skipped(String::new());
+    for attempt in 1..=attempts {
+        if attempt > 1 {
+            tokio::time::sleep(ctx.settings.order_retry_delay).await;
         }
-    };
-    let outcome = process_single(ctx, &backend, order).await;
+        let order = match ctx.client.get_order(order_uuid, &[]).await {
+            Ok(order) => order,
+            Err(e) if e.is_transient() => {
+                outcome = OrderOutcome::Retry(e.to_string());
+                continue;
+            }
+            Err(e) => {
+                report.fail(&format!("order {order_uuid}"), e);
+                return report;
+            }
+        };
+        outcome = process_single(ctx, &backend, order).await;
+        if !matches!(outcome, OrderOutcome::Retry(_)) {
+            break;
+        }
+        tracing::info!(order = %order_uuid, attempt, attempts, "transient failure; retrying the order");
+    }
     tally(&mut report, order_uuid, &outcome);
+    report
+}
+
+/// Process a list of orders the way a polling cycle does (used by the stuck-order sweep).
+pub(crate) async fn process_order_list(ctx: &OfferingContext, orders: Vec<Order>) -> CycleReport {
+    let mut report = CycleReport::new(ctx.name());
+    let Some(backend) = ctx.backends.orders.clone() else {
+        return report;
+    };
+    for (uuid, outcome) in process_orders(ctx, &backend, orders).await {
+        tally(&mut report, &uuid, &outcome);
+    }
     report
 }
 
@@ -334,10 +374,10 @@ async fn handle_error(
         tracing::error!(order = %order.uuid, error = %message, "order failed before provisioning; left pending");
         return OrderOutcome::Failed(message);
     }
-    let waldur_message = ctx.error_message(&error);
+    let (waldur_message, traceback) = ctx.error_details(&error);
     if let Err(e) = ctx
         .client
-        .set_order_erred(&order.uuid, &waldur_message, "")
+        .set_order_erred(&order.uuid, &waldur_message, &traceback)
         .await
     {
         tracing::error!(order = %order.uuid, error = %e, "could not set order erred");
@@ -592,9 +632,18 @@ async fn prepare_create(
     let mut ids = BackendIdPlan::new(ctx, &resource);
     let (backend_id, reused_id) = if view.backend_id.is_empty() {
         (next_backend_id(ctx, backend, &mut ids).await?, false)
-    } else if backend.pull_resource(&view).await?.is_some() {
+    } else if let Some(existing) = backend.pull_resource(&view).await? {
         // Already on the site: done without re-creating (post-create hooks are not idempotent).
         tracing::info!(order = %order.uuid, backend_id = %view.backend_id, "resource already exists on the site");
+        if order.order_type == OrderType::Restore
+            && !view.limits.is_empty()
+            && existing.limits != view.limits
+        {
+            // A soft-deleted resource keeps its account with zeroed limits: restoring it means
+            // giving the limits back.
+            tracing::info!(order = %order.uuid, backend_id = %view.backend_id, "restoring the resource's limits on the site");
+            backend.set_limits(&view, &view.limits).await?;
+        }
         let outcome = finalize(ctx, order).await?;
         add_users_after_create(ctx, backend, &resource, &view).await;
         return Ok(Stage::Finished(outcome));
@@ -673,6 +722,7 @@ async fn complete_create(
                         tracing::warn!(order = %pending.order.uuid, error = %e, "adding users after create failed");
                     }
                 }
+                grant_project_accounts(ctx, backend, &view).await;
             }
             outcome
         }
@@ -746,5 +796,33 @@ async fn add_users_after_create(
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(resource = %resource.uuid, error = %e, "cannot read the team"),
+    }
+    grant_project_accounts(ctx, backend, view).await;
+}
+
+/// After a create: give the project's service and course accounts access (§3.3.5). Best-effort:
+/// failures are logged, the order stays done, membership sync catches up.
+async fn grant_project_accounts(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn OrderBackend>,
+    view: &ResourceView,
+) {
+    if view.restrict_member_access || view.project_uuid.is_empty() {
+        return;
+    }
+    let accounts = ctx.accounts().await;
+    let grants: Vec<UserGrant> = accounts
+        .usernames(&view.project_uuid, "OK")
+        .into_iter()
+        .map(|username| UserGrant {
+            username,
+            ..UserGrant::default()
+        })
+        .collect();
+    if grants.is_empty() {
+        return;
+    }
+    if let Err(e) = backend.add_users_after_create(view, &grants).await {
+        tracing::warn!(resource = %view.uuid, error = %e, "adding service/course accounts failed");
     }
 }

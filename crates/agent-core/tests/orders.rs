@@ -103,17 +103,57 @@ async fn permanent_backend_error_after_provisioning_errs_the_order_with_a_messag
 }
 
 #[tokio::test]
-async fn hidden_backend_error_details_when_configured() {
-    let mut h = harness().await;
-    h.ctx.settings.expose_backend_error_details = false;
+async fn exposed_error_details_include_a_traceback() {
+    let h = harness().await;
     h.waldur.add_order(1, "Create", "executing", 101);
     h.waldur.add_resource(101, "alloc1", "", "Creating");
     h.backend.fail_next("create", Fault::Permanent, 1);
     agent_core::order_process(&h.ctx).await;
-    let msg = h.waldur.lock().orders[&uuid(1)]["error_message"].clone();
+    let order = h.waldur.lock().orders[&uuid(1)].clone();
     assert!(
-        !msg.as_str().unwrap_or_default().contains("injected"),
-        "{msg}"
+        order["error_traceback"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Permanent"),
+        "{order}"
+    );
+}
+
+#[tokio::test]
+async fn hidden_error_details_keep_backend_messages_and_hide_the_rest() {
+    let mut h = harness().await;
+    h.ctx.settings.expose_backend_error_details = false;
+    // A backend error: its own message, no traceback (upstream `format_waldur_error_details`).
+    h.waldur.add_order(1, "Create", "executing", 101);
+    h.waldur.add_resource(101, "alloc1", "", "Creating");
+    h.backend.fail_next("create", Fault::Permanent, 1);
+    // A Waldur failure after provisioning started: a generic message only.
+    h.waldur.add_order(2, "Create", "executing", 102);
+    h.waldur.add_resource(102, "alloc2", "", "Creating");
+    h.waldur.fail(
+        &format!(
+            "POST /api/marketplace-provider-resources/{}/set_backend_id/",
+            uuid(102)
+        ),
+        &[400],
+    );
+    agent_core::order_process(&h.ctx).await;
+    let first = h.waldur.lock().orders[&uuid(1)].clone();
+    assert_eq!(first["state"], "erred");
+    assert_eq!(
+        first["error_message"],
+        json!("injected permanent failure in create")
+    );
+    assert_eq!(first["error_traceback"], json!(""));
+    let second = h.waldur.lock().orders[&uuid(2)].clone();
+    assert_eq!(second["state"], "erred");
+    assert_eq!(
+        second["error_message"],
+        json!(agent_core::context::GENERIC_ERROR_MESSAGE)
+    );
+    assert!(
+        !second.to_string().contains("injected"),
+        "Waldur's answer must not leak: {second}"
     );
 }
 
@@ -276,4 +316,80 @@ async fn old_mastermind_without_identity_endpoints_is_not_an_error() {
     )
     .await;
     assert_eq!(outcome, agent_core::RegistrationOutcome::Unsupported);
+}
+
+#[tokio::test]
+async fn restore_of_a_soft_deleted_resource_gives_its_limits_back() {
+    let h = harness().await;
+    h.waldur.add_order(1, "Restore", "executing", 101);
+    h.waldur.add_resource(101, "a1", "a1", "OK");
+    h.backend.insert_resource(
+        "a1",
+        MemoryResource {
+            limits: [("cpu".to_owned(), 0)].into(),
+            ..MemoryResource::default()
+        },
+    );
+    let report = agent_core::order_process(&h.ctx).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(h.waldur.order_state(1), "done");
+    assert_eq!(
+        h.backend.resource("a1").expect("a1").limits.get("cpu"),
+        Some(&10)
+    );
+    assert_eq!(h.backend.count_calls("create"), 0);
+}
+
+#[tokio::test]
+async fn terminate_of_a_resource_never_created_on_the_site_is_done() {
+    let h = harness().await;
+    h.waldur.add_order(1, "Terminate", "executing", 101);
+    h.waldur.add_resource(101, "a1", "", "Erred");
+    let report = agent_core::order_process(&h.ctx).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(h.waldur.order_state(1), "done");
+    assert_eq!(h.backend.count_calls("delete"), 0);
+}
+
+#[tokio::test]
+async fn event_orders_retry_transient_failures() {
+    let mut h = harness().await;
+    h.ctx.settings.order_retry_delay = std::time::Duration::from_millis(1);
+    h.ctx.settings.order_retry_attempts = 3;
+    h.waldur.add_order(1, "Create", "pending-provider", 101);
+    h.waldur.add_resource(101, "alloc1", "", "Creating");
+    h.waldur.fail("POST approve_by_provider", &[503]);
+    h.backend.fail_next("create", Fault::Transient, 1);
+    let report = agent_core::process_order_by_uuid(&h.ctx, &uuid(1)).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(h.waldur.order_state(1), "done");
+    assert_eq!(h.waldur.count("set_state_erred"), 0);
+}
+
+#[tokio::test]
+async fn event_orders_give_up_after_the_configured_attempts() {
+    let mut h = harness().await;
+    h.ctx.settings.order_retry_delay = std::time::Duration::from_millis(1);
+    h.ctx.settings.order_retry_attempts = 2;
+    h.waldur.add_order(1, "Create", "executing", 101);
+    h.waldur.add_resource(101, "alloc1", "", "Creating");
+    h.backend.fail_next("create", Fault::Transient, 5);
+    let report = agent_core::process_order_by_uuid(&h.ctx, &uuid(1)).await;
+    assert_eq!(report.failed, 1, "{report:?}");
+    assert_eq!(h.backend.count_calls("create"), 2);
+    assert_eq!(h.waldur.order_state(1), "executing", "left for the sweep");
+}
+
+#[tokio::test]
+async fn created_resources_get_the_project_service_accounts() {
+    let h = harness().await;
+    h.waldur.add_order(1, "Create", "executing", 101);
+    h.waldur.add_resource(101, "alloc1", "", "Creating");
+    h.waldur.add_account(false, "svc-bot", "OK");
+    h.waldur.add_account(false, "svc-gone", "Closed");
+    let report = agent_core::order_process(&h.ctx).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    let users = h.backend.resource("alloc1").expect("created").users;
+    assert!(users.contains("svc-bot"), "{users:?}");
+    assert!(!users.contains("svc-gone"), "{users:?}");
 }

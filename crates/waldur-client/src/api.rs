@@ -53,6 +53,21 @@ impl WaldurClient {
         self.list_all("/api/marketplace-orders/", &params).await
     }
 
+    /// Orders of an offering in the given states with a sparse field selection, all pages
+    /// (diagnostics lists only `project_name`, `type`, `state`).
+    pub async fn list_orders_fields(
+        &self,
+        offering_uuid: &str,
+        states: &[OrderState],
+        fields: &[&str],
+    ) -> Result<Vec<Order>> {
+        let params = Params::new()
+            .add("offering_uuid", id(offering_uuid))
+            .add_all("state", states.iter().map(OrderState::as_str))
+            .fields(fields);
+        self.list_all("/api/marketplace-orders/", &params).await
+    }
+
     /// One order; `fields` empty = full `OrderDetails`.
     pub async fn get_order(&self, order_uuid: &str, fields: &[&str]) -> Result<Order> {
         let path = format!("/api/marketplace-orders/{}/", id(order_uuid));
@@ -353,6 +368,12 @@ impl WaldurClient {
 
     pub async fn current_user(&self) -> Result<CurrentUser> {
         self.get_json("/api/users/me/", &Params::new()).await
+    }
+
+    /// `users/me` with a sparse field selection (the readiness probe asks only for `uuid`).
+    pub async fn current_user_fields(&self, fields: &[&str]) -> Result<CurrentUser> {
+        self.get_json("/api/users/me/", &Params::new().fields(fields))
+            .await
     }
 
     pub async fn version(&self) -> Result<VersionInfo> {

@@ -349,3 +349,40 @@ async fn old_server_404_on_identities_is_recognisable() {
         .expect_err("404");
     assert!(err.is_not_found());
 }
+
+#[tokio::test]
+async fn sparse_users_me_and_order_listing_send_field_selections() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/users/me/"))
+        .and(query_param("field", "uuid"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"uuid": "ab"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/marketplace-orders/"))
+        .and(query_param("field", "project_name"))
+        .and(query_param("state", "executing"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"project_name": "P", "type": "Update", "state": "executing"}
+        ])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client_for(&server.uri());
+    let me = client.current_user_fields(&["uuid"]).await.expect("me");
+    assert_eq!(me.uuid, "ab");
+    assert!(me.username.is_empty(), "trimmed fields default");
+    let orders = client
+        .list_orders_fields(
+            "0000000000000000000000000000000f",
+            &[OrderState::Executing],
+            &["project_name", "type", "state"],
+        )
+        .await
+        .expect("orders");
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].order_type, OrderType::Update);
+    assert_eq!(orders[0].project_name, "P");
+}

@@ -15,6 +15,8 @@ use waldur_client::{Auth, ClientOptions, Secret, WaldurClient};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 pub const OFFERING: &str = "0000000000000000000000000000000f";
+/// The API token of the test offering (tests check it never shows up in output).
+pub const TOKEN: &str = "tok-5ecret-never-printed";
 
 #[derive(Default)]
 pub struct State {
@@ -30,6 +32,11 @@ pub struct State {
     pub faults: BTreeMap<String, Vec<u16>>,
     pub log: Vec<String>,
     pub bodies: Vec<(String, Value)>,
+    /// `None` = the endpoint does not exist (older Mastermind: 404).
+    pub service_accounts: Option<Vec<Value>>,
+    pub course_accounts: Option<Vec<Value>>,
+    /// resource uuid → last statuses sent with set_membership_sync_statuses
+    pub sync_statuses: BTreeMap<String, Value>,
 }
 
 #[derive(Clone)]
@@ -80,6 +87,19 @@ impl FakeWaldur {
             "uuid": uuid(user + 5000), "user_uuid": uuid(user), "username": ou_username,
             "state": ou_state, "user_username": username, "url": format!("https://w/api/marketplace-offering-users/{}/", uuid(user + 5000))
         }));
+    }
+    pub fn add_account(&self, course: bool, username: &str, state: &str) {
+        let mut s = self.lock();
+        let n = s.service_accounts.as_ref().map_or(0, Vec::len)
+            + s.course_accounts.as_ref().map_or(0, Vec::len);
+        let account = json!({"uuid": uuid(3000 + n as u32), "username": username, "state": state,
+                             "project_uuid": uuid(900), "token": "svc-token-value"});
+        let list = if course {
+            &mut s.course_accounts
+        } else {
+            &mut s.service_accounts
+        };
+        list.get_or_insert_with(Vec::new).push(account);
     }
     pub fn fail(&self, key: &str, statuses: &[u16]) {
         self.lock().faults.insert(key.to_owned(), statuses.to_vec());
@@ -192,6 +212,7 @@ impl Respond for FakeWaldur {
                 order["state"] = json!(target);
                 if action == "set_state_erred" {
                     order["error_message"] = body["error_message"].clone();
+                    order["error_traceback"] = body["error_traceback"].clone();
                 }
                 ok(json!({}))
             }
@@ -226,6 +247,11 @@ impl Respond for FakeWaldur {
                     "set_as_erred" => {
                         r["state"] = json!("Erred");
                         r["error_message"] = body["error_message"].clone();
+                    }
+                    "set_membership_sync_statuses" => {
+                        let stored = body["statuses"].as_array().map_or(0, Vec::len);
+                        s.sync_statuses.insert(id.clone(), body["statuses"].clone());
+                        return ok(json!({"stored": stored, "skipped": []}));
                     }
                     _ => {}
                 }
@@ -262,6 +288,47 @@ impl Respond for FakeWaldur {
                 ok(json!({}))
             }
             ("GET", "marketplace-provider-offerings", 3) => ok(s.offering.clone()),
+            ("GET", "marketplace-provider-offerings", 4) => {
+                let list = match action {
+                    "list_project_service_accounts" => s.service_accounts.clone(),
+                    "list_course_accounts" => s.course_accounts.clone(),
+                    _ => None,
+                };
+                match list {
+                    Some(list) => ok(json!(list)),
+                    None => {
+                        ResponseTemplate::new(404).set_body_json(json!({"detail": "Not found."}))
+                    }
+                }
+            }
+            ("POST", "marketplace-provider-offerings", 4)
+                if action == "create_offering_component" =>
+            {
+                let mut component = body.clone();
+                let n = s.offering["components"].as_array().map_or(0, Vec::len) as u32;
+                component["uuid"] = json!(uuid(650 + n));
+                if let Some(list) = s.offering["components"].as_array_mut() {
+                    list.push(component);
+                }
+                ResponseTemplate::new(201)
+            }
+            ("POST", "marketplace-provider-offerings", 4)
+                if action == "update_offering_component" =>
+            {
+                let Some(list) = s.offering["components"].as_array_mut() else {
+                    return ResponseTemplate::new(400);
+                };
+                let Some(component) = list.iter_mut().find(|c| c["uuid"] == body["uuid"]) else {
+                    return ResponseTemplate::new(400)
+                        .set_body_json(json!({"detail": "no such component"}));
+                };
+                *component = body.clone();
+                ok(json!({}))
+            }
+            ("GET", "users", 3) => ok(json!({
+                "uuid": uuid(1), "username": "agent-bot", "full_name": "Agent Bot",
+                "email": "", "is_staff": false, "is_support": false, "permissions": []
+            })),
             ("POST", "marketplace-provider-offerings", 4)
                 if action == "check_unique_backend_id" =>
             {
@@ -346,13 +413,13 @@ pub async fn harness_with(adjust: impl FnOnce(&mut OfferingConfig)) -> Harness {
     };
     let mut config: OfferingConfig = serde_json::from_value(json!({
         "name": "test offering", "waldur_api_url": format!("{}/api/", server.uri()),
-        "waldur_api_token": "tok", "waldur_offering_uuid": OFFERING, "backend_type": "memory"
+        "waldur_api_token": TOKEN, "waldur_offering_uuid": OFFERING, "backend_type": "memory"
     }))
     .expect("offering config");
     adjust(&mut config);
     let client = WaldurClient::new(ClientOptions::new(
         config.waldur_api_url.clone(),
-        Auth::Token(Secret::new("tok")),
+        Auth::Token(Secret::new(TOKEN)),
     ))
     .expect("client");
     let ctx = OfferingContext::new(config, client, backends, CoreSettings::default());
