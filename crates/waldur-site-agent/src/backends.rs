@@ -11,16 +11,19 @@
 //! registry.register("openstack", backend_openstack::build);
 //! ```
 //!
-//! Until the backend crates export their constructors, the registry is empty: `validate-config`
-//! then reports every backend name as unknown (its hidden `--known-backends` flag overrides the list
-//! for tests). `base` is always accepted as a username backend.
+//! `validate-config` checks the config's backend names against this list (its hidden
+//! `--known-backends` flag overrides the list for tests). `base` is always accepted as a username
+//! backend.
 
 use backend_api::Registry;
 
 pub fn registry() -> Registry {
     #[allow(unused_mut)]
     let mut registry = Registry::new();
-    // Registration lines go here (see the module docs).
+    #[cfg(feature = "slurm")]
+    registry.register("slurm", backend_slurm::build);
+    #[cfg(feature = "openstack")]
+    registry.register("openstack", backend_openstack::build);
     registry
 }
 
@@ -34,5 +37,9 @@ mod tests {
         let r = registry();
         assert!(r.knows(BackendRole::UsernameManagement, "base"));
         assert!(!r.knows(BackendRole::OrderProcessing, "no-such-backend"));
+        #[cfg(feature = "slurm")]
+        assert!(r.knows(BackendRole::OrderProcessing, "slurm"));
+        #[cfg(feature = "openstack")]
+        assert!(r.knows(BackendRole::MembershipSync, "openstack"));
     }
 }

@@ -7,4 +7,5 @@ pub mod cli;
 pub mod healthz;
 pub mod logging;
 pub mod metrics;
+pub mod modes;
 pub mod scheduler;

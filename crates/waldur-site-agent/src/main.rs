@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use waldur_site_agent::cli::{self, Cli, Command, Mode};
 use waldur_site_agent::logging::{self, Redactor};
 use waldur_site_agent::metrics::{self, Metrics};
-use waldur_site_agent::scheduler::{self, ModeRunner, NotWiredRunner, Scheduler};
+use waldur_site_agent::modes::{EventListeners, Offerings, PollingRunner};
+use waldur_site_agent::scheduler::{self, ModeRunner, Scheduler};
 use waldur_site_agent::{backends, healthz};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -60,8 +61,8 @@ async fn run(cli: Cli) -> ExitCode {
             .await
         }
         Some(Command::Diagnostics { offline }) => diagnostics(&cli, *offline).await,
-        Some(Command::LoadComponents) => not_wired(&cli.config_file, "load-components"),
-        Some(Command::SyncOfferingUsers) => not_wired(&cli.config_file, "sync-offering-users"),
+        Some(Command::LoadComponents) => load_components(&cli.config_file).await,
+        Some(Command::SyncOfferingUsers) => sync_offering_users(&cli.config_file).await,
         None => run_agent(&cli).await,
     }
 }
@@ -126,12 +127,103 @@ fn validate_config(path: &Path, known_override: Option<&[String]>) -> ExitCode {
     }
 }
 
-fn not_wired(config: &Path, what: &str) -> ExitCode {
-    if load_or_report(config).is_none() {
-        return ExitCode::FAILURE;
+/// Contexts for a helper tool (User-Agent of `mode`), or every problem printed.
+async fn tool_contexts(
+    config: &Path,
+    mode: Mode,
+) -> Option<(Loaded, Vec<Arc<agent_core::OfferingContext>>)> {
+    let loaded = load_or_report(config)?;
+    let agent = Arc::new(loaded.config.clone());
+    match Offerings::new(agent, Arc::new(backends::registry()), mode) {
+        Ok(offerings) => {
+            let contexts = offerings.contexts().await;
+            Some((loaded, contexts))
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", config.display());
+            None
+        }
     }
-    eprintln!("{what}: not available in this build yet (agent-core is not wired into the binary)");
-    ExitCode::from(3)
+}
+
+async fn load_components(config: &Path) -> ExitCode {
+    let Some((loaded, contexts)) = tool_contexts(config, Mode::OrderProcess).await else {
+        return ExitCode::FAILURE;
+    };
+    let redactor = Redactor::new(loaded.secrets.iter());
+    let mut ok = contexts.len() == loaded.config.offerings.len();
+    for ctx in &contexts {
+        match agent_core::tools::load_components(ctx).await {
+            Ok(report) => {
+                println!(
+                    "{}: created [{}], updated [{}], only in Waldur [{}]",
+                    ctx.name(),
+                    report.created.join(", "),
+                    report.updated.join(", "),
+                    report.only_in_waldur.join(", ")
+                );
+                for (component, error) in &report.errors {
+                    println!(
+                        "{}: component {component}: {}",
+                        ctx.name(),
+                        redactor.scrub(error)
+                    );
+                }
+                ok &= report.ok();
+            }
+            Err(e) => {
+                println!("{}: {}", ctx.name(), redactor.scrub(&e.to_string()));
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn sync_offering_users(config: &Path) -> ExitCode {
+    let Some((loaded, contexts)) = tool_contexts(config, Mode::MembershipSync).await else {
+        return ExitCode::FAILURE;
+    };
+    let redactor = Redactor::new(loaded.secrets.iter());
+    let mut ok = contexts.len() == loaded.config.offerings.len();
+    for ctx in &contexts {
+        match agent_core::tools::sync_offering_users(ctx).await {
+            Ok(run) => {
+                println!(
+                    "{}: username generation {}, {} offering user(s) considered, {} changed",
+                    ctx.name(),
+                    if run.generation_enabled {
+                        "enabled"
+                    } else {
+                        "not enabled for this offering"
+                    },
+                    run.considered,
+                    run.changed
+                );
+                for (user, error) in &run.errors {
+                    println!(
+                        "{}: offering user {user}: {}",
+                        ctx.name(),
+                        redactor.scrub(error)
+                    );
+                }
+                ok &= run.errors.is_empty();
+            }
+            Err(e) => {
+                println!("{}: {}", ctx.name(), redactor.scrub(&e.to_string()));
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn default_heartbeat() -> PathBuf {
@@ -317,6 +409,32 @@ async fn diagnostics(cli: &Cli, offline: bool) -> ExitCode {
             }
         }
     }
+    if !offline {
+        let agent = Arc::new(cfg.clone());
+        if let Ok(offerings) = Offerings::new(agent, Arc::new(backends::registry()), cli.modes[0]) {
+            for ctx in offerings.contexts().await {
+                let mut report = agent_core::tools::diagnostics(&ctx).await;
+                report.scrub(
+                    &loaded
+                        .secrets
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>(),
+                );
+                ok &= report.ok;
+                match serde_json::to_string_pretty(&report) {
+                    Ok(json) => line(
+                        &mut out,
+                        format!("offering '{}' diagnostics:\n{json}", ctx.name()),
+                    ),
+                    Err(e) => line(
+                        &mut out,
+                        format!("offering '{}' diagnostics: {e}", ctx.name()),
+                    ),
+                }
+            }
+        }
+    }
     print!("{}", redactor.scrub(&out));
     if ok {
         ExitCode::SUCCESS
@@ -422,13 +540,24 @@ async fn run_agent(cli: &Cli) -> ExitCode {
 
     let tick = Duration::from_secs_f64(cli.tick_seconds.max(0.01));
     let mut scheduler = Scheduler::new(tick, PathBuf::from(&cfg.heartbeat_path), metrics);
-    let offering_names: Vec<String> = cfg.offerings.iter().map(|o| o.name.clone()).collect();
+    let agent = Arc::new(cfg.clone());
+    let registry = Arc::new(registry);
+    let mut listeners = None;
     for (mode, minutes) in modes.iter().zip(periods) {
-        // The lead replaces these with agent-core's processors.
-        let runner: Arc<dyn ModeRunner> = Arc::new(NotWiredRunner {
-            mode: *mode,
-            offerings: offering_names.clone(),
-        });
+        let offerings = match Offerings::new(agent.clone(), registry.clone(), *mode) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
+        };
+        if *mode == Mode::EventProcess && !cli.once {
+            listeners =
+                Some(EventListeners::start(&offerings, scheduler.metrics(), cancel.clone()).await);
+        }
+        // event_process: the runner is the reconciliation pass (the first one at start-up is
+        // the initial full processing).
+        let runner: Arc<dyn ModeRunner> = Arc::new(PollingRunner::new(offerings));
         scheduler.add(runner, Duration::from_secs_f64(minutes * 60.0));
     }
 
@@ -446,6 +575,9 @@ async fn run_agent(cli: &Cli) -> ExitCode {
         ExitCode::SUCCESS
     };
     cancel.cancel();
+    if let Some(l) = listeners {
+        l.join().await;
+    }
     if let Some(h) = server {
         let _ = h.await;
     }

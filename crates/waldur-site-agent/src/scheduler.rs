@@ -41,39 +41,6 @@ pub trait ModeRunner: Send + Sync {
     async fn run_cycle(&self, cancel: &CancellationToken) -> CycleOutcome;
 }
 
-/// Stand-in until agent-core's processors are plugged in: says so, fails every offering.
-pub struct NotWiredRunner {
-    pub mode: Mode,
-    pub offerings: Vec<String>,
-}
-
-#[async_trait]
-impl ModeRunner for NotWiredRunner {
-    fn mode(&self) -> Mode {
-        self.mode
-    }
-    async fn run_cycle(&self, _cancel: &CancellationToken) -> CycleOutcome {
-        tracing::warn!(
-            mode = self.mode.as_str(),
-            "mode {} not wired yet",
-            self.mode.as_str()
-        );
-        CycleOutcome {
-            offerings_failed: self
-                .offerings
-                .iter()
-                .map(|o| {
-                    (
-                        o.clone(),
-                        format!("mode {} not wired yet", self.mode.as_str()),
-                    )
-                })
-                .collect(),
-            ..CycleOutcome::default()
-        }
-    }
-}
-
 struct Entry {
     runner: Arc<dyn ModeRunner>,
     period: Duration,
@@ -95,6 +62,11 @@ impl Scheduler {
             entries: Vec::new(),
             metrics,
         }
+    }
+
+    /// The metrics this scheduler records into (shared with the event listeners).
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
     }
 
     /// Add a mode, run first at once, then every `period`.
@@ -316,16 +288,5 @@ mod tests {
             text.contains("waldur_agent_items_processed_total{mode=\"report\"} 2"),
             "{text}"
         );
-    }
-
-    #[tokio::test]
-    async fn placeholder_runner_fails_every_offering() {
-        let r = NotWiredRunner {
-            mode: Mode::MembershipSync,
-            offerings: vec!["x".into(), "y".into()],
-        };
-        let o = r.run_cycle(&CancellationToken::new()).await;
-        assert_eq!(o.offerings_failed.len(), 2);
-        assert!(!o.all_offerings_ok());
     }
 }

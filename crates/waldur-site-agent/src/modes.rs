@@ -1,0 +1,498 @@
+//! The modes, wired: per-offering contexts (Waldur client + backends from the registry) and the
+//! [`ModeRunner`]s the scheduler drives, plus the event listeners of `event_process`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_config::{AgentConfig, OfferingConfig};
+use agent_core::events::{self, SubscriptionPlan};
+use agent_core::{CoreSettings, CycleReport, OfferingContext, RegistrationOutcome};
+use agent_events::{
+    ConnectionStatus, EventSource, EventSourceConfig, EventSourceHandle, MqttSourceConfig,
+    MqttTransport, StompSourceConfig,
+};
+use async_trait::async_trait;
+use backend_api::Registry;
+use futures::future::join_all;
+use jiff::Timestamp;
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+use waldur_client::{Auth, ClientOptions, Secret, WaldurClient};
+
+use crate::cli::Mode;
+use crate::metrics::Metrics;
+use crate::scheduler::{CycleOutcome, ModeRunner};
+
+/// The Waldur client an offering's config describes, for `mode`'s User-Agent.
+pub fn client_for(
+    agent: &AgentConfig,
+    offering: &OfferingConfig,
+    mode: &str,
+) -> Result<WaldurClient, String> {
+    let auth = if offering.waldur_api_token.is_empty() {
+        match (
+            &offering.oidc_token_url,
+            &offering.oidc_client_id,
+            &offering.oidc_client_secret,
+        ) {
+            (Some(url), Some(id), Some(secret)) => Auth::Oidc {
+                token_url: url.clone(),
+                client_id: id.clone(),
+                client_secret: Secret::new(secret.expose()),
+            },
+            _ => {
+                return Err(format!(
+                    "offering '{}': neither waldur_api_token nor oidc_token_url/oidc_client_id/oidc_client_secret is set",
+                    offering.name
+                ));
+            }
+        }
+    } else {
+        Auth::Token(Secret::new(offering.waldur_api_token.expose()))
+    };
+    let mut options = ClientOptions::new(offering.waldur_api_url.clone(), auth);
+    options.user_agent = format!("waldur-site-agent-{mode}/{}", env!("CARGO_PKG_VERSION"));
+    options.verify_tls = offering.verify_ssl;
+    options.proxy = agent.global_proxy.clone().filter(|p| !p.trim().is_empty());
+    WaldurClient::new(options).map_err(|e| format!("offering '{}': {e}", offering.name))
+}
+
+/// One offering's context, built on first use and rebuilt after a failure (a backend that could
+/// not start this cycle may start next cycle).
+struct Slot {
+    config: OfferingConfig,
+    ctx: Mutex<Option<Arc<OfferingContext>>>,
+}
+
+/// The offerings of the file, as one mode sees them.
+pub struct Offerings {
+    agent: Arc<AgentConfig>,
+    registry: Arc<Registry>,
+    settings: CoreSettings,
+    mode: Mode,
+    slots: Vec<Slot>,
+}
+
+impl Offerings {
+    pub fn new(
+        agent: Arc<AgentConfig>,
+        registry: Arc<Registry>,
+        mode: Mode,
+    ) -> Result<Self, String> {
+        let settings = CoreSettings::from_config(&agent).map_err(|e| e.to_string())?;
+        let slots = agent
+            .offerings
+            .iter()
+            .map(|o| Slot {
+                config: o.clone(),
+                ctx: Mutex::new(None),
+            })
+            .collect();
+        Ok(Offerings {
+            agent,
+            registry,
+            settings,
+            mode,
+            slots,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    async fn context(&self, index: usize) -> Result<Arc<OfferingContext>, String> {
+        let slot = &self.slots[index];
+        let mut guard = slot.ctx.lock().await;
+        if let Some(ctx) = guard.as_ref() {
+            return Ok(ctx.clone());
+        }
+        let client = client_for(&self.agent, &slot.config, self.mode.as_str())?;
+        let backends = self
+            .registry
+            .build_offering(&slot.config)
+            .map_err(|e| e.to_string())?;
+        let ctx = Arc::new(OfferingContext::new(
+            slot.config.clone(),
+            client,
+            backends,
+            self.settings.clone(),
+        ));
+        *guard = Some(ctx.clone());
+        Ok(ctx)
+    }
+
+    /// Contexts of every offering that builds (failures logged).
+    pub async fn contexts(&self) -> Vec<Arc<OfferingContext>> {
+        let mut out = Vec::new();
+        for i in 0..self.len() {
+            match self.context(i).await {
+                Ok(ctx) => out.push(ctx),
+                Err(e) => {
+                    tracing::error!(offering = %self.slots[i].config.name, error = %e, "cannot set up offering")
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Whether `mode`'s polling should leave this offering alone (events handle it).
+fn skipped_by(mode: Mode, offering: &OfferingConfig) -> Option<&'static str> {
+    match mode {
+        Mode::OrderProcess if offering.events_enabled() => {
+            Some("orders are processed by event_process for this offering")
+        }
+        Mode::OrderProcess
+            if offering
+                .role_backend(agent_config::BackendRole::OrderProcessing)
+                .is_none() =>
+        {
+            Some("no order_processing_backend")
+        }
+        Mode::MembershipSync if offering.membership_via_events() => {
+            Some("membership is synced by event_process for this offering")
+        }
+        Mode::MembershipSync
+            if offering
+                .role_backend(agent_config::BackendRole::MembershipSync)
+                .is_none() =>
+        {
+            Some("no membership_sync_backend")
+        }
+        Mode::Report
+            if offering
+                .role_backend(agent_config::BackendRole::Reporting)
+                .is_none() =>
+        {
+            Some("no reporting_backend")
+        }
+        _ => None,
+    }
+}
+
+/// `order_process`, `report` or `membership_sync`: one cycle over every offering, offerings in
+/// parallel (each is independent; a failure in one never touches another).
+pub struct PollingRunner {
+    offerings: Offerings,
+    started: Timestamp,
+}
+
+impl PollingRunner {
+    pub fn new(offerings: Offerings) -> Self {
+        PollingRunner {
+            offerings,
+            started: Timestamp::now(),
+        }
+    }
+}
+
+async fn run_processor(mode: Mode, ctx: &OfferingContext) -> CycleReport {
+    match mode {
+        Mode::OrderProcess => agent_core::order_process(ctx).await,
+        Mode::Report => agent_core::report(ctx).await,
+        Mode::MembershipSync => agent_core::membership_sync(ctx).await,
+        Mode::EventProcess => reconcile(ctx).await,
+    }
+}
+
+/// Event mode's safety net: the sweeps, plus full order and membership passes so that whatever
+/// was missed while a connection was down is caught up.
+async fn reconcile(ctx: &OfferingContext) -> CycleReport {
+    let mut report = CycleReport::new(ctx.name());
+    if ctx.config.events_enabled() {
+        if ctx.backends.orders.is_some() {
+            report.merge(agent_core::order_process(ctx).await);
+        }
+        if ctx.backends.membership.is_some()
+            && ctx.config.stomp_membership_sync_enabled != Some(false)
+        {
+            report.merge(agent_core::membership_sync(ctx).await);
+        }
+    }
+    report.merge(agent_core::sweeps::stuck_offering_users(ctx).await);
+    report
+}
+
+fn processor_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::OrderProcess => "OfferingOrderProcessor",
+        Mode::Report => "OfferingReportProcessor",
+        Mode::MembershipSync => "OfferingMembershipProcessor",
+        Mode::EventProcess => "EventReconciliation",
+    }
+}
+
+#[async_trait]
+impl ModeRunner for PollingRunner {
+    fn mode(&self) -> Mode {
+        self.offerings.mode
+    }
+
+    async fn run_cycle(&self, cancel: &CancellationToken) -> CycleOutcome {
+        let mode = self.offerings.mode;
+        let runs = (0..self.offerings.len()).map(|i| async move {
+            let config = &self.offerings.slots[i].config;
+            if mode != Mode::EventProcess {
+                if let Some(why) = skipped_by(mode, config) {
+                    tracing::debug!(offering = %config.name, "skipping: {why}");
+                    return (config.name.clone(), Ok(CycleReport::new(&config.name)));
+                }
+            }
+            if cancel.is_cancelled() {
+                return (config.name.clone(), Err("shutting down".to_owned()));
+            }
+            let ctx = match self.offerings.context(i).await {
+                Ok(ctx) => ctx,
+                Err(e) => return (config.name.clone(), Err(e)),
+            };
+            if let RegistrationOutcome::Failed(e) =
+                agent_core::register_agent(&ctx, mode.as_str(), processor_name(mode), self.started).await
+            {
+                tracing::debug!(offering = %config.name, error = %e, "registration failed; processing anyway");
+            }
+            (config.name.clone(), Ok(run_processor(mode, &ctx).await))
+        });
+        let mut outcome = CycleOutcome::default();
+        for (name, result) in join_all(runs).await {
+            match result {
+                Ok(report) => {
+                    outcome.processed += report.processed as u64;
+                    outcome.failed += report.failed as u64;
+                    if report.has_failures() {
+                        for e in &report.errors {
+                            tracing::warn!(offering = %name, mode = mode.as_str(), "{e}");
+                        }
+                        outcome
+                            .offerings_failed
+                            .push((name, format!("{} item(s) failed", report.failed)));
+                    } else {
+                        outcome.offerings_ok.push(name);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(offering = %name, mode = mode.as_str(), error = %e, "offering not processed");
+                    outcome.offerings_failed.push((name, e));
+                }
+            }
+        }
+        outcome
+    }
+}
+
+/// Where `offering`'s STOMP web-socket is: explicit settings, else the API host on 443/80 by
+/// `websocket_use_tls` (upstream keyed the port on `verify_ssl`, which was a bug).
+fn stomp_endpoint(offering: &OfferingConfig) -> (String, u16, String, bool) {
+    let tls = offering.websocket_use_tls;
+    let host = offering
+        .stomp_ws_host
+        .clone()
+        .unwrap_or_else(|| api_host(offering));
+    let port = offering.stomp_ws_port.unwrap_or(if tls { 443 } else { 80 });
+    let path = offering
+        .stomp_ws_path
+        .clone()
+        .unwrap_or_else(|| "/rmqws-stomp".to_owned());
+    (host, port, path, tls)
+}
+
+fn api_host(offering: &OfferingConfig) -> String {
+    url::Url::parse(&offering.waldur_api_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Turn Waldur's subscription plans into broker connections for this offering.
+pub fn source_configs(
+    offering: &OfferingConfig,
+    plans: &[SubscriptionPlan],
+) -> Vec<EventSourceConfig> {
+    let mut out = Vec::new();
+    let passcode = offering.waldur_api_token.expose().to_owned();
+    if offering.stomp_enabled {
+        let (host, port, path, tls) = stomp_endpoint(offering);
+        for plan in plans {
+            let mut c = StompSourceConfig::new(
+                host.clone(),
+                port,
+                path.clone(),
+                plan.vhost.clone(),
+                plan.login.clone(),
+                passcode.clone(),
+                plan.queue.clone(),
+            );
+            c.tls = tls;
+            c.object_type = plan.object_type.clone();
+            c.destination = Some(plan.stomp_destination());
+            out.push(EventSourceConfig::Stomp(c));
+        }
+    }
+    if offering.mqtt_enabled {
+        let websocket = offering.mqtt_use_websocket.unwrap_or(true);
+        let host = offering
+            .mqtt_host
+            .clone()
+            .unwrap_or_else(|| api_host(offering));
+        let port = offering.mqtt_port.unwrap_or(if websocket {
+            if offering.websocket_use_tls { 443 } else { 80 }
+        } else {
+            1883
+        });
+        for plan in plans.iter().filter(|p| !p.unified) {
+            let (Some(sub), Some(object_type)) = (&plan.subscription_uuid, &plan.object_type)
+            else {
+                continue;
+            };
+            let transport = if websocket {
+                MqttTransport::WebSocket
+            } else {
+                MqttTransport::Tcp
+            };
+            let mut c = MqttSourceConfig::new(
+                host.clone(),
+                port,
+                transport,
+                sub.clone(),
+                offering.offering_uuid_hex(),
+                vec![object_type.clone()],
+            );
+            c.tls = websocket && offering.websocket_use_tls;
+            if let Some(path) = &offering.mqtt_ws_path {
+                c.path = path.clone();
+            }
+            c.client_id = format!(
+                "waldur-site-agent-{}-{object_type}",
+                offering.offering_uuid_hex()
+            );
+            c.username = Some(format!("{}:{}", plan.vhost, plan.login));
+            c.password = Some(passcode.clone().into());
+            out.push(EventSourceConfig::Mqtt(c));
+        }
+    }
+    out
+}
+
+/// Running event listeners: one consumer task per offering, fed by its sources.
+pub struct EventListeners {
+    pub handles: Vec<(String, EventSourceHandle)>,
+    consumers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl EventListeners {
+    /// Register subscriptions in Waldur and connect to the broker for every offering with
+    /// `stomp_enabled` or `mqtt_enabled`. Offerings that fail are logged; the others go on.
+    pub async fn start(offerings: &Offerings, metrics: Metrics, cancel: CancellationToken) -> Self {
+        let mut handles = Vec::new();
+        let mut consumers = Vec::new();
+        let started = Timestamp::now();
+        for ctx in offerings.contexts().await {
+            if !ctx.config.events_enabled() {
+                continue;
+            }
+            let registration = match agent_core::register_agent(
+                &ctx,
+                "event_process",
+                "EventProcessor",
+                started,
+            )
+            .await
+            {
+                RegistrationOutcome::Registered(r) => r,
+                other => {
+                    tracing::error!(offering = %ctx.name(), outcome = ?other, "cannot register the agent identity; no event subscriptions for this offering (polling reconciliation still runs)");
+                    continue;
+                }
+            };
+            let (plans, report) = events::register_subscriptions(&ctx, &registration, true).await;
+            for e in &report.errors {
+                tracing::warn!(offering = %ctx.name(), "{e}");
+            }
+            let (tx, rx) = mpsc::channel(256);
+            for config in source_configs(&ctx.config, &plans) {
+                tracing::info!(offering = %ctx.name(), source = %config.describe(), "listening for events");
+                let handle = EventSource::spawn(config, tx.clone(), cancel.clone());
+                handles.push((ctx.name().to_owned(), handle));
+            }
+            drop(tx);
+            consumers.push(tokio::spawn(consume(ctx.clone(), rx, cancel.clone())));
+        }
+        let listeners = EventListeners { handles, consumers };
+        listeners.watch_health(metrics, cancel);
+        listeners
+    }
+
+    /// Publish the number of connected sources as a metric and log state changes.
+    fn watch_health(&self, metrics: Metrics, cancel: CancellationToken) {
+        let receivers: Vec<_> = self
+            .handles
+            .iter()
+            .map(|(n, h)| (n.clone(), h.status_receiver()))
+            .collect();
+        if receivers.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            let mut last: Vec<Option<String>> = vec![None; receivers.len()];
+            loop {
+                let mut up = 0;
+                for (i, (name, rx)) in receivers.iter().enumerate() {
+                    let status = rx.borrow().clone();
+                    if matches!(status, ConnectionStatus::Connected) {
+                        up += 1;
+                    }
+                    let label = format!("{status:?}");
+                    if last[i].as_deref() != Some(label.as_str()) {
+                        tracing::info!(offering = %name, status = %label, "event connection");
+                        last[i] = Some(label);
+                    }
+                }
+                metrics.set_event_connections("all", up);
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        });
+    }
+
+    pub async fn join(self) {
+        for c in self.consumers {
+            let _ = c.await;
+        }
+        for (_, h) in self.handles {
+            h.join().await;
+        }
+    }
+}
+
+/// Handle events one at a time per offering (orders of one resource stay in sequence) and settle
+/// each only after its handler finished.
+async fn consume(
+    ctx: Arc<OfferingContext>,
+    mut rx: mpsc::Receiver<agent_events::Event>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => break,
+            e = rx.recv() => match e { Some(e) => e, None => break },
+        };
+        let outcome = events::handle_event(
+            &ctx,
+            Some(event.object_type.as_str()).filter(|t| !t.is_empty()),
+            &event.body,
+        )
+        .await;
+        let settled = if outcome.should_ack() {
+            event.ack.ack()
+        } else {
+            // Give the cause a moment to clear before the broker hands it back.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            event.ack.nack()
+        };
+        if let Err(e) = settled {
+            tracing::warn!(offering = %ctx.name(), error = %e, "could not settle event; the broker will redeliver it");
+        }
+    }
+}
