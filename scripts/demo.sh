@@ -77,15 +77,21 @@ offerings:
         unit_factor: 61440
         accounting_type: usage
         label: RAM
+      gpu:
+        measured_unit: gpu-Hours
+        accounting_type: limit
+        label: GPU
+        target_components:
+          gres/gpu: {factor: 60}
 YAML
 export DEMO_PROVIDER_TOKEN="$PROVIDER"
 echo "agent config: $WORK/config.yaml (token read from \$DEMO_PROVIDER_TOKEN)"
 "$BIN/waldur-site-agent" validate-config -c "$WORK/config.yaml"
 
-say "a consumer orders an allocation (cpu=5 k-Hours, mem=3 gb-Hours)"
+say "a consumer orders an allocation (gpu=20 gpu-Hours; cpu and mem are usage components capped at their configured limit of 10)"
 ORDER=$("$BIN/waldur-sim" order create --api-url "$API" --token "$CONSUMER" \
   --offering "$OFFERING" --project "$PROJECT" --plan "$PLAN" --name "demo-$(date +%s)" \
-  --limit cpu=5 --limit mem=3)
+  --limit gpu=20)
 state() { "$BIN/waldur-sim" order get --api-url "$API" --token "$CONSUMER" --order "$ORDER" \
   | python3 -c "import json,sys; o=json.load(sys.stdin); print(o['state'], o.get('marketplace_resource_uuid') or o.get('resource_uuid') or '')"; }
 echo "order $ORDER is $(state | cut -d' ' -f1)"

@@ -9,6 +9,16 @@ use crate::error::BackendError;
 /// Check a name that ends up as one argument of a site command or as a path component.
 /// `what` names the thing for the error message (`"account name"`, `"username"`, ...).
 pub fn validate_site_name(what: &'static str, value: &str) -> Result<(), BackendError> {
+    validate(what, value, false)
+}
+
+/// Like [`validate_site_name`] for values that are never paths and may contain `/`
+/// (SLURM TRES names such as `gres/gpu`).
+pub fn validate_site_token(what: &'static str, value: &str) -> Result<(), BackendError> {
+    validate(what, value, true)
+}
+
+fn validate(what: &'static str, value: &str, slash_allowed: bool) -> Result<(), BackendError> {
     let refuse = |reason: &'static str| {
         Err(BackendError::InvalidName {
             what,
@@ -22,7 +32,7 @@ pub fn validate_site_name(what: &'static str, value: &str) -> Result<(), Backend
     if value.starts_with('-') {
         return refuse("it starts with '-' and would be read as an option");
     }
-    if value == "." || value == ".." || value.contains('/') {
+    if !slash_allowed && (value == "." || value == ".." || value.contains('/')) {
         return refuse("it would change a file path");
     }
     for c in value.chars() {
@@ -84,6 +94,13 @@ mod tests {
         ] {
             validate_site_name("account name", good).expect(good);
         }
+    }
+
+    #[test]
+    fn tokens_may_contain_a_slash_but_nothing_else_new() {
+        validate_site_token("TRES name", "gres/gpu").expect("gres/gpu is a TRES");
+        validate_site_name("account name", "gres/gpu").expect_err("but not a path component");
+        validate_site_token("TRES name", "gres/gpu,cpu=1").expect_err("lists stay refused");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use agent_config::BackendComponent;
 use backend_api::command::{CommandLine, CommandRunner};
-use backend_api::names::validate_site_name;
+use backend_api::names::{validate_site_name, validate_site_token};
 use backend_api::{
     BackendError, BackendHealth, BackendResourceInfo, BackendResult, BillingPeriod, Capabilities,
     Check, CreateRequest, Diagnostics, Limits, MembershipBackend, OrderBackend, ResourceView,
@@ -107,7 +107,7 @@ impl SlurmBackend {
     ) -> BackendResult<Self> {
         for key in components.keys() {
             // Component keys are TRES names and end up inside GrpTRESMins=...
-            validate_site_name("component (TRES) name", key)?;
+            validate_site_token("component (TRES) name", key)?;
         }
         let hierarchy = Hierarchy {
             root_account: settings.root().to_owned(),
@@ -120,7 +120,7 @@ impl SlurmBackend {
             SlurmCommands::new(&settings.slurm_bin_path, settings.cluster_name.as_deref());
         let components = ComponentMap::new(components);
         for tres in components.tres_names() {
-            validate_site_name("component (TRES) name", &tres)?;
+            validate_site_token("component (TRES) name", &tres)?;
         }
         Ok(SlurmBackend {
             settings,

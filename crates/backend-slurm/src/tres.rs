@@ -48,7 +48,9 @@ impl ComponentMap {
         }
     }
 
-    /// Whether `target_components` is in use (then `unit_factor` is not applied).
+    /// Whether `target_components` is in use by some component (components without targets still
+    /// apply their own `unit_factor`; upstream dropped it there, which silently turned k-Hours
+    /// into minutes as soon as one component of the offering was mapped).
     pub fn is_mapped(&self) -> bool {
         !self.targets.is_empty()
     }
@@ -115,10 +117,12 @@ impl ComponentMap {
                         *out.entry(tres.clone()).or_default() += *amount as f64 * factor;
                     }
                 }
-                None if self.components.contains_key(key) => {
-                    *out.entry(key.clone()).or_default() += *amount as f64;
+                // A component without targets keeps its own `unit_factor`, mapped mode or not.
+                None => {
+                    if let Some(c) = self.components.get(key) {
+                        *out.entry(key.clone()).or_default() += *amount as f64 * c.unit_factor;
+                    }
                 }
-                None => {}
             }
         }
         out.into_iter().map(|(k, v)| (k, v as i64)).collect()
@@ -147,8 +151,13 @@ impl ComponentMap {
                     }
                 }
                 None => {
-                    if let Some(v) = tres.get(key) {
-                        out.insert(key.clone(), *v);
+                    if let (Some(v), Some(c)) = (tres.get(key), self.components.get(key)) {
+                        let factor = if c.unit_factor == 0.0 {
+                            1.0
+                        } else {
+                            c.unit_factor
+                        };
+                        out.insert(key.clone(), (*v as f64 / factor).round() as i64);
                     }
                 }
             }
@@ -179,7 +188,14 @@ impl ComponentMap {
                         }
                     })
                     .sum(),
-                None => tres.get(key).copied().unwrap_or(0.0),
+                None => {
+                    let factor = self.components[key].reporting_factor();
+                    if factor == 0.0 {
+                        0.0
+                    } else {
+                        tres.get(key).copied().unwrap_or(0.0) / factor
+                    }
+                }
             };
             out.insert(key.clone(), value);
         }
@@ -327,6 +343,28 @@ mod tests {
         let usage =
             map.usage_to_waldur(&[("cpu".to_owned(), 128.0), ("gres/gpu".to_owned(), 8.0)].into());
         assert_eq!(usage["node_hours"], 4.0);
+    }
+
+    #[test]
+    fn unmapped_components_keep_their_unit_factor_next_to_mapped_ones() {
+        let mut c = IndexMap::new();
+        c.insert("cpu".to_owned(), comp(60_000.0, AccountingType::Usage));
+        let mut gpu = comp(1.0, AccountingType::Limit);
+        gpu.extra.insert(
+            "target_components".into(),
+            serde_json::json!({"gres/gpu": {"factor": 60.0}}),
+        );
+        c.insert("gpu".to_owned(), gpu);
+        let map = ComponentMap::new(c);
+        let waldur: Limits = [("cpu".to_owned(), 10), ("gpu".to_owned(), 20)].into();
+        let tres = map.limits_to_tres(&waldur);
+        assert_eq!(format_tres(&tres), "cpu=600000,gres/gpu=1200");
+        assert_eq!(map.tres_to_limits(&tres), waldur);
+        let usage = map.usage_to_waldur(
+            &[("cpu".to_owned(), 120_000.0), ("gres/gpu".to_owned(), 60.0)].into(),
+        );
+        assert_eq!(usage["cpu"], 2.0);
+        assert_eq!(usage["gpu"], 1.0);
     }
 
     #[test]
