@@ -13,6 +13,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 export WALDUR_SERVICES_DIR="${WALDUR_SERVICES_DIR:-/tmp/waldur-services}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Tests that restart RabbitMQ must bring back the management API the simulator provisions through.
+export RABBITMQ_WITH_MANAGEMENT=1
 step() { printf '\n==> %s\n' "$*"; }
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -23,7 +25,6 @@ fi
 if [ -z "${SKIP_SERVICES:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     step "starting real services (SLURM, RabbitMQ, mosquitto, Keystone)"
-    export RABBITMQ_WITH_MANAGEMENT=1
     export KEYSTONE_PIP_SPEC="${KEYSTONE_PIP_SPEC:-keystone==30.0.0}"
     bash scripts/services/up.sh slurm rabbitmq mosquitto keystone
   else

@@ -76,8 +76,7 @@ pub struct SubscriptionPlan {
     pub vhost: String,
     /// Broker login (subscription UUID hex, or the unified queue's RMQ user).
     pub login: String,
-    /// Queue name; STOMP destination is `/amq/queue/<queue>` (legacy) or `/queue/<queue>`
-    /// (unified).
+    /// Queue name; the STOMP destination is `/amq/queue/<queue>` on both paths.
     pub queue: String,
     /// Subscription UUID (legacy path; used in MQTT topics).
     pub subscription_uuid: Option<String>,
@@ -85,12 +84,11 @@ pub struct SubscriptionPlan {
 }
 
 impl SubscriptionPlan {
+    /// `/amq/queue/` subscribes to the queue Waldur declared without re-declaring it. The unified
+    /// path's documented `/queue/<name>` makes RabbitMQ re-declare it without Waldur's
+    /// `x-overflow`/TTL arguments, which fails with PRECONDITION_FAILED.
     pub fn stomp_destination(&self) -> String {
-        if self.unified {
-            format!("/queue/{}", self.queue)
-        } else {
-            format!("/amq/queue/{}", self.queue)
-        }
+        format!("/amq/queue/{}", self.queue)
     }
 
     /// MQTT topic of the 0.7.x layout: `subscription/<sub>/offering/<offering>/<object type>`.

@@ -4,14 +4,14 @@
 # lifecycle and report usage.
 #
 # Scenarios (each prints PASS/FAIL): create, update (limits), report (usage), terminate.
-# Env: AGENT_VERSION (default 1.0.7), VENV (default /tmp/waldur-pyagent-venv), SIM_PORT (18181),
+# Env: AGENT_VERSION (default 1.0.7), VENV (default /tmp/waldur-python-agent/venv), SIM_PORT (18181),
 #      ORDER_TIMEOUT seconds per order (default 150).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../../../.." && pwd)
 AGENT_VERSION=${AGENT_VERSION:-1.0.7}
-VENV=${VENV:-/tmp/waldur-pyagent-venv}
+VENV=${VENV:-/tmp/waldur-python-agent/venv}
 SIM_PORT=${SIM_PORT:-18181}
 ORDER_TIMEOUT=${ORDER_TIMEOUT:-150}
 WORK=$(mktemp -d /tmp/waldur-pyagent-XXXX)
@@ -25,7 +25,7 @@ failed() { echo "FAIL: $*"; fail=$((fail + 1)); }
 
 # 1. The Python agent, pinned.
 if [ ! -x "$VENV/bin/waldur_site_agent" ]; then
-  python3.11 -m venv "$VENV" || exit 1
+  "${PYTHON:-python3}" -m venv "$VENV" || exit 1
   "$VENV/bin/pip" install -q "waldur-site-agent==$AGENT_VERSION" "waldur-site-agent-slurm==$AGENT_VERSION" || exit 1
 fi
 PY="$VENV/bin/python"

@@ -1,0 +1,317 @@
+//! `event_process` end to end: the simulator publishes like Mastermind to the real RabbitMQ
+//! (web-stomp) or mosquitto (MQTT over WebSocket); the agent binary subscribes, handles the events
+//! on the real SLURM, and acknowledges them. Services: `bash scripts/services/up.sh slurm rabbitmq
+//! mosquitto` with `RABBITMQ_WITH_MANAGEMENT=1`.
+//!
+//! Without the services: with `CI=true` the tests fail saying what to start; otherwise they print
+//! a note and return.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use waldur_sim::consumer::ConsumerClient;
+use waldur_sim::{BrokerOptions, SimOptions, SimServer};
+
+const SLURM_ENV: &str = "/tmp/waldur-services/slurm/env.sh";
+const RABBITMQ_ADMIN: &str = "http://waldur:waldur@127.0.0.1:15672";
+
+/// One test at a time: one of them restarts RabbitMQ.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn require(what: &str, ok: bool, how: &str) -> bool {
+    if ok {
+        return true;
+    }
+    let msg = format!("{what} is not available: {how}");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    eprintln!("note: skipping: {msg}");
+    false
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).is_ok()
+}
+
+fn slurm_conf() -> Option<String> {
+    std::fs::read_to_string(SLURM_ENV)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("export SLURM_CONF="))
+                .map(|v| v.trim().trim_matches('"').to_owned())
+        })
+        .filter(|c| Path::new(c).is_file())
+}
+
+fn services(mqtt: bool) -> Option<String> {
+    let conf = slurm_conf();
+    if !require("real SLURM", conf.is_some(), "run `bash scripts/services/slurm-up.sh`") {
+        return None;
+    }
+    let rabbit = port_open(61613) && port_open(15674) && port_open(15672);
+    if !require(
+        "RabbitMQ with web-stomp and the management API",
+        rabbit,
+        "run `RABBITMQ_WITH_MANAGEMENT=1 bash scripts/services/rabbitmq-up.sh`",
+    ) {
+        return None;
+    }
+    if mqtt && !require("mosquitto", port_open(1883) && port_open(9001), "run `bash scripts/services/mosquitto-up.sh`") {
+        return None;
+    }
+    conf
+}
+
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(config: &Path, slurm_conf: &str, reconciliation_minutes: &str, log: PathBuf) -> Agent {
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Process::new(assert_cmd::cargo::cargo_bin("waldur-site-agent"))
+            .env("SLURM_CONF", slurm_conf)
+            .env("WALDUR_SITE_AGENT_LOG_LEVEL", "INFO")
+            .env("WALDUR_SITE_AGENT_RECONCILIATION_PERIOD_MINUTES", reconciliation_minutes)
+            .args(["-m", "event_process", "-c"])
+            .arg(config)
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("agent starts");
+        Agent { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until the log shows `needle` `count` times.
+    async fn wait_log(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.log().matches(needle).count() >= count {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = Process::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+fn config(sim: &SimServer, tag: &str, transport: &str) -> String {
+    let demo = sim.demo();
+    let events = match transport {
+        "stomp" => format!(
+            "    stomp_enabled: true\n    websocket_use_tls: false\n    stomp_ws_host: \"{}\"\n    stomp_ws_port: {}\n    stomp_ws_path: \"{}\"\n",
+            demo.stomp_ws_host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+            demo.stomp_ws_port.unwrap_or(15674),
+            demo.stomp_ws_path.clone().unwrap_or_else(|| "/ws".into()),
+        ),
+        _ => "    mqtt_enabled: true\n    websocket_use_tls: false\n    mqtt_host: \"127.0.0.1\"\n    mqtt_port: 9001\n    mqtt_use_websocket: true\n    mqtt_ws_path: \"/\"\n".to_owned(),
+    };
+    format!(
+        r#"offerings:
+  - name: events-{tag}
+    waldur_api_url: "{api}"
+    waldur_api_token: "{token}"
+    waldur_offering_uuid: "{offering}"
+    backend_type: slurm
+    order_processing_backend: slurm
+    membership_sync_backend: slurm
+{events}    backend_settings:
+      default_account: root
+      customer_prefix: "{tag}_c_"
+      project_prefix: "{tag}_p_"
+      allocation_prefix: "{tag}_a_"
+      enable_user_homedir_account_creation: false
+    backend_components:
+      cpu: {{limit: 10, measured_unit: k-Hours, unit_factor: 60000, accounting_type: usage, label: CPU}}
+"#,
+        api = demo.api_url,
+        token = demo.provider_token,
+        offering = demo.offering_uuid,
+    )
+}
+
+async fn sim_with_brokers(mqtt: bool) -> SimServer {
+    let brokers = BrokerOptions {
+        rabbitmq_admin: Some(RABBITMQ_ADMIN.into()),
+        stomp: Some("127.0.0.1:61613".into()),
+        stomp_ws: Some("ws://127.0.0.1:15674/ws".into()),
+        mqtt: mqtt.then(|| "127.0.0.1:1883".to_owned()),
+        mqtt_ws: mqtt.then(|| "ws://127.0.0.1:9001/".to_owned()),
+    };
+    SimServer::start(SimOptions { demo: true, brokers, ..SimOptions::default() }).await.expect("simulator")
+}
+
+fn limits(pairs: &[(&str, i64)]) -> Map<String, Value> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect()
+}
+
+async fn wait_order(consumer: &ConsumerClient, order: &str, timeout: Duration) -> (String, Duration) {
+    let start = Instant::now();
+    loop {
+        let state = consumer.order(order).await.expect("order")["state"].as_str().unwrap_or_default().to_owned();
+        if state == "done" || state == "erred" || start.elapsed() > timeout {
+            return (state, start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn sacctmgr_users(conf: &str, account: &str) -> Vec<String> {
+    let out = Process::new("sacctmgr")
+        .env("SLURM_CONF", conf)
+        .args(["-nP", "show", "assoc", &format!("account={account}"), "format=user"])
+        .output()
+        .expect("sacctmgr");
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
+}
+
+async fn wait_user(conf: &str, account: &str, user: &str, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if sacctmgr_users(conf, account).iter().any(|u| u == user) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+async fn orders_and_members_by_events(transport: &str) {
+    let _serial = SERIAL.lock().await;
+    let Some(conf) = services(transport == "mqtt") else { return };
+    let sim = sim_with_brokers(transport == "mqtt").await;
+    let demo = sim.demo().clone();
+    let tag = format!("ev{}{}", &transport[..1], std::process::id() % 100_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(&cfg, config(&sim, &tag, transport)).expect("config");
+    // Reconciliation every 60 minutes: after the initial pass, only events can do the work.
+    let agent = Agent::start(&cfg, &conf, "60", dir.path().join("agent.log"));
+    assert!(
+        agent.wait_log("\"status\":\"Connected\"", 1, Duration::from_secs(30)).await,
+        "the agent never connected:\n{}",
+        agent.log()
+    );
+    assert!(agent.wait_log("Cycle finished", 1, Duration::from_secs(30)).await, "initial pass:\n{}", agent.log());
+
+    let consumer = ConsumerClient::new(&demo.api_url, &demo.consumer_token);
+    let order = consumer
+        .create_order(&demo.offering_uuid, &demo.project_uuid, Some(&demo.plan_uuid), limits(&[("cpu", 1)]), "by event")
+        .await
+        .expect("create order");
+    let (state, took) = wait_order(&consumer, &order, Duration::from_secs(30)).await;
+    assert_eq!(state, "done", "order not done by event within 30 s:\n{}", agent.log());
+    println!("{transport}: Create order done {} ms after it was placed", took.as_millis());
+    assert_eq!(agent.log().matches("Cycle finished").count(), 1, "no polling cycle ran besides the initial pass");
+
+    let resource = consumer.order(&order).await.expect("order")["marketplace_resource_uuid"].as_str().expect("uuid").to_owned();
+    let account = consumer.resource(&resource).await.expect("resource")["backend_id"].as_str().expect("id").to_owned();
+    let member = demo.users.first().expect("users").clone();
+    consumer.add_user_to_project(&demo.project_uuid, &member.uuid, "PROJECT.MEMBER").await.expect("add user");
+    assert!(
+        wait_user(&conf, &account, &member.username, Duration::from_secs(30)).await,
+        "{} never got an association with {account}:\n{}",
+        member.username,
+        agent.log()
+    );
+    drop(agent);
+    cleanup(&conf, &tag);
+}
+
+fn cleanup(conf: &str, tag: &str) {
+    for kind in ["a", "p", "c"] {
+        let out = Process::new("sacctmgr")
+            .env("SLURM_CONF", conf)
+            .args(["-nP", "show", "account", "format=account"])
+            .output()
+            .expect("sacctmgr");
+        let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|a| a.starts_with(&format!("{tag}_{kind}_")))
+            .map(str::to_owned)
+            .collect();
+        if !names.is_empty() {
+            let _ = Process::new("sacctmgr").env("SLURM_CONF", conf).args(["-i", "delete", "account", &names.join(",")]).output();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stomp_events_drive_orders_and_memberships() {
+    orders_and_members_by_events("stomp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_events_drive_orders_and_memberships() {
+    orders_and_members_by_events("mqtt").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_across_a_broker_restart() {
+    let _serial = SERIAL.lock().await;
+    let Some(conf) = services(false) else { return };
+    let sim = sim_with_brokers(false).await;
+    let demo = sim.demo().clone();
+    let tag = format!("evr{}", std::process::id() % 100_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(&cfg, config(&sim, &tag, "stomp")).expect("config");
+    // Reconciliation every 15 s: what the broker never delivered is caught by the sweep.
+    let agent = Agent::start(&cfg, &conf, "0.25", dir.path().join("agent.log"));
+    assert!(agent.wait_log("\"status\":\"Connected\"", 1, Duration::from_secs(30)).await, "{}", agent.log());
+
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let down = Process::new("bash").arg(repo.join("scripts/services/rabbitmq-down.sh")).status().expect("down script");
+    assert!(down.success());
+    let consumer = ConsumerClient::new(&demo.api_url, &demo.consumer_token);
+    let order = consumer
+        .create_order(&demo.offering_uuid, &demo.project_uuid, Some(&demo.plan_uuid), limits(&[("cpu", 1)]), "while down")
+        .await
+        .expect("create order while the broker is down");
+    let up = Process::new("bash")
+        .arg(repo.join("scripts/services/rabbitmq-up.sh"))
+        .env("RABBITMQ_WITH_MANAGEMENT", "1")
+        .status()
+        .expect("up script");
+    assert!(up.success(), "RabbitMQ did not come back");
+    let (state, _) = wait_order(&consumer, &order, Duration::from_secs(90)).await;
+    assert_eq!(state, "done", "the order placed while the broker was down was lost:\n{}", agent.log());
+    assert!(
+        agent.wait_log("\"status\":\"Connected\"", 2, Duration::from_secs(60)).await,
+        "the agent did not reconnect by itself:\n{}",
+        agent.log()
+    );
+    // And events flow again after the reconnect.
+    let order = consumer
+        .create_order(&demo.offering_uuid, &demo.project_uuid, Some(&demo.plan_uuid), limits(&[("cpu", 2)]), "after restart")
+        .await
+        .expect("create order");
+    let (state, _) = wait_order(&consumer, &order, Duration::from_secs(30)).await;
+    assert_eq!(state, "done", "{}", agent.log());
+    drop(agent);
+    cleanup(&conf, &tag);
+}

@@ -1,0 +1,253 @@
+//! End to end through the binary: `waldur-sim --demo` (in process) and the real SLURM started by
+//! `bash scripts/services/slurm-up.sh`. A consumer's orders and project changes go through the
+//! simulator's REST API; the agent runs `--once` per mode as cron would; SLURM is checked with
+//! `sacctmgr` directly.
+//!
+//! Without SLURM: with `CI=true` the test fails saying how to start it; otherwise it prints a note
+//! and returns.
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+
+use assert_cmd::Command;
+use serde_json::{Map, Value, json};
+use waldur_sim::SimServer;
+use waldur_sim::consumer::ConsumerClient;
+
+const ENV_FILE: &str = "/tmp/waldur-services/slurm/env.sh";
+
+fn slurm_conf() -> Option<String> {
+    let conf = std::fs::read_to_string(ENV_FILE)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("export SLURM_CONF="))
+                .map(|v| v.trim().trim_matches('"').to_owned())
+        })
+        .or_else(|| std::env::var("SLURM_CONF").ok())
+        .filter(|c| Path::new(c).is_file());
+    let reachable = conf.as_ref().is_some_and(|c| {
+        Process::new("sacctmgr")
+            .env("SLURM_CONF", c)
+            .args(["--parsable2", "--noheader", "show", "cluster"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if reachable {
+        return conf;
+    }
+    let msg = "real SLURM is not running: start it with `bash scripts/services/slurm-up.sh` (as root)";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    eprintln!("note: skipping: {msg}");
+    None
+}
+
+struct Site {
+    conf: String,
+}
+
+impl Site {
+    fn sacctmgr(&self, args: &[&str]) -> String {
+        let out = Process::new("sacctmgr")
+            .env("SLURM_CONF", &self.conf)
+            .args(["--parsable2", "--noheader"])
+            .args(args)
+            .output()
+            .expect("sacctmgr runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `account|user|grptresmins|qos` lines of one account.
+    fn assoc(&self, account: &str) -> Vec<Vec<String>> {
+        self.sacctmgr(&["show", "assoc", &format!("account={account}"), "format=account,user,grptresmins,qos"])
+            .lines()
+            .map(|l| l.split('|').map(str::to_owned).collect())
+            .collect()
+    }
+
+    fn account_limits(&self, account: &str) -> String {
+        self.assoc(account)
+            .into_iter()
+            .find(|f| f.get(1).is_some_and(String::is_empty))
+            .and_then(|f| f.get(2).cloned())
+            .unwrap_or_default()
+    }
+
+    fn users(&self, account: &str) -> Vec<String> {
+        self.assoc(account)
+            .into_iter()
+            .filter_map(|f| f.get(1).cloned().filter(|u| !u.is_empty()))
+            .collect()
+    }
+
+    fn accounts_with_prefix(&self, prefix: &str) -> Vec<String> {
+        self.sacctmgr(&["show", "account", "format=account"])
+            .lines()
+            .map(str::trim)
+            .filter(|a| a.starts_with(prefix))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+struct Run {
+    config: PathBuf,
+    conf: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Run {
+    /// `waldur-site-agent -m MODE -c CONFIG --once`; returns (success, combined output).
+    fn agent(&self, mode: &str) -> (bool, String) {
+        let out = Command::cargo_bin("waldur-site-agent")
+            .expect("binary is built")
+            .env("SLURM_CONF", &self.conf)
+            .env("WALDUR_SITE_AGENT_LOG_LEVEL", "INFO")
+            .args(["-m", mode, "-c"])
+            .arg(&self.config)
+            .arg("--once")
+            .output()
+            .expect("agent runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+}
+
+fn limits(pairs: &[(&str, i64)]) -> Map<String, Value> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_members_pause_and_terminate_reach_real_slurm() {
+    let Some(conf) = slurm_conf() else { return };
+    let site = Site { conf: conf.clone() };
+    // The paused QoS must exist on the cluster (an operator creates it once).
+    site.sacctmgr(&["-i", "add", "qos", "waldur_e2e_paused"]);
+
+    let sim = SimServer::start_demo().await.expect("simulator");
+    let demo = sim.demo().clone();
+    let tag = format!("e2e{}", std::process::id() % 100_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"offerings:
+  - name: e2e
+    waldur_api_url: "{api}"
+    waldur_api_token: "{token}"
+    waldur_offering_uuid: "{offering}"
+    backend_type: slurm
+    order_processing_backend: slurm
+    membership_sync_backend: slurm
+    reporting_backend: slurm
+    backend_settings:
+      default_account: root
+      customer_prefix: "{tag}_c_"
+      project_prefix: "{tag}_p_"
+      allocation_prefix: "{tag}_a_"
+      qos_paused: waldur_e2e_paused
+      qos_default: normal
+      enable_user_homedir_account_creation: false
+    backend_components:
+      cpu: {{limit: 10, measured_unit: k-Hours, unit_factor: 60000, accounting_type: usage, label: CPU}}
+      gpu:
+        measured_unit: gpu-Hours
+        accounting_type: limit
+        label: GPU
+        target_components:
+          gres/gpu: {{factor: 60}}
+"#,
+            api = demo.api_url,
+            token = demo.provider_token,
+            offering = demo.offering_uuid,
+        ),
+    )
+    .expect("config written");
+    let run = Run { config, conf, _dir: dir };
+    let consumer = ConsumerClient::new(&demo.api_url, &demo.consumer_token);
+    let staff = ConsumerClient::new(&demo.api_url, &demo.staff_token);
+
+    // 1. Create: the order becomes an account with the ordered limits; the order is done.
+    let order = consumer
+        .create_order(&demo.offering_uuid, &demo.project_uuid, Some(&demo.plan_uuid), limits(&[("gpu", 20)]), "e2e alloc")
+        .await
+        .expect("create order");
+    let (ok, log) = run.agent("order_process");
+    assert!(ok, "order_process --once failed:\n{log}");
+    let o = consumer.order(&order).await.expect("order");
+    assert_eq!(o["state"], "done", "{o}");
+    let resource_uuid = o["marketplace_resource_uuid"].as_str().expect("resource").to_owned();
+    let resource = consumer.resource(&resource_uuid).await.expect("resource");
+    let account = resource["backend_id"].as_str().expect("backend_id").to_owned();
+    assert!(account.starts_with(&format!("{tag}_a_")), "{account}");
+    let grp = site.account_limits(&account);
+    assert!(grp.contains("gres/gpu=1200") && grp.contains("cpu=600000"), "GrpTRESMins of {account}: {grp}");
+
+    // 2. A user added to the project gets an association.
+    let member = demo.users.first().expect("demo users").clone();
+    consumer.add_user_to_project(&demo.project_uuid, &member.uuid, "PROJECT.MEMBER").await.expect("add user");
+    let (ok, log) = run.agent("membership_sync");
+    assert!(ok, "membership_sync --once failed:\n{log}");
+    assert!(site.users(&account).contains(&member.username), "{:?}", site.users(&account));
+
+    // 3. update_limits changes GrpTRESMins.
+    let update = consumer.update_limits(&resource_uuid, limits(&[("gpu", 30)])).await.expect("update order");
+    let (ok, log) = run.agent("order_process");
+    assert!(ok, "{log}");
+    assert_eq!(consumer.order(&update).await.expect("order")["state"], "done");
+    assert!(site.account_limits(&account).contains("gres/gpu=1800"), "{}", site.account_limits(&account));
+
+    // 4. Pausing sets the paused QoS; unpausing restores the default.
+    staff
+        .post(&format!("marketplace-resources/{resource_uuid}/set_paused/"), json!({"paused": true}))
+        .await
+        .expect("staff pauses the resource");
+    let (ok, log) = run.agent("membership_sync");
+    assert!(ok, "{log}");
+    let qos: Vec<String> = site.assoc(&account).into_iter().filter_map(|f| f.get(3).cloned()).collect();
+    assert!(qos.iter().all(|q| q == "waldur_e2e_paused"), "paused QoS on every association: {qos:?}");
+    staff
+        .post(&format!("marketplace-resources/{resource_uuid}/set_paused/"), json!({"paused": false}))
+        .await
+        .expect("staff unpauses");
+    run.agent("membership_sync");
+    let qos: Vec<String> = site.assoc(&account).into_iter().filter_map(|f| f.get(3).cloned()).collect();
+    assert!(qos.iter().all(|q| q == "normal"), "restored QoS: {qos:?}");
+
+    // 5. Running everything again creates nothing twice.
+    let before = site.accounts_with_prefix(&tag);
+    run.agent("order_process");
+    run.agent("membership_sync");
+    assert_eq!(site.accounts_with_prefix(&tag), before, "a second run changed the account set");
+
+    // 6. Terminate removes the account.
+    let terminate = consumer.terminate(&resource_uuid).await.expect("terminate order");
+    let (ok, log) = run.agent("order_process");
+    assert!(ok, "{log}");
+    assert_eq!(consumer.order(&terminate).await.expect("order")["state"], "done");
+    assert!(site.assoc(&account).is_empty(), "account {account} still has associations");
+
+    // 7. A hostile name is refused before sacctmgr runs, and the order is erred saying why.
+    let project = uuid::Uuid::parse_str(&demo.project_uuid).expect("project uuid");
+    sim.mutate(|s| {
+        if let Some(p) = s.projects.get_mut(&project) {
+            p.slug = "x,parent=root".to_owned();
+        }
+        Ok(())
+    })
+    .expect("rename project");
+    let hostile = consumer
+        .create_order(&demo.offering_uuid, &demo.project_uuid, Some(&demo.plan_uuid), limits(&[("gpu", 1)]), "hostile")
+        .await
+        .expect("create order");
+    let (ok, log) = run.agent("order_process");
+    assert!(!ok, "a refused order makes --once fail");
+    let o = consumer.order(&hostile).await.expect("order");
+    assert_eq!(o["state"], "erred", "{o}");
+    let message = o["error_message"].as_str().unwrap_or_default();
+    assert!(message.contains("refused") && message.contains("x,parent=root"), "error says why: {message}\n{log}");
+    assert!(site.accounts_with_prefix(&format!("{tag}_a_x")).is_empty(), "nothing was created for the hostile name");
+}
