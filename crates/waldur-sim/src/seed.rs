@@ -48,6 +48,9 @@ pub struct Seed {
     /// Whether `set_usage` accepts past billing months (default true).
     #[serde(default)]
     pub allow_usage_backfill: Option<bool>,
+    /// Event brokers (see [`crate::broker::BrokerOptions`]); command-line flags override these.
+    #[serde(default)]
+    pub brokers: Option<crate::broker::BrokerOptions>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
