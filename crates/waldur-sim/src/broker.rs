@@ -80,7 +80,10 @@ impl std::fmt::Debug for BrokerOptions {
     // The admin URL and the MQTT address may carry passwords.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BrokerOptions")
-            .field("rabbitmq_admin", &self.rabbitmq_admin.as_ref().map(|_| "***"))
+            .field(
+                "rabbitmq_admin",
+                &self.rabbitmq_admin.as_ref().map(|_| "***"),
+            )
             .field("stomp", &self.stomp)
             .field("stomp_ws", &self.stomp_ws)
             .field("mqtt", &self.mqtt.as_ref().map(|m| redact_userinfo(m)))
@@ -177,10 +180,12 @@ pub fn ws_parts(what: &'static str, raw: &str) -> Result<(String, u16, String), 
         what,
         reason: "URL without host".into(),
     })?;
-    let port = url.port_or_known_default().ok_or_else(|| BrokerError::Config {
-        what,
-        reason: "URL without port".into(),
-    })?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| BrokerError::Config {
+            what,
+            reason: "URL without port".into(),
+        })?;
     Ok((host.to_string(), port, url.path().to_string()))
 }
 
@@ -216,9 +221,8 @@ impl RabbitAdmin {
         if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
             return Err(cfg("expected an http(s):// URL with a host".into()));
         }
-        let decode = |s: &str| {
-            percent_decode(s).map_err(|_| cfg("credentials are not valid UTF-8".into()))
-        };
+        let decode =
+            |s: &str| percent_decode(s).map_err(|_| cfg("credentials are not valid UTF-8".into()));
         let (user, password) = if base.username().is_empty() {
             ("guest".to_string(), "guest".to_string())
         } else {
@@ -327,11 +331,8 @@ impl RabbitAdmin {
 
     /// Creates the user or resets its password.
     pub async fn put_user(&self, name: &str, password: &str) -> Result<(), BrokerError> {
-        self.put(
-            &["users", name],
-            json!({"password": password, "tags": ""}),
-        )
-        .await
+        self.put(&["users", name], json!({"password": password, "tags": ""}))
+            .await
     }
 
     pub async fn user_exists(&self, name: &str) -> Result<bool, BrokerError> {
@@ -594,7 +595,10 @@ impl MqttPublisher {
         let send_stats = stats.clone();
         tokio::spawn(async move {
             while let Some((topic, body)) = rx.recv().await {
-                if let Err(e) = client.publish(topic.clone(), QoS::AtLeastOnce, false, body).await {
+                if let Err(e) = client
+                    .publish(topic.clone(), QoS::AtLeastOnce, false, body)
+                    .await
+                {
                     bump(&send_stats.0.mqtt_failed);
                     tracing::warn!(%topic, error = %e, "MQTT publish failed");
                 }
@@ -668,7 +672,10 @@ mod tests {
             ..Default::default()
         };
         let dbg = format!("{seed:?}");
-        assert!(!dbg.contains("topsecret") && !dbg.contains("mqttpw"), "{dbg}");
+        assert!(
+            !dbg.contains("topsecret") && !dbg.contains("mqttpw"),
+            "{dbg}"
+        );
         let merged = seed.overridden_by(BrokerOptions {
             stomp: Some("flag:61613".into()),
             ..Default::default()

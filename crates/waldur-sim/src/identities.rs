@@ -432,7 +432,11 @@ async fn register_event_subscription(
             .values()
             .find(|x| x.user == user && x.observable_objects == objects)
         {
-            return Ok((StatusCode::OK, s.render_subscription(existing), existing.uuid));
+            return Ok((
+                StatusCode::OK,
+                s.render_subscription(existing),
+                existing.uuid,
+            ));
         }
         let sub = create_subscription(s, user, description, objects.clone());
         Ok((StatusCode::CREATED, s.render_subscription(&sub), sub.uuid))
@@ -626,7 +630,12 @@ async fn create_queue(ctx: Ctx, Path(id): Path<String>, body: Body) -> ApiResult
         if let Some(q) = s.subscription_queues.values().find(|q| {
             q.subscription == id && q.offering == offering && q.object_type == object_type
         }) {
-            return Ok((StatusCode::OK, s.render_subscription_queue(q), q.clone(), vhost));
+            return Ok((
+                StatusCode::OK,
+                s.render_subscription_queue(q),
+                q.clone(),
+                vhost,
+            ));
         }
         let q = SubscriptionQueue {
             uuid: new_uuid(),

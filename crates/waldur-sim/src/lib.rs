@@ -332,17 +332,21 @@ impl BrokerSetup {
                 passcode,
             };
             tracing::info!(host = %s.host, port = s.port, "publishing events over STOMP");
-            shared.events.add_sink(Arc::new(broker::StompPublisher::spawn(
-                target,
-                shared.publish_stats.clone(),
-            )));
+            shared
+                .events
+                .add_sink(Arc::new(broker::StompPublisher::spawn(
+                    target,
+                    shared.publish_stats.clone(),
+                )));
         }
         if let Some(m) = &self.mqtt {
             tracing::info!(host = %m.host, port = m.port, "publishing events over MQTT");
-            shared.events.add_sink(Arc::new(broker::MqttPublisher::spawn(
-                m.clone(),
-                shared.publish_stats.clone(),
-            )));
+            shared
+                .events
+                .add_sink(Arc::new(broker::MqttPublisher::spawn(
+                    m.clone(),
+                    shared.publish_stats.clone(),
+                )));
         }
         if self.rabbit.is_some() && self.stomp.is_none() {
             tracing::warn!(
