@@ -100,6 +100,45 @@ async fn mgmt_get(path: &str) -> (StatusCode, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Closes every connection of `user` in `vhost` through the management API; returns how many.
+async fn close_connections_of(user: &str, vhost: &str) -> usize {
+    let http = reqwest::Client::new();
+    // The connection list may lag a moment behind the connection itself.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (s, list) = mgmt_get(&format!("vhosts/{vhost}/connections")).await;
+        assert_eq!(s, StatusCode::OK, "{list}");
+        let names: Vec<String> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["user"] == user)
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect();
+        if !names.is_empty() || tokio::time::Instant::now() > deadline {
+            for name in &names {
+                let mut url = reqwest::Url::parse(MGMT).expect("valid URL");
+                url.path_segments_mut()
+                    .expect("base URL")
+                    .extend(["connections", name.as_str()]);
+                let resp = http
+                    .delete(url)
+                    .basic_auth("waldur", Some("waldur"))
+                    .send()
+                    .await
+                    .expect("management API reachable");
+                assert!(
+                    resp.status().is_success(),
+                    "close {name}: {}",
+                    resp.status()
+                );
+            }
+            return names.len();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn start_sim(brokers: BrokerOptions) -> SimServer {
     SimServer::start(SimOptions {
         demo: true,
@@ -249,6 +288,14 @@ async fn legacy_queue_is_provisioned_and_receives_order_over_stomp() {
     );
     assert_eq!(sim.publish_counters().stomp_sent, 1);
     assert_eq!(sim.publish_counters().stomp_failed, 0);
+
+    // The broker drops the publisher's connection: the next event goes out on a new one.
+    let closed = close_connections_of("waldur", &vhost).await;
+    assert!(closed >= 1, "the publisher had a connection in the vhost");
+    let second = place_order(&sim, "after-reconnect").await;
+    let payload = next_json(&mut messages).await;
+    assert_eq!(payload["order_uuid"], json!(second));
+    assert_eq!(sim.publish_counters().stomp_sent, 2);
 
     // A subscription whose RMQ user vanished is replaced (201, new uuid) instead of reused.
     let http = reqwest::Client::new();
