@@ -21,6 +21,9 @@
 //!     components:
 //!       - {type: cpu, name: CPU, measured_unit: k-Hours, billing_type: usage, unit_factor: 60000}
 //!     plans: [{name: Default}]
+//! brokers:            # optional; --rabbitmq-admin/--stomp/--mqtt flags override it
+//!   rabbitmq_admin: http://waldur:waldur@127.0.0.1:15672
+//!   stomp: 127.0.0.1:61613
 //! ```
 
 use indexmap::IndexMap;
@@ -420,6 +423,9 @@ offerings:
     components:
       - {type: cpu, name: CPU, measured_unit: k-Hours, billing_type: usage, unit_factor: 60000}
     plans: [{name: Default}]
+brokers:
+  rabbitmq_admin: http://waldur:waldur@127.0.0.1:15672
+  stomp: 127.0.0.1:61613
 "#;
 
     #[test]
@@ -434,6 +440,13 @@ offerings:
         assert_eq!(store.service_providers.len(), 1);
         assert_eq!(store.project_roles.len(), 1);
         assert_eq!(store.plans.len(), 1);
+        let brokers = seed.brokers.expect("brokers section");
+        assert_eq!(brokers.stomp.as_deref(), Some("127.0.0.1:61613"));
+        assert!(brokers.mqtt.is_none());
+        assert!(
+            Seed::from_yaml("brokers: {stomp_host: x}").is_err(),
+            "typos in broker keys are reported"
+        );
     }
 
     #[test]
