@@ -5,6 +5,7 @@
 //! drive the consumer side with [`consumer`], and check what happened with
 //! [`SimServer::stats`], [`SimServer::state`] and [`SimServer::events`].
 
+pub mod accounts;
 pub mod admin;
 pub mod app;
 pub mod broker;
@@ -441,6 +442,7 @@ pub fn router(shared: AppState) -> Router {
         .merge(identities::routes())
         .merge(catalog::routes())
         .merge(admin::routes())
+        .merge(accounts::routes())
         .route_layer(axum::middleware::from_fn_with_state(shared.clone(), track))
         .fallback(not_found)
         .with_state(shared)

@@ -48,6 +48,12 @@ pub struct Seed {
     pub offerings: Vec<SeedOffering>,
     #[serde(default)]
     pub ssh_keys: Vec<SeedSshKey>,
+    /// Project service accounts (state OK unless given).
+    #[serde(default)]
+    pub service_accounts: Vec<SeedAccount>,
+    /// Course accounts; `user` links the Waldur user.
+    #[serde(default)]
+    pub course_accounts: Vec<SeedAccount>,
     /// Whether `set_usage` accepts past billing months (default true).
     #[serde(default)]
     pub allow_usage_backfill: Option<bool>,
@@ -199,6 +205,26 @@ pub struct SeedSshKey {
     pub user: String,
     pub name: String,
     pub public_key: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedAccount {
+    /// Project name.
+    pub project: String,
+    pub username: String,
+    #[serde(default)]
+    pub uuid: Option<Uuid>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `OK` (default), `Closed`, `Erred`, `Pending`.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Username of the Waldur user (course accounts).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 pub fn random_token() -> String {
@@ -394,6 +420,43 @@ impl Seed {
                 public_key: k.public_key.clone(),
             };
             store.ssh_keys.insert(key.uuid, key);
+        }
+        let kinds = [
+            (
+                crate::accounts::AccountKind::Service,
+                &self.service_accounts,
+            ),
+            (crate::accounts::AccountKind::Course, &self.course_accounts),
+        ];
+        for (kind, accounts) in kinds {
+            for a in accounts {
+                let project = store
+                    .projects
+                    .values()
+                    .find(|p| p.name == a.project)
+                    .map(|p| p.uuid)
+                    .ok_or_else(|| SimError::Seed(format!("unknown project {:?}", a.project)))?;
+                let user = a
+                    .user
+                    .as_deref()
+                    .map(|u| user_by_name(store, u))
+                    .transpose()?;
+                let ts = now();
+                // Seeded state is the starting point: no events.
+                let account = crate::accounts::ProjectAccount {
+                    uuid: a.uuid.unwrap_or_else(new_uuid),
+                    kind,
+                    project,
+                    username: a.username.clone(),
+                    state: a.state.clone().unwrap_or_else(|| "OK".into()),
+                    email: a.email.clone().unwrap_or_default(),
+                    description: a.description.clone().unwrap_or_default(),
+                    user,
+                    created: ts,
+                    modified: ts,
+                };
+                store.project_accounts.insert(account.uuid, account);
+            }
         }
         Ok(())
     }
