@@ -32,6 +32,7 @@ async fn stats(ctx: Ctx) -> ApiResult<Response> {
         "total": snap.total,
         "routes": snap.routes,
         "log": ctx.state.stats.log(limit),
+        "publishing": ctx.state.publish_stats.snapshot(),
     }))
     .into_response())
 }

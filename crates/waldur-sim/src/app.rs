@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::broker::{PublishStats, RabbitAdmin};
 use crate::error::{ApiError, ApiResult};
 use crate::events::EventHub;
 use crate::faults::FaultState;
@@ -25,6 +26,9 @@ pub struct Shared {
     pub faults: FaultState,
     pub events: EventHub,
     pub base_url: String,
+    /// RabbitMQ management API, when configured: subscriptions and queues are provisioned there.
+    pub rabbit: Option<RabbitAdmin>,
+    pub publish_stats: PublishStats,
 }
 
 pub type AppState = Arc<Shared>;

@@ -436,9 +436,13 @@ async fn user_attribute_config(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Re
     })).into_response())
 }
 
-async fn offering_accounts(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
+async fn offering_accounts(
+    ctx: Ctx,
+    id: String,
+    kind: crate::accounts::AccountKind,
+) -> ApiResult<Response> {
     let id = path_uuid(&id)?;
-    {
+    let items = {
         let s = ctx.store();
         if !s.offerings.contains_key(&id) {
             return Err(ApiError::not_found());
@@ -446,9 +450,24 @@ async fn offering_accounts(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Respon
         if !s.can_manage_offering(&ctx.user, &id) {
             return Err(ApiError::forbidden());
         }
-    }
-    // Service and course accounts are not modelled: no project has any.
-    ctx.list(vec![], &[])
+        s.offering_accounts(&id, kind)
+    };
+    ctx.list(
+        items,
+        &[
+            f("project_uuid", "project_uuid", Kind::Uuid),
+            f("state", "state", Kind::Exact),
+            f("username", "username", Kind::Exact),
+        ],
+    )
+}
+
+async fn offering_service_accounts(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
+    offering_accounts(ctx, id, crate::accounts::AccountKind::Service).await
+}
+
+async fn offering_course_accounts(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
+    offering_accounts(ctx, id, crate::accounts::AccountKind::Course).await
 }
 
 async fn get_plan(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
@@ -844,11 +863,11 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             &format!("{o}/{{uuid}}/list_project_service_accounts/"),
-            get(offering_accounts),
+            get(offering_service_accounts),
         )
         .route(
             &format!("{o}/{{uuid}}/list_course_accounts/"),
-            get(offering_accounts),
+            get(offering_course_accounts),
         )
         .route(
             "/api/marketplace-public-offerings/{uuid}/",

@@ -48,6 +48,10 @@ pub struct DemoInfo {
     pub mqtt_host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mqtt_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_ws_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_ws_path: Option<String>,
 }
 
 impl std::fmt::Debug for DemoInfo {

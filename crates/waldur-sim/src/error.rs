@@ -89,4 +89,6 @@ pub enum SimError {
     Seed(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
 }

@@ -20,7 +20,10 @@ pub struct Delivery {
     pub path: &'static str,
     pub vhost: String,
     pub queue_name: String,
-    /// STOMP destination the server publishes to.
+    /// STOMP destination the simulator publishes to: `/amq/queue/<queue>`. Mastermind uses
+    /// `/queue/<queue>`, but RabbitMQ re-declares `/queue/` destinations on SEND and its STOMP
+    /// plugin (3.10) cannot pass `x-overflow`, so that SEND fails with PRECONDITION_FAILED on a
+    /// queue declared with the §7.1 arguments; `/amq/queue/` routes to the same queue unchanged.
     pub destination: String,
     /// MQTT topic `subscription/<sub>/offering/<offering>/<object type>` (legacy path only).
     pub mqtt_topic: Option<String>,
@@ -117,7 +120,7 @@ fn deliveries_for(store: &Store, ev: &SimEvent) -> Vec<Delivery> {
         out.push(Delivery {
             path: "legacy",
             vhost: sub.user.simple().to_string(),
-            destination: format!("/queue/{}", name.replace('/', "_")),
+            destination: format!("/amq/queue/{}", name.replace('/', "_")),
             mqtt_topic: Some(format!(
                 "subscription/{}/offering/{}/{}",
                 sub.uuid.simple(),
@@ -142,7 +145,7 @@ fn deliveries_for(store: &Store, ev: &SimEvent) -> Vec<Delivery> {
         out.push(Delivery {
             path: "unified",
             vhost: q.user.simple().to_string(),
-            destination: format!("/queue/{}", q.queue_name()),
+            destination: format!("/amq/queue/{}", q.queue_name()),
             mqtt_topic: None,
             queue_name: q.queue_name(),
             offering_uuid: ev.offering_uuid.clone(),

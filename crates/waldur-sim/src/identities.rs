@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::app::{AppState, Body, Ctx, Kind, created, f, path_uuid, status_ok};
+use crate::broker::BrokerError;
 use crate::error::{ApiError, ApiResult};
 use crate::model::*;
 use crate::store::{Store, new_uuid, now};
@@ -154,7 +155,7 @@ async fn update_identity(ctx: Ctx, Path(id): Path<String>, body: Body) -> ApiRes
 async fn delete_identity(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
     let id = path_uuid(&id)?;
     let user = ctx.user;
-    ctx.mutate(|s| {
+    let removed_queues = ctx.mutate(|s| {
         s.identity_for(&user, &id)?;
         s.identities.shift_remove(&id);
         let services: Vec<Uuid> = s
@@ -165,9 +166,27 @@ async fn delete_identity(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response
             .collect();
         s.services.retain(|_, x| x.identity != id);
         s.processors.retain(|_, p| !services.contains(&p.service));
+        let queues: Vec<AgentQueue> = s
+            .agent_queues
+            .values()
+            .filter(|q| q.identity == id)
+            .cloned()
+            .collect();
         s.agent_queues.retain(|_, q| q.identity != id);
-        Ok(())
+        Ok(queues)
     })?;
+    if let Some(rmq) = &ctx.state.rabbit {
+        for q in removed_queues {
+            let vhost = q.user.simple().to_string();
+            let cleanup = async {
+                rmq.delete_queue(&vhost, &q.queue_name()).await?;
+                rmq.delete_user(&q.consumer_uuid.simple().to_string()).await
+            };
+            if let Err(e) = cleanup.await {
+                tracing::warn!(error = %e, "RabbitMQ cleanup of a deleted identity's queue failed");
+            }
+        }
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -312,6 +331,44 @@ async fn list_processors(ctx: Ctx) -> ApiResult<Response> {
 
 // ---- event subscriptions -------------------------------------------------------------------
 
+/// Mastermind fails the request when RabbitMQ cannot be configured (an unhandled error: 500).
+fn provisioning_failed(e: BrokerError) -> ApiError {
+    tracing::error!(error = %e, "RabbitMQ provisioning failed");
+    ApiError::detail(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Unable to configure the event queue in RabbitMQ.",
+    )
+}
+
+/// The RMQ password is the caller's API token (§7.3).
+fn caller_token(ctx: &Ctx) -> String {
+    ctx.store()
+        .users
+        .get(&ctx.user)
+        .map(|u| u.token.clone())
+        .unwrap_or_default()
+}
+
+/// Vhost `user.uuid.hex`, RMQ user `subscription.uuid.hex`; undone in the store on failure.
+async fn provision_subscription(ctx: &Ctx, sub: Uuid) -> ApiResult<()> {
+    let Some(rmq) = &ctx.state.rabbit else {
+        return Ok(());
+    };
+    let token = caller_token(ctx);
+    let vhost = ctx.user.simple().to_string();
+    if let Err(e) = rmq
+        .provision_user(&vhost, &sub.simple().to_string(), &token)
+        .await
+    {
+        ctx.mutate(|s| {
+            s.subscriptions.shift_remove(&sub);
+            Ok(())
+        })?;
+        return Err(provisioning_failed(e));
+    }
+    Ok(())
+}
+
 fn create_subscription(
     s: &mut Store,
     user: Uuid,
@@ -346,19 +403,47 @@ async fn register_event_subscription(
     }
     let description = body.str("description").unwrap_or_default().to_string();
     let user = ctx.user;
-    let (status, v) = ctx.mutate(|s| {
+    let objects = vec![json!({"object_type": object_type})];
+    let existing = {
+        let s = ctx.store();
         s.identity_for(&user, &id)?;
-        let objects = vec![json!({"object_type": object_type})];
+        s.subscriptions
+            .values()
+            .find(|x| x.user == user && x.observable_objects == objects)
+            .map(|x| x.uuid)
+    };
+    // An existing subscription is reused only while its RMQ user is alive; else it is replaced.
+    if let (Some(sub), Some(rmq)) = (existing, &ctx.state.rabbit) {
+        let alive = rmq
+            .user_exists(&sub.simple().to_string())
+            .await
+            .map_err(provisioning_failed)?;
+        if !alive {
+            ctx.mutate(|s| {
+                s.subscriptions.shift_remove(&sub);
+                s.subscription_queues.retain(|_, q| q.subscription != sub);
+                Ok(())
+            })?;
+        }
+    }
+    let (status, v, sub) = ctx.mutate(|s| {
         if let Some(existing) = s
             .subscriptions
             .values()
             .find(|x| x.user == user && x.observable_objects == objects)
         {
-            return Ok((StatusCode::OK, s.render_subscription(existing)));
+            return Ok((
+                StatusCode::OK,
+                s.render_subscription(existing),
+                existing.uuid,
+            ));
         }
-        let sub = create_subscription(s, user, description, objects);
-        Ok((StatusCode::CREATED, s.render_subscription(&sub)))
+        let sub = create_subscription(s, user, description, objects.clone());
+        Ok((StatusCode::CREATED, s.render_subscription(&sub), sub.uuid))
     })?;
+    if status == StatusCode::CREATED {
+        provision_subscription(&ctx, sub).await?;
+    }
     Ok(respond(status, v))
 }
 
@@ -383,7 +468,7 @@ async fn register_queue(ctx: Ctx, Path(id): Path<String>, body: Body) -> ApiResu
         Some(_) => return Err(ApiError::field("object_types", "Expected a list of items.")),
     };
     let user = ctx.user;
-    let (status, v) = ctx.mutate(|s| {
+    let (status, q) = ctx.mutate(|s| {
         s.identity_for(&user, &id)?;
         let status = if let Some(q) = s.agent_queues.values_mut().find(|q| q.identity == id) {
             if q.user != user {
@@ -410,17 +495,36 @@ async fn register_queue(ctx: Ctx, Path(id): Path<String>, body: Body) -> ApiResu
             .values()
             .find(|q| q.identity == id)
             .ok_or_else(ApiError::not_found)?;
-        Ok((
-            status,
-            json!({
-                "rmq_username": q.consumer_uuid.simple().to_string(),
-                "queue_name": q.queue_name(),
-                "vhost": q.user.simple().to_string(),
-                "observable_object_types": q.object_types,
-            }),
-        ))
+        Ok((status, q.clone()))
     })?;
-    Ok(respond(status, v))
+    let rmq_username = q.consumer_uuid.simple().to_string();
+    let vhost = q.user.simple().to_string();
+    if let Some(rmq) = &ctx.state.rabbit {
+        // Also on 200: that path resets the RMQ password to the caller's current token.
+        let token = caller_token(&ctx);
+        let provisioned = async {
+            rmq.provision_user(&vhost, &rmq_username, &token).await?;
+            rmq.declare_queue(&vhost, &q.queue_name()).await
+        };
+        if let Err(e) = provisioned.await {
+            if status == StatusCode::CREATED {
+                ctx.mutate(|s| {
+                    s.agent_queues.shift_remove(&q.consumer_uuid);
+                    Ok(())
+                })?;
+            }
+            return Err(provisioning_failed(e));
+        }
+    }
+    Ok(respond(
+        status,
+        json!({
+            "rmq_username": rmq_username,
+            "queue_name": q.queue_name(),
+            "vhost": vhost,
+            "observable_object_types": q.object_types,
+        }),
+    ))
 }
 
 async fn list_subscriptions(ctx: Ctx) -> ApiResult<Response> {
@@ -454,10 +558,11 @@ async fn post_subscription(ctx: Ctx, body: Body) -> ApiResult<Response> {
     };
     let description = body.str("description").unwrap_or_default().to_string();
     let user = ctx.user;
-    let v = ctx.mutate(|s| {
+    let (v, sub) = ctx.mutate(|s| {
         let sub = create_subscription(s, user, description, objects);
-        Ok(s.render_subscription(&sub))
+        Ok((s.render_subscription(&sub), sub.uuid))
     })?;
+    provision_subscription(&ctx, sub).await?;
     Ok(created(v))
 }
 
@@ -479,12 +584,27 @@ async fn get_subscription(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Respons
 async fn delete_subscription(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
     let id = path_uuid(&id)?;
     let user = ctx.user;
-    ctx.mutate(|s| {
-        own_subscription(s, &user, &id)?;
+    let (owner, last_use_of_vhost) = ctx.mutate(|s| {
+        let sub = own_subscription(s, &user, &id)?;
         s.subscriptions.shift_remove(&id);
         s.subscription_queues.retain(|_, q| q.subscription != id);
-        Ok(())
+        let vhost_in_use = s.subscriptions.values().any(|x| x.user == sub.user)
+            || s.agent_queues.values().any(|q| q.user == sub.user);
+        Ok((sub.user, !vhost_in_use))
     })?;
+    if let Some(rmq) = &ctx.state.rabbit {
+        // Mastermind deletes the RMQ user, and the vhost with the user's last subscription.
+        let cleanup = async {
+            rmq.delete_user(&id.simple().to_string()).await?;
+            if last_use_of_vhost {
+                rmq.delete_vhost(&owner.simple().to_string()).await?;
+            }
+            Ok::<_, BrokerError>(())
+        };
+        if let Err(e) = cleanup.await {
+            tracing::warn!(error = %e, "RabbitMQ cleanup of a deleted subscription failed");
+        }
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -501,15 +621,21 @@ async fn create_queue(ctx: Ctx, Path(id): Path<String>, body: Body) -> ApiResult
         ));
     }
     let user = ctx.user;
-    let (status, v) = ctx.mutate(|s| {
-        own_subscription(s, &user, &id)?;
+    let (status, v, queue, vhost) = ctx.mutate(|s| {
+        let sub = own_subscription(s, &user, &id)?;
+        let vhost = sub.user.simple().to_string();
         if !s.offerings.contains_key(&offering) {
             return Err(ApiError::field("offering_uuid", "Offering not found."));
         }
         if let Some(q) = s.subscription_queues.values().find(|q| {
             q.subscription == id && q.offering == offering && q.object_type == object_type
         }) {
-            return Ok((StatusCode::OK, s.render_subscription_queue(q)));
+            return Ok((
+                StatusCode::OK,
+                s.render_subscription_queue(q),
+                q.clone(),
+                vhost,
+            ));
         }
         let q = SubscriptionQueue {
             uuid: new_uuid(),
@@ -519,9 +645,21 @@ async fn create_queue(ctx: Ctx, Path(id): Path<String>, body: Body) -> ApiResult
             created: now(),
         };
         let v = s.render_subscription_queue(&q);
-        s.subscription_queues.insert(q.uuid, q);
-        Ok((StatusCode::CREATED, v))
+        s.subscription_queues.insert(q.uuid, q.clone());
+        Ok((StatusCode::CREATED, v, q, vhost))
     })?;
+    if let Some(rmq) = &ctx.state.rabbit {
+        // Redeclaring an existing queue with the same arguments is a no-op, so 200 does it too.
+        if let Err(e) = rmq.declare_queue(&vhost, &queue.queue_name()).await {
+            if status == StatusCode::CREATED {
+                ctx.mutate(|s| {
+                    s.subscription_queues.shift_remove(&queue.uuid);
+                    Ok(())
+                })?;
+            }
+            return Err(provisioning_failed(e));
+        }
+    }
     Ok(respond(status, v))
 }
 

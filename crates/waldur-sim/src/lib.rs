@@ -5,8 +5,10 @@
 //! drive the consumer side with [`consumer`], and check what happened with
 //! [`SimServer::stats`], [`SimServer::state`] and [`SimServer::events`].
 
+pub mod accounts;
 pub mod admin;
 pub mod app;
+pub mod broker;
 pub mod catalog;
 pub mod consumer;
 pub mod demo;
@@ -37,6 +39,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+pub use broker::{BrokerOptions, PublishCounters};
 pub use demo::{DemoInfo, DemoUser};
 pub use error::{ApiError, SimError};
 pub use events::{Delivery, EventRecord, EventSink};
@@ -62,6 +65,9 @@ pub struct SimOptions {
     /// Public base URL for hyperlinks (default `http://<bound address>`).
     pub public_url: Option<String>,
     pub faults: FaultConfig,
+    /// Event brokers; fields set here override the seed's `brokers:` section. Empty: events
+    /// are only recorded (`/__sim/events`), not sent.
+    pub brokers: BrokerOptions,
 }
 
 impl Default for SimOptions {
@@ -73,6 +79,7 @@ impl Default for SimOptions {
             demo_username_policy: "waldur_username".into(),
             public_url: None,
             faults: FaultConfig::default(),
+            brokers: BrokerOptions::default(),
         }
     }
 }
@@ -108,7 +115,7 @@ impl SimServer {
             seed.apply(&mut store)?;
         }
         let api_url = format!("{base}/api/");
-        let demo = if opts.demo {
+        let mut demo = if opts.demo {
             demo::demo_info(&store, &api_url)
         } else {
             DemoInfo {
@@ -116,13 +123,24 @@ impl SimServer {
                 ..Default::default()
             }
         };
+        let brokers = opts
+            .seed
+            .as_ref()
+            .and_then(|s| s.brokers.clone())
+            .unwrap_or_default()
+            .overridden_by(opts.brokers.clone());
+        let setup = BrokerSetup::new(&brokers)?;
+        setup.describe(&mut demo);
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             stats: Default::default(),
             faults: Default::default(),
             events: Default::default(),
             base_url: base,
+            rabbit: setup.rabbit.clone(),
+            publish_stats: Default::default(),
         });
+        setup.spawn_publishers(&shared);
         shared.faults.set(opts.faults.clone());
         let app = router(shared.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -205,6 +223,11 @@ impl SimServer {
         self.shared.events.log()
     }
 
+    /// How broker publishing went so far (all zero without brokers).
+    pub fn publish_counters(&self) -> PublishCounters {
+        self.shared.publish_stats.snapshot()
+    }
+
     pub fn add_event_sink(&self, sink: Arc<dyn EventSink>) {
         self.shared.events.add_sink(sink);
     }
@@ -228,6 +251,108 @@ impl Drop for SimServer {
         self.stop();
         if let Some(task) = self.task.take() {
             task.abort();
+        }
+    }
+}
+
+/// Parsed broker settings of one simulator.
+struct BrokerSetup {
+    rabbit: Option<broker::RabbitAdmin>,
+    stomp: Option<broker::HostPort>,
+    stomp_ws: Option<(String, u16, String)>,
+    mqtt: Option<broker::HostPort>,
+    mqtt_ws: Option<(String, u16, String)>,
+}
+
+impl BrokerSetup {
+    fn new(o: &BrokerOptions) -> Result<BrokerSetup, broker::BrokerError> {
+        let rabbit = o
+            .rabbitmq_admin
+            .as_deref()
+            .map(broker::RabbitAdmin::new)
+            .transpose()?;
+        let stomp = o
+            .stomp
+            .as_deref()
+            .map(|s| broker::HostPort::parse("stomp", s))
+            .transpose()?;
+        // Agents reach RabbitMQ through web-stomp: by default the local plugin's port and path.
+        let stomp_ws = match (&o.stomp_ws, &stomp) {
+            (Some(url), _) => Some(broker::ws_parts("stomp_ws", url)?),
+            (None, Some(s)) => Some((s.host.clone(), 15674, "/ws".to_string())),
+            (None, None) => None,
+        };
+        let mqtt = o
+            .mqtt
+            .as_deref()
+            .map(|s| broker::HostPort::parse("mqtt", s))
+            .transpose()?;
+        let mqtt_ws = o
+            .mqtt_ws
+            .as_deref()
+            .map(|u| broker::ws_parts("mqtt_ws", u))
+            .transpose()?;
+        Ok(BrokerSetup {
+            rabbit,
+            stomp,
+            stomp_ws,
+            mqtt,
+            mqtt_ws,
+        })
+    }
+
+    /// What an agent's config needs goes into the demo line.
+    fn describe(&self, demo: &mut DemoInfo) {
+        if let Some((host, port, path)) = &self.stomp_ws {
+            demo.stomp_ws_host = Some(host.clone());
+            demo.stomp_ws_port = Some(*port);
+            demo.stomp_ws_path = Some(path.clone());
+        }
+        if let Some(m) = &self.mqtt {
+            demo.mqtt_host = Some(m.host.clone());
+            demo.mqtt_port = Some(m.port);
+        }
+        if let Some((_, port, path)) = &self.mqtt_ws {
+            demo.mqtt_ws_port = Some(*port);
+            demo.mqtt_ws_path = Some(path.clone());
+        }
+    }
+
+    fn spawn_publishers(&self, shared: &AppState) {
+        if let Some(s) = &self.stomp {
+            // Mastermind publishes as its admin RMQ user; explicit USER:PASS@ in --stomp wins.
+            let (login, passcode) = match (&s.credentials, &self.rabbit) {
+                (Some((u, p)), _) => (u.clone(), p.clone()),
+                (None, Some(r)) => (r.user().to_string(), r.password().clone()),
+                (None, None) => ("guest".to_string(), broker::Password::new("guest")),
+            };
+            let target = broker::StompTarget {
+                host: s.host.clone(),
+                port: s.port,
+                login,
+                passcode,
+            };
+            tracing::info!(host = %s.host, port = s.port, "publishing events over STOMP");
+            shared
+                .events
+                .add_sink(Arc::new(broker::StompPublisher::spawn(
+                    target,
+                    shared.publish_stats.clone(),
+                )));
+        }
+        if let Some(m) = &self.mqtt {
+            tracing::info!(host = %m.host, port = m.port, "publishing events over MQTT");
+            shared
+                .events
+                .add_sink(Arc::new(broker::MqttPublisher::spawn(
+                    m.clone(),
+                    shared.publish_stats.clone(),
+                )));
+        }
+        if self.rabbit.is_some() && self.stomp.is_none() {
+            tracing::warn!(
+                "RabbitMQ management API configured without --stomp: queues are provisioned but no event is published"
+            );
         }
     }
 }
@@ -317,6 +442,7 @@ pub fn router(shared: AppState) -> Router {
         .merge(identities::routes())
         .merge(catalog::routes())
         .merge(admin::routes())
+        .merge(accounts::routes())
         .route_layer(axum::middleware::from_fn_with_state(shared.clone(), track))
         .fallback(not_found)
         .with_state(shared)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use waldur_sim::consumer::{ConsumerClient, parse_limits};
-use waldur_sim::{FaultConfig, Seed, SimOptions, SimServer};
+use waldur_sim::{BrokerOptions, FaultConfig, Seed, SimOptions, SimServer};
 
 #[derive(Parser)]
 #[command(
@@ -35,15 +35,22 @@ struct Cli {
     /// JSON file with a fault configuration ({"seed": 1, "rules": [...]}).
     #[arg(long)]
     faults: Option<PathBuf>,
-    /// RabbitMQ management API URL (event publishing; see README).
+    /// RabbitMQ management API URL with credentials, e.g. http://waldur:waldur@127.0.0.1:15672
+    /// (provisions vhosts, users and queues like Mastermind; its user also publishes).
     #[arg(long)]
     rabbitmq_admin: Option<String>,
-    /// RabbitMQ STOMP HOST:PORT (event publishing).
+    /// RabbitMQ STOMP [USER:PASSWORD@]HOST:PORT the events are published to.
     #[arg(long)]
     stomp: Option<String>,
-    /// MQTT broker HOST:PORT (event publishing).
+    /// Web-STOMP URL advertised to agents (default ws://<stomp host>:15674/ws).
+    #[arg(long)]
+    stomp_ws: Option<String>,
+    /// MQTT broker [USER:PASSWORD@]HOST:PORT the events are published to (QoS 1).
     #[arg(long)]
     mqtt: Option<String>,
+    /// MQTT-over-WebSocket URL advertised to agents, e.g. ws://127.0.0.1:9001/.
+    #[arg(long)]
+    mqtt_ws: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -241,11 +248,13 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("parsing {}", p.display()))?,
         None => FaultConfig::default(),
     };
-    if cli.rabbitmq_admin.is_some() || cli.stomp.is_some() || cli.mqtt.is_some() {
-        tracing::warn!(
-            "broker publishing is not implemented yet: events are recorded in GET /__sim/events only"
-        );
-    }
+    let brokers = BrokerOptions {
+        rabbitmq_admin: cli.rabbitmq_admin,
+        stomp: cli.stomp,
+        stomp_ws: cli.stomp_ws,
+        mqtt: cli.mqtt,
+        mqtt_ws: cli.mqtt_ws,
+    };
     let server = SimServer::start(SimOptions {
         listen: cli.listen,
         seed,
@@ -253,6 +262,7 @@ async fn main() -> anyhow::Result<()> {
         demo_username_policy: cli.username_policy,
         public_url: cli.public_url,
         faults,
+        brokers,
     })
     .await?;
     if cli.demo {

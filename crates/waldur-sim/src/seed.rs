@@ -21,6 +21,9 @@
 //!     components:
 //!       - {type: cpu, name: CPU, measured_unit: k-Hours, billing_type: usage, unit_factor: 60000}
 //!     plans: [{name: Default}]
+//! brokers:            # optional; --rabbitmq-admin/--stomp/--mqtt flags override it
+//!   rabbitmq_admin: http://waldur:waldur@127.0.0.1:15672
+//!   stomp: 127.0.0.1:61613
 //! ```
 
 use indexmap::IndexMap;
@@ -45,9 +48,18 @@ pub struct Seed {
     pub offerings: Vec<SeedOffering>,
     #[serde(default)]
     pub ssh_keys: Vec<SeedSshKey>,
+    /// Project service accounts (state OK unless given).
+    #[serde(default)]
+    pub service_accounts: Vec<SeedAccount>,
+    /// Course accounts; `user` links the Waldur user.
+    #[serde(default)]
+    pub course_accounts: Vec<SeedAccount>,
     /// Whether `set_usage` accepts past billing months (default true).
     #[serde(default)]
     pub allow_usage_backfill: Option<bool>,
+    /// Event brokers (see [`crate::broker::BrokerOptions`]); command-line flags override these.
+    #[serde(default)]
+    pub brokers: Option<crate::broker::BrokerOptions>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -193,6 +205,26 @@ pub struct SeedSshKey {
     pub user: String,
     pub name: String,
     pub public_key: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedAccount {
+    /// Project name.
+    pub project: String,
+    pub username: String,
+    #[serde(default)]
+    pub uuid: Option<Uuid>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `OK` (default), `Closed`, `Erred`, `Pending`.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Username of the Waldur user (course accounts).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 pub fn random_token() -> String {
@@ -389,6 +421,43 @@ impl Seed {
             };
             store.ssh_keys.insert(key.uuid, key);
         }
+        let kinds = [
+            (
+                crate::accounts::AccountKind::Service,
+                &self.service_accounts,
+            ),
+            (crate::accounts::AccountKind::Course, &self.course_accounts),
+        ];
+        for (kind, accounts) in kinds {
+            for a in accounts {
+                let project = store
+                    .projects
+                    .values()
+                    .find(|p| p.name == a.project)
+                    .map(|p| p.uuid)
+                    .ok_or_else(|| SimError::Seed(format!("unknown project {:?}", a.project)))?;
+                let user = a
+                    .user
+                    .as_deref()
+                    .map(|u| user_by_name(store, u))
+                    .transpose()?;
+                let ts = now();
+                // Seeded state is the starting point: no events.
+                let account = crate::accounts::ProjectAccount {
+                    uuid: a.uuid.unwrap_or_else(new_uuid),
+                    kind,
+                    project,
+                    username: a.username.clone(),
+                    state: a.state.clone().unwrap_or_else(|| "OK".into()),
+                    email: a.email.clone().unwrap_or_default(),
+                    description: a.description.clone().unwrap_or_default(),
+                    user,
+                    created: ts,
+                    modified: ts,
+                };
+                store.project_accounts.insert(account.uuid, account);
+            }
+        }
         Ok(())
     }
 }
@@ -417,6 +486,9 @@ offerings:
     components:
       - {type: cpu, name: CPU, measured_unit: k-Hours, billing_type: usage, unit_factor: 60000}
     plans: [{name: Default}]
+brokers:
+  rabbitmq_admin: http://waldur:waldur@127.0.0.1:15672
+  stomp: 127.0.0.1:61613
 "#;
 
     #[test]
@@ -431,6 +503,13 @@ offerings:
         assert_eq!(store.service_providers.len(), 1);
         assert_eq!(store.project_roles.len(), 1);
         assert_eq!(store.plans.len(), 1);
+        let brokers = seed.brokers.expect("brokers section");
+        assert_eq!(brokers.stomp.as_deref(), Some("127.0.0.1:61613"));
+        assert!(brokers.mqtt.is_none());
+        assert!(
+            Seed::from_yaml("brokers: {stomp_host: x}").is_err(),
+            "typos in broker keys are reported"
+        );
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct Store {
     pub backend_resources: IndexMap<Uuid, BackendResource>,
     pub backend_resource_requests: IndexMap<Uuid, BackendResourceRequest>,
     pub membership_statuses: IndexMap<Uuid, Vec<Value>>,
+    /// Project service accounts and course accounts.
+    pub project_accounts: IndexMap<Uuid, crate::accounts::ProjectAccount>,
     /// Whether `set_usage` accepts dates in past billing months.
     pub allow_usage_backfill: bool,
     pub outbox: Vec<SimEvent>,
