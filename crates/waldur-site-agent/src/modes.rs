@@ -406,7 +406,8 @@ impl EventListeners {
             };
             // MQTT topics name a subscription per object type, so MQTT needs the per-type path.
             let prefer_unified = !ctx.config.mqtt_enabled;
-            let (plans, report) = events::register_subscriptions(&ctx, &registration, prefer_unified).await;
+            let (plans, report) =
+                events::register_subscriptions(&ctx, &registration, prefer_unified).await;
             for e in &report.errors {
                 tracing::warn!(offering = %ctx.name(), "{e}");
             }

@@ -33,7 +33,8 @@ fn require(what: &str, ok: bool, how: &str) -> bool {
 }
 
 fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).is_ok()
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1))
+        .is_ok()
 }
 
 fn slurm_conf() -> Option<String> {
@@ -49,7 +50,11 @@ fn slurm_conf() -> Option<String> {
 
 fn services(mqtt: bool) -> Option<String> {
     let conf = slurm_conf();
-    if !require("real SLURM", conf.is_some(), "run `bash scripts/services/slurm-up.sh`") {
+    if !require(
+        "real SLURM",
+        conf.is_some(),
+        "run `bash scripts/services/slurm-up.sh`",
+    ) {
         return None;
     }
     let rabbit = port_open(61613) && port_open(15674) && port_open(15672);
@@ -60,7 +65,13 @@ fn services(mqtt: bool) -> Option<String> {
     ) {
         return None;
     }
-    if mqtt && !require("mosquitto", port_open(1883) && port_open(9001), "run `bash scripts/services/mosquitto-up.sh`") {
+    if mqtt
+        && !require(
+            "mosquitto",
+            port_open(1883) && port_open(9001),
+            "run `bash scripts/services/mosquitto-up.sh`",
+        )
+    {
         return None;
     }
     conf
@@ -77,7 +88,10 @@ impl Agent {
         let child = Process::new(assert_cmd::cargo::cargo_bin("waldur-site-agent"))
             .env("SLURM_CONF", slurm_conf)
             .env("WALDUR_SITE_AGENT_LOG_LEVEL", "INFO")
-            .env("WALDUR_SITE_AGENT_RECONCILIATION_PERIOD_MINUTES", reconciliation_minutes)
+            .env(
+                "WALDUR_SITE_AGENT_RECONCILIATION_PERIOD_MINUTES",
+                reconciliation_minutes,
+            )
             .args(["-m", "event_process", "-c"])
             .arg(config)
             .stdout(out.try_clone().expect("log"))
@@ -107,7 +121,10 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        let _ = Process::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Process::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -162,17 +179,33 @@ async fn sim_with_brokers(mqtt: bool) -> SimServer {
         mqtt: mqtt.then(|| "127.0.0.1:1883".to_owned()),
         mqtt_ws: mqtt.then(|| "ws://127.0.0.1:9001/".to_owned()),
     };
-    SimServer::start(SimOptions { demo: true, brokers, ..SimOptions::default() }).await.expect("simulator")
+    SimServer::start(SimOptions {
+        demo: true,
+        brokers,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator")
 }
 
 fn limits(pairs: &[(&str, i64)]) -> Map<String, Value> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect()
 }
 
-async fn wait_order(consumer: &ConsumerClient, order: &str, timeout: Duration) -> (String, Duration) {
+async fn wait_order(
+    consumer: &ConsumerClient,
+    order: &str,
+    timeout: Duration,
+) -> (String, Duration) {
     let start = Instant::now();
     loop {
-        let state = consumer.order(order).await.expect("order")["state"].as_str().unwrap_or_default().to_owned();
+        let state = consumer.order(order).await.expect("order")["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if state == "done" || state == "erred" || start.elapsed() > timeout {
             return (state, start.elapsed());
         }
@@ -183,10 +216,20 @@ async fn wait_order(consumer: &ConsumerClient, order: &str, timeout: Duration) -
 fn sacctmgr_users(conf: &str, account: &str) -> Vec<String> {
     let out = Process::new("sacctmgr")
         .env("SLURM_CONF", conf)
-        .args(["-nP", "show", "assoc", &format!("account={account}"), "format=user"])
+        .args([
+            "-nP",
+            "show",
+            "assoc",
+            &format!("account={account}"),
+            "format=user",
+        ])
         .output()
         .expect("sacctmgr");
-    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 async fn wait_user(conf: &str, account: &str, user: &str, timeout: Duration) -> bool {
@@ -202,7 +245,9 @@ async fn wait_user(conf: &str, account: &str, user: &str, timeout: Duration) -> 
 
 async fn orders_and_members_by_events(transport: &str) {
     let _serial = SERIAL.lock().await;
-    let Some(conf) = services(transport == "mqtt") else { return };
+    let Some(conf) = services(transport == "mqtt") else {
+        return;
+    };
     let sim = sim_with_brokers(transport == "mqtt").await;
     let demo = sim.demo().clone();
     let tag = format!("ev{}{}", &transport[..1], std::process::id() % 100_000);
@@ -212,26 +257,61 @@ async fn orders_and_members_by_events(transport: &str) {
     // Reconciliation every 60 minutes: after the initial pass, only events can do the work.
     let agent = Agent::start(&cfg, &conf, "60", dir.path().join("agent.log"));
     assert!(
-        agent.wait_log("\"status\":\"Connected\"", 1, Duration::from_secs(30)).await,
+        agent
+            .wait_log("\"status\":\"Connected\"", 1, Duration::from_secs(30))
+            .await,
         "the agent never connected:\n{}",
         agent.log()
     );
-    assert!(agent.wait_log("Cycle finished", 1, Duration::from_secs(30)).await, "initial pass:\n{}", agent.log());
+    assert!(
+        agent
+            .wait_log("Cycle finished", 1, Duration::from_secs(30))
+            .await,
+        "initial pass:\n{}",
+        agent.log()
+    );
 
     let consumer = ConsumerClient::new(&demo.api_url, &demo.consumer_token);
     let order = consumer
-        .create_order(&demo.offering_uuid, &demo.project_uuid, Some(&demo.plan_uuid), limits(&[("cpu", 1)]), "by event")
+        .create_order(
+            &demo.offering_uuid,
+            &demo.project_uuid,
+            Some(&demo.plan_uuid),
+            limits(&[("cpu", 1)]),
+            "by event",
+        )
         .await
         .expect("create order");
     let (state, took) = wait_order(&consumer, &order, Duration::from_secs(30)).await;
-    assert_eq!(state, "done", "order not done by event within 30 s:\n{}", agent.log());
-    println!("{transport}: Create order done {} ms after it was placed", took.as_millis());
-    assert_eq!(agent.log().matches("Cycle finished").count(), 1, "no polling cycle ran besides the initial pass");
+    assert_eq!(
+        state,
+        "done",
+        "order not done by event within 30 s:\n{}",
+        agent.log()
+    );
+    println!(
+        "{transport}: Create order done {} ms after it was placed",
+        took.as_millis()
+    );
+    assert_eq!(
+        agent.log().matches("Cycle finished").count(),
+        1,
+        "no polling cycle ran besides the initial pass"
+    );
 
-    let resource = consumer.order(&order).await.expect("order")["marketplace_resource_uuid"].as_str().expect("uuid").to_owned();
-    let account = consumer.resource(&resource).await.expect("resource")["backend_id"].as_str().expect("id").to_owned();
+    let resource = consumer.order(&order).await.expect("order")["marketplace_resource_uuid"]
+        .as_str()
+        .expect("uuid")
+        .to_owned();
+    let account = consumer.resource(&resource).await.expect("resource")["backend_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     let member = demo.users.first().expect("users").clone();
-    consumer.add_user_to_project(&demo.project_uuid, &member.uuid, "PROJECT.MEMBER").await.expect("add user");
+    consumer
+        .add_user_to_project(&demo.project_uuid, &member.uuid, "PROJECT.MEMBER")
+        .await
+        .expect("add user");
     assert!(
         wait_user(&conf, &account, &member.username, Duration::from_secs(30)).await,
         "{} never got an association with {account}:\n{}",
@@ -255,7 +335,10 @@ fn cleanup(conf: &str, tag: &str) {
             .map(str::to_owned)
             .collect();
         if !names.is_empty() {
-            let _ = Process::new("sacctmgr").env("SLURM_CONF", conf).args(["-i", "delete", "account", &names.join(",")]).output();
+            let _ = Process::new("sacctmgr")
+                .env("SLURM_CONF", conf)
+                .args(["-i", "delete", "account", &names.join(",")])
+                .output();
         }
     }
 }
@@ -282,14 +365,29 @@ async fn nothing_is_lost_across_a_broker_restart() {
     std::fs::write(&cfg, config(&sim, &tag, "stomp")).expect("config");
     // Reconciliation every 15 s: what the broker never delivered is caught by the sweep.
     let agent = Agent::start(&cfg, &conf, "0.25", dir.path().join("agent.log"));
-    assert!(agent.wait_log("\"status\":\"Connected\"", 1, Duration::from_secs(30)).await, "{}", agent.log());
+    assert!(
+        agent
+            .wait_log("\"status\":\"Connected\"", 1, Duration::from_secs(30))
+            .await,
+        "{}",
+        agent.log()
+    );
 
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let down = Process::new("bash").arg(repo.join("scripts/services/rabbitmq-down.sh")).status().expect("down script");
+    let down = Process::new("bash")
+        .arg(repo.join("scripts/services/rabbitmq-down.sh"))
+        .status()
+        .expect("down script");
     assert!(down.success());
     let consumer = ConsumerClient::new(&demo.api_url, &demo.consumer_token);
     let order = consumer
-        .create_order(&demo.offering_uuid, &demo.project_uuid, Some(&demo.plan_uuid), limits(&[("cpu", 1)]), "while down")
+        .create_order(
+            &demo.offering_uuid,
+            &demo.project_uuid,
+            Some(&demo.plan_uuid),
+            limits(&[("cpu", 1)]),
+            "while down",
+        )
         .await
         .expect("create order while the broker is down");
     let up = Process::new("bash")
@@ -299,15 +397,28 @@ async fn nothing_is_lost_across_a_broker_restart() {
         .expect("up script");
     assert!(up.success(), "RabbitMQ did not come back");
     let (state, _) = wait_order(&consumer, &order, Duration::from_secs(90)).await;
-    assert_eq!(state, "done", "the order placed while the broker was down was lost:\n{}", agent.log());
+    assert_eq!(
+        state,
+        "done",
+        "the order placed while the broker was down was lost:\n{}",
+        agent.log()
+    );
     assert!(
-        agent.wait_log("\"status\":\"Connected\"", 2, Duration::from_secs(60)).await,
+        agent
+            .wait_log("\"status\":\"Connected\"", 2, Duration::from_secs(60))
+            .await,
         "the agent did not reconnect by itself:\n{}",
         agent.log()
     );
     // And events flow again after the reconnect.
     let order = consumer
-        .create_order(&demo.offering_uuid, &demo.project_uuid, Some(&demo.plan_uuid), limits(&[("cpu", 2)]), "after restart")
+        .create_order(
+            &demo.offering_uuid,
+            &demo.project_uuid,
+            Some(&demo.plan_uuid),
+            limits(&[("cpu", 2)]),
+            "after restart",
+        )
         .await
         .expect("create order");
     let (state, _) = wait_order(&consumer, &order, Duration::from_secs(30)).await;

@@ -36,7 +36,8 @@ fn slurm_conf() -> Option<String> {
     if reachable {
         return conf;
     }
-    let msg = "real SLURM is not running: start it with `bash scripts/services/slurm-up.sh` (as root)";
+    let msg =
+        "real SLURM is not running: start it with `bash scripts/services/slurm-up.sh` (as root)";
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{msg}");
     }
@@ -61,10 +62,15 @@ impl Site {
 
     /// `account|user|grptresmins|qos` lines of one account.
     fn assoc(&self, account: &str) -> Vec<Vec<String>> {
-        self.sacctmgr(&["show", "assoc", &format!("account={account}"), "format=account,user,grptresmins,qos"])
-            .lines()
-            .map(|l| l.split('|').map(str::to_owned).collect())
-            .collect()
+        self.sacctmgr(&[
+            "show",
+            "assoc",
+            &format!("account={account}"),
+            "format=account,user,grptresmins,qos",
+        ])
+        .lines()
+        .map(|l| l.split('|').map(str::to_owned).collect())
+        .collect()
     }
 
     fn account_limits(&self, account: &str) -> String {
@@ -110,13 +116,20 @@ impl Run {
             .arg("--once")
             .output()
             .expect("agent runs");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         (out.status.success(), text)
     }
 }
 
 fn limits(pairs: &[(&str, i64)]) -> Map<String, Value> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,69 +179,135 @@ async fn orders_members_pause_and_terminate_reach_real_slurm() {
         ),
     )
     .expect("config written");
-    let run = Run { config, conf, _dir: dir };
+    let run = Run {
+        config,
+        conf,
+        _dir: dir,
+    };
     let consumer = ConsumerClient::new(&demo.api_url, &demo.consumer_token);
     let staff = ConsumerClient::new(&demo.api_url, &demo.staff_token);
 
     // 1. Create: the order becomes an account with the ordered limits; the order is done.
     let order = consumer
-        .create_order(&demo.offering_uuid, &demo.project_uuid, Some(&demo.plan_uuid), limits(&[("gpu", 20)]), "e2e alloc")
+        .create_order(
+            &demo.offering_uuid,
+            &demo.project_uuid,
+            Some(&demo.plan_uuid),
+            limits(&[("gpu", 20)]),
+            "e2e alloc",
+        )
         .await
         .expect("create order");
     let (ok, log) = run.agent("order_process");
     assert!(ok, "order_process --once failed:\n{log}");
     let o = consumer.order(&order).await.expect("order");
     assert_eq!(o["state"], "done", "{o}");
-    let resource_uuid = o["marketplace_resource_uuid"].as_str().expect("resource").to_owned();
+    let resource_uuid = o["marketplace_resource_uuid"]
+        .as_str()
+        .expect("resource")
+        .to_owned();
     let resource = consumer.resource(&resource_uuid).await.expect("resource");
-    let account = resource["backend_id"].as_str().expect("backend_id").to_owned();
+    let account = resource["backend_id"]
+        .as_str()
+        .expect("backend_id")
+        .to_owned();
     assert!(account.starts_with(&format!("{tag}_a_")), "{account}");
     let grp = site.account_limits(&account);
-    assert!(grp.contains("gres/gpu=1200") && grp.contains("cpu=600000"), "GrpTRESMins of {account}: {grp}");
+    assert!(
+        grp.contains("gres/gpu=1200") && grp.contains("cpu=600000"),
+        "GrpTRESMins of {account}: {grp}"
+    );
 
     // 2. A user added to the project gets an association.
     let member = demo.users.first().expect("demo users").clone();
-    consumer.add_user_to_project(&demo.project_uuid, &member.uuid, "PROJECT.MEMBER").await.expect("add user");
+    consumer
+        .add_user_to_project(&demo.project_uuid, &member.uuid, "PROJECT.MEMBER")
+        .await
+        .expect("add user");
     let (ok, log) = run.agent("membership_sync");
     assert!(ok, "membership_sync --once failed:\n{log}");
-    assert!(site.users(&account).contains(&member.username), "{:?}", site.users(&account));
+    assert!(
+        site.users(&account).contains(&member.username),
+        "{:?}",
+        site.users(&account)
+    );
 
     // 3. update_limits changes GrpTRESMins.
-    let update = consumer.update_limits(&resource_uuid, limits(&[("gpu", 30)])).await.expect("update order");
+    let update = consumer
+        .update_limits(&resource_uuid, limits(&[("gpu", 30)]))
+        .await
+        .expect("update order");
     let (ok, log) = run.agent("order_process");
     assert!(ok, "{log}");
-    assert_eq!(consumer.order(&update).await.expect("order")["state"], "done");
-    assert!(site.account_limits(&account).contains("gres/gpu=1800"), "{}", site.account_limits(&account));
+    assert_eq!(
+        consumer.order(&update).await.expect("order")["state"],
+        "done"
+    );
+    assert!(
+        site.account_limits(&account).contains("gres/gpu=1800"),
+        "{}",
+        site.account_limits(&account)
+    );
 
     // 4. Pausing sets the paused QoS; unpausing restores the default.
     staff
-        .post(&format!("marketplace-resources/{resource_uuid}/set_paused/"), json!({"paused": true}))
+        .post(
+            &format!("marketplace-resources/{resource_uuid}/set_paused/"),
+            json!({"paused": true}),
+        )
         .await
         .expect("staff pauses the resource");
     let (ok, log) = run.agent("membership_sync");
     assert!(ok, "{log}");
-    let qos: Vec<String> = site.assoc(&account).into_iter().filter_map(|f| f.get(3).cloned()).collect();
-    assert!(qos.iter().all(|q| q == "waldur_e2e_paused"), "paused QoS on every association: {qos:?}");
+    let qos: Vec<String> = site
+        .assoc(&account)
+        .into_iter()
+        .filter_map(|f| f.get(3).cloned())
+        .collect();
+    assert!(
+        qos.iter().all(|q| q == "waldur_e2e_paused"),
+        "paused QoS on every association: {qos:?}"
+    );
     staff
-        .post(&format!("marketplace-resources/{resource_uuid}/set_paused/"), json!({"paused": false}))
+        .post(
+            &format!("marketplace-resources/{resource_uuid}/set_paused/"),
+            json!({"paused": false}),
+        )
         .await
         .expect("staff unpauses");
     run.agent("membership_sync");
-    let qos: Vec<String> = site.assoc(&account).into_iter().filter_map(|f| f.get(3).cloned()).collect();
+    let qos: Vec<String> = site
+        .assoc(&account)
+        .into_iter()
+        .filter_map(|f| f.get(3).cloned())
+        .collect();
     assert!(qos.iter().all(|q| q == "normal"), "restored QoS: {qos:?}");
 
     // 5. Running everything again creates nothing twice.
     let before = site.accounts_with_prefix(&tag);
     run.agent("order_process");
     run.agent("membership_sync");
-    assert_eq!(site.accounts_with_prefix(&tag), before, "a second run changed the account set");
+    assert_eq!(
+        site.accounts_with_prefix(&tag),
+        before,
+        "a second run changed the account set"
+    );
 
     // 6. Terminate removes the account.
-    let terminate = consumer.terminate(&resource_uuid).await.expect("terminate order");
+    let terminate = consumer
+        .terminate(&resource_uuid)
+        .await
+        .expect("terminate order");
     let (ok, log) = run.agent("order_process");
     assert!(ok, "{log}");
-    assert_eq!(consumer.order(&terminate).await.expect("order")["state"], "done");
-    assert!(site.assoc(&account).is_empty(), "account {account} still has associations");
+    assert_eq!(
+        consumer.order(&terminate).await.expect("order")["state"],
+        "done"
+    );
+    assert!(
+        site.assoc(&account).is_empty(),
+        "account {account} still has associations"
+    );
 
     // 7. A hostile name is refused before sacctmgr runs, and the order is erred saying why.
     let project = uuid::Uuid::parse_str(&demo.project_uuid).expect("project uuid");
@@ -240,7 +319,13 @@ async fn orders_members_pause_and_terminate_reach_real_slurm() {
     })
     .expect("rename project");
     let hostile = consumer
-        .create_order(&demo.offering_uuid, &demo.project_uuid, Some(&demo.plan_uuid), limits(&[("gpu", 1)]), "hostile")
+        .create_order(
+            &demo.offering_uuid,
+            &demo.project_uuid,
+            Some(&demo.plan_uuid),
+            limits(&[("gpu", 1)]),
+            "hostile",
+        )
         .await
         .expect("create order");
     let (ok, log) = run.agent("order_process");
@@ -248,6 +333,12 @@ async fn orders_members_pause_and_terminate_reach_real_slurm() {
     let o = consumer.order(&hostile).await.expect("order");
     assert_eq!(o["state"], "erred", "{o}");
     let message = o["error_message"].as_str().unwrap_or_default();
-    assert!(message.contains("refused") && message.contains("x,parent=root"), "error says why: {message}\n{log}");
-    assert!(site.accounts_with_prefix(&format!("{tag}_a_x")).is_empty(), "nothing was created for the hostile name");
+    assert!(
+        message.contains("refused") && message.contains("x,parent=root"),
+        "error says why: {message}\n{log}"
+    );
+    assert!(
+        site.accounts_with_prefix(&format!("{tag}_a_x")).is_empty(),
+        "nothing was created for the hostile name"
+    );
 }
