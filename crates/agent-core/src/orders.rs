@@ -88,8 +88,14 @@ pub async fn order_process(ctx: &OfferingContext) -> CycleReport {
     };
     if backend.capabilities().supports_cycle_preflight {
         if let Err(e) = backend.ping().await {
-            tracing::warn!(offering = %ctx.name(), error = %e, "backend not ready; skipping order cycle");
-            report.fail("preflight", e);
+            if e.is_transient() {
+                tracing::warn!(offering = %ctx.name(), error = %e, "backend not ready; orders left for the next cycle");
+                report.retry("preflight", e);
+            } else {
+                // Wrong credentials or settings: nothing will work until someone fixes them.
+                tracing::error!(offering = %ctx.name(), error = %e, "backend unusable; orders left untouched");
+                report.fail("preflight", e);
+            }
             return report;
         }
     }

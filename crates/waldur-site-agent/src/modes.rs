@@ -260,8 +260,9 @@ impl ModeRunner for PollingRunner {
                     outcome.processed += report.processed as u64;
                     outcome.failed += report.failed as u64;
                     if report.has_failures() {
+                        // The processors logged each failure where it happened.
                         for e in &report.errors {
-                            tracing::warn!(offering = %name, mode = mode.as_str(), "{e}");
+                            tracing::debug!(offering = %name, mode = mode.as_str(), "{e}");
                         }
                         outcome
                             .offerings_failed
