@@ -163,6 +163,17 @@ async fn sync_resources(
         return;
     }
     let views: Vec<ResourceView> = resources.iter().map(resource_view).collect();
+    if full {
+        match backend.sync_projects(&views).await {
+            Ok(0) => {}
+            Ok(moved) => {
+                tracing::info!(offering = %ctx.name(), moved, "moved site accounts to their new project/customer")
+            }
+            Err(e) => {
+                tracing::warn!(offering = %ctx.name(), error = %e, "project hierarchy sync failed")
+            }
+        }
+    }
     let infos = match backend.pull_resources(&views).await {
         Ok(infos) => infos,
         Err(e) => {

@@ -130,6 +130,12 @@ pub trait MembershipBackend: BackendHealth {
         Ok(Map::new())
     }
 
+    /// Put resources back where their Waldur project and customer say they belong (Waldur emits no
+    /// event when a project moves to another customer). Returns how many site objects moved.
+    async fn sync_projects(&self, _resources: &[ResourceView]) -> BackendResult<usize> {
+        Ok(0)
+    }
+
     /// Per-user limits on the site (username → Waldur-unit limits).
     async fn user_limits(
         &self,

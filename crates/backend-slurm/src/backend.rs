@@ -1131,6 +1131,10 @@ impl OrderBackend for SlurmBackend {
 
 #[async_trait]
 impl MembershipBackend for SlurmBackend {
+    async fn sync_projects(&self, resources: &[ResourceView]) -> BackendResult<usize> {
+        self.sync_resource_projects(resources).await
+    }
+
     async fn pull_resources(
         &self,
         resources: &[ResourceView],

@@ -125,6 +125,21 @@ impl Run {
     }
 }
 
+/// The parent (project) account of an allocation account.
+fn site_parent(site: &Site, account: &str) -> String {
+    site.sacctmgr(&[
+        "show",
+        "assoc",
+        &format!("account={account}"),
+        "format=parentname",
+    ])
+    .lines()
+    .map(str::trim)
+    .find(|l| !l.is_empty())
+    .unwrap_or_default()
+    .to_owned()
+}
+
 fn limits(pairs: &[(&str, i64)]) -> Map<String, Value> {
     pairs
         .iter()
@@ -231,6 +246,45 @@ async fn orders_members_pause_and_terminate_reach_real_slurm() {
         "{:?}",
         site.users(&account)
     );
+
+    // 2b. The project moves to another customer (Waldur sends no event): membership sync moves
+    //     the project account under the new customer account.
+    let project_uuid = uuid::Uuid::parse_str(&demo.project_uuid).expect("project uuid");
+    let new_customer = uuid::Uuid::parse_str(&demo.provider_customer_uuid).expect("customer uuid");
+    let new_slug = sim
+        .mutate(|s| {
+            if let Some(p) = s.projects.get_mut(&project_uuid) {
+                p.customer = new_customer;
+            }
+            Ok(s.customers
+                .get(&new_customer)
+                .map(|c| c.slug.clone())
+                .unwrap_or_default())
+        })
+        .expect("move project");
+    let (ok, log) = run.agent("membership_sync");
+    assert!(ok, "{log}");
+    let parent = site.sacctmgr(&[
+        "show",
+        "assoc",
+        &format!("account={}", site_parent(&site, &account)),
+        "format=parentname",
+    ]);
+    assert!(
+        parent
+            .lines()
+            .any(|l| l.trim() == format!("{tag}_c_{new_slug}").to_lowercase()),
+        "project account not moved under the new customer: {parent}"
+    );
+    // Back to the consumer's customer, whose owner places the next orders.
+    let old_customer = uuid::Uuid::parse_str(&demo.customer_uuid).expect("customer uuid");
+    sim.mutate(|s| {
+        if let Some(p) = s.projects.get_mut(&project_uuid) {
+            p.customer = old_customer;
+        }
+        Ok(())
+    })
+    .expect("move project back");
 
     // 3. update_limits changes GrpTRESMins.
     let update = consumer
