@@ -396,3 +396,204 @@ async fn orders_members_pause_and_terminate_reach_real_slurm() {
         "nothing was created for the hostile name"
     );
 }
+
+/// Sum of `CPUTimeRAW` (seconds) per user of the completed jobs of `account`, once `jobs` are done.
+fn sacct_cpu_seconds(
+    site: &Site,
+    account: &str,
+    jobs: usize,
+) -> Option<std::collections::BTreeMap<String, f64>> {
+    let out = Process::new("sacct")
+        .env("SLURM_CONF", &site.conf)
+        .args([
+            "-a",
+            "-X",
+            "-n",
+            "-P",
+            "-A",
+            account,
+            "--format=User,State,CPUTimeRAW",
+            "-S",
+            "now-1days",
+        ])
+        .output()
+        .expect("sacct");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split('|').collect())
+        .filter(|f: &Vec<&str>| f.len() == 3)
+        .collect();
+    if rows.len() < jobs || rows.iter().any(|f| f[1] != "COMPLETED") {
+        return None;
+    }
+    let mut per_user = std::collections::BTreeMap::new();
+    for f in rows {
+        *per_user.entry(f[0].to_owned()).or_insert(0.0) += f[2].parse::<f64>().unwrap_or(0.0);
+    }
+    Some(per_user)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_posts_exactly_what_sacct_shows_for_real_jobs() {
+    let Some(conf) = slurm_conf() else { return };
+    let site = Site { conf: conf.clone() };
+    let sim = SimServer::start_demo().await.expect("simulator");
+    let demo = sim.demo().clone();
+    let tag = format!("rep{}", std::process::id() % 100_000);
+    let member = demo.users.first().expect("demo users").clone();
+    // A Unix account to run jobs as (tests run as root; it may exist from an earlier run).
+    let _ = Process::new("useradd")
+        .args(["-m", &member.username])
+        .output();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"offerings:
+  - name: report-e2e
+    waldur_api_url: "{api}"
+    waldur_api_token: "{token}"
+    waldur_offering_uuid: "{offering}"
+    backend_type: slurm
+    order_processing_backend: slurm
+    membership_sync_backend: slurm
+    reporting_backend: slurm
+    backend_settings:
+      default_account: root
+      customer_prefix: "{tag}_c_"
+      project_prefix: "{tag}_p_"
+      allocation_prefix: "{tag}_a_"
+      enable_user_homedir_account_creation: false
+    backend_components:
+      cpu: {{limit: 1000, measured_unit: CPU-minutes, unit_factor: 1, accounting_type: usage, label: CPU}}
+"#,
+            api = demo.api_url,
+            token = demo.provider_token,
+            offering = demo.offering_uuid,
+        ),
+    )
+    .expect("config");
+    let run = Run {
+        config,
+        conf: conf.clone(),
+        _dir: dir,
+    };
+    let consumer = ConsumerClient::new(&demo.api_url, &demo.consumer_token);
+    consumer
+        .add_user_to_project(&demo.project_uuid, &member.uuid, "PROJECT.MEMBER")
+        .await
+        .expect("add user");
+    let order = consumer
+        .create_order(
+            &demo.offering_uuid,
+            &demo.project_uuid,
+            Some(&demo.plan_uuid),
+            limits(&[]),
+            "report e2e",
+        )
+        .await
+        .expect("order");
+    let (ok, log) = run.agent("order_process");
+    assert!(ok, "{log}");
+    let resource_uuid = consumer.order(&order).await.expect("order")["marketplace_resource_uuid"]
+        .as_str()
+        .expect("uuid")
+        .to_owned();
+    let account = consumer.resource(&resource_uuid).await.expect("resource")["backend_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert!(
+        site.users(&account).contains(&member.username),
+        "{:?}",
+        site.users(&account)
+    );
+
+    // Real jobs, as the member.
+    for cmd in [
+        format!(
+            "SLURM_CONF={conf} sbatch --chdir=/tmp -o /dev/null -A {account} -c 2 --wrap 'sleep 3'"
+        ),
+        format!("SLURM_CONF={conf} srun --chdir=/tmp -A {account} -c 1 sleep 2"),
+    ] {
+        let out = Process::new("su")
+            .args([member.username.as_str(), "-c", cmd.as_str()])
+            .output()
+            .expect("su");
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let per_user = loop {
+        if let Some(p) = sacct_cpu_seconds(&site, &account, 2) {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "jobs did not complete"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let cents = |seconds: f64| (seconds / 60.0 * 100.0).round() as i64;
+    let expected_total: i64 = cents(per_user.values().sum());
+    assert!(expected_total > 0, "jobs used CPU time: {per_user:?}");
+
+    let (ok, log) = run.agent("report");
+    assert!(ok, "report --once failed:\n{log}");
+    let resource = uuid::Uuid::parse_str(&resource_uuid).expect("uuid");
+    let (total, users): (Vec<i64>, Vec<(String, i64)>) = {
+        let store = sim.state();
+        let usages: Vec<_> = store
+            .component_usages
+            .values()
+            .filter(|u| u.resource == resource && u.component_type == "cpu")
+            .filter(|u| {
+                u.billing_period.month()
+                    == jiff::Zoned::now()
+                        .with_time_zone(jiff::tz::TimeZone::UTC)
+                        .month()
+            })
+            .collect();
+        let ids: Vec<_> = usages.iter().map(|u| u.uuid).collect();
+        (
+            usages.iter().map(|u| u.usage_cents).collect(),
+            store
+                .user_usages
+                .values()
+                .filter(|u| ids.contains(&u.component_usage))
+                .map(|u| (u.username.clone(), u.usage_cents))
+                .collect(),
+        )
+    };
+    assert_eq!(
+        total,
+        vec![expected_total],
+        "cpu usage posted (hundredths of CPU-minutes) vs sacct"
+    );
+    assert!(
+        users.contains(&(member.username.clone(), cents(per_user[&member.username]))),
+        "per-user usage {users:?} vs sacct {per_user:?}"
+    );
+
+    // A second report with nothing new does not post again.
+    sim.reset_stats();
+    assert!(run.agent("report").0);
+    assert_eq!(
+        sim.stats()
+            .count("POST", "/api/marketplace-component-usages/set_usage/"),
+        0
+    );
+    let _ = site.sacctmgr(&[
+        "-i",
+        "delete",
+        "user",
+        &member.username,
+        &format!("account={account}"),
+    ]);
+}
