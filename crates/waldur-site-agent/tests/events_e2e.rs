@@ -172,6 +172,10 @@ fn config(sim: &SimServer, tag: &str, transport: &str) -> String {
 }
 
 async fn sim_with_brokers(mqtt: bool) -> SimServer {
+    sim_with(mqtt, "waldur_username").await
+}
+
+async fn sim_with(mqtt: bool, username_policy: &str) -> SimServer {
     let brokers = BrokerOptions {
         rabbitmq_admin: Some(RABBITMQ_ADMIN.into()),
         stomp: Some("127.0.0.1:61613".into()),
@@ -182,6 +186,7 @@ async fn sim_with_brokers(mqtt: bool) -> SimServer {
     SimServer::start(SimOptions {
         demo: true,
         brokers,
+        demo_username_policy: username_policy.to_owned(),
         ..SimOptions::default()
     })
     .await
@@ -423,6 +428,98 @@ async fn nothing_is_lost_across_a_broker_restart() {
         .expect("create order");
     let (state, _) = wait_order(&consumer, &order, Duration::from_secs(30)).await;
     assert_eq!(state, "done", "{}", agent.log());
+    drop(agent);
+    cleanup(&conf, &tag);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_username_set_later_is_applied() {
+    let _serial = SERIAL.lock().await;
+    let Some(conf) = services(false) else { return };
+    // The service provider names accounts: members join without a username.
+    let sim = sim_with(false, "service_provider").await;
+    let demo = sim.demo().clone();
+    let tag = format!("evu{}", std::process::id() % 100_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(&cfg, config(&sim, &tag, "stomp")).expect("config");
+    let agent = Agent::start(&cfg, &conf, "60", dir.path().join("agent.log"));
+    assert!(
+        agent
+            .wait_log("\"status\":\"Connected\"", 1, Duration::from_secs(30))
+            .await,
+        "{}",
+        agent.log()
+    );
+
+    let consumer = ConsumerClient::new(&demo.api_url, &demo.consumer_token);
+    let order = consumer
+        .create_order(
+            &demo.offering_uuid,
+            &demo.project_uuid,
+            Some(&demo.plan_uuid),
+            limits(&[("cpu", 1)]),
+            "late username",
+        )
+        .await
+        .expect("order");
+    let (state, _) = wait_order(&consumer, &order, Duration::from_secs(30)).await;
+    assert_eq!(state, "done", "{}", agent.log());
+    let resource = consumer.order(&order).await.expect("order")["marketplace_resource_uuid"]
+        .as_str()
+        .expect("uuid")
+        .to_owned();
+    let account = consumer.resource(&resource).await.expect("resource")["backend_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    let member = demo.users.first().expect("users").clone();
+    consumer
+        .add_user_to_project(&demo.project_uuid, &member.uuid, "PROJECT.MEMBER")
+        .await
+        .expect("add user");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !sacctmgr_users(&conf, &account)
+            .iter()
+            .any(|u| u.starts_with(&member.username)),
+        "no association before the username exists: {:?}\n{}",
+        sacctmgr_users(&conf, &account),
+        agent.log()
+    );
+
+    // The provider sets the username later; Waldur publishes `username_set`.
+    let provider = ConsumerClient::new(&demo.api_url, &demo.provider_token);
+    let users = provider
+        .get(&format!(
+            "marketplace-offering-users/?offering_uuid={}&user_uuid={}",
+            demo.offering_uuid, member.uuid
+        ))
+        .await
+        .expect("offering users");
+    let ou = users
+        .as_array()
+        .and_then(|a| a.first())
+        .expect("the join created an offering user");
+    let ou_uuid = ou["uuid"].as_str().expect("uuid").to_owned();
+    let username = format!("{}_{tag}", member.username);
+    let patched = reqwest::Client::new()
+        .patch(format!(
+            "{}marketplace-offering-users/{ou_uuid}/",
+            demo.api_url
+        ))
+        .header("Authorization", format!("Token {}", demo.provider_token))
+        .json(&json!({"username": username}))
+        .send()
+        .await
+        .expect("patch");
+    assert!(patched.status().is_success(), "{}", patched.status());
+    assert!(
+        wait_user(&conf, &account, &username, Duration::from_secs(30)).await,
+        "{username} never got an association after username_set:\n{}",
+        agent.log()
+    );
     drop(agent);
     cleanup(&conf, &tag);
 }
