@@ -473,7 +473,7 @@ mod tests {
         };
         assert_eq!(
             unified.stomp_destination(),
-            "/queue/subscription_s_offering_o_order"
+            "/amq/queue/subscription_s_offering_o_order"
         );
         assert_eq!(unified.mqtt_topic("o"), None);
     }
