@@ -923,14 +923,6 @@ fn validate_offering(o: &mut OfferingConfig, i: usize, token_key_present: bool, 
         }
     }
 
-    if let Some(p) = o.reconciliation_period_minutes
-        && !(p.is_finite() && p > 0.0)
-    {
-        ctx.error(
-            key("reconciliation_period_minutes"),
-            format!("must be a positive number of minutes, found {p}"),
-        );
-    }
     if o.stomp_ws_port == Some(0) {
         ctx.error(key("stomp_ws_port"), "must be between 1 and 65535");
     }

@@ -165,9 +165,6 @@ pub struct OfferingConfig {
     pub mqtt_ws_path: Option<String>,
     #[serde(default)]
     pub mqtt_use_websocket: Option<bool>,
-    /// Ours: minutes between event-mode reconciliation sweeps (default 60).
-    #[serde(default)]
-    pub reconciliation_period_minutes: Option<f64>,
 }
 
 impl OfferingConfig {
