@@ -518,10 +518,14 @@ async fn run_agent(cli: &Cli) -> ExitCode {
         tracing::info!("Reporting errors to Sentry");
     }
     if cfg.log_shipping.enabled {
-        tracing::warn!("log_shipping is not supported by this agent and is ignored; collect the JSON log lines from stdout instead");
+        tracing::warn!(
+            "log_shipping is not supported by this agent and is ignored; collect the JSON log lines from stdout instead"
+        );
     }
     if cfg.elastic_apm_server_url.is_some() {
-        tracing::warn!("elastic_apm_server_url is not supported by this agent and is ignored; use metrics_listen (Prometheus) or sentry_dsn");
+        tracing::warn!(
+            "elastic_apm_server_url is not supported by this agent and is ignored; use metrics_listen (Prometheus) or sentry_dsn"
+        );
     }
 
     let metrics = Metrics::new();

@@ -337,3 +337,43 @@ fn bad_period_variable_is_rejected() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stdout_of(&out).contains("WALDUR_SITE_AGENT_ORDER_PROCESS_PERIOD_MINUTES"));
 }
+
+#[test]
+fn seed_examples_validate_against_the_backends_of_this_build() {
+    let seeds = fixtures().join("seeds");
+    let out = agent()
+        .env("WALDUR_API_TOKEN", "token-from-env")
+        .env("OPENSTACK_PASSWORD", "password-from-env")
+        .env("STOMP_PASSWORD", "stomp-from-env")
+        .arg("validate-config")
+        .arg("-c")
+        .arg(seeds.join("openstack-keystone.yaml"))
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "the OpenStack seed example must validate: {}",
+        stderr_of(&out)
+    );
+
+    // The core reference has a SLURM offering (accepted) and a MOAB one (not in this build).
+    let out = agent()
+        .arg("validate-config")
+        .arg("-c")
+        .arg(seeds.join("core-reference.yaml"))
+        .output()
+        .expect("runs");
+    let errors: Vec<String> = stderr_of(&out)
+        .lines()
+        .filter(|l| !l.starts_with("warning:"))
+        .map(str::to_owned)
+        .collect();
+    assert!(!out.status.success());
+    assert!(!errors.is_empty());
+    assert!(
+        errors
+            .iter()
+            .all(|l| l.contains("offerings[1]") && l.contains("unknown backend 'moab'")),
+        "only the MOAB offering is refused: {errors:?}"
+    );
+}
