@@ -46,6 +46,9 @@ step "cargo test (workspace)"
 # One test binary at a time against the shared services keeps SLURM and RabbitMQ assertions stable.
 cargo test --workspace --locked --no-fail-fast -- --test-threads=4
 
+step "fuzz: the STOMP frame decoder under libFuzzer for ${FUZZ_SECONDS:-60} s"
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}" 2>&1 | tail -4
+
 if [ -x crates/waldur-sim/tests/python-agent/run.sh ]; then
   step "fidelity: the Python agent from PyPI against waldur-sim and real SLURM"
   bash crates/waldur-sim/tests/python-agent/run.sh
