@@ -3,13 +3,12 @@
 
     python3 bench/startup.py [--runs 10] [--rust target/release/waldur-site-agent] [--python-bin DIR]
 
-Idle memory: each agent runs `-m order_process` against a config whose offering has no orders
+Needs GNU time (`apt-get install time`). Idle memory: each agent runs `-m order_process` against a config whose offering has no orders
 (a waldur-sim demo started here), and its RSS is read from /proc after it has settled.
 """
 import argparse
 import json
 import os
-import resource
 import signal
 import statistics
 import subprocess
@@ -22,23 +21,15 @@ ROOT = os.path.dirname(HERE)
 
 
 def run_once(cmd, env=None):
-    """Wall time (s) and peak RSS (KiB) of one run, measured in a forked child."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
+    """Wall time (s), peak RSS (KiB, from GNU time's %M: the process itself, not this harness) and
+    exit code of one run."""
+    with tempfile.NamedTemporaryFile("r") as rss_file:
         t0 = time.perf_counter()
-        p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        p = subprocess.run(["/usr/bin/time", "-o", rss_file.name, "-f", "%M"] + cmd,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         dt = time.perf_counter() - t0
-        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        os.write(w, json.dumps([dt, rss, p.returncode]).encode())
-        os._exit(0)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 4096):
-        data += chunk
-    os.waitpid(pid, 0)
-    return json.loads(data)
+        rss = int(open(rss_file.name).read().split()[-1])
+    return [dt, rss, p.returncode]
 
 
 def measure(name, cmd, runs, env=None):
