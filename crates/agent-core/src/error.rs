@@ -63,6 +63,15 @@ impl CycleReport {
         self.errors.push(format!("{item}: {error}"));
     }
 
+    /// A failure, counted as transient when the error says a later attempt may clear it.
+    pub fn record(&mut self, item: &str, error: impl Classified + std::fmt::Display) {
+        if error.is_transient() {
+            self.retry(item, error);
+        } else {
+            self.fail(item, error);
+        }
+    }
+
     /// A failure that a later attempt may clear (the item was left untouched).
     pub fn retry(&mut self, item: &str, error: impl std::fmt::Display) {
         self.transient += 1;
@@ -83,5 +92,34 @@ impl CycleReport {
 
     pub fn has_failures(&self) -> bool {
         self.failed > 0
+    }
+}
+
+/// Errors that know whether retrying later can help.
+pub trait Classified {
+    fn is_transient(&self) -> bool;
+}
+
+impl Classified for CoreError {
+    fn is_transient(&self) -> bool {
+        CoreError::is_transient(self)
+    }
+}
+
+impl Classified for backend_api::BackendError {
+    fn is_transient(&self) -> bool {
+        backend_api::BackendError::is_transient(self)
+    }
+}
+
+impl Classified for waldur_client::WaldurError {
+    fn is_transient(&self) -> bool {
+        waldur_client::WaldurError::is_transient(self)
+    }
+}
+
+impl<T: Classified> Classified for &T {
+    fn is_transient(&self) -> bool {
+        (*self).is_transient()
     }
 }

@@ -141,13 +141,13 @@ pub async fn membership_sync(ctx: &OfferingContext) -> CycleReport {
     let backend = match backend(ctx) {
         Ok(b) => b,
         Err(e) => {
-            cycle.fail("membership", e);
+            cycle.record("membership", e);
             return cycle;
         }
     };
     match handled_resources(ctx, &backend, None).await {
         Ok(resources) => sync_resources(ctx, &backend, resources, true, &mut cycle).await,
-        Err(e) => cycle.fail("list resources", e),
+        Err(e) => cycle.record("list resources", e),
     }
     cycle
 }
@@ -177,7 +177,7 @@ async fn sync_resources(
     let infos = match backend.pull_resources(&views).await {
         Ok(infos) => infos,
         Err(e) => {
-            cycle.fail("pull resources", e);
+            cycle.record("pull resources", e);
             return;
         }
     };
@@ -226,7 +226,7 @@ async fn sync_resources(
                     }
                 }
                 tracing::error!(resource = %resource.uuid, error = %e, "membership sync failed");
-                cycle.fail(&format!("resource {}", resource.uuid), e);
+                cycle.record(&format!("resource {}", resource.uuid), e);
             }
         }
     }
@@ -479,6 +479,30 @@ async fn remove_closed_accounts(
     }
 }
 
+/// The site username a per-user limit applies to: the `username` the server sends, else the
+/// offering user behind the `user` link, else `user` itself (older servers sent a username there).
+fn limit_username(
+    limit: &waldur_client::ComponentUserUsageLimit,
+    offering_users: &[OfferingUser],
+) -> Option<String> {
+    if let Some(name) = limit.username.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+        return offering_users
+            .iter()
+            .find(|u| u.user_username == name)
+            .and_then(|u| u.username().map(str::to_owned))
+            .or_else(|| Some(name.to_owned()));
+    }
+    let user = limit.user.trim();
+    if user.starts_with("http://") || user.starts_with("https://") {
+        let uuid = waldur_client::uuid_from_url(user)?;
+        return offering_users
+            .iter()
+            .find(|u| u.user_uuid == uuid)
+            .and_then(|u| u.username().map(str::to_owned));
+    }
+    Some(user.to_owned()).filter(|u| !u.is_empty())
+}
+
 async fn sync_user_limits(
     ctx: &OfferingContext,
     backend: &Arc<dyn MembershipBackend>,
@@ -504,13 +528,23 @@ async fn sync_user_limits(
             return;
         }
     };
+    let offering_users = ctx.offering_users().await.unwrap_or_default();
     let mut wanted: BTreeMap<String, backend_api::Limits> = BTreeMap::new();
+    // A limit we cannot attribute to a site user must not make us clear anyone's limits.
+    let mut unattributed = false;
     for limit in waldur {
-        if let Some(value) = limit.limit {
-            wanted
-                .entry(limit.user.clone())
-                .or_default()
-                .insert(limit.component_type.clone(), value as i64);
+        let Some(value) = limit.limit else { continue };
+        match limit_username(&limit, &offering_users) {
+            Some(username) => {
+                wanted
+                    .entry(username)
+                    .or_default()
+                    .insert(limit.component_type.clone(), value as i64);
+            }
+            None => {
+                unattributed = true;
+                tracing::warn!(resource = %resource.uuid, user = %limit.user, "per-user limit for a user without a site username; skipped");
+            }
         }
     }
     for username in members {
@@ -518,7 +552,7 @@ async fn sync_user_limits(
         let current = site.get(username);
         let change = match (target, current) {
             (Some(t), c) if Some(t) != c => Some(t.clone()),
-            (None, Some(c)) if !c.is_empty() => Some(backend_api::Limits::new()),
+            (None, Some(c)) if !c.is_empty() && !unattributed => Some(backend_api::Limits::new()),
             _ => None,
         };
         if let Some(limits) = change {
@@ -591,14 +625,14 @@ pub async fn process_user_role_changed(
             };
             match outcome {
                 Ok(()) => cycle.ok(),
-                Err(e) => cycle.fail(&format!("resource {}", resource.uuid), e),
+                Err(e) => cycle.record(&format!("resource {}", resource.uuid), e),
             }
         }
         Ok::<_, CoreError>(())
     }
     .await;
     if let Err(e) = result {
-        cycle.fail("user role change", e);
+        cycle.record("user role change", e);
     }
     cycle
 }
@@ -610,9 +644,9 @@ pub async fn process_project_user_sync(ctx: &OfferingContext, project_uuid: &str
     match backend(ctx) {
         Ok(backend) => match handled_resources(ctx, &backend, Some(project_uuid)).await {
             Ok(resources) => sync_resources(ctx, &backend, resources, false, &mut cycle).await,
-            Err(e) => cycle.fail("list resources", e),
+            Err(e) => cycle.record("list resources", e),
         },
-        Err(e) => cycle.fail("membership", e),
+        Err(e) => cycle.record("membership", e),
     }
     cycle
 }
@@ -639,7 +673,7 @@ pub async fn process_resource_by_uuid(ctx: &OfferingContext, resource_uuid: &str
     }
     .await;
     if let Err(e) = result {
-        cycle.fail(&format!("resource {resource_uuid}"), e);
+        cycle.record(&format!("resource {resource_uuid}"), e);
     }
     cycle
 }
@@ -678,14 +712,14 @@ pub async fn process_username_set(
             };
             match backend.add_users(&view, &[grant]).await {
                 Ok(_) => cycle.ok(),
-                Err(e) => cycle.fail(&format!("resource {}", resource.uuid), e),
+                Err(e) => cycle.record(&format!("resource {}", resource.uuid), e),
             }
         }
         Ok::<_, CoreError>(())
     }
     .await;
     if let Err(e) = result {
-        cycle.fail("username set", e);
+        cycle.record("username set", e);
     }
     cycle
 }
@@ -721,7 +755,7 @@ pub async fn recreate_missing_resources(
     let resources = match handled_resources(ctx, membership, None).await {
         Ok(resources) => resources,
         Err(e) => {
-            cycle.fail("list resources", e);
+            cycle.record("list resources", e);
             return cycle;
         }
     };
@@ -732,7 +766,7 @@ pub async fn recreate_missing_resources(
     let present = match membership.pull_resources(&views).await {
         Ok(present) => present,
         Err(e) => {
-            cycle.fail("pull resources", e);
+            cycle.record("pull resources", e);
             return cycle;
         }
     };
@@ -761,7 +795,7 @@ pub async fn recreate_missing_resources(
                         tracing::error!(resource = %view.uuid, error = %set_err, "cannot set resource erred");
                     }
                 }
-                cycle.fail(&format!("resource {}", view.uuid), error);
+                cycle.record(&format!("resource {}", view.uuid), error);
             }
         }
     }

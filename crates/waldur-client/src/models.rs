@@ -493,8 +493,11 @@ pub struct ComponentUserUsageLimit {
     pub resource: String,
     pub component: String,
     pub component_type: String,
-    /// The username the limit applies to.
+    /// The user the limit applies to: a user URL in Mastermind's serializer (the Python agent
+    /// read it as a username); see [`ComponentUserUsageLimit::username`].
     pub user: String,
+    /// The username, where the server sends it.
+    pub username: Option<String>,
     #[serde(deserialize_with = "amount::deserialize_opt")]
     pub limit: Option<f64>,
 }
