@@ -485,7 +485,12 @@ fn limit_username(
     limit: &waldur_client::ComponentUserUsageLimit,
     offering_users: &[OfferingUser],
 ) -> Option<String> {
-    if let Some(name) = limit.username.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+    if let Some(name) = limit
+        .username
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
         return offering_users
             .iter()
             .find(|u| u.user_username == name)

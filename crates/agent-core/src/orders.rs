@@ -195,6 +195,9 @@ struct PendingCreate {
     ids: BackendIdPlan,
     /// The resource already had this backend id (restore with the same id).
     reused_id: bool,
+    /// The backend id Waldur holds for the resource (recorded before the site create, so a
+    /// failure after the create never leaves an account Waldur does not know about).
+    recorded_id: Option<String>,
 }
 
 /// Process a batch of orders: groups per resource, first orders concurrently with Creates
@@ -242,7 +245,10 @@ async fn process_orders(
         }
     }
 
-    // Phase 2: one batched call to the site for every Create of the cycle.
+    // Phase 2: reserve the backend ids (free on the site, recorded in Waldur), then one batched
+    // call to the site for every Create of the cycle.
+    let (creates, failed) = reserve_ids(ctx, backend, creates).await;
+    results.extend(failed);
     if !creates.is_empty() {
         let requests = creates.iter().map(|p| p.request.clone()).collect();
         let mut created = backend.create_resources(requests).await.into_iter();
@@ -295,13 +301,21 @@ async fn process_single(
     match prepare(ctx, backend, order).await {
         Stage::Finished(outcome) => outcome,
         Stage::NeedsCreate(pending) => {
+            let (mut ready, failed) = reserve_ids(ctx, backend, vec![*pending]).await;
+            let Some(pending) = ready.pop() else {
+                return failed
+                    .into_iter()
+                    .next()
+                    .map(|(_, outcome)| outcome)
+                    .unwrap_or_else(|| OrderOutcome::Retry("backend id not reserved".into()));
+            };
             let result = backend
                 .create_resources(vec![pending.request.clone()])
                 .await
                 .into_iter()
                 .next()
                 .unwrap_or_else(|| Err(BackendError::permanent("backend returned no result")));
-            complete_create(ctx, backend, *pending, result).await
+            complete_create(ctx, backend, pending, result).await
         }
     }
 }
@@ -676,6 +690,7 @@ async fn prepare_create(
     } else {
         (*ctx.ssh_keys().await).clone()
     };
+    let view_backend_id = view.backend_id.clone();
     let request = CreateRequest {
         resource: view.clone(),
         backend_id,
@@ -691,7 +706,106 @@ async fn prepare_create(
         request,
         ids,
         reused_id,
+        recorded_id: reused_id.then(|| view_backend_id.clone()),
     })))
+}
+
+/// Make each new backend id safe to use: not taken on the site (one `existing_ids` call per
+/// round for the whole batch), then recorded in Waldur before the site create. A Waldur failure
+/// here leaves the order for the next cycle with nothing created on the site.
+async fn reserve_ids(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn OrderBackend>,
+    creates: Vec<PendingCreate>,
+) -> (Vec<PendingCreate>, Vec<(String, OrderOutcome)>) {
+    let mut failed = Vec::new();
+    let (mut reserved, mut todo): (Vec<PendingCreate>, Vec<PendingCreate>) =
+        creates.into_iter().partition(|p| p.reused_id);
+    // Ids taken by other orders of this batch (one project's resources share a slug).
+    let mut claimed: std::collections::BTreeSet<String> = reserved
+        .iter()
+        .map(|p| p.request.backend_id.clone())
+        .collect();
+    // Bounded: every round either clears ids or advances each taken one to its next candidate.
+    for _round in 0..8 {
+        if todo.is_empty() {
+            break;
+        }
+        let ids: Vec<String> = todo.iter().map(|p| p.request.backend_id.clone()).collect();
+        let existing = match backend.existing_ids(&ids).await {
+            Ok(existing) => existing,
+            Err(e) => {
+                let transient = e.is_transient();
+                let message = e.to_string();
+                for p in todo.drain(..) {
+                    let error = if transient {
+                        BackendError::transient(message.clone())
+                    } else {
+                        BackendError::permanent(message.clone())
+                    };
+                    let outcome = handle_error(ctx, &p.order, error.into(), true).await;
+                    failed.push((p.order.uuid.clone(), outcome));
+                }
+                break;
+            }
+        };
+        let mut next_round = Vec::new();
+        for mut p in todo.drain(..) {
+            if !existing.contains(&p.request.backend_id)
+                && claimed.insert(p.request.backend_id.clone())
+            {
+                reserved.push(p);
+                continue;
+            }
+            tracing::info!(backend_id = %p.request.backend_id, "backend id taken; trying another");
+            match next_backend_id(ctx, backend, &mut p.ids).await {
+                Ok(id) => {
+                    p.request.backend_id = id;
+                    next_round.push(p);
+                }
+                Err(e) => {
+                    let outcome = handle_error(ctx, &p.order, e, true).await;
+                    failed.push((p.order.uuid.clone(), outcome));
+                }
+            }
+        }
+        todo = next_round;
+    }
+    // Still colliding after the rounds: the site create reports Duplicate and retries one by one.
+    reserved.extend(todo);
+    let concurrency = ctx.settings.order_concurrency.max(1);
+    let recorded: Vec<Result<PendingCreate, (String, OrderOutcome)>> =
+        futures::stream::iter(reserved)
+            .map(|mut p| async move {
+                if p.recorded_id.as_deref() == Some(p.request.backend_id.as_str()) {
+                    return Ok(p);
+                }
+                match ctx
+                    .client
+                    .set_resource_backend_id(&p.view.uuid, &p.request.backend_id)
+                    .await
+                {
+                    Ok(()) => {
+                        p.recorded_id = Some(p.request.backend_id.clone());
+                        Ok(p)
+                    }
+                    Err(e) => {
+                        let outcome = handle_error(ctx, &p.order, e.into(), true).await;
+                        Err((p.order.uuid.clone(), outcome))
+                    }
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+    let mut ready = Vec::new();
+    for r in recorded {
+        match r {
+            Ok(p) => ready.push(p),
+            Err(f) => failed.push(f),
+        }
+    }
+    (ready, failed)
 }
 
 async fn complete_create(
@@ -708,6 +822,14 @@ async fn complete_create(
         tracing::info!(backend_id = %backend_id, "backend id exists on the site; trying another");
         match next_backend_id(ctx, backend, &mut pending.ids).await {
             Ok(id) => {
+                if let Err(e) = ctx
+                    .client
+                    .set_resource_backend_id(&pending.view.uuid, &id)
+                    .await
+                {
+                    return handle_error(ctx, &pending.order, e.into(), true).await;
+                }
+                pending.recorded_id = Some(id.clone());
                 pending.request.backend_id = id;
                 result = backend.create_resource(pending.request.clone()).await;
             }
@@ -748,7 +870,7 @@ async fn record_create(
         info.backend_id.clone()
     };
     let resource_uuid = &pending.view.uuid;
-    if !(pending.reused_id && backend_id == pending.view.backend_id) {
+    if pending.recorded_id.as_deref() != Some(backend_id.as_str()) {
         ctx.client
             .set_resource_backend_id(resource_uuid, &backend_id)
             .await?;

@@ -56,6 +56,26 @@ pub trait OrderBackend: BackendHealth {
         resource: &ResourceView,
     ) -> BackendResult<Option<BackendResourceInfo>>;
 
+    /// Which of `ids` already exist on the site. The core asks before it records a new id in
+    /// Waldur, so that a resource never points at someone else's site object. Default: one
+    /// `pull_resource` per id; backends that can answer for many at once override it.
+    async fn existing_ids(
+        &self,
+        ids: &[String],
+    ) -> BackendResult<std::collections::BTreeSet<String>> {
+        let mut existing = std::collections::BTreeSet::new();
+        for id in ids {
+            let probe = ResourceView {
+                backend_id: id.clone(),
+                ..ResourceView::default()
+            };
+            if self.pull_resource(&probe).await?.is_some() {
+                existing.insert(id.clone());
+            }
+        }
+        Ok(existing)
+    }
+
     /// Create a resource with `request.backend_id` and its limits. Fails with
     /// [`BackendError::Duplicate`] when that id is taken by something else.
     async fn create_resource(&self, request: CreateRequest) -> BackendResult<BackendResourceInfo>;

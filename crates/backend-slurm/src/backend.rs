@@ -1006,6 +1006,21 @@ impl BackendHealth for SlurmBackend {
 
 #[async_trait]
 impl OrderBackend for SlurmBackend {
+    async fn existing_ids(&self, ids: &[String]) -> BackendResult<BTreeSet<String>> {
+        // One `show assoc` for all of them; names SLURM could not take cannot exist there.
+        let names: Vec<String> = ids
+            .iter()
+            .filter(|id| validate_site_name("account name", id).is_ok())
+            .map(|id| id.to_lowercase())
+            .collect();
+        let states = self.account_states(&names).await?;
+        Ok(ids
+            .iter()
+            .filter(|id| states.contains_key(&id.to_lowercase()))
+            .cloned()
+            .collect())
+    }
+
     fn backend_id_for(&self, base_slug: &str) -> BackendResult<String> {
         self.hierarchy.allocation_id(base_slug)
     }
