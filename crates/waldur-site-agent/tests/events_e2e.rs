@@ -10,42 +10,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use waldur_sim::consumer::ConsumerClient;
 use waldur_sim::{BrokerOptions, SimOptions, SimServer};
 
-const SLURM_ENV: &str = "/tmp/waldur-services/slurm/env.sh";
+mod common;
+use common::{limits, require, sacctmgr_users, slurm_conf};
 const RABBITMQ_ADMIN: &str = "http://waldur:waldur@127.0.0.1:15672";
 
 /// One test at a time: one of them restarts RabbitMQ.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn require(what: &str, ok: bool, how: &str) -> bool {
-    if ok {
-        return true;
-    }
-    let msg = format!("{what} is not available: {how}");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    eprintln!("note: skipping: {msg}");
-    false
-}
-
 fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1))
         .is_ok()
-}
-
-fn slurm_conf() -> Option<String> {
-    std::fs::read_to_string(SLURM_ENV)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("export SLURM_CONF="))
-                .map(|v| v.trim().trim_matches('"').to_owned())
-        })
-        .filter(|c| Path::new(c).is_file())
 }
 
 fn services(mqtt: bool) -> Option<String> {
@@ -193,13 +171,6 @@ async fn sim_with(mqtt: bool, username_policy: &str) -> SimServer {
     .expect("simulator")
 }
 
-fn limits(pairs: &[(&str, i64)]) -> Map<String, Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), json!(v)))
-        .collect()
-}
-
 async fn wait_order(
     consumer: &ConsumerClient,
     order: &str,
@@ -216,25 +187,6 @@ async fn wait_order(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn sacctmgr_users(conf: &str, account: &str) -> Vec<String> {
-    let out = Process::new("sacctmgr")
-        .env("SLURM_CONF", conf)
-        .args([
-            "-nP",
-            "show",
-            "assoc",
-            &format!("account={account}"),
-            "format=user",
-        ])
-        .output()
-        .expect("sacctmgr");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 async fn wait_user(conf: &str, account: &str, user: &str, timeout: Duration) -> bool {

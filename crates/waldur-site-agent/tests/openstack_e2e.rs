@@ -10,11 +10,14 @@ use std::process::Command as Process;
 
 use assert_cmd::Command;
 use backend_openstack::{KeystoneClient, OpenStackSettings};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use waldur_sim::SimServer;
 use waldur_sim::consumer::ConsumerClient;
 
 const ENV_FILE: &str = "/tmp/waldur-services/keystone/env.sh";
+
+mod common;
+use common::limits;
 
 fn keystone_url() -> Option<String> {
     let url = std::fs::read_to_string(ENV_FILE).ok().and_then(|text| {
@@ -93,13 +96,6 @@ fn agent(config: &Path, mode: &str) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
-}
-
-fn limits(pairs: &[(&str, i64)]) -> Map<String, Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), json!(v)))
-        .collect()
 }
 
 struct Keystone {

@@ -6,44 +6,16 @@
 //! Without SLURM: with `CI=true` the test fails saying how to start it; otherwise it prints a note
 //! and returns.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command as Process;
 
 use assert_cmd::Command;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use waldur_sim::SimServer;
 use waldur_sim::consumer::ConsumerClient;
 
-const ENV_FILE: &str = "/tmp/waldur-services/slurm/env.sh";
-
-fn slurm_conf() -> Option<String> {
-    let conf = std::fs::read_to_string(ENV_FILE)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("export SLURM_CONF="))
-                .map(|v| v.trim().trim_matches('"').to_owned())
-        })
-        .or_else(|| std::env::var("SLURM_CONF").ok())
-        .filter(|c| Path::new(c).is_file());
-    let reachable = conf.as_ref().is_some_and(|c| {
-        Process::new("sacctmgr")
-            .env("SLURM_CONF", c)
-            .args(["--parsable2", "--noheader", "show", "cluster"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if reachable {
-        return conf;
-    }
-    let msg =
-        "real SLURM is not running: start it with `bash scripts/services/slurm-up.sh` (as root)";
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    eprintln!("note: skipping: {msg}");
-    None
-}
+mod common;
+use common::{limits, slurm_conf};
 
 struct Site {
     conf: String,
@@ -138,13 +110,6 @@ fn site_parent(site: &Site, account: &str) -> String {
     .find(|l| !l.is_empty())
     .unwrap_or_default()
     .to_owned()
-}
-
-fn limits(pairs: &[(&str, i64)]) -> Map<String, Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), json!(v)))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
