@@ -301,7 +301,7 @@ fn agent_logs_are_json_and_have_no_secret() {
         .env("WALDUR_SITE_AGENT_LOG_LEVEL", "debug")
         .output()
         .expect("runs");
-    // The modes are not wired into this binary yet, so no offering gets processed.
+    // Waldur is unreachable (port 9), so no offering gets processed.
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
     let logs = stdout_of(&out);
     assert_no_secret("logs", &logs);
@@ -376,4 +376,74 @@ fn seed_examples_validate_against_the_backends_of_this_build() {
             .all(|l| l.contains("offerings[1]") && l.contains("unknown backend 'moab'")),
         "only the MOAB offering is refused: {errors:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_logs_of_real_cycles_have_no_secret() {
+    let sim = waldur_sim::SimServer::start_demo()
+        .await
+        .expect("simulator");
+    let demo = sim.demo().clone();
+    let consumer = waldur_sim::consumer::ConsumerClient::new(&demo.api_url, &demo.consumer_token);
+    consumer
+        .create_order(
+            &demo.offering_uuid,
+            &demo.project_uuid,
+            Some(&demo.plan_uuid),
+            Default::default(),
+            "logs",
+        )
+        .await
+        .expect("order");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"heartbeat_path: "{hb}"
+offerings:
+  - name: logs
+    waldur_api_url: "{api}"
+    waldur_api_token: "${{TEST_AGENT_TOKEN}}"
+    waldur_offering_uuid: "{offering}"
+    backend_type: slurm
+    order_processing_backend: slurm
+    membership_sync_backend: slurm
+    reporting_backend: slurm
+    backend_settings:
+      default_account: root
+      slurm_bin_path: /nonexistent/slurm/bin
+      ldap_bind_password: "{SECRET_PASSWORD}"
+"#,
+            hb = dir.path().join("hb").display(),
+            api = demo.api_url,
+            offering = demo.offering_uuid,
+        ),
+    )
+    .expect("config");
+    let out = agent()
+        .args(["-m", "order_process,report,membership_sync", "--once", "-c"])
+        .arg(&config)
+        .env("TEST_AGENT_TOKEN", &demo.provider_token)
+        .env("WALDUR_SITE_AGENT_LOG_LEVEL", "debug")
+        .output()
+        .expect("runs");
+    let logs = format!("{}{}", stdout_of(&out), stderr_of(&out));
+    // The site is missing, so the order fails: real requests, real errors, all logged at debug.
+    assert_eq!(out.status.code(), Some(1), "{logs}");
+    assert!(
+        logs.contains("/nonexistent/slurm/bin"),
+        "the failing command is named: {logs}"
+    );
+    assert!(
+        !logs.contains(&demo.provider_token),
+        "the Waldur token leaked:\n{logs}"
+    );
+    assert!(
+        !logs.contains(SECRET_PASSWORD),
+        "a backend password leaked:\n{logs}"
+    );
+    for line in stdout_of(&out).lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("every line is JSON");
+    }
 }
