@@ -40,6 +40,7 @@
 //! | `homedir_base_path` | none | where homes are checked (else the passwd entry) |
 //! | `mkhomedir_helper_path` | `/sbin/mkhomedir_helper` | (extension) |
 //! | `command_timeout_seconds` | 120 | (extension) kill a hung SLURM command |
+//! | `batch_load` | true | (extension) one `sacctmgr load` per batch of creates; needs `cluster_name` |
 //! | `execution_mode` | `cli` | `rest` (slurmrestd) is not implemented and refused at startup |
 //!
 //! Unknown keys are ignored. Components (`backend_components`) are TRES names (`cpu`, `mem`,

@@ -114,6 +114,8 @@ fn settings() -> SlurmSettings {
         cluster_name: Some("waldur".into()),
         qos_paused: Some("paused".into()),
         enable_user_homedir_account_creation: false,
+        // The per-command path; the load path has its own tests below.
+        batch_load: false,
         ..SlurmSettings::default()
     }
 }
