@@ -663,4 +663,113 @@ mod tests {
         assert!(is_nothing_changed(" Nothing deleted"));
         assert!(!is_nothing_changed("Error: bad"));
     }
+
+    #[test]
+    fn load_file_renders_tree_then_users_under_their_parents() {
+        let account = |name: &str, parent: &str, description: &str, tres: &str| LoadAccount {
+            name: name.into(),
+            parent: parent.into(),
+            description: description.into(),
+            organization: name.into(),
+            grp_tres_mins: tres.into(),
+        };
+        let user = |account: &str, user: &str, default: Option<&str>| LoadUser {
+            account: account.into(),
+            user: user.into(),
+            default_account: default.map(str::to_owned),
+            fairshare_parent: true,
+        };
+        let text = render_load_file(
+            "waldur",
+            &[
+                account("c1", "root", "Customer One", ""),
+                account("p1", "c1", "Project: one, with comma", ""),
+                account("a1", "p1", "alloc 1", "cpu=600000,mem=10"),
+                account("a2", "p1", "", "cpu=5"),
+            ],
+            &[
+                user("root", "alice", Some("root")),
+                user("a1", "alice", Some("root")),
+                user("a1", "bob", None),
+            ],
+        );
+        assert_eq!(
+            text,
+            "Cluster - 'waldur'\n\
+             Parent - 'root'\n\
+             Account - 'c1':Description='Customer One':Organization='c1'\n\
+             Parent - 'c1'\n\
+             Account - 'p1':Description='Project: one, with comma':Organization='p1'\n\
+             Parent - 'p1'\n\
+             Account - 'a1':Description='alloc 1':Organization='a1':GrpTRESMins=cpu=600000,mem=10\n\
+             Account - 'a2':Organization='a2':GrpTRESMins=cpu=5\n\
+             Parent - 'root'\n\
+             User - 'alice':DefaultAccount='root':Fairshare=parent\n\
+             Parent - 'a1'\n\
+             User - 'alice':DefaultAccount='root':Fairshare=parent\n\
+             User - 'bob':Fairshare=parent\n"
+        );
+    }
+
+    #[test]
+    fn hostile_descriptions_cannot_break_out_of_their_value_or_line() {
+        for hostile in [
+            "x'\nAccount - 'evil':Description='y",
+            "a # comment",
+            "quote ' and \"double\" | pipe\r\n\tand tab\\",
+            "'",
+            "\u{0}\u{7}",
+        ] {
+            let value = load_file_value(hostile);
+            assert!(
+                !value.contains(['\'', '#', '\n', '\r', '"', '|', '\\', '\t', '\0']),
+                "{hostile:?} -> {value:?}"
+            );
+            let text = render_load_file(
+                "c",
+                &[LoadAccount {
+                    name: "a".into(),
+                    parent: "p".into(),
+                    description: hostile.into(),
+                    organization: hostile.into(),
+                    grp_tres_mins: String::new(),
+                }],
+                &[],
+            );
+            // Exactly the three lines, each value still closed by its own quote.
+            assert_eq!(text.lines().count(), 3, "{text}");
+            let account_line = text.lines().nth(2).unwrap_or_default();
+            assert!(account_line.starts_with("Account - 'a'"), "{account_line}");
+            assert_eq!(account_line.matches('\'').count() % 2, 0, "{account_line}");
+        }
+        assert_eq!(
+            load_file_value("Hello  'World'\n# 2: (x), ünï"),
+            "Hello World 2: (x), ünï"
+        );
+        assert_eq!(load_file_value("\n\t'#"), "");
+    }
+
+    #[test]
+    fn load_command_and_user_listing() {
+        let c = SlurmCommands::new("/usr/bin", Some("waldur"));
+        let load = c.load(std::path::Path::new("/tmp/x.cfg"));
+        assert_eq!(
+            load.display(),
+            "/usr/bin/sacctmgr -i load file=/tmp/x.cfg cluster=waldur"
+        );
+        assert_eq!(
+            c.list_users(&["u1".into(), "u2".into()]).args[3..],
+            [
+                "list",
+                "user",
+                "where",
+                "name=u1,u2",
+                "format=User,DefaultAccount"
+            ]
+        );
+        let defaults = parse_user_defaults("u1|Root\nu2|\n\n");
+        assert_eq!(defaults.get("u1").map(String::as_str), Some("root"));
+        assert_eq!(defaults.get("u2").map(String::as_str), Some(""));
+        assert_eq!(defaults.len(), 2);
+    }
 }
