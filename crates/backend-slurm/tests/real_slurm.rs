@@ -287,8 +287,9 @@ async fn batch_create_of_20_with_users_on_real_slurm() {
         assert!(r.is_ok(), "{r:?}");
     }
     println!("real SLURM: 20 creates with 3 users each: {calls} commands in {elapsed:?}");
-    // list tres + show + 1 customer + 4 projects + 20 allocations (distinct limits) + 1 add user
-    assert_eq!(calls, 28);
+    // list tres (cached afterwards) + show assoc + list user + ONE load + read-back show assoc,
+    // instead of 1 customer + 4 projects + 20 allocations + 1 add user one by one.
+    assert_eq!(calls, 5);
 
     // Everything exists, checked with our own query and independently.
     let pulled = backend.pull_resources(&views).await.expect("pull");
