@@ -21,8 +21,9 @@ use backend_api::{
 
 use crate::hierarchy::{AccountPlan, Hierarchy, missing_account_groups};
 use crate::sacctmgr::{
-    AccountState, SlurmCommands, UserAssocOptions, accounts_from_rows, is_jobs_running,
-    is_nothing_changed, parse_assoc_rows, parse_first_column, parse_tres_names,
+    AccountState, LoadAccount, LoadUser, SlurmCommands, UserAssocOptions, accounts_from_rows,
+    is_jobs_running, is_nothing_changed, parse_assoc_rows, parse_first_column, parse_tres_names,
+    parse_user_defaults, render_load_file,
 };
 use crate::settings::{DefaultAccountPolicy, SlurmSettings};
 use crate::tres::{ComponentMap, TresAmounts, format_tres, parse_limit_tres, prepaid_months};
@@ -54,6 +55,55 @@ struct Prepared {
     tres: TresAmounts,
     users: Vec<String>,
     options: UserAssocOptions,
+}
+
+/// What one `sacctmgr load` verifiably created.
+struct LoadOutcome {
+    /// State of every account the file listed that exists now.
+    states: BTreeMap<String, AccountState>,
+    /// (allocation, user) associations that exist now.
+    assocs: BTreeSet<(String, String)>,
+}
+
+/// A load file only we can read, removed when dropped.
+struct LoadFile {
+    path: std::path::PathBuf,
+}
+
+impl LoadFile {
+    fn create(text: &str) -> std::io::Result<Self> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "waldur-slurm-load-{}-{nanos}-{}.cfg",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        // create_new: never follow a planted symlink or reuse someone else's file.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        let file_guard = LoadFile { path };
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        Ok(file_guard)
+    }
+}
+
+impl Drop for LoadFile {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not remove sacctmgr load file");
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -542,14 +592,18 @@ impl SlurmBackend {
             }
         }
 
+        if prepared.iter().all(Option::is_none) {
+            return results.into_iter().flatten().collect();
+        }
         let all_names: Vec<String> = prepared
             .iter()
             .flatten()
             .flat_map(|p| p.plan.accounts.iter().map(|a| a.name.clone()))
+            .chain(self.load_anchor_accounts())
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let states = match self.account_states(&all_names).await {
+        let mut states = match self.account_states(&all_names).await {
             Ok(s) => s,
             Err(e) => {
                 for (i, p) in prepared.iter().enumerate() {
@@ -569,6 +623,17 @@ impl SlurmBackend {
             if let Some(backend_id) = duplicate {
                 results[i] = Some(Err(BackendError::Duplicate { backend_id }));
                 *slot = None;
+            }
+        }
+
+        // One `sacctmgr load` for the missing tree when cheaper; whatever it did not create is
+        // then added by the per-command path below, so a failure errs only the orders concerned.
+        let mut loaded_assocs: BTreeSet<(String, String)> = BTreeSet::new();
+        {
+            let active: Vec<&Prepared> = prepared.iter().flatten().collect();
+            if let Some(outcome) = self.load_missing(&active, &states).await {
+                states.extend(outcome.states);
+                loaded_assocs = outcome.assocs;
             }
         }
 
@@ -639,16 +704,23 @@ impl SlurmBackend {
                 results[i] = Some(Err(share_error(e)));
                 continue;
             }
-            if let Some(allocation) = p.plan.allocation()
-                && !p.users.is_empty()
-            {
-                wanted
-                    .entry((p.users.clone(), p.options.clone()))
-                    .or_default()
-                    .push(allocation.name.clone());
+            if let Some(allocation) = p.plan.allocation() {
+                let users: Vec<String> = p
+                    .users
+                    .iter()
+                    .filter(|u| !loaded_assocs.contains(&(allocation.name.clone(), (*u).clone())))
+                    .cloned()
+                    .collect();
+                if !users.is_empty() {
+                    wanted
+                        .entry((users, p.options.clone()))
+                        .or_default()
+                        .push(allocation.name.clone());
+                }
             }
         }
-        let made = self.add_assocs(wanted).await;
+        let mut made = self.add_assocs(wanted).await;
+        made.extend(loaded_assocs);
         let homedir_users: BTreeSet<String> = made.iter().map(|(_, u)| u.clone()).collect();
         self.create_homedirs(&homedir_users).await;
         lock(&self.fresh_assocs).extend(made.iter().cloned());
@@ -680,6 +752,197 @@ impl SlurmBackend {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(BackendError::permanent("request was not processed"))))
             .collect()
+    }
+
+    /// Accounts a load file hangs from (tree tops, the common default account); queried with
+    /// the existence check so the load runs only when they exist on the cluster (which also
+    /// proves the cluster exists: `load` would create an unknown one).
+    fn load_anchor_accounts(&self) -> Vec<String> {
+        if !self.settings.batch_load || self.settings.cluster_name.is_none() {
+            return Vec::new();
+        }
+        let mut anchors = vec![match &self.hierarchy.parent_account {
+            Some(p) => p.to_lowercase(),
+            None => self.hierarchy.root_account.to_lowercase(),
+        }];
+        if self.settings.default_account_policy == DefaultAccountPolicy::Common
+            && let Some(d) = &self.settings.default_account
+        {
+            anchors.push(d.to_lowercase());
+        }
+        anchors
+    }
+
+    /// Create the missing accounts and plain user associations (no partition/QoS options) of
+    /// `active` with one `sacctmgr load`, then read back what exists. `None` when load is off,
+    /// not cheaper than the per-command path, or its anchors are missing.
+    async fn load_missing(
+        &self,
+        active: &[&Prepared],
+        states: &BTreeMap<String, AccountState>,
+    ) -> Option<LoadOutcome> {
+        let anchors = self.load_anchor_accounts();
+        let cluster = self.settings.cluster_name.as_deref()?;
+        if anchors.is_empty() || active.is_empty() {
+            return None;
+        }
+        let existing: BTreeSet<String> = states.keys().cloned().collect();
+        let plans: Vec<&AccountPlan> = active.iter().map(|p| &p.plan).collect();
+        let limits: Vec<&TresAmounts> = active.iter().map(|p| &p.tres).collect();
+        let groups = missing_account_groups(&plans, &limits, &existing);
+        let new_names: BTreeSet<&String> = groups.iter().flat_map(|g| &g.names).collect();
+        if groups
+            .iter()
+            .any(|g| !existing.contains(&g.parent) && !new_names.contains(&g.parent))
+        {
+            tracing::debug!("a parent of the new accounts is missing; not using sacctmgr load");
+            return None;
+        }
+        let user_groups: BTreeSet<(&Vec<String>, &UserAssocOptions)> = active
+            .iter()
+            .filter(|p| !p.users.is_empty())
+            .map(|p| (&p.users, &p.options))
+            .collect();
+        // Users whose association options a load file expresses exactly.
+        let plain =
+            |p: &Prepared| p.options.partitions.is_empty() && p.options.qos_levels.is_empty();
+        let load_users: BTreeSet<String> = active
+            .iter()
+            .filter(|p| plain(p))
+            .flat_map(|p| p.users.iter().cloned())
+            .collect();
+        let load_calls = 2 + usize::from(!load_users.is_empty());
+        let per_command_calls = groups.len() + user_groups.len();
+        if load_calls >= per_command_calls {
+            return None;
+        }
+
+        let accounts: Vec<LoadAccount> = groups
+            .iter()
+            .flat_map(|g| {
+                g.names.iter().map(|name| LoadAccount {
+                    name: name.clone(),
+                    parent: g.parent.clone(),
+                    description: g.description.clone(),
+                    organization: g.organization.clone(),
+                    grp_tres_mins: format_tres(&g.limits),
+                })
+            })
+            .collect();
+        let users = self.load_user_lines(active, &load_users, states).await;
+        let text = render_load_file(cluster, &accounts, &users);
+        let file = match LoadFile::create(&text) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write sacctmgr load file; adding one by one");
+                return None;
+            }
+        };
+        if let Err(e) = self.exec(self.commands.load(&file.path)).await {
+            // Part of the tree may exist anyway; the read-back below tells.
+            tracing::warn!(error = %e, "sacctmgr load failed; adding what is missing one by one");
+        }
+        drop(file);
+        let names: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
+        let verified = match self.account_states(&names).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read back the loaded accounts");
+                return None;
+            }
+        };
+        let assocs = users
+            .iter()
+            .filter(|u| {
+                verified
+                    .get(&u.account)
+                    .is_some_and(|s| s.users.contains_key(&u.user))
+            })
+            .map(|u| (u.account.clone(), u.user.clone()))
+            .collect();
+        let missing = names.iter().filter(|n| !verified.contains_key(*n)).count();
+        if missing > 0 {
+            tracing::warn!(
+                missing,
+                "sacctmgr load left accounts out; adding them one by one"
+            );
+        }
+        Some(LoadOutcome {
+            states: verified,
+            assocs,
+        })
+    }
+
+    /// User lines of a load file. An existing user keeps the default account it has (load would
+    /// otherwise change it); a new one gets the policy's, and with policy `common` also the
+    /// association with the default account that `add user … DefaultAccount=` makes. Users whose
+    /// state cannot be read, or who exist without a default, are left to `add user`.
+    async fn load_user_lines(
+        &self,
+        active: &[&Prepared],
+        load_users: &BTreeSet<String>,
+        states: &BTreeMap<String, AccountState>,
+    ) -> Vec<LoadUser> {
+        if load_users.is_empty() {
+            return Vec::new();
+        }
+        let names: Vec<String> = load_users.iter().cloned().collect();
+        let defaults = match self.exec(self.commands.list_users(&names)).await {
+            Ok(out) => parse_user_defaults(&out),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list users; adding associations one by one");
+                return Vec::new();
+            }
+        };
+        let common = self.settings.default_account_policy == DefaultAccountPolicy::Common;
+        let mut new_user_default: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let mut default_lines = Vec::new();
+        let mut lines = Vec::new();
+        for p in active {
+            let Some(allocation) = p.plan.allocation() else {
+                continue;
+            };
+            if !p.options.partitions.is_empty() || !p.options.qos_levels.is_empty() {
+                continue;
+            }
+            for user in &p.users {
+                let default_account = match defaults.get(user) {
+                    Some(current) if current.is_empty() => continue,
+                    Some(current) => Some(current.clone()),
+                    None => {
+                        if let Some(d) = new_user_default.get(user) {
+                            d.clone()
+                        } else {
+                            let d = p.options.default_account.as_ref().map(|d| d.to_lowercase());
+                            if common {
+                                // The default account's association; it must exist to hang from.
+                                match &d {
+                                    Some(acc) if states.contains_key(acc) => {
+                                        default_lines.push(LoadUser {
+                                            account: acc.clone(),
+                                            user: user.clone(),
+                                            default_account: Some(acc.clone()),
+                                            fairshare_parent: true,
+                                        })
+                                    }
+                                    _ => continue,
+                                }
+                            }
+                            new_user_default.insert(user.clone(), d.clone());
+                            d
+                        }
+                    }
+                };
+                lines.push(LoadUser {
+                    account: allocation.name.clone(),
+                    user: user.clone(),
+                    default_account,
+                    fairshare_parent: true,
+                });
+            }
+        }
+        default_lines.extend(lines);
+        default_lines
     }
 
     /// Move projects whose customer changed (and allocations whose project changed) in the tree.

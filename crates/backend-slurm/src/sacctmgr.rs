@@ -217,6 +217,28 @@ impl SlurmCommands {
         self.with_cluster(cmd)
     }
 
+    /// `sacctmgr -i load file=<path> [cluster=C]`: creates a whole tree in one call.
+    /// `cluster=` overrides the file's `Cluster -` line; both name the same cluster.
+    pub fn load(&self, path: &std::path::Path) -> CommandLine {
+        let cmd = CommandLine::new(self.program("sacctmgr")).args([
+            "-i".to_owned(),
+            "load".to_owned(),
+            format!("file={}", path.display()),
+        ]);
+        self.with_cluster(cmd)
+    }
+
+    /// `list user where name=u1,u2 format=User,DefaultAccount` (users are cluster-independent).
+    pub fn list_users(&self, users: &[String]) -> CommandLine {
+        self.sacctmgr().args([
+            "list".to_owned(),
+            "user".to_owned(),
+            "where".to_owned(),
+            format!("name={}", users.join(",")),
+            "format=User,DefaultAccount".to_owned(),
+        ])
+    }
+
     /// `remove user where name=u1,u2 and account=a [cluster=C]`.
     pub fn remove_users(&self, users: &[String], account: &str) -> CommandLine {
         let cmd = self.sacctmgr().args([
@@ -396,6 +418,104 @@ pub fn is_jobs_running(output: &str) -> bool {
         || lower.contains("running jobs")
 }
 
+/// A free-text value (description, organization) made safe inside `'…'` of a load file:
+/// `'` would end the value, `#` starts a comment (sacctmgr then aborts the whole file), and a
+/// newline ends the line. Only letters, digits, space and harmless punctuation are kept; anything
+/// else becomes a space, and runs of spaces collapse.
+pub fn load_file_value(text: &str) -> String {
+    const KEPT: &str = " -_.,;:()/@+&=!?%*[]<>~";
+    let cleaned: String = text
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || KEPT.contains(c) {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// One account of a load file. Names must already have passed `validate_site_name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadAccount {
+    pub name: String,
+    pub parent: String,
+    pub description: String,
+    pub organization: String,
+    /// `cpu=10,mem=20` or empty.
+    pub grp_tres_mins: String,
+}
+
+/// One user association of a load file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadUser {
+    pub account: String,
+    pub user: String,
+    pub default_account: Option<String>,
+    /// `Fairshare=parent`, as `Share=parent` of `add user`.
+    pub fairshare_parent: bool,
+}
+
+/// The text of a `sacctmgr load` file: accounts in the given order (parents first), then user
+/// associations, each block under its `Parent -` line.
+pub fn render_load_file(cluster: &str, accounts: &[LoadAccount], users: &[LoadUser]) -> String {
+    let mut out = format!("Cluster - '{cluster}'\n");
+    let mut current_parent: Option<&str> = None;
+    let parent_line = |out: &mut String, parent: &str, current: Option<&str>| {
+        if current != Some(parent) {
+            out.push_str(&format!("Parent - '{parent}'\n"));
+        }
+    };
+    for a in accounts {
+        parent_line(&mut out, &a.parent, current_parent);
+        current_parent = Some(&a.parent);
+        let mut line = format!("Account - '{}'", a.name);
+        let description = load_file_value(&a.description);
+        if !description.is_empty() {
+            line.push_str(&format!(":Description='{description}'"));
+        }
+        let organization = load_file_value(&a.organization);
+        if !organization.is_empty() {
+            line.push_str(&format!(":Organization='{organization}'"));
+        }
+        if !a.grp_tres_mins.is_empty() {
+            line.push_str(&format!(":GrpTRESMins={}", a.grp_tres_mins));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    for u in users {
+        parent_line(&mut out, &u.account, current_parent);
+        current_parent = Some(&u.account);
+        let mut line = format!("User - '{}'", u.user);
+        if let Some(d) = &u.default_account {
+            line.push_str(&format!(":DefaultAccount='{d}'"));
+        }
+        if u.fairshare_parent {
+            line.push_str(":Fairshare=parent");
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// `list user … format=User,DefaultAccount` → user → default account (may be empty).
+pub fn parse_user_defaults(output: &str) -> BTreeMap<String, String> {
+    output
+        .lines()
+        .filter(|l| l.contains('|'))
+        .filter_map(|l| {
+            let mut f = l.split('|');
+            let user = f.next()?.trim();
+            let default = f.next().unwrap_or("").trim();
+            (!user.is_empty()).then(|| (user.to_owned(), default.to_lowercase()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,5 +662,114 @@ mod tests {
         assert!(is_nothing_changed(" Nothing new added."));
         assert!(is_nothing_changed(" Nothing deleted"));
         assert!(!is_nothing_changed("Error: bad"));
+    }
+
+    #[test]
+    fn load_file_renders_tree_then_users_under_their_parents() {
+        let account = |name: &str, parent: &str, description: &str, tres: &str| LoadAccount {
+            name: name.into(),
+            parent: parent.into(),
+            description: description.into(),
+            organization: name.into(),
+            grp_tres_mins: tres.into(),
+        };
+        let user = |account: &str, user: &str, default: Option<&str>| LoadUser {
+            account: account.into(),
+            user: user.into(),
+            default_account: default.map(str::to_owned),
+            fairshare_parent: true,
+        };
+        let text = render_load_file(
+            "waldur",
+            &[
+                account("c1", "root", "Customer One", ""),
+                account("p1", "c1", "Project: one, with comma", ""),
+                account("a1", "p1", "alloc 1", "cpu=600000,mem=10"),
+                account("a2", "p1", "", "cpu=5"),
+            ],
+            &[
+                user("root", "alice", Some("root")),
+                user("a1", "alice", Some("root")),
+                user("a1", "bob", None),
+            ],
+        );
+        assert_eq!(
+            text,
+            "Cluster - 'waldur'\n\
+             Parent - 'root'\n\
+             Account - 'c1':Description='Customer One':Organization='c1'\n\
+             Parent - 'c1'\n\
+             Account - 'p1':Description='Project: one, with comma':Organization='p1'\n\
+             Parent - 'p1'\n\
+             Account - 'a1':Description='alloc 1':Organization='a1':GrpTRESMins=cpu=600000,mem=10\n\
+             Account - 'a2':Organization='a2':GrpTRESMins=cpu=5\n\
+             Parent - 'root'\n\
+             User - 'alice':DefaultAccount='root':Fairshare=parent\n\
+             Parent - 'a1'\n\
+             User - 'alice':DefaultAccount='root':Fairshare=parent\n\
+             User - 'bob':Fairshare=parent\n"
+        );
+    }
+
+    #[test]
+    fn hostile_descriptions_cannot_break_out_of_their_value_or_line() {
+        for hostile in [
+            "x'\nAccount - 'evil':Description='y",
+            "a # comment",
+            "quote ' and \"double\" | pipe\r\n\tand tab\\",
+            "'",
+            "\u{0}\u{7}",
+        ] {
+            let value = load_file_value(hostile);
+            assert!(
+                !value.contains(['\'', '#', '\n', '\r', '"', '|', '\\', '\t', '\0']),
+                "{hostile:?} -> {value:?}"
+            );
+            let text = render_load_file(
+                "c",
+                &[LoadAccount {
+                    name: "a".into(),
+                    parent: "p".into(),
+                    description: hostile.into(),
+                    organization: hostile.into(),
+                    grp_tres_mins: String::new(),
+                }],
+                &[],
+            );
+            // Exactly the three lines, each value still closed by its own quote.
+            assert_eq!(text.lines().count(), 3, "{text}");
+            let account_line = text.lines().nth(2).unwrap_or_default();
+            assert!(account_line.starts_with("Account - 'a'"), "{account_line}");
+            assert_eq!(account_line.matches('\'').count() % 2, 0, "{account_line}");
+        }
+        assert_eq!(
+            load_file_value("Hello  'World'\n# 2: (x), ünï"),
+            "Hello World 2: (x), ünï"
+        );
+        assert_eq!(load_file_value("\n\t'#"), "");
+    }
+
+    #[test]
+    fn load_command_and_user_listing() {
+        let c = SlurmCommands::new("/usr/bin", Some("waldur"));
+        let load = c.load(std::path::Path::new("/tmp/x.cfg"));
+        assert_eq!(
+            load.display(),
+            "/usr/bin/sacctmgr -i load file=/tmp/x.cfg cluster=waldur"
+        );
+        assert_eq!(
+            c.list_users(&["u1".into(), "u2".into()]).args[3..],
+            [
+                "list",
+                "user",
+                "where",
+                "name=u1,u2",
+                "format=User,DefaultAccount"
+            ]
+        );
+        let defaults = parse_user_defaults("u1|Root\nu2|\n\n");
+        assert_eq!(defaults.get("u1").map(String::as_str), Some("root"));
+        assert_eq!(defaults.get("u2").map(String::as_str), Some(""));
+        assert_eq!(defaults.len(), 2);
     }
 }

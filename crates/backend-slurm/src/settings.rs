@@ -55,6 +55,9 @@ pub struct SlurmSettings {
     pub mkhomedir_helper_path: String,
     /// Seconds before a SLURM command is killed (not configurable upstream).
     pub command_timeout_seconds: u64,
+    /// Create the missing accounts and user associations of a batch with one `sacctmgr load`
+    /// (extension; needs `cluster_name`). `false` keeps one `add` call per group.
+    pub batch_load: bool,
 }
 
 impl Default for SlurmSettings {
@@ -83,6 +86,7 @@ impl Default for SlurmSettings {
             homedir_base_path: None,
             mkhomedir_helper_path: "/sbin/mkhomedir_helper".to_owned(),
             command_timeout_seconds: 120,
+            batch_load: true,
         }
     }
 }

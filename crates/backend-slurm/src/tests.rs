@@ -114,6 +114,8 @@ fn settings() -> SlurmSettings {
         cluster_name: Some("waldur".into()),
         qos_paused: Some("paused".into()),
         enable_user_homedir_account_creation: false,
+        // The per-command path; the load path has its own tests below.
+        batch_load: false,
         ..SlurmSettings::default()
     }
 }
@@ -649,4 +651,189 @@ fn build_reads_settings_and_components_from_the_offering() {
         .err()
         .expect("rest refused");
     assert!(matches!(err, BackendError::Config(_)));
+}
+
+/// A site where `root` exists and `show assoc` answers from a shared table, so `load` can add to it.
+fn load_site() -> (SlurmBackend, Arc<FakeRunner>, Arc<Mutex<Vec<String>>>) {
+    let (backend, runner) = backend_with(SlurmSettings {
+        batch_load: true,
+        ..settings()
+    });
+    let loaded_files: Arc<Mutex<Vec<String>>> = Arc::default();
+    let files = loaded_files.clone();
+    runner.respond(move |line| {
+        let path = line.split(" file=").nth(1)?.split(' ').next()?;
+        let text = std::fs::read_to_string(path).expect("load file readable during the call");
+        files.lock().expect("files lock").push(text);
+        Some(Ok(String::new()))
+    });
+    runner.respond(|line| {
+        line.contains(" list user ")
+            .then(|| Ok("alice|other\n".to_owned()))
+    });
+    (backend, runner, loaded_files)
+}
+
+#[tokio::test]
+async fn batch_create_uses_one_load_and_existing_users_keep_their_default() {
+    let (backend, runner, files) = load_site();
+    let shows = Arc::new(Mutex::new(0));
+    let counter = shows.clone();
+    runner.respond(move |line| {
+        if !line.contains("show assoc") {
+            return None;
+        }
+        let mut n = counter.lock().expect("count lock");
+        *n += 1;
+        Some(Ok(if *n == 1 {
+            "root||||normal||\n".to_owned()
+        } else {
+            // The read-back: everything but bob's association on a_r2.
+            "c_cust|root||||\np_proj|c_cust||||\n\
+             a_r0|p_proj||cpu=600000|||\na_r0||alice||||\na_r0||bob||||\n\
+             a_r1|p_proj||cpu=600000|||\na_r1||alice||||\na_r1||bob||||\n\
+             a_r2|p_proj||cpu=600000|||\na_r2||alice||||\n"
+                .to_owned()
+        }))
+    });
+    let requests: Vec<CreateRequest> = (0..3)
+        .map(|i| {
+            request(
+                resource(&format!("r{i}"), "proj", "cust"),
+                &["alice", "bob"],
+            )
+        })
+        .collect();
+    let results = backend.create_resources(requests).await;
+    let users: Vec<Vec<String>> = results
+        .iter()
+        .map(|r| r.as_ref().expect("created").users.clone())
+        .collect();
+    assert_eq!(users, vec![vec!["alice", "bob"]; 3]);
+    let lines = runner.lines();
+    let path = files.lock().expect("files").len();
+    assert_eq!(path, 1, "exactly one load");
+    let load_line = lines
+        .iter()
+        .find(|l| l.contains(" load "))
+        .expect("a load call");
+    let file = load_line
+        .split(" file=")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .expect("file argument");
+    assert!(
+        !std::path::Path::new(file).exists(),
+        "the load file is removed afterwards"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l.replace(file, "F"))
+            .collect::<Vec<_>>(),
+        vec![
+            "sacctmgr list tres",
+            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins where accounts=a_r0,a_r1,a_r2,c_cust,p_proj,root cluster=waldur",
+            "sacctmgr list user where name=alice,bob format=User,DefaultAccount",
+            "sacctmgr -i load file=F cluster=waldur",
+            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins where accounts=c_cust,p_proj,a_r0,a_r1,a_r2 cluster=waldur",
+            // Only what the read-back did not show goes the per-command way.
+            "sacctmgr add user bob account=a_r2 DefaultAccount=root Share=parent cluster=waldur",
+        ]
+    );
+    let text = files.lock().expect("files")[0].clone();
+    assert_eq!(
+        text,
+        "Cluster - 'waldur'\n\
+         Parent - 'root'\n\
+         Account - 'c_cust':Description='Customer cust':Organization='c_cust'\n\
+         Parent - 'c_cust'\n\
+         Account - 'p_proj':Description='Project proj':Organization='p_proj'\n\
+         Parent - 'p_proj'\n\
+         Account - 'a_r0':Description='Res r0':Organization='p_proj':GrpTRESMins=cpu=600000,mem=122880\n\
+         Account - 'a_r1':Description='Res r1':Organization='p_proj':GrpTRESMins=cpu=600000,mem=122880\n\
+         Account - 'a_r2':Description='Res r2':Organization='p_proj':GrpTRESMins=cpu=600000,mem=122880\n\
+         Parent - 'root'\n\
+         User - 'bob':DefaultAccount='root':Fairshare=parent\n\
+         Parent - 'a_r0'\n\
+         User - 'alice':DefaultAccount='other':Fairshare=parent\n\
+         User - 'bob':DefaultAccount='root':Fairshare=parent\n\
+         Parent - 'a_r1'\n\
+         User - 'alice':DefaultAccount='other':Fairshare=parent\n\
+         User - 'bob':DefaultAccount='root':Fairshare=parent\n\
+         Parent - 'a_r2'\n\
+         User - 'alice':DefaultAccount='other':Fairshare=parent\n\
+         User - 'bob':DefaultAccount='root':Fairshare=parent\n"
+    );
+}
+
+#[tokio::test]
+async fn load_is_skipped_when_the_tree_top_is_missing_or_it_would_not_save_calls() {
+    // `root` not reported: the cluster or the top account is missing, so no load.
+    let (backend, runner, files) = load_site();
+    let requests: Vec<CreateRequest> = (0..5)
+        .map(|i| request(resource(&format!("r{i}"), "proj", "cust"), &["bob"]))
+        .collect();
+    assert!(
+        backend
+            .create_resources(requests)
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    assert!(files.lock().expect("files").is_empty());
+    assert!(
+        runner
+            .lines()
+            .iter()
+            .any(|l| l.contains("add account c_cust"))
+    );
+
+    // One new allocation under an existing project: add account + add user beat a load.
+    let (backend, runner, files) = load_site();
+    runner.respond(|line| {
+        line.contains("show assoc")
+            .then(|| Ok("root||||normal||\nc_cust|root||||\np_proj|c_cust||||\n".to_owned()))
+    });
+    let result = backend
+        .create_resource(request(resource("r9", "proj", "cust"), &["bob"]))
+        .await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(files.lock().expect("files").is_empty());
+    assert_eq!(runner.lines().len(), 4, "{:#?}", runner.lines());
+}
+
+#[tokio::test]
+async fn failed_load_falls_back_to_per_command_for_everything_missing() {
+    let (backend, runner) = backend_with(SlurmSettings {
+        batch_load: true,
+        ..settings()
+    });
+    runner.respond(|line| {
+        line.contains(" load ")
+            .then(|| Err("sacctmgr: fatal: There is a problem".to_owned()))
+    });
+    runner.respond(|line| {
+        line.contains("show assoc")
+            .then(|| Ok("root||||normal||\n".to_owned()))
+    });
+    let requests: Vec<CreateRequest> = (0..3)
+        .map(|i| request(resource(&format!("r{i}"), "proj", "cust"), &["bob"]))
+        .collect();
+    let results = backend.create_resources(requests).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let lines = runner.lines();
+    assert!(lines.iter().any(|l| l.contains(" load ")));
+    for wanted in [
+        "sacctmgr add account c_cust parent=root",
+        "sacctmgr add account p_proj parent=c_cust",
+        "sacctmgr add account a_r0 parent=p_proj",
+        "sacctmgr add account a_r2 parent=p_proj",
+        "sacctmgr add user bob account=a_r0,a_r1,a_r2",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(wanted)),
+            "{wanted}: {lines:#?}"
+        );
+    }
 }

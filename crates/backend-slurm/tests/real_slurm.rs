@@ -287,8 +287,9 @@ async fn batch_create_of_20_with_users_on_real_slurm() {
         assert!(r.is_ok(), "{r:?}");
     }
     println!("real SLURM: 20 creates with 3 users each: {calls} commands in {elapsed:?}");
-    // list tres + show + 1 customer + 4 projects + 20 allocations (distinct limits) + 1 add user
-    assert_eq!(calls, 28);
+    // list tres (cached afterwards) + show assoc + list user + ONE load + read-back show assoc,
+    // instead of 1 customer + 4 projects + 20 allocations + 1 add user one by one.
+    assert_eq!(calls, 5);
 
     // Everything exists, checked with our own query and independently.
     let pulled = backend.pull_resources(&views).await.expect("pull");
@@ -488,4 +489,248 @@ async fn usage_of_real_jobs_matches_sacct() {
     for u in &users {
         let _ = Command::new("userdel").args(["-r", u]).output();
     }
+}
+
+/// One order per project, `users` members each, all under one customer.
+fn spread_requests(
+    s: &Slurm,
+    backend: &SlurmBackend,
+    count: usize,
+    users: &[UserGrant],
+) -> Vec<CreateRequest> {
+    (0..count)
+        .map(|i| {
+            let r = resource(s, &format!("s{i}"), &format!("sp{i}"), "cust");
+            CreateRequest {
+                backend_id: backend.backend_id_for(&r.slug).expect("id"),
+                resource: ResourceView {
+                    limits: [("cpu".to_owned(), 2)].into(),
+                    ..r
+                },
+                context: UserContext {
+                    users: users.to_vec(),
+                    ..Default::default()
+                },
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn batch_of_100_in_own_projects_is_one_load_on_real_slurm() {
+    let _serial = SERIAL.lock().await;
+    let Some(s) = slurm("load100") else {
+        return;
+    };
+    let backend = s.backend(s.settings());
+    let users: Vec<UserGrant> = (0..5)
+        .map(|i| grant(&format!("{}m{i}", s.prefix)))
+        .collect();
+    // Warm the TRES cache (what a running agent has) so the count is the steady-state one.
+    let warm = spread_requests(&s, &backend, 1, &users);
+    assert!(
+        backend
+            .create_resources(warm)
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    let requests: Vec<CreateRequest> = spread_requests(&s, &backend, 101, &users)
+        .into_iter()
+        .skip(1)
+        .collect();
+    let before = backend.calls();
+    let started = Instant::now();
+    let results = backend.create_resources(requests.clone()).await;
+    let elapsed = started.elapsed();
+    let calls = backend.calls() - before;
+    for r in &results {
+        assert!(r.is_ok(), "{r:?}");
+    }
+    println!(
+        "real SLURM: 100 creates in own projects with 5 users each: {calls} commands in {elapsed:?}"
+    );
+    // show assoc + list user + load + read-back.
+    assert_eq!(calls, 4);
+    assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+    let accounts: Vec<String> = requests.iter().map(|r| r.backend_id.clone()).collect();
+    let cluster = format!("cluster={}", s.cluster);
+    let (ok, out) = s.sacctmgr(&[
+        "show",
+        "assoc",
+        "format=Account,ParentName,User,GrpTRESMins",
+        "where",
+        &format!("accounts={}", accounts.join(",")),
+        &cluster,
+    ]);
+    assert!(ok, "{out}");
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('|').collect()).collect();
+    let account_rows: Vec<&Vec<&str>> = rows.iter().filter(|r| r[2].is_empty()).collect();
+    assert_eq!(account_rows.len(), 100, "{out}");
+    for (i, id) in accounts.iter().enumerate() {
+        let row = account_rows
+            .iter()
+            .find(|r| r[0] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} missing"));
+        assert_eq!(row[1], format!("{}p_sp{}", s.prefix, i + 1));
+        assert_eq!(row[3], "cpu=120000");
+    }
+    assert_eq!(rows.iter().filter(|r| !r[2].is_empty()).count(), 500);
+    s.cleanup();
+}
+
+#[tokio::test]
+async fn load_does_not_touch_existing_accounts_or_users_on_real_slurm() {
+    let _serial = SERIAL.lock().await;
+    let Some(s) = slurm("noclobber") else {
+        return;
+    };
+    let cluster = format!("cluster={}", s.cluster);
+    let customer = format!("{}c_cust", s.prefix);
+    let project = format!("{}p_old", s.prefix);
+    let old_user = format!("{}old", s.prefix);
+    let new_user = format!("{}new", s.prefix);
+    for args in [
+        vec![
+            "add",
+            "account",
+            &customer,
+            "parent=root",
+            "description=keep me",
+            &cluster,
+        ],
+        vec![
+            "add",
+            "account",
+            &project,
+            &format!("parent={customer}"),
+            "description=old project",
+            "GrpTRESMins=cpu=777",
+            &cluster,
+        ],
+        vec![
+            "add",
+            "user",
+            &old_user,
+            &format!("account={project}"),
+            &format!("DefaultAccount={project}"),
+            &cluster,
+        ],
+    ] {
+        let (ok, out) = s.sacctmgr(&args);
+        assert!(ok, "{args:?}: {out}");
+    }
+    let backend = s.backend(s.settings());
+    let users = vec![grant(&old_user), grant(&new_user)];
+    // Two allocations in the existing project, two in a new one.
+    let requests: Vec<CreateRequest> = ["old", "old", "fresh", "fresh"]
+        .iter()
+        .enumerate()
+        .map(|(i, project)| {
+            let r = resource(&s, &format!("k{i}"), project, "cust");
+            CreateRequest {
+                backend_id: backend.backend_id_for(&r.slug).expect("id"),
+                resource: ResourceView {
+                    limits: [("cpu".to_owned(), 1)].into(),
+                    ..r
+                },
+                context: UserContext {
+                    users: users.clone(),
+                    ..Default::default()
+                },
+            }
+        })
+        .collect();
+    let results = backend.create_resources(requests.clone()).await;
+    for r in &results {
+        let info = r.as_ref().expect("created");
+        assert_eq!(info.users, vec![new_user.clone(), old_user.clone()]);
+    }
+    // list tres + show assoc + list user + load + read-back.
+    assert_eq!(backend.calls(), 5);
+
+    let (_, out) = s.sacctmgr(&[
+        "list",
+        "account",
+        "where",
+        &format!("name={customer},{project}"),
+        "format=Account,Description",
+    ]);
+    assert!(out.contains(&format!("{customer}|keep me")), "{out}");
+    assert!(out.contains(&format!("{project}|old project")), "{out}");
+    let (_, out) = s.sacctmgr(&[
+        "show",
+        "assoc",
+        "format=Account,ParentName,User,GrpTRESMins",
+        "where",
+        &format!("accounts={project}"),
+        &cluster,
+    ]);
+    assert!(
+        out.contains(&format!("{project}|{customer}||cpu=777")),
+        "{out}"
+    );
+    let (_, out) = s.sacctmgr(&[
+        "list",
+        "user",
+        "where",
+        &format!("name={old_user},{new_user}"),
+        "format=User,DefaultAccount",
+    ]);
+    assert!(out.contains(&format!("{old_user}|{project}")), "{out}");
+    assert!(out.contains(&format!("{new_user}|root")), "{out}");
+    // Each allocation has both users.
+    let accounts: Vec<String> = requests.iter().map(|r| r.backend_id.clone()).collect();
+    let (_, out) = s.sacctmgr(&[
+        "show",
+        "assoc",
+        "format=Account,User",
+        "where",
+        &format!("accounts={}", accounts.join(",")),
+        &cluster,
+    ]);
+    let pairs: BTreeSet<(String, String)> = out
+        .lines()
+        .filter_map(|l| l.split_once('|'))
+        .filter(|(_, u)| !u.is_empty())
+        .map(|(a, u)| (a.to_owned(), u.to_owned()))
+        .collect();
+    assert_eq!(pairs.len(), 8, "{out}");
+
+    // The old user's default is its own account; it goes before the accounts can.
+    s.sacctmgr(&["remove", "user", "where", &format!("name={old_user}")]);
+    s.cleanup();
+}
+
+#[tokio::test]
+async fn per_command_path_without_load_on_real_slurm() {
+    let _serial = SERIAL.lock().await;
+    let Some(s) = slurm("percmd") else {
+        return;
+    };
+    let backend = s.backend(SlurmSettings {
+        batch_load: false,
+        ..s.settings()
+    });
+    let users: Vec<UserGrant> = (0..2)
+        .map(|i| grant(&format!("{}w{i}", s.prefix)))
+        .collect();
+    let requests = spread_requests(&s, &backend, 3, &users);
+    let results = backend.create_resources(requests.clone()).await;
+    for r in &results {
+        assert_eq!(r.as_ref().expect("created").users.len(), 2);
+    }
+    // list tres + show + customer + 3 projects + 3 allocations + 1 add user.
+    assert_eq!(backend.calls(), 10);
+    let views: Vec<ResourceView> = requests
+        .iter()
+        .map(|r| ResourceView {
+            backend_id: r.backend_id.clone(),
+            ..r.resource.clone()
+        })
+        .collect();
+    let pulled = backend.pull_resources(&views).await.expect("pull");
+    assert_eq!(pulled.len(), 3);
+    assert!(pulled.values().all(|i| i.users.len() == 2));
+    s.cleanup();
 }
