@@ -42,6 +42,9 @@ pub struct SlurmBackend {
     commands: SlurmCommands,
     runner: Arc<dyn CommandRunner>,
     tres_cache: Mutex<Option<(Instant, BTreeSet<String>)>>,
+    /// The cluster `sacctmgr load` files name when `cluster_name` is not configured: the only
+    /// cluster of the accounting database, found once.
+    discovered_cluster: Mutex<Option<String>>,
     /// (account, user) associations made by a batch create, consumed by `add_users_after_create`
     /// so the same associations are not checked again right after.
     fresh_assocs: Mutex<BTreeSet<(String, String)>>,
@@ -179,6 +182,7 @@ impl SlurmBackend {
             commands,
             runner,
             tres_cache: Mutex::new(None),
+            discovered_cluster: Mutex::new(None),
             fresh_assocs: Mutex::new(BTreeSet::new()),
             local_tz: TimeZone::system(),
         })
@@ -754,11 +758,37 @@ impl SlurmBackend {
             .collect()
     }
 
+    /// The cluster a load file names: `cluster_name`, else the accounting database's only
+    /// cluster (one `list cluster`, cached). `None` (load off) when that is ambiguous.
+    async fn cluster_for_load(&self) -> Option<String> {
+        if let Some(c) = &self.settings.cluster_name {
+            return Some(c.clone());
+        }
+        if let Some(c) = lock(&self.discovered_cluster).clone() {
+            return Some(c);
+        }
+        let out = self.exec(self.commands.list_clusters()).await.ok()?;
+        let clusters = parse_first_column(&out);
+        match clusters.as_slice() {
+            [only] if validate_site_name("cluster name", only).is_ok() => {
+                *lock(&self.discovered_cluster) = Some(only.clone());
+                Some(only.clone())
+            }
+            _ => {
+                tracing::debug!(
+                    ?clusters,
+                    "several clusters and no cluster_name: not using sacctmgr load"
+                );
+                None
+            }
+        }
+    }
+
     /// Accounts a load file hangs from (tree tops, the common default account); queried with
     /// the existence check so the load runs only when they exist on the cluster (which also
     /// proves the cluster exists: `load` would create an unknown one).
     fn load_anchor_accounts(&self) -> Vec<String> {
-        if !self.settings.batch_load || self.settings.cluster_name.is_none() {
+        if !self.settings.batch_load {
             return Vec::new();
         }
         let mut anchors = vec![match &self.hierarchy.parent_account {
@@ -782,7 +812,8 @@ impl SlurmBackend {
         states: &BTreeMap<String, AccountState>,
     ) -> Option<LoadOutcome> {
         let anchors = self.load_anchor_accounts();
-        let cluster = self.settings.cluster_name.as_deref()?;
+        let cluster = self.cluster_for_load().await?;
+        let cluster = cluster.as_str();
         if anchors.is_empty() || active.is_empty() {
             return None;
         }

@@ -17,6 +17,9 @@ use waldur_sim::consumer::ConsumerClient;
 mod common;
 use common::{limits, slurm_conf};
 
+/// One test at a time: concurrent sacctmgr writers see each other's accounts late.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Site {
     conf: String,
 }
@@ -114,6 +117,7 @@ fn site_parent(site: &Site, account: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_members_pause_and_terminate_reach_real_slurm() {
+    let _serial = SERIAL.lock().await;
     let Some(conf) = slurm_conf() else { return };
     let site = Site { conf: conf.clone() };
     // The paused QoS must exist on the cluster (an operator creates it once).
@@ -401,6 +405,7 @@ fn sacct_cpu_seconds(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_posts_exactly_what_sacct_shows_for_real_jobs() {
+    let _serial = SERIAL.lock().await;
     let Some(conf) = slurm_conf() else { return };
     let site = Site { conf: conf.clone() };
     let sim = SimServer::start_demo().await.expect("simulator");
