@@ -731,8 +731,8 @@ async fn reserve_ids(
         if todo.is_empty() {
             break;
         }
-        let ids: Vec<String> = todo.iter().map(|p| p.request.backend_id.clone()).collect();
-        let existing = match backend.existing_ids(&ids).await {
+        let requests: Vec<CreateRequest> = todo.iter().map(|p| p.request.clone()).collect();
+        let existing = match backend.existing_ids(&requests).await {
             Ok(existing) => existing,
             Err(e) => {
                 let transient = e.is_transient();

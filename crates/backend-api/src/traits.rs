@@ -56,21 +56,22 @@ pub trait OrderBackend: BackendHealth {
         resource: &ResourceView,
     ) -> BackendResult<Option<BackendResourceInfo>>;
 
-    /// Which of `ids` already exist on the site. The core asks before it records a new id in
-    /// Waldur, so that a resource never points at someone else's site object. Default: one
-    /// `pull_resource` per id; backends that can answer for many at once override it.
+    /// Which of the requests' backend ids already exist on the site. The core asks before it
+    /// records a new id in Waldur, so that a resource never points at someone else's site object.
+    /// The whole requests are given so a backend can also look at what the create will need
+    /// (parents) in the same call. Default: one `pull_resource` per request.
     async fn existing_ids(
         &self,
-        ids: &[String],
+        requests: &[CreateRequest],
     ) -> BackendResult<std::collections::BTreeSet<String>> {
         let mut existing = std::collections::BTreeSet::new();
-        for id in ids {
+        for request in requests {
             let probe = ResourceView {
-                backend_id: id.clone(),
-                ..ResourceView::default()
+                backend_id: request.backend_id.clone(),
+                ..request.resource.clone()
             };
             if self.pull_resource(&probe).await?.is_some() {
-                existing.insert(id.clone());
+                existing.insert(request.backend_id.clone());
             }
         }
         Ok(existing)

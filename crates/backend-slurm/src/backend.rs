@@ -31,6 +31,15 @@ use crate::usage::{aggregate, sacct_window};
 
 /// How long the cluster's TRES list is trusted before it is read again.
 const TRES_CACHE_TTL: Duration = Duration::from_secs(600);
+/// How long an `existing_ids` answer may stand in for the create's own existence check.
+const SNAPSHOT_TTL: Duration = Duration::from_secs(5);
+
+/// The account states read by `existing_ids`, with what was asked and when.
+struct ExistenceSnapshot {
+    taken: Instant,
+    queried: BTreeSet<String>,
+    states: BTreeMap<String, AccountState>,
+}
 /// Accounts per sacct call (keeps the command line well below any limit).
 const SACCT_ACCOUNTS_PER_CALL: usize = 500;
 
@@ -45,6 +54,8 @@ pub struct SlurmBackend {
     /// The cluster `sacctmgr load` files name when `cluster_name` is not configured: the only
     /// cluster of the accounting database, found once.
     discovered_cluster: Mutex<Option<String>>,
+    /// The answer of the last `existing_ids`, used once by the create right after it.
+    existence_snapshot: Mutex<Option<ExistenceSnapshot>>,
     /// (account, user) associations made by a batch create, consumed by `add_users_after_create`
     /// so the same associations are not checked again right after.
     fresh_assocs: Mutex<BTreeSet<(String, String)>>,
@@ -183,6 +194,7 @@ impl SlurmBackend {
             runner,
             tres_cache: Mutex::new(None),
             discovered_cluster: Mutex::new(None),
+            existence_snapshot: Mutex::new(None),
             fresh_assocs: Mutex::new(BTreeSet::new()),
             local_tz: TimeZone::system(),
         })
@@ -560,6 +572,22 @@ impl SlurmBackend {
     }
 
     /// Batched creation; see the crate docs for the call pattern.
+    /// Account states `existing_ids` just read, when they cover `names` (used once).
+    fn fresh_snapshot(&self, names: &[String]) -> Option<BTreeMap<String, AccountState>> {
+        let snapshot = lock(&self.existence_snapshot).take()?;
+        let fresh = snapshot.taken.elapsed() < SNAPSHOT_TTL;
+        if !fresh || !names.iter().all(|n| snapshot.queried.contains(n)) {
+            return None;
+        }
+        Some(
+            snapshot
+                .states
+                .into_iter()
+                .filter(|(name, _)| names.contains(name))
+                .collect(),
+        )
+    }
+
     async fn create_batch(
         &self,
         requests: Vec<CreateRequest>,
@@ -607,7 +635,11 @@ impl SlurmBackend {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let mut states = match self.account_states(&all_names).await {
+        let states = match self.fresh_snapshot(&all_names) {
+            Some(states) => Ok(states),
+            None => self.account_states(&all_names).await,
+        };
+        let mut states = match states {
             Ok(s) => s,
             Err(e) => {
                 for (i, p) in prepared.iter().enumerate() {
@@ -1300,19 +1332,34 @@ impl BackendHealth for SlurmBackend {
 
 #[async_trait]
 impl OrderBackend for SlurmBackend {
-    async fn existing_ids(&self, ids: &[String]) -> BackendResult<BTreeSet<String>> {
-        // One `show assoc` for all of them; names SLURM could not take cannot exist there.
-        let names: Vec<String> = ids
+    async fn existing_ids(&self, requests: &[CreateRequest]) -> BackendResult<BTreeSet<String>> {
+        // One `show assoc` for the ids and everything their creation will look at (parents,
+        // anchors); the create that follows reuses the answer instead of asking again.
+        let mut names: BTreeSet<String> = self.load_anchor_accounts().into_iter().collect();
+        for request in requests {
+            let Ok((allocation, _)) = self.prepare(request) else {
+                continue;
+            };
+            match self.hierarchy.plan(&request.resource, &allocation) {
+                Ok(plan) => names.extend(plan.accounts.iter().map(|a| a.name.clone())),
+                Err(_) => {
+                    names.insert(allocation);
+                }
+            }
+        }
+        let queried: Vec<String> = names.iter().cloned().collect();
+        let states = self.account_states(&queried).await?;
+        let existing = requests
             .iter()
-            .filter(|id| validate_site_name("account name", id).is_ok())
-            .map(|id| id.to_lowercase())
+            .filter(|r| states.contains_key(&r.backend_id.to_lowercase()))
+            .map(|r| r.backend_id.clone())
             .collect();
-        let states = self.account_states(&names).await?;
-        Ok(ids
-            .iter()
-            .filter(|id| states.contains_key(&id.to_lowercase()))
-            .cloned()
-            .collect())
+        *lock(&self.existence_snapshot) = Some(ExistenceSnapshot {
+            taken: Instant::now(),
+            queried: names,
+            states,
+        });
+        Ok(existing)
     }
 
     fn backend_id_for(&self, base_slug: &str) -> BackendResult<String> {
