@@ -39,6 +39,29 @@ struct ExistenceSnapshot {
     taken: Instant,
     queried: BTreeSet<String>,
     states: BTreeMap<String, AccountState>,
+    /// Default accounts of the requests' users, read alongside (for the load file's user lines).
+    user_defaults: Option<UserDefaults>,
+}
+
+/// `list user` answer: who was asked, and the default account of those SLURM knows.
+#[derive(Clone, Default)]
+struct UserDefaults {
+    queried: BTreeSet<String>,
+    defaults: BTreeMap<String, String>,
+}
+
+impl UserDefaults {
+    /// The answer when it covers every one of `users`.
+    fn covering(this: Option<&Self>, users: &BTreeSet<String>) -> Option<BTreeMap<String, String>> {
+        let this = this?;
+        users.is_subset(&this.queried).then(|| {
+            this.defaults
+                .iter()
+                .filter(|(u, _)| users.contains(*u))
+                .map(|(u, d)| (u.clone(), d.clone()))
+                .collect()
+        })
+    }
 }
 /// Accounts per sacct call (keeps the command line well below any limit).
 const SACCT_ACCOUNTS_PER_CALL: usize = 500;
@@ -573,19 +596,21 @@ impl SlurmBackend {
 
     /// Batched creation; see the crate docs for the call pattern.
     /// Account states `existing_ids` just read, when they cover `names` (used once).
-    fn fresh_snapshot(&self, names: &[String]) -> Option<BTreeMap<String, AccountState>> {
+    fn fresh_snapshot(
+        &self,
+        names: &[String],
+    ) -> Option<(BTreeMap<String, AccountState>, Option<UserDefaults>)> {
         let snapshot = lock(&self.existence_snapshot).take()?;
         let fresh = snapshot.taken.elapsed() < SNAPSHOT_TTL;
         if !fresh || !names.iter().all(|n| snapshot.queried.contains(n)) {
             return None;
         }
-        Some(
-            snapshot
-                .states
-                .into_iter()
-                .filter(|(name, _)| names.contains(name))
-                .collect(),
-        )
+        let states = snapshot
+            .states
+            .into_iter()
+            .filter(|(name, _)| names.contains(name))
+            .collect();
+        Some((states, snapshot.user_defaults))
     }
 
     async fn create_batch(
@@ -635,9 +660,9 @@ impl SlurmBackend {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let states = match self.fresh_snapshot(&all_names) {
-            Some(states) => Ok(states),
-            None => self.account_states(&all_names).await,
+        let (states, user_defaults) = match self.fresh_snapshot(&all_names) {
+            Some((states, defaults)) => (Ok(states), defaults),
+            None => (self.account_states(&all_names).await, None),
         };
         let mut states = match states {
             Ok(s) => s,
@@ -667,7 +692,10 @@ impl SlurmBackend {
         let mut loaded_assocs: BTreeSet<(String, String)> = BTreeSet::new();
         {
             let active: Vec<&Prepared> = prepared.iter().flatten().collect();
-            if let Some(outcome) = self.load_missing(&active, &states).await {
+            if let Some(outcome) = self
+                .load_missing(&active, &states, user_defaults.as_ref())
+                .await
+            {
                 states.extend(outcome.states);
                 loaded_assocs = outcome.assocs;
             }
@@ -842,6 +870,7 @@ impl SlurmBackend {
         &self,
         active: &[&Prepared],
         states: &BTreeMap<String, AccountState>,
+        user_defaults: Option<&UserDefaults>,
     ) -> Option<LoadOutcome> {
         let anchors = self.load_anchor_accounts();
         let cluster = self.cluster_for_load().await?;
@@ -874,7 +903,9 @@ impl SlurmBackend {
             .filter(|p| plain(p))
             .flat_map(|p| p.users.iter().cloned())
             .collect();
-        let load_calls = 2 + usize::from(!load_users.is_empty());
+        let known_defaults = UserDefaults::covering(user_defaults, &load_users);
+        // load + read-back, plus `list user` unless `existing_ids` already read it.
+        let load_calls = 2 + usize::from(!load_users.is_empty() && known_defaults.is_none());
         let per_command_calls = groups.len() + user_groups.len();
         if load_calls >= per_command_calls {
             return None;
@@ -892,7 +923,9 @@ impl SlurmBackend {
                 })
             })
             .collect();
-        let users = self.load_user_lines(active, &load_users, states).await;
+        let users = self
+            .load_user_lines(active, &load_users, states, known_defaults)
+            .await;
         let text = render_load_file(cluster, &accounts, &users);
         let file = match LoadFile::create(&text) {
             Ok(f) => f,
@@ -936,6 +969,16 @@ impl SlurmBackend {
         })
     }
 
+    /// `list user` for `users`: their default accounts (users SLURM does not know are absent).
+    async fn list_user_defaults(&self, users: &BTreeSet<String>) -> BackendResult<UserDefaults> {
+        let names: Vec<String> = users.iter().cloned().collect();
+        let out = self.exec(self.commands.list_users(&names)).await?;
+        Ok(UserDefaults {
+            queried: users.clone(),
+            defaults: parse_user_defaults(&out),
+        })
+    }
+
     /// User lines of a load file. An existing user keeps the default account it has (load would
     /// otherwise change it); a new one gets the policy's, and with policy `common` also the
     /// association with the default account that `add user … DefaultAccount=` makes. Users whose
@@ -945,17 +988,20 @@ impl SlurmBackend {
         active: &[&Prepared],
         load_users: &BTreeSet<String>,
         states: &BTreeMap<String, AccountState>,
+        known_defaults: Option<BTreeMap<String, String>>,
     ) -> Vec<LoadUser> {
         if load_users.is_empty() {
             return Vec::new();
         }
-        let names: Vec<String> = load_users.iter().cloned().collect();
-        let defaults = match self.exec(self.commands.list_users(&names)).await {
-            Ok(out) => parse_user_defaults(&out),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list users; adding associations one by one");
-                return Vec::new();
-            }
+        let defaults = match known_defaults {
+            Some(d) => d,
+            None => match self.list_user_defaults(load_users).await {
+                Ok(d) => d.defaults,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list users; adding associations one by one");
+                    return Vec::new();
+                }
+            },
         };
         let common = self.settings.default_account_policy == DefaultAccountPolicy::Common;
         let mut new_user_default: BTreeMap<String, Option<String>> = BTreeMap::new();
@@ -1336,10 +1382,12 @@ impl OrderBackend for SlurmBackend {
         // One `show assoc` for the ids and everything their creation will look at (parents,
         // anchors); the create that follows reuses the answer instead of asking again.
         let mut names: BTreeSet<String> = self.load_anchor_accounts().into_iter().collect();
+        let mut users: BTreeSet<String> = BTreeSet::new();
         for request in requests {
-            let Ok((allocation, _)) = self.prepare(request) else {
+            let Ok((allocation, request_users)) = self.prepare(request) else {
                 continue;
             };
+            users.extend(request_users);
             match self.hierarchy.plan(&request.resource, &allocation) {
                 Ok(plan) => names.extend(plan.accounts.iter().map(|a| a.name.clone())),
                 Err(_) => {
@@ -1348,7 +1396,28 @@ impl OrderBackend for SlurmBackend {
             }
         }
         let queried: Vec<String> = names.iter().cloned().collect();
-        let states = self.account_states(&queried).await?;
+        // With batch load the create's load file needs the users' default accounts: read them
+        // alongside, so a lone order (event mode) waits for one read round instead of two.
+        // The cluster's TRES list and (without `cluster_name`) its name are read in the same
+        // round too: both are cached, so only the first create of a process pays for them.
+        let (states, user_defaults) = if self.settings.batch_load {
+            let read_defaults = async {
+                if users.is_empty() {
+                    None
+                } else {
+                    self.list_user_defaults(&users).await.ok()
+                }
+            };
+            let (states, defaults, _, _) = tokio::join!(
+                self.account_states(&queried),
+                read_defaults,
+                self.cluster_tres(),
+                self.cluster_for_load()
+            );
+            (states?, defaults)
+        } else {
+            (self.account_states(&queried).await?, None)
+        };
         let existing = requests
             .iter()
             .filter(|r| states.contains_key(&r.backend_id.to_lowercase()))
@@ -1358,6 +1427,7 @@ impl OrderBackend for SlurmBackend {
             taken: Instant::now(),
             queried: names,
             states,
+            user_defaults,
         });
         Ok(existing)
     }

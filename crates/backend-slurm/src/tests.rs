@@ -768,6 +768,62 @@ async fn batch_create_uses_one_load_and_existing_users_keep_their_default() {
 }
 
 #[tokio::test]
+async fn a_lone_order_with_a_new_project_is_created_by_one_load_after_one_read_round() {
+    // Event mode: one order at a time. `existing_ids` reads the tree and the users' defaults
+    // together, so the create needs only the load and its read-back (2 writes of the
+    // per-command path, add account project + add account allocation + add user, become 1).
+    let (backend, runner, files) = load_site();
+    let shows = Arc::new(Mutex::new(0));
+    let counter = shows.clone();
+    runner.respond(move |line| {
+        if !line.contains("show assoc") {
+            return None;
+        }
+        let mut n = counter.lock().expect("count lock");
+        *n += 1;
+        Some(Ok(if *n == 1 {
+            "root||||normal||\nc_cust|root||||\n".to_owned()
+        } else {
+            "p_proj|c_cust||||\na_r1|p_proj||cpu=600000|||\na_r1||alice||||\n".to_owned()
+        }))
+    });
+    let req = request(resource("r1", "proj", "cust"), &["alice"]);
+    let existing = backend
+        .existing_ids(std::slice::from_ref(&req))
+        .await
+        .expect("existence check");
+    assert!(existing.is_empty());
+    let info = backend.create_resource(req).await.expect("created");
+    assert_eq!(info.users, vec!["alice"]);
+    assert_eq!(files.lock().expect("files").len(), 1, "one load");
+    let mut lines = runner.lines();
+    // The reads of `existing_ids` (tree, users' defaults, the cluster's TRES) run
+    // concurrently: their order is not fixed.
+    lines[..3].sort();
+    let commands: Vec<String> = lines
+        .iter()
+        .map(|l| l.split(" where").next().unwrap_or(l).to_owned())
+        .map(|l| l.split(" file=").next().unwrap_or(&l).to_owned())
+        .collect();
+    assert_eq!(
+        commands,
+        vec![
+            "sacctmgr list tres",
+            "sacctmgr list user",
+            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins",
+            "sacctmgr -i load",
+            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins",
+        ],
+        "{lines:#?}"
+    );
+    assert!(
+        files.lock().expect("files")[0]
+            .contains("Parent - 'a_r1'\nUser - 'alice':DefaultAccount='other'"),
+        "alice keeps the default account SLURM reported"
+    );
+}
+
+#[tokio::test]
 async fn load_is_skipped_when_the_tree_top_is_missing_or_it_would_not_save_calls() {
     // `root` not reported: the cluster or the top account is missing, so no load.
     let (backend, runner, files) = load_site();
