@@ -1,7 +1,9 @@
 //! `report` (agent-behaviour §3.2): usage of every resource of the offering for the configured
 //! billing months, oldest first, in Waldur units (unit conversion is the backend's job).
 //!
-//! - one `usage_report` call per billing month for all resources (batch);
+//! - one `usage_report` call per billing month for all resources (batch), and one listing of
+//!   the usage records Waldur has for the whole offering and month; resources are then
+//!   submitted concurrently (bounded by `order_concurrency`);
 //! - amounts rounded to two decimals; unchanged usage is not re-sent;
 //! - usage may only go down when the backend says so (anomaly check excludes records that are
 //!   parents of per-user usage);
@@ -11,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use backend_api::{BillingPeriod, UsageBackend, UsageReport};
+use futures::stream::{self, StreamExt};
 use jiff::Zoned;
 use waldur_client::{
     ComponentUsage, ResourceFilter, ResourceState, UsageItem, UserUsageItem, format_amount, round2,
@@ -146,31 +149,63 @@ async fn run(
             tracing::warn!(offering = %ctx.name(), "billing month changed while pulling usage; skipping current month this cycle");
             continue;
         }
-        for resource in &resources {
-            let Some(report) = usage.get(resource.backend_id.trim()) else {
+        // What Waldur already has for the month, for all resources in one listing.
+        let billing_period = period.first_day().to_string();
+        let mut recorded: BTreeMap<String, Vec<ComponentUsage>> = BTreeMap::new();
+        match ctx
+            .client
+            .list_offering_component_usages(&ctx.offering_uuid, &billing_period)
+            .await
+        {
+            Ok(records) => {
+                for record in records {
+                    if let Some(resource) = record.resource_uuid.clone() {
+                        recorded.entry(resource).or_default().push(record);
+                    }
+                }
+            }
+            Err(e) if !is_current => {
+                tracing::warn!(offering = %ctx.name(), period = %billing_period, error = %e, "cannot read past-period usage records; skipped");
                 continue;
-            };
-            let result = submit(
-                ctx,
-                &resource.uuid,
-                report,
-                period,
-                &known_components,
-                decreasing_ok,
-            )
+            }
+            Err(e) => return Err(CoreError::Waldur(e)),
+        }
+        let concurrency = ctx.settings.order_concurrency.max(1);
+        let known_components = &known_components;
+        // Futures built eagerly (not by a closure over the stream) so the cycle stays `Send`.
+        let submissions: Vec<_> = resources
+            .iter()
+            .filter_map(|r| usage.get(r.backend_id.trim()).map(|report| (r, report)))
+            .map(|(resource, report)| {
+                let existing = recorded.get(&resource.uuid).cloned().unwrap_or_default();
+                submit_tagged(
+                    ctx,
+                    &resource.uuid,
+                    report,
+                    period,
+                    known_components,
+                    decreasing_ok,
+                    existing,
+                )
+            })
+            .collect();
+        let outcomes: Vec<(&str, CoreResult<()>)> = stream::iter(submissions)
+            .buffer_unordered(concurrency)
+            .collect()
             .await;
+        for (resource_uuid, result) in outcomes {
             match result {
                 Ok(()) => {}
                 Err(e) if !is_current => {
                     let is_backfill = matches!(&e, CoreError::Waldur(w) if w.status == Some(400) && w.body_contains(BACKFILL_MARKER));
                     if is_backfill {
-                        tracing::info!(resource = %resource.uuid, period = %period.first_day(), "past period closed for backfilling; skipped");
+                        tracing::info!(resource = %resource_uuid, period = %period.first_day(), "past period closed for backfilling; skipped");
                     } else {
-                        tracing::warn!(resource = %resource.uuid, period = %period.first_day(), error = %e, "past-period usage not accepted");
+                        tracing::warn!(resource = %resource_uuid, period = %period.first_day(), error = %e, "past-period usage not accepted");
                     }
                 }
                 Err(e) => {
-                    failed.insert(resource.uuid.clone(), e.to_string());
+                    failed.insert(resource_uuid.to_owned(), e.to_string());
                 }
             }
         }
@@ -184,7 +219,31 @@ async fn run(
     Ok(())
 }
 
-/// Submit one resource's usage for one period (total, then per user).
+/// [`submit`], answering which resource the result is for.
+async fn submit_tagged<'a>(
+    ctx: &OfferingContext,
+    resource_uuid: &'a str,
+    report: &UsageReport,
+    period: &BillingPeriod,
+    known_components: &BTreeSet<String>,
+    decreasing_ok: bool,
+    existing: Vec<ComponentUsage>,
+) -> (&'a str, CoreResult<()>) {
+    let result = submit(
+        ctx,
+        resource_uuid,
+        report,
+        period,
+        known_components,
+        decreasing_ok,
+        existing,
+    )
+    .await;
+    (resource_uuid, result)
+}
+
+/// Submit one resource's usage for one period (total, then per user). `existing` is what
+/// Waldur has for the resource and period.
 async fn submit(
     ctx: &OfferingContext,
     resource_uuid: &str,
@@ -192,6 +251,7 @@ async fn submit(
     period: &BillingPeriod,
     known_components: &BTreeSet<String>,
     decreasing_ok: bool,
+    mut existing: Vec<ComponentUsage>,
 ) -> CoreResult<()> {
     let billing_period = period.first_day().to_string();
     let date = report_date(period);
@@ -203,10 +263,6 @@ async fn submit(
             tracing::warn!(resource = %resource_uuid, component = %component, "component not in the offering; not reported");
         }
     }
-    let mut existing = ctx
-        .client
-        .list_component_usages(resource_uuid, &billing_period)
-        .await?;
     if !usage_matches_existing(&totals, &existing) {
         if !decreasing_ok {
             check_anomaly(ctx, resource_uuid, &billing_period, &totals, &existing).await?;
@@ -221,7 +277,14 @@ async fn submit(
         if !items.is_empty() {
             ctx.client.set_usage(resource_uuid, &date, &items).await?;
             tracing::info!(resource = %resource_uuid, period = %billing_period, "usage reported");
-            existing = Vec::new();
+            // set_usage updates a component's record in place (same uuid); only a component
+            // reported for the first time this month has a record we have not seen.
+            let all_recorded = totals
+                .keys()
+                .all(|k| existing.iter().any(|r| &r.component_type == k));
+            if !all_recorded {
+                existing = Vec::new();
+            }
         }
     } else {
         tracing::debug!(resource = %resource_uuid, period = %billing_period, "usage unchanged; not re-sent");

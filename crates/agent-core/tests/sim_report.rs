@@ -356,3 +356,54 @@ async fn transient_set_usage_failure_is_reported_next_cycle() {
     assert_clean(&report(&w.ctx).await);
     assert_eq!(w.cents(&current, "cpu"), Some(600));
 }
+
+/// The records Waldur already has are read once per month for the whole offering, not once per
+/// resource; a component updated in place keeps its record, so per-user usage goes under it
+/// without reading again.
+#[tokio::test]
+async fn usage_records_are_read_once_per_month_for_the_whole_offering() {
+    let w = World::start(with_periods(2)).await;
+    let [past, current]: [BillingPeriod; 2] = periods(2).try_into().expect("two periods");
+    let mut backend_ids = Vec::new();
+    for i in 0..4 {
+        let (_, backend_id) = w.provisioned(&format!("alloc-many-{i}"), 3).await;
+        backend_ids.push(backend_id);
+    }
+    let per_user = |cpu: f64| UsageReport {
+        total: [("cpu".to_owned(), cpu)].into(),
+        per_user: [("alice".to_owned(), [("cpu".to_owned(), cpu)].into())].into(),
+    };
+    for id in &backend_ids {
+        w.site_usage(id, &past, totals(&[("cpu", 1.0)]));
+        w.site_usage(id, &current, per_user(2.0));
+    }
+    assert_clean(&report(&w.ctx).await);
+
+    // Next cycle: the current month grew everywhere.
+    for id in &backend_ids {
+        w.site_usage(id, &current, per_user(3.0));
+    }
+    w.sim.reset_stats();
+    assert_clean(&report(&w.ctx).await);
+    assert_eq!(
+        w.count("GET", "/api/marketplace-component-usages/"),
+        2,
+        "one listing per month, whatever the number of resources"
+    );
+    assert_eq!(w.count("POST", SET_USAGE), 4, "only the changed month");
+    assert_eq!(w.count("POST", SET_USER_USAGES), 4);
+    let alice: Vec<i64> = w
+        .sim
+        .state()
+        .user_usages
+        .values()
+        .filter(|u| u.username == "alice")
+        .map(|u| u.usage_cents)
+        .collect();
+    assert_eq!(
+        alice,
+        vec![300; 4],
+        "per-user usage updated under the same records"
+    );
+    assert_eq!(w.cents(&current, "cpu"), Some(300));
+}

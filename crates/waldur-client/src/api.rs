@@ -487,6 +487,21 @@ impl WaldurClient {
             .await
     }
 
+    /// Every usage record of the offering's resources for one billing month, in as few pages
+    /// as the server allows: the report cycle reads them once instead of once per resource.
+    pub async fn list_offering_component_usages(
+        &self,
+        offering_uuid: &str,
+        billing_period: &str,
+    ) -> Result<Vec<ComponentUsage>> {
+        let params = Params::new()
+            .add("offering_uuid", id(offering_uuid))
+            .add("billing_period", billing_period)
+            .fields(&["uuid", "type", "usage", "resource_uuid"]);
+        self.list_all("/api/marketplace-component-usages/", &params)
+            .await
+    }
+
     /// Report a resource's usage for the billing month containing `date` (201, empty body).
     pub async fn set_usage(
         &self,

@@ -339,9 +339,22 @@ impl Respond for FakeWaldur {
                 ok(json!({"is_unique": !taken}))
             }
             ("GET", "marketplace-component-usages", 2) => {
-                let r = query_all(req, "resource_uuid").pop().unwrap_or_default();
                 let p = query_all(req, "billing_period").pop().unwrap_or_default();
-                ok(json!(s.usages.get(&(r, p)).cloned().unwrap_or_default()))
+                match query_all(req, "resource_uuid").pop() {
+                    Some(r) => ok(json!(s.usages.get(&(r, p)).cloned().unwrap_or_default())),
+                    // By offering (this fake holds one): every resource's records of the month.
+                    None => ok(json!(
+                        s.usages
+                            .iter()
+                            .filter(|((_, period), _)| *period == p)
+                            .flat_map(|((r, _), records)| records.iter().map(move |rec| {
+                                let mut rec = rec.clone();
+                                rec["resource_uuid"] = json!(r);
+                                rec
+                            }))
+                            .collect::<Vec<_>>()
+                    )),
+                }
             }
             ("POST", "marketplace-component-usages", 3) if id == "set_usage" => {
                 let r = body["resource"].as_str().unwrap_or_default().to_owned();
