@@ -674,28 +674,33 @@ fn load_site() -> (SlurmBackend, Arc<FakeRunner>, Arc<Mutex<Vec<String>>>) {
     (backend, runner, loaded_files)
 }
 
-#[tokio::test]
-async fn batch_create_uses_one_load_and_existing_users_keep_their_default() {
-    let (backend, runner, files) = load_site();
-    let shows = Arc::new(Mutex::new(0));
-    let counter = shows.clone();
+/// `show assoc` answers `first` the first time (the existence check) and `then` afterwards
+/// (the read-back).
+fn answer_shows(runner: &FakeRunner, first: String, then: String) {
+    let shows = Mutex::new(0);
     runner.respond(move |line| {
         if !line.contains("show assoc") {
             return None;
         }
-        let mut n = counter.lock().expect("count lock");
+        let mut n = shows.lock().expect("count lock");
         *n += 1;
-        Some(Ok(if *n == 1 {
-            "root||||normal||\n".to_owned()
-        } else {
-            // The read-back: everything but bob's association on a_r2.
-            "c_cust|root||||\np_proj|c_cust||||\n\
+        Some(Ok(if *n == 1 { first.clone() } else { then.clone() }))
+    });
+}
+
+#[tokio::test]
+async fn batch_create_uses_one_load_and_existing_users_keep_their_default() {
+    let (backend, runner, files) = load_site();
+    answer_shows(
+        &runner,
+        "root||||normal||\n".to_owned(),
+        // The read-back: everything but bob's association on a_r2.
+        "c_cust|root||||\np_proj|c_cust||||\n\
              a_r0|p_proj||cpu=600000|||\na_r0||alice||||\na_r0||bob||||\n\
              a_r1|p_proj||cpu=600000|||\na_r1||alice||||\na_r1||bob||||\n\
              a_r2|p_proj||cpu=600000|||\na_r2||alice||||\n"
-                .to_owned()
-        }))
-    });
+            .to_owned(),
+    );
     let requests: Vec<CreateRequest> = (0..3)
         .map(|i| {
             request(
@@ -773,20 +778,11 @@ async fn a_lone_order_with_a_new_project_is_created_by_one_load_after_one_read_r
     // together, so the create needs only the load and its read-back (2 writes of the
     // per-command path, add account project + add account allocation + add user, become 1).
     let (backend, runner, files) = load_site();
-    let shows = Arc::new(Mutex::new(0));
-    let counter = shows.clone();
-    runner.respond(move |line| {
-        if !line.contains("show assoc") {
-            return None;
-        }
-        let mut n = counter.lock().expect("count lock");
-        *n += 1;
-        Some(Ok(if *n == 1 {
-            "root||||normal||\nc_cust|root||||\n".to_owned()
-        } else {
-            "p_proj|c_cust||||\na_r1|p_proj||cpu=600000|||\na_r1||alice||||\n".to_owned()
-        }))
-    });
+    answer_shows(
+        &runner,
+        "root||||normal||\nc_cust|root||||\n".to_owned(),
+        "p_proj|c_cust||||\na_r1|p_proj||cpu=600000|||\na_r1||alice||||\n".to_owned(),
+    );
     let req = request(resource("r1", "proj", "cust"), &["alice"]);
     let existing = backend
         .existing_ids(std::slice::from_ref(&req))
