@@ -474,28 +474,35 @@ impl WaldurClient {
 
     // ---------------------------------------------------------------- usage
 
+    /// A resource's usage records for one billing month.
     pub async fn list_component_usages(
         &self,
         resource_uuid: &str,
         billing_period: &str,
     ) -> Result<Vec<ComponentUsage>> {
-        let params = Params::new()
-            .add("resource_uuid", id(resource_uuid))
-            .add("billing_period", billing_period)
-            .fields(&["uuid", "type", "usage"]);
-        self.list_all("/api/marketplace-component-usages/", &params)
+        self.component_usages("resource_uuid", resource_uuid, billing_period)
             .await
     }
 
-    /// Every usage record of the offering's resources for one billing month, in as few pages
-    /// as the server allows: the report cycle reads them once instead of once per resource.
+    /// Every usage record of the offering's resources for one billing month: the report cycle
+    /// reads them once instead of once per resource.
     pub async fn list_offering_component_usages(
         &self,
         offering_uuid: &str,
         billing_period: &str,
     ) -> Result<Vec<ComponentUsage>> {
+        self.component_usages("offering_uuid", offering_uuid, billing_period)
+            .await
+    }
+
+    async fn component_usages(
+        &self,
+        owner_filter: &str,
+        owner_uuid: &str,
+        billing_period: &str,
+    ) -> Result<Vec<ComponentUsage>> {
         let params = Params::new()
-            .add("offering_uuid", id(offering_uuid))
+            .add(owner_filter, id(owner_uuid))
             .add("billing_period", billing_period)
             .fields(&["uuid", "type", "usage", "resource_uuid"]);
         self.list_all("/api/marketplace-component-usages/", &params)
