@@ -170,6 +170,16 @@ async fn run(
             }
             Err(e) => return Err(CoreError::Waldur(e)),
         }
+        let has_per_user = resources
+            .iter()
+            .filter_map(|r| usage.get(r.backend_id.trim()))
+            .any(|report| !report.per_user.is_empty());
+        let user_recorded = if has_per_user {
+            recorded_user_usages(ctx, &billing_period).await
+        } else {
+            UserUsageIndex::new()
+        };
+        let user_recorded = &user_recorded;
         let concurrency = ctx.settings.order_concurrency.max(1);
         let known_components = &known_components;
         // Futures built eagerly (not by a closure over the stream) so the cycle stays `Send`.
@@ -186,6 +196,7 @@ async fn run(
                     known_components,
                     decreasing_ok,
                     existing,
+                    user_recorded,
                 )
             })
             .collect();
@@ -219,7 +230,38 @@ async fn run(
     Ok(())
 }
 
+/// Per-user usage Waldur has for a month: component-usage uuid → username → (amount, whether
+/// a user link is stored).
+type UserUsageIndex = BTreeMap<String, BTreeMap<String, (Option<f64>, bool)>>;
+
+/// What [`UserUsageIndex`] says for the month; empty (so everything is sent) when unreadable.
+async fn recorded_user_usages(ctx: &OfferingContext, billing_period: &str) -> UserUsageIndex {
+    let rows = match ctx
+        .client
+        .list_offering_component_user_usages(&ctx.offering_uuid, billing_period)
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(offering = %ctx.name(), period = %billing_period, error = %e, "cannot read per-user usage; sending all of it");
+            return UserUsageIndex::new();
+        }
+    };
+    let mut index = UserUsageIndex::new();
+    for row in rows {
+        if let Some(record) = uuid_from_url(&row.component_usage) {
+            let linked = row.user.as_deref().is_some_and(|u| !u.is_empty());
+            index
+                .entry(record)
+                .or_default()
+                .insert(row.username, (row.usage, linked));
+        }
+    }
+    index
+}
+
 /// [`submit`], answering which resource the result is for.
+#[allow(clippy::too_many_arguments)]
 async fn submit_tagged<'a>(
     ctx: &OfferingContext,
     resource_uuid: &'a str,
@@ -228,6 +270,7 @@ async fn submit_tagged<'a>(
     known_components: &BTreeSet<String>,
     decreasing_ok: bool,
     existing: Vec<ComponentUsage>,
+    user_recorded: &UserUsageIndex,
 ) -> (&'a str, CoreResult<()>) {
     let result = submit(
         ctx,
@@ -237,13 +280,16 @@ async fn submit_tagged<'a>(
         known_components,
         decreasing_ok,
         existing,
+        user_recorded,
     )
     .await;
     (resource_uuid, result)
 }
 
-/// Submit one resource's usage for one period (total, then per user). `existing` is what
-/// Waldur has for the resource and period.
+/// Submit one resource's usage for one period (total, then per user). `existing` and
+/// `user_recorded` are what Waldur has for the period; per-user usage it already has (same
+/// amount, user link stored when we know one) is not sent again.
+#[allow(clippy::too_many_arguments)]
 async fn submit(
     ctx: &OfferingContext,
     resource_uuid: &str,
@@ -252,6 +298,7 @@ async fn submit(
     known_components: &BTreeSet<String>,
     decreasing_ok: bool,
     mut existing: Vec<ComponentUsage>,
+    user_recorded: &UserUsageIndex,
 ) -> CoreResult<()> {
     let billing_period = period.first_day().to_string();
     let date = report_date(period);
@@ -307,18 +354,26 @@ async fn submit(
             .filter(|u| !u.is_empty())
     };
     for record in &existing {
+        let stored = user_recorded.get(&record.uuid);
         let items: Vec<UserUsageItem> = report
             .per_user
             .iter()
             .filter_map(|(username, amounts)| {
-                amounts
-                    .get(&record.component_type)
-                    .map(|amount| UserUsageItem {
-                        username: username.clone(),
-                        usage: format_amount(*amount),
-                        date: date.clone(),
-                        user: user_url(username),
-                    })
+                let amount = *amounts.get(&record.component_type)?;
+                let user = user_url(username);
+                let unchanged =
+                    stored
+                        .and_then(|s| s.get(username))
+                        .is_some_and(|(old, linked)| {
+                            old.is_some_and(|old| (old - round2(amount)).abs() < 0.005)
+                                && (*linked || user.is_none())
+                        });
+                (!unchanged).then(|| UserUsageItem {
+                    username: username.clone(),
+                    usage: format_amount(amount),
+                    date: date.clone(),
+                    user,
+                })
             })
             .collect();
         if !items.is_empty() {

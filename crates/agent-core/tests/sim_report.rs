@@ -407,3 +407,53 @@ async fn usage_records_are_read_once_per_month_for_the_whole_offering() {
     );
     assert_eq!(w.cents(&current, "cpu"), Some(300));
 }
+
+/// Per-user usage Waldur already has is not sent again; a user whose amount changed is, under
+/// that component's record only.
+#[tokio::test]
+async fn unchanged_per_user_usage_is_not_resent() {
+    let w = World::start(with_periods(1)).await;
+    let (_, backend_id) = w.provisioned("alloc-per-user-diff", 3).await;
+    w.add_member("alice").await;
+    let current = periods(1).remove(0);
+    let site = |ghost_cpu: f64| UsageReport {
+        total: [("cpu".to_owned(), 1.5 + ghost_cpu), ("mem".to_owned(), 1.0)].into(),
+        per_user: [
+            ("alice".to_owned(), [("cpu".to_owned(), 1.5)].into()),
+            (
+                "ghost".to_owned(),
+                [("cpu".to_owned(), ghost_cpu), ("mem".to_owned(), 1.0)].into(),
+            ),
+        ]
+        .into(),
+    };
+    w.site_usage(&backend_id, &current, site(0.5));
+    assert_clean(&report(&w.ctx).await);
+
+    w.sim.reset_stats();
+    assert_clean(&report(&w.ctx).await);
+    assert_eq!(w.count("POST", SET_USAGE), 0);
+    assert_eq!(w.count("POST", SET_USER_USAGES), 0, "nothing changed");
+
+    w.site_usage(&backend_id, &current, site(0.7));
+    w.sim.reset_stats();
+    assert_clean(&report(&w.ctx).await);
+    assert_eq!(w.count("POST", SET_USAGE), 1);
+    assert_eq!(w.count("POST", SET_USER_USAGES), 1, "only the cpu record");
+    let ghost_cpu: Vec<i64> = {
+        let store = w.sim.state();
+        store
+            .user_usages
+            .values()
+            .filter(|u| {
+                u.username == "ghost"
+                    && store
+                        .component_usages
+                        .get(&u.component_usage)
+                        .is_some_and(|c| c.component_type == "cpu")
+            })
+            .map(|u| u.usage_cents)
+            .collect()
+    };
+    assert_eq!(ghost_cpu, vec![70]);
+}

@@ -534,6 +534,21 @@ impl WaldurClient {
             .await
     }
 
+    /// Every per-user usage of the offering's resources for one billing month (to send only
+    /// what changed).
+    pub async fn list_offering_component_user_usages(
+        &self,
+        offering_uuid: &str,
+        billing_period: &str,
+    ) -> Result<Vec<ComponentUserUsage>> {
+        let params = Params::new()
+            .add("offering_uuid", id(offering_uuid))
+            .add("component_usage__billing_period", billing_period)
+            .fields(&["component_usage", "username", "usage", "user"]);
+        self.list_all("/api/marketplace-component-user-usages/", &params)
+            .await
+    }
+
     pub async fn list_component_user_usages(
         &self,
         resource_uuid: &str,
