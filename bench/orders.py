@@ -262,6 +262,15 @@ def bench_agent(kind, args, pybin, env):
                 row["report_wall_s"] = round(time.perf_counter() - t0, 2)
                 row["report_slurm_calls"] = len(open(call_log).read().splitlines())
                 row["report_http_requests"] = sim.stats()["total"]
+                if kind == "rust":
+                    # A second cycle with nothing new on the site: what a steady-state report costs.
+                    open(call_log, "w").close()
+                    sim.reset_stats()
+                    t0 = time.perf_counter()
+                    run_agent(kind, cfg, sim, 0, env, args.timeout, pybin, mode="report")
+                    row["report_again_wall_s"] = round(time.perf_counter() - t0, 2)
+                    row["report_again_slurm_calls"] = len(open(call_log).read().splitlines())
+                    row["report_again_http_requests"] = sim.stats()["total"]
             print(json.dumps(row))
             return row
         finally:
