@@ -271,6 +271,7 @@ def bench_agent(kind, args, pybin, env):
                     row["report_again_wall_s"] = round(time.perf_counter() - t0, 2)
                     row["report_again_slurm_calls"] = len(open(call_log).read().splitlines())
                     row["report_again_http_requests"] = sim.stats()["total"]
+                    row["report_again_http_by_route"] = {k: v["count"] for k, v in sim.stats()["routes"].items()}
             print(json.dumps(row))
             return row
         finally:
