@@ -9,8 +9,9 @@ pub mod load;
 pub mod model;
 
 pub use load::{
-    ConfigError, ConfigErrors, ConfigIssue, ConfigWarning, Loaded, SecretValues, is_secret_key,
-    load_file, load_str, load_str_with_env, secret_values_of, validate_backend_names,
+    ConfigError, ConfigErrors, ConfigIssue, ConfigWarning, Loaded, SecretValues,
+    WALDUR_COMPONENT_FIELDS, is_secret_key, load_file, load_str, load_str_with_env,
+    secret_values_of, validate_backend_names,
 };
 pub use model::{
     AccountingType, AgentConfig, BackendComponent, BackendRole, LogShipping, OfferingConfig, Secret,

@@ -551,9 +551,8 @@ fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
     }
 }
 
-/// Component keys we know of besides the typed fields: passed through to Waldur (§2.3) or read by
-/// backends. Anything else still passes through, with a warning (usually a typo).
-const KNOWN_COMPONENT_EXTRA_KEYS: &[&str] = &[
+/// `backend_components` keys that `load-components` passes through to Waldur when set (§2.3).
+pub const WALDUR_COMPONENT_FIELDS: &[&str] = &[
     "description",
     "min_value",
     "max_value",
@@ -569,10 +568,11 @@ const KNOWN_COMPONENT_EXTRA_KEYS: &[&str] = &[
     "min_renewal_duration",
     "max_renewal_duration",
     "renewal_duration_step",
-    "target_components",
-    "type",
-    "factor",
 ];
+
+/// Component keys read by backends rather than Waldur. Anything beyond these, the typed fields and
+/// [`WALDUR_COMPONENT_FIELDS`] still passes through, with a warning (usually a typo).
+const BACKEND_COMPONENT_KEYS: &[&str] = &["target_components", "type", "factor"];
 
 const LIMIT_PERIODS: [&str; 4] = ["annual", "month", "quarterly", "total"];
 
@@ -645,7 +645,11 @@ fn load_component(
         "limit",
     ];
     for k in map.keys() {
-        if !TYPED.contains(&k.as_str()) && !KNOWN_COMPONENT_EXTRA_KEYS.contains(&k.as_str()) {
+        let k_str = k.as_str();
+        if !TYPED.contains(&k_str)
+            && !WALDUR_COMPONENT_FIELDS.contains(&k_str)
+            && !BACKEND_COMPONENT_KEYS.contains(&k_str)
+        {
             ctx.warn(
                 join(at, k),
                 "not a known component key; passed to the backend as-is",

@@ -14,24 +14,9 @@ use crate::usernames::{self, UsernameRun};
 
 // ------------------------------------------------------------------ load_components
 
-/// `backend_components` keys passed through to Waldur only when set (non-null).
-pub const OPTIONAL_COMPONENT_FIELDS: &[&str] = &[
-    "description",
-    "min_value",
-    "max_value",
-    "max_available_limit",
-    "default_limit",
-    "limit_period",
-    "article_code",
-    "is_boolean",
-    "is_prepaid",
-    "min_prepaid_duration",
-    "max_prepaid_duration",
-    "prepaid_duration_step",
-    "min_renewal_duration",
-    "max_renewal_duration",
-    "renewal_duration_step",
-];
+/// `backend_components` keys passed through to Waldur only when set (non-null); the config
+/// crate owns the list so its unknown-key warning and this tool never disagree.
+pub use agent_config::WALDUR_COMPONENT_FIELDS as OPTIONAL_COMPONENT_FIELDS;
 
 /// Values Waldur accepts for `limit_period`.
 pub const LIMIT_PERIODS: &[&str] = &["annual", "month", "quarterly", "total"];

@@ -64,6 +64,9 @@ pub async fn service_script(script: &str) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let output = tokio::process::Command::new("bash")
         .arg(root.join("scripts/services").join(script))
+        // Restart RabbitMQ as the suite needs it later (the simulator's tests provision queues
+        // through the management API), whatever the caller's environment says.
+        .env("RABBITMQ_WITH_MANAGEMENT", "1")
         .output()
         .await
         .expect("bash runs");
