@@ -75,11 +75,15 @@ pub fn usage_matches_existing(new: &BTreeMap<String, f64>, existing: &[Component
         return false;
     }
     new.iter().all(|(k, v)| {
-        seen.get(k.as_str()).is_some_and(|old| {
-            let diff = (old - v).abs();
-            diff <= 1e-6 || diff <= 1e-9 * old.abs().max(v.abs())
-        })
+        seen.get(k.as_str())
+            .is_some_and(|old| same_amount(*old, *v))
     })
+}
+
+/// Equal within 1e-6 absolute / 1e-9 relative: what Waldur stores back as the amount we sent.
+fn same_amount(old: f64, new: f64) -> bool {
+    let diff = (old - new).abs();
+    diff <= 1e-6 || diff <= 1e-9 * old.abs().max(new.abs())
 }
 
 /// One report cycle for the offering.
@@ -187,17 +191,21 @@ async fn run(
             .iter()
             .filter_map(|r| usage.get(r.backend_id.trim()).map(|report| (r, report)))
             .map(|(resource, report)| {
-                let existing = recorded.get(&resource.uuid).cloned().unwrap_or_default();
-                submit_tagged(
-                    ctx,
-                    &resource.uuid,
-                    report,
-                    period,
-                    known_components,
-                    decreasing_ok,
-                    existing,
-                    user_recorded,
-                )
+                let existing = recorded.remove(&resource.uuid).unwrap_or_default();
+                async move {
+                    let result = submit(
+                        ctx,
+                        &resource.uuid,
+                        report,
+                        period,
+                        known_components,
+                        decreasing_ok,
+                        existing,
+                        user_recorded,
+                    )
+                    .await;
+                    (resource.uuid.as_str(), result)
+                }
             })
             .collect();
         let outcomes: Vec<(&str, CoreResult<()>)> = stream::iter(submissions)
@@ -258,32 +266,6 @@ async fn recorded_user_usages(ctx: &OfferingContext, billing_period: &str) -> Us
         }
     }
     index
-}
-
-/// [`submit`], answering which resource the result is for.
-#[allow(clippy::too_many_arguments)]
-async fn submit_tagged<'a>(
-    ctx: &OfferingContext,
-    resource_uuid: &'a str,
-    report: &UsageReport,
-    period: &BillingPeriod,
-    known_components: &BTreeSet<String>,
-    decreasing_ok: bool,
-    existing: Vec<ComponentUsage>,
-    user_recorded: &UserUsageIndex,
-) -> (&'a str, CoreResult<()>) {
-    let result = submit(
-        ctx,
-        resource_uuid,
-        report,
-        period,
-        known_components,
-        decreasing_ok,
-        existing,
-        user_recorded,
-    )
-    .await;
-    (resource_uuid, result)
 }
 
 /// Submit one resource's usage for one period (total, then per user). `existing` and
@@ -365,7 +347,7 @@ async fn submit(
                     stored
                         .and_then(|s| s.get(username))
                         .is_some_and(|(old, linked)| {
-                            old.is_some_and(|old| (old - round2(amount)).abs() < 0.005)
+                            old.is_some_and(|old| same_amount(old, round2(amount)))
                                 && (*linked || user.is_none())
                         });
                 (!unchanged).then(|| UserUsageItem {

@@ -2,7 +2,7 @@
 //! subcommands call: `load-components`, `diagnostics`, `sync-offering-users` and the readiness
 //! half of `healthz`. Each works on one offering; the binary loops over the configured ones.
 
-use agent_config::{AccountingType, BackendComponent};
+use agent_config::{AccountingType, BackendComponent, WALDUR_COMPONENT_FIELDS};
 use backend_api::Diagnostics;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -13,10 +13,6 @@ use crate::error::{CoreError, CoreResult};
 use crate::usernames::{self, UsernameRun};
 
 // ------------------------------------------------------------------ load_components
-
-/// `backend_components` keys passed through to Waldur only when set (non-null); the config
-/// crate owns the list so its unknown-key warning and this tool never disagree.
-pub use agent_config::WALDUR_COMPONENT_FIELDS as OPTIONAL_COMPONENT_FIELDS;
 
 /// Values Waldur accepts for `limit_period`.
 pub const LIMIT_PERIODS: &[&str] = &["annual", "month", "quarterly", "total"];
@@ -121,7 +117,8 @@ pub fn component_request(
     if let Some(limit) = component.limit {
         body.insert("limit_amount".into(), whole_number(limit, "limit")?);
     }
-    for field in OPTIONAL_COMPONENT_FIELDS {
+    // Passed through only when set (non-null).
+    for field in WALDUR_COMPONENT_FIELDS {
         match component.extra.get(*field) {
             None | Some(Value::Null) => {}
             Some(Value::Number(n)) => {

@@ -541,23 +541,30 @@ impl WaldurClient {
         offering_uuid: &str,
         billing_period: &str,
     ) -> Result<Vec<ComponentUserUsage>> {
-        let params = Params::new()
-            .add("offering_uuid", id(offering_uuid))
-            .add("component_usage__billing_period", billing_period)
-            .fields(&["component_usage", "username", "usage", "user"]);
-        self.list_all("/api/marketplace-component-user-usages/", &params)
+        self.component_user_usages("offering_uuid", offering_uuid, billing_period)
             .await
     }
 
+    /// A resource's per-user usage for one billing month.
     pub async fn list_component_user_usages(
         &self,
         resource_uuid: &str,
         billing_period: &str,
     ) -> Result<Vec<ComponentUserUsage>> {
+        self.component_user_usages("resource_uuid", resource_uuid, billing_period)
+            .await
+    }
+
+    async fn component_user_usages(
+        &self,
+        owner_filter: &str,
+        owner_uuid: &str,
+        billing_period: &str,
+    ) -> Result<Vec<ComponentUserUsage>> {
         let params = Params::new()
-            .add("resource_uuid", id(resource_uuid))
+            .add(owner_filter, id(owner_uuid))
             .add("component_usage__billing_period", billing_period)
-            .fields(&["component_usage"]);
+            .fields(&["component_usage", "username", "usage", "user"]);
         self.list_all("/api/marketplace-component-user-usages/", &params)
             .await
     }
