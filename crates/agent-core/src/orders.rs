@@ -31,7 +31,7 @@
 //! - resource API keys (§3.1.8: provisioning and rotation, `marketplace-resource-api-keys`).
 //!   The Waldur client has the list/report calls, should a backend ever need them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +41,8 @@ use backend_api::{
 };
 use futures::StreamExt;
 use waldur_client::{
-    EndpointItem, OfferingUserState, Order, OrderState, OrderType, ProviderResource, truthy,
+    EndpointItem, OfferingUserState, Order, OrderState, OrderType, ProviderResource,
+    ResourceFilter, ResourceState, truthy,
 };
 
 use crate::context::OfferingContext;
@@ -185,6 +186,13 @@ fn tally(report: &mut CycleReport, uuid: &str, outcome: &OrderOutcome) {
 enum Stage {
     Finished(OrderOutcome),
     NeedsCreate(Box<PendingCreate>),
+    NeedsDelete(Box<PendingDelete>),
+}
+
+/// A Terminate order whose resource is on the site.
+struct PendingDelete {
+    order: Order,
+    view: ResourceView,
 }
 
 /// A Create/Restore order ready for the site.
@@ -193,7 +201,8 @@ struct PendingCreate {
     view: ResourceView,
     request: CreateRequest,
     ids: BackendIdPlan,
-    /// The resource already had this backend id (restore with the same id).
+    /// The resource already had this backend id (restore with the same id). Otherwise
+    /// `request.backend_id` stays empty until [`reserve_ids`] picks a free one.
     reused_id: bool,
     /// The backend id Waldur holds for the resource (recorded before the site create, so a
     /// failure after the create never leaves an account Waldur does not know about).
@@ -238,42 +247,20 @@ async fn process_orders(
         .collect()
         .await;
     let mut creates = Vec::new();
+    let mut deletes = Vec::new();
     for (uuid, stage) in staged {
         match stage {
             Stage::Finished(outcome) => results.push((uuid, outcome)),
             Stage::NeedsCreate(pending) => creates.push(*pending),
+            Stage::NeedsDelete(pending) => deletes.push(*pending),
         }
     }
 
-    // Phase 2: reserve the backend ids (free on the site, recorded in Waldur), then one batched
-    // call to the site for every Create of the cycle.
-    let (creates, failed) = reserve_ids(ctx, backend, creates).await;
-    results.extend(failed);
-    if !creates.is_empty() {
-        let requests = creates.iter().map(|p| p.request.clone()).collect();
-        let mut created = backend.create_resources(requests).await.into_iter();
-        let paired: Vec<(PendingCreate, Result<BackendResourceInfo, BackendError>)> = creates
-            .into_iter()
-            .map(|p| {
-                let result = created.next().unwrap_or_else(|| {
-                    Err(BackendError::permanent(
-                        "backend returned fewer results than requests",
-                    ))
-                });
-                (p, result)
-            })
-            .collect();
-        // Phase 3: record each result in Waldur.
-        let completed: Vec<(String, OrderOutcome)> = futures::stream::iter(paired)
-            .map(|(pending, result)| async move {
-                let uuid = pending.order.uuid.clone();
-                (uuid, complete_create(ctx, backend, pending, result).await)
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        results.extend(completed);
-    }
+    // Phase 2: every Create of the cycle: unique backend ids reserved (free on the site and in
+    // Waldur, recorded in Waldur), then one batched call to the site, then the results recorded.
+    results.extend(run_creates(ctx, backend, creates).await);
+    // Phase 3: every Terminate of the cycle in one batched call, each confirmed by the site.
+    results.extend(run_deletes(ctx, backend, deletes).await);
 
     // Phase 4: later orders of the same resource, in sequence per resource.
     let later: Vec<Vec<(String, OrderOutcome)>> = futures::stream::iter(rest)
@@ -298,26 +285,16 @@ async fn process_single(
     backend: &Arc<dyn OrderBackend>,
     order: Order,
 ) -> OrderOutcome {
-    match prepare(ctx, backend, order).await {
-        Stage::Finished(outcome) => outcome,
-        Stage::NeedsCreate(pending) => {
-            let (mut ready, failed) = reserve_ids(ctx, backend, vec![*pending]).await;
-            let Some(pending) = ready.pop() else {
-                return failed
-                    .into_iter()
-                    .next()
-                    .map(|(_, outcome)| outcome)
-                    .unwrap_or_else(|| OrderOutcome::Retry("backend id not reserved".into()));
-            };
-            let result = backend
-                .create_resources(vec![pending.request.clone()])
-                .await
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| Err(BackendError::permanent("backend returned no result")));
-            complete_create(ctx, backend, pending, result).await
-        }
-    }
+    let uuid = order.uuid.clone();
+    let mut outcomes = match prepare(ctx, backend, order).await {
+        Stage::Finished(outcome) => return outcome,
+        Stage::NeedsCreate(pending) => run_creates(ctx, backend, vec![*pending]).await,
+        Stage::NeedsDelete(pending) => run_deletes(ctx, backend, vec![*pending]).await,
+    };
+    outcomes
+        .pop()
+        .map(|(_, outcome)| outcome)
+        .unwrap_or_else(|| OrderOutcome::Retry(format!("order {uuid} was not processed")))
 }
 
 async fn prepare(ctx: &OfferingContext, backend: &Arc<dyn OrderBackend>, order: Order) -> Stage {
@@ -370,8 +347,16 @@ async fn prepare_inner(
             Ok(Stage::Finished(finalize(ctx, order).await?))
         }
         OrderType::Terminate => {
-            terminate(ctx, backend, order).await?;
-            Ok(Stage::Finished(finalize(ctx, order).await?))
+            let resource = ctx.client.get_resource(resource_uuid(order)?, &[]).await?;
+            let view = resource_view(&resource);
+            if view.backend_id.is_empty() {
+                tracing::info!(order = %order.uuid, "resource has no backend id; nothing to delete");
+                return Ok(Stage::Finished(finalize(ctx, order).await?));
+            }
+            Ok(Stage::NeedsDelete(Box::new(PendingDelete {
+                order: order.clone(),
+                view,
+            })))
         }
         OrderType::Unknown(ref t) => Ok(Stage::Finished(OrderOutcome::Skipped(format!(
             "unknown order type '{t}'"
@@ -470,21 +455,6 @@ async fn update(
     Ok(())
 }
 
-async fn terminate(
-    ctx: &OfferingContext,
-    backend: &Arc<dyn OrderBackend>,
-    order: &Order,
-) -> CoreResult<()> {
-    let resource = ctx.client.get_resource(resource_uuid(order)?, &[]).await?;
-    let view = resource_view(&resource);
-    if view.backend_id.is_empty() {
-        tracing::info!(order = %order.uuid, "resource has no backend id; nothing to delete");
-        return Ok(());
-    }
-    backend.delete_resource(&view).await?;
-    Ok(())
-}
-
 /// How backend ids are chosen: `allocation_prefix + slug`, with retries on collisions.
 #[derive(Clone, Debug)]
 struct BackendIdPlan {
@@ -493,8 +463,12 @@ struct BackendIdPlan {
     check_uniqueness: bool,
     check_all_offerings: bool,
     max_attempts: u32,
-    /// Attempts used so far.
+    /// Candidates produced so far.
     attempt: u32,
+    /// Candidates passed over because the cycle already knew them taken (another resource's id
+    /// in Waldur, one given to another order of the cycle): they cost no check, so they do not
+    /// count against `max_attempts`; sixty resources of one project still get sixty ids.
+    skipped: u32,
 }
 
 impl BackendIdPlan {
@@ -527,6 +501,7 @@ impl BackendIdPlan {
                 1
             },
             attempt: 0,
+            skipped: 0,
         }
     }
 
@@ -540,19 +515,26 @@ impl BackendIdPlan {
     }
 
     fn exhausted(&self) -> bool {
-        self.attempt >= self.max_attempts
+        self.attempt.saturating_sub(self.skipped) >= self.max_attempts
     }
 }
 
-/// The next free backend id, asking Waldur for uniqueness when configured.
-async fn next_backend_id(
+/// The plan's next candidate that the cycle does not already know taken (and that Waldur's
+/// uniqueness check accepts, when configured). Fails when the plan runs out of candidates.
+async fn next_free_id(
     ctx: &OfferingContext,
     backend: &Arc<dyn OrderBackend>,
     plan: &mut BackendIdPlan,
+    ledger: &IdLedger,
+    resource_uuid: &str,
 ) -> CoreResult<String> {
     while !plan.exhausted() {
         let id = backend.backend_id_for(&plan.candidate_slug())?;
         plan.attempt += 1;
+        if !ledger.is_free_for(&id, resource_uuid) {
+            plan.skipped += 1;
+            continue;
+        }
         if !plan.check_uniqueness {
             return Ok(id);
         }
@@ -567,7 +549,8 @@ async fn next_backend_id(
             }
             Ok(_) => return Ok(id),
             Err(e) => {
-                // Upstream treats an unavailable check as "unique"; the site still refuses dups.
+                // Upstream treats an unavailable check as "unique"; the site and the offering's
+                // own ids are still checked.
                 tracing::warn!(backend_id = %id, error = %e, "uniqueness check failed; assuming unique");
                 return Ok(id);
             }
@@ -651,7 +634,8 @@ async fn prepare_create(
     let view = resource_view(&resource);
     let mut ids = BackendIdPlan::new(ctx, &resource);
     let (backend_id, reused_id) = if view.backend_id.is_empty() {
-        (next_backend_id(ctx, backend, &mut ids).await?, false)
+        // Picked by `reserve_ids`, together with every other Create of the cycle.
+        (String::new(), false)
     } else if let Some(existing) = backend.pull_resource(&view).await? {
         // Already on the site: done without re-creating (post-create hooks are not idempotent).
         tracing::info!(order = %order.uuid, backend_id = %view.backend_id, "resource already exists on the site");
@@ -710,58 +694,98 @@ async fn prepare_create(
     })))
 }
 
-/// Make each new backend id safe to use: not taken on the site (one `existing_ids` call per
-/// round for the whole batch), then recorded in Waldur before the site create. A Waldur failure
-/// here leaves the order for the next cycle with nothing created on the site.
+/// Backend ids a cycle may not give to a new resource. One site object per resource: an id is
+/// given only when no other live resource of the offering holds it in Waldur, the site does not
+/// have it, and no other order of the cycle took it.
+#[derive(Default)]
+struct IdLedger {
+    /// Lower-case id → uuid of the live resource of the offering that holds it in Waldur;
+    /// read once per cycle, when the first new id is needed.
+    in_waldur: Option<BTreeMap<String, String>>,
+    /// Lower-case ids the site has.
+    on_site: BTreeSet<String>,
+    /// Lower-case id → uuid of the resource this cycle gave it to.
+    claimed: BTreeMap<String, String>,
+}
+
+impl IdLedger {
+    fn is_free_for(&self, id: &str, resource_uuid: &str) -> bool {
+        let key = id.to_lowercase();
+        let held_by_other = |holder: Option<&String>| holder.is_some_and(|h| h != resource_uuid);
+        !self.on_site.contains(&key)
+            && !held_by_other(self.claimed.get(&key))
+            && !held_by_other(self.in_waldur.as_ref().and_then(|ids| ids.get(&key)))
+    }
+
+    fn claim(&mut self, id: &str, resource_uuid: &str) {
+        self.claimed
+            .insert(id.to_lowercase(), resource_uuid.to_owned());
+    }
+
+    /// The site has `id`: nobody in this cycle may take it.
+    fn taken_on_site(&mut self, id: &str) {
+        let key = id.to_lowercase();
+        self.claimed.remove(&key);
+        self.on_site.insert(key);
+    }
+}
+
+/// Backend ids recorded for the offering's live (not terminated) resources.
+async fn waldur_backend_ids(ctx: &OfferingContext) -> CoreResult<BTreeMap<String, String>> {
+    let resources = ctx
+        .client
+        .list_resources(&ResourceFilter {
+            offering_uuid: Some(ctx.offering_uuid.clone()),
+            fields: vec!["uuid", "backend_id", "state"],
+            ..ResourceFilter::default()
+        })
+        .await?;
+    Ok(resources
+        .into_iter()
+        .filter(|r| r.state != ResourceState::Terminated && !r.backend_id.trim().is_empty())
+        .map(|r| (r.backend_id.trim().to_lowercase(), r.uuid))
+        .collect())
+}
+
+/// Give every new Create a backend id that is free everywhere, then record it in Waldur before
+/// the site create (a failure after the create then never leaves an account Waldur does not
+/// know about). All candidates of a round go to the site in one `existing_ids` call; taken ones
+/// move on to their next candidate. Each round uses up a candidate of every order still
+/// looking, so the plans' limits bound the loop, and nothing is recorded while it collides.
 async fn reserve_ids(
     ctx: &OfferingContext,
     backend: &Arc<dyn OrderBackend>,
     creates: Vec<PendingCreate>,
+    ledger: &mut IdLedger,
 ) -> (Vec<PendingCreate>, Vec<(String, OrderOutcome)>) {
     let mut failed = Vec::new();
     let (mut reserved, mut todo): (Vec<PendingCreate>, Vec<PendingCreate>) =
         creates.into_iter().partition(|p| p.reused_id);
-    // Ids taken by other orders of this batch (one project's resources share a slug).
-    let mut claimed: std::collections::BTreeSet<String> = reserved
-        .iter()
-        .map(|p| p.request.backend_id.clone())
-        .collect();
-    // Bounded: every round either clears ids or advances each taken one to its next candidate.
-    for _round in 0..8 {
-        if todo.is_empty() {
-            break;
-        }
-        let requests: Vec<CreateRequest> = todo.iter().map(|p| p.request.clone()).collect();
-        let existing = match backend.existing_ids(&requests).await {
-            Ok(existing) => existing,
+    for p in &reserved {
+        ledger.claim(&p.request.backend_id, &p.view.uuid);
+    }
+    if !todo.is_empty() && ledger.in_waldur.is_none() {
+        match waldur_backend_ids(ctx).await {
+            Ok(ids) => ledger.in_waldur = Some(ids),
             Err(e) => {
-                let transient = e.is_transient();
-                let message = e.to_string();
+                // Nothing reserved, nothing on the site: the orders wait for the next cycle.
+                let message = format!("cannot list the offering's backend ids: {e}");
                 for p in todo.drain(..) {
-                    let error = if transient {
-                        BackendError::transient(message.clone())
-                    } else {
-                        BackendError::permanent(message.clone())
-                    };
+                    let error = BackendError::transient(message.clone());
                     let outcome = handle_error(ctx, &p.order, error.into(), true).await;
                     failed.push((p.order.uuid.clone(), outcome));
                 }
-                break;
             }
-        };
-        let mut next_round = Vec::new();
+        }
+    }
+    while !todo.is_empty() {
+        let mut asking = Vec::new();
         for mut p in todo.drain(..) {
-            if !existing.contains(&p.request.backend_id)
-                && claimed.insert(p.request.backend_id.clone())
-            {
-                reserved.push(p);
-                continue;
-            }
-            tracing::info!(backend_id = %p.request.backend_id, "backend id taken; trying another");
-            match next_backend_id(ctx, backend, &mut p.ids).await {
+            match next_free_id(ctx, backend, &mut p.ids, ledger, &p.view.uuid).await {
                 Ok(id) => {
+                    ledger.claim(&id, &p.view.uuid);
                     p.request.backend_id = id;
-                    next_round.push(p);
+                    asking.push(p);
                 }
                 Err(e) => {
                     let outcome = handle_error(ctx, &p.order, e, true).await;
@@ -769,10 +793,54 @@ async fn reserve_ids(
                 }
             }
         }
-        todo = next_round;
+        if asking.is_empty() {
+            break;
+        }
+        let requests: Vec<CreateRequest> = asking.iter().map(|p| p.request.clone()).collect();
+        let existing = match backend.existing_ids(&requests).await {
+            Ok(existing) => existing,
+            Err(e) if e.is_transient() => {
+                let message = e.to_string();
+                for p in asking.drain(..) {
+                    let error = BackendError::transient(message.clone());
+                    let outcome = handle_error(ctx, &p.order, error.into(), true).await;
+                    failed.push((p.order.uuid.clone(), outcome));
+                }
+                break;
+            }
+            Err(e) => {
+                // One odd request can break a shared read: ask for each alone before erring
+                // anyone, so only the order at fault fails.
+                tracing::warn!(error = %e, "shared existence check failed; checking each order alone");
+                let mut existing = BTreeSet::new();
+                let mut answered = Vec::new();
+                for p in asking.drain(..) {
+                    match backend.existing_ids(std::slice::from_ref(&p.request)).await {
+                        Ok(ids) => {
+                            existing.extend(ids);
+                            answered.push(p);
+                        }
+                        Err(e) => {
+                            let outcome = handle_error(ctx, &p.order, e.into(), true).await;
+                            failed.push((p.order.uuid.clone(), outcome));
+                        }
+                    }
+                }
+                asking = answered;
+                existing
+            }
+        };
+        for mut p in asking {
+            if existing.contains(&p.request.backend_id) {
+                tracing::info!(backend_id = %p.request.backend_id, "backend id taken on the site; trying the next one");
+                ledger.taken_on_site(&p.request.backend_id);
+                p.request.backend_id.clear();
+                todo.push(p);
+            } else {
+                reserved.push(p);
+            }
+        }
     }
-    // Still colliding after the rounds: the site create reports Duplicate and retries one by one.
-    reserved.extend(todo);
     let concurrency = ctx.settings.order_concurrency.max(1);
     let recorded: Vec<Result<PendingCreate, (String, OrderOutcome)>> =
         futures::stream::iter(reserved)
@@ -808,34 +876,106 @@ async fn reserve_ids(
     (ready, failed)
 }
 
+/// Creates, start to finish: reserve ids, one batched site call, record the results. An id the
+/// site turns out to have after all (`Duplicate`) is marked taken and its order goes round
+/// again with its next candidate; it is never shared.
+async fn run_creates(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn OrderBackend>,
+    creates: Vec<PendingCreate>,
+) -> Vec<(String, OrderOutcome)> {
+    let concurrency = ctx.settings.order_concurrency.max(1);
+    let mut results = Vec::new();
+    let mut ledger = IdLedger::default();
+    let mut todo = creates;
+    while !todo.is_empty() {
+        let (ready, failed) =
+            reserve_ids(ctx, backend, std::mem::take(&mut todo), &mut ledger).await;
+        results.extend(failed);
+        if ready.is_empty() {
+            break;
+        }
+        let requests = ready.iter().map(|p| p.request.clone()).collect();
+        let mut created = backend.create_resources(requests).await.into_iter();
+        let mut paired = Vec::new();
+        for mut pending in ready {
+            let result = created.next().unwrap_or_else(|| {
+                Err(BackendError::permanent(
+                    "backend returned fewer results than requests",
+                ))
+            });
+            match result {
+                Err(BackendError::Duplicate { backend_id }) => {
+                    tracing::info!(backend_id = %backend_id, order = %pending.order.uuid, "backend id exists on the site; trying the next one");
+                    ledger.taken_on_site(&backend_id);
+                    ledger.taken_on_site(&pending.request.backend_id);
+                    pending.request.backend_id.clear();
+                    pending.reused_id = false;
+                    todo.push(pending);
+                }
+                other => paired.push((pending, other)),
+            }
+        }
+        let completed: Vec<(String, OrderOutcome)> = futures::stream::iter(paired)
+            .map(|(pending, result)| async move {
+                let uuid = pending.order.uuid.clone();
+                (uuid, complete_create(ctx, backend, pending, result).await)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        results.extend(completed);
+    }
+    results
+}
+
+/// Terminates: one batched removal; an order is done only when the backend confirmed its
+/// resource gone from the site.
+async fn run_deletes(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn OrderBackend>,
+    deletes: Vec<PendingDelete>,
+) -> Vec<(String, OrderOutcome)> {
+    if deletes.is_empty() {
+        return Vec::new();
+    }
+    let views: Vec<ResourceView> = deletes.iter().map(|d| d.view.clone()).collect();
+    let mut removed = backend.delete_resources(&views).await.into_iter();
+    let paired: Vec<(PendingDelete, Result<(), BackendError>)> = deletes
+        .into_iter()
+        .map(|d| {
+            let result = removed.next().unwrap_or_else(|| {
+                Err(BackendError::permanent(
+                    "backend returned fewer results than requests",
+                ))
+            });
+            (d, result)
+        })
+        .collect();
+    let concurrency = ctx.settings.order_concurrency.max(1);
+    futures::stream::iter(paired)
+        .map(|(pending, result)| async move {
+            let uuid = pending.order.uuid.clone();
+            let outcome = match result {
+                Ok(()) => match finalize(ctx, &pending.order).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => handle_error(ctx, &pending.order, e, true).await,
+                },
+                Err(e) => handle_error(ctx, &pending.order, e.into(), true).await,
+            };
+            (uuid, outcome)
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
 async fn complete_create(
     ctx: &OfferingContext,
     backend: &Arc<dyn OrderBackend>,
-    mut pending: PendingCreate,
-    mut result: Result<BackendResourceInfo, BackendError>,
+    pending: PendingCreate,
+    result: Result<BackendResourceInfo, BackendError>,
 ) -> OrderOutcome {
-    // Name collisions on the site: retry this one order with the next id.
-    while let Err(BackendError::Duplicate { backend_id }) = &result {
-        if pending.ids.exhausted() {
-            break;
-        }
-        tracing::info!(backend_id = %backend_id, "backend id exists on the site; trying another");
-        match next_backend_id(ctx, backend, &mut pending.ids).await {
-            Ok(id) => {
-                if let Err(e) = ctx
-                    .client
-                    .set_resource_backend_id(&pending.view.uuid, &id)
-                    .await
-                {
-                    return handle_error(ctx, &pending.order, e.into(), true).await;
-                }
-                pending.recorded_id = Some(id.clone());
-                pending.request.backend_id = id;
-                result = backend.create_resource(pending.request.clone()).await;
-            }
-            Err(e) => return handle_error(ctx, &pending.order, e, true).await,
-        }
-    }
     match record_create(ctx, &pending, result).await {
         Ok(outcome) => {
             if outcome == OrderOutcome::Done {

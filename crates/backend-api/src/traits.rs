@@ -100,6 +100,17 @@ pub trait OrderBackend: BackendHealth {
     /// Remove the resource from the site. Succeeds when it is already gone.
     async fn delete_resource(&self, resource: &ResourceView) -> BackendResult<()>;
 
+    /// Remove several resources; results come back in input order. Backends that can batch
+    /// site calls override this. A removal is reported done only once the site no longer shows
+    /// the resource; a failure must only affect the resources it concerns.
+    async fn delete_resources(&self, resources: &[ResourceView]) -> Vec<BackendResult<()>> {
+        let mut results = Vec::with_capacity(resources.len());
+        for resource in resources {
+            results.push(self.delete_resource(resource).await);
+        }
+        results
+    }
+
     /// Give team members access right after creation (same semantics as
     /// [`MembershipBackend::add_users`]); default: nothing.
     async fn add_users_after_create(

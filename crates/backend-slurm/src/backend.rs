@@ -19,7 +19,8 @@ use backend_api::{
     UsageBackend, UsageReport, UserGrant,
 };
 
-use crate::hierarchy::{AccountPlan, Hierarchy, missing_account_groups};
+use crate::gate::ClusterGate;
+use crate::hierarchy::{AccountPlan, Hierarchy, Tier, missing_account_groups};
 use crate::sacctmgr::{
     AccountState, LoadAccount, LoadUser, SlurmCommands, UserAssocOptions, accounts_from_rows,
     is_jobs_running, is_nothing_changed, parse_assoc_rows, parse_first_column, parse_tres_names,
@@ -73,6 +74,8 @@ pub struct SlurmBackend {
     components: ComponentMap,
     commands: SlurmCommands,
     runner: Arc<dyn CommandRunner>,
+    /// One writer at a time per cluster (see [`crate::gate`]).
+    gate: Arc<ClusterGate>,
     tres_cache: Mutex<Option<(Instant, BTreeSet<String>)>>,
     /// The cluster `sacctmgr load` files name when `cluster_name` is not configured: the only
     /// cluster of the accounting database, found once.
@@ -206,6 +209,12 @@ impl SlurmBackend {
         let commands =
             SlurmCommands::new(&settings.slurm_bin_path, settings.cluster_name.as_deref());
         let components = ComponentMap::new(components);
+        let lock_dir = settings.write_lock_dir.trim();
+        let gate = ClusterGate::shared(
+            &settings.slurm_bin_path,
+            settings.cluster_name.as_deref(),
+            (!lock_dir.is_empty()).then(|| std::path::PathBuf::from(lock_dir)),
+        );
         for tres in components.tres_names() {
             validate_site_token("component (TRES) name", &tres)?;
         }
@@ -215,6 +224,7 @@ impl SlurmBackend {
             components,
             commands,
             runner,
+            gate,
             tres_cache: Mutex::new(None),
             discovered_cluster: Mutex::new(None),
             existence_snapshot: Mutex::new(None),
@@ -251,9 +261,15 @@ impl SlurmBackend {
         Ok(self.runner.run(&cmd).await?.stdout)
     }
 
+    /// Run a command that changes the accounting database: one at a time per cluster.
+    async fn exec_write(&self, cmd: CommandLine) -> BackendResult<String> {
+        let _turn = self.gate.write().await;
+        self.exec(cmd).await
+    }
+
     /// Run a modifying command; `Ok(false)` when sacctmgr says nothing changed (exit 1).
     async fn exec_change(&self, cmd: CommandLine) -> BackendResult<bool> {
-        match self.exec(cmd).await {
+        match self.exec_write(cmd).await {
             Ok(_) => Ok(true),
             Err(BackendError::Command { output, .. }) if is_nothing_changed(&output) => Ok(false),
             Err(e) => Err(e),
@@ -617,6 +633,9 @@ impl SlurmBackend {
         &self,
         requests: Vec<CreateRequest>,
     ) -> Vec<BackendResult<BackendResourceInfo>> {
+        // The whole read → add → read-back sequence runs alone on the cluster: an account seen
+        // missing below cannot be created by another batch of this machine before we add it.
+        let _sequence = self.gate.sequence().await;
         let n = requests.len();
         let mut results: Vec<Option<BackendResult<BackendResourceInfo>>> =
             std::iter::repeat_with(|| None).take(n).collect();
@@ -734,11 +753,23 @@ impl SlurmBackend {
                 )
                 .await;
             match batch {
+                // "Nothing new added": every allocation of the group exists already, so it
+                // belongs to someone else. Never report that as our create.
+                Ok(false) if group.tier == Tier::Allocation => {
+                    for name in &group.names {
+                        failed.insert(
+                            name.clone(),
+                            BackendError::Duplicate {
+                                backend_id: name.clone(),
+                            },
+                        );
+                    }
+                }
                 Ok(_) => {}
                 Err(e) if group.names.len() > 1 => {
                     tracing::warn!(error = %e, tier = ?group.tier, "batched add account failed; retrying one by one");
                     for name in &group.names {
-                        if let Err(e) = self
+                        match self
                             .add_accounts_group(
                                 std::slice::from_ref(name),
                                 &group.parent,
@@ -748,7 +779,18 @@ impl SlurmBackend {
                             )
                             .await
                         {
-                            failed.insert(name.clone(), e);
+                            Ok(false) if group.tier == Tier::Allocation => {
+                                failed.insert(
+                                    name.clone(),
+                                    BackendError::Duplicate {
+                                        backend_id: name.clone(),
+                                    },
+                                );
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                failed.insert(name.clone(), e);
+                            }
                         }
                     }
                 }
@@ -758,6 +800,52 @@ impl SlurmBackend {
                     }
                 }
             }
+        }
+
+        // Read back every allocation the per-command path added (the load path read its own
+        // back): a create is confirmed by the site, never by an exit status.
+        let unconfirmed: Vec<String> = prepared
+            .iter()
+            .filter_map(|p| p.as_ref()?.plan.allocation())
+            .filter(|a| !states.contains_key(&a.name) && !failed.contains_key(&a.name))
+            .map(|a| a.name.clone())
+            .collect();
+        if !unconfirmed.is_empty() {
+            match self.account_states(&unconfirmed).await {
+                Ok(read) => states.extend(read),
+                Err(e) => {
+                    for name in &unconfirmed {
+                        failed.insert(
+                            name.clone(),
+                            BackendError::transient(format!(
+                                "cannot read back the new SLURM account '{name}': {e}"
+                            )),
+                        );
+                    }
+                }
+            }
+        }
+        for slot in &prepared {
+            let Some(allocation) = slot.as_ref().and_then(|p| p.plan.allocation()) else {
+                continue;
+            };
+            if failed.contains_key(&allocation.name) {
+                continue;
+            }
+            let error = match states.get(&allocation.name) {
+                None => BackendError::transient(format!(
+                    "SLURM does not list the account '{}' after creating it; will retry",
+                    allocation.name
+                )),
+                Some(state) if !state.parent.eq_ignore_ascii_case(&allocation.parent) => {
+                    // Someone else's account of the same name, elsewhere in the tree.
+                    BackendError::Duplicate {
+                        backend_id: allocation.name.clone(),
+                    }
+                }
+                Some(_) => continue,
+            };
+            failed.insert(allocation.name.clone(), error);
         }
 
         // Users of the allocations that now exist, grouped by identical user set and options.
@@ -934,7 +1022,7 @@ impl SlurmBackend {
                 return None;
             }
         };
-        if let Err(e) = self.exec(self.commands.load(&file.path)).await {
+        if let Err(e) = self.exec_write(self.commands.load(&file.path)).await {
             // Part of the tree may exist anyway; the read-back below tells.
             tracing::warn!(error = %e, "sacctmgr load failed; adding what is missing one by one");
         }
@@ -1227,6 +1315,208 @@ impl SlurmBackend {
         }
     }
 
+    /// The limits read back must be the ones just written; anything else is retried.
+    fn confirm_limits(
+        account: &str,
+        state: &AccountState,
+        written: &TresAmounts,
+    ) -> BackendResult<()> {
+        let read = parse_limit_tres(&state.grp_tres_mins);
+        let differing: Vec<String> = written
+            .iter()
+            .filter(|(tres, value)| read.get(*tres) != Some(*value))
+            .map(|(tres, value)| {
+                let now = read.get(tres).map_or("unset".to_owned(), i64::to_string);
+                format!("{tres}={value} (SLURM shows {now})")
+            })
+            .collect();
+        if differing.is_empty() {
+            Ok(())
+        } else {
+            Err(BackendError::transient(format!(
+                "SLURM account '{account}' did not take the new limits: {}; will retry",
+                differing.join(", ")
+            )))
+        }
+    }
+
+    /// Remove (or, with `soft_delete`, zero) the accounts of many resources: one `remove` for
+    /// all, one read-back, and each project account removed once, after its last allocation.
+    /// A removal SLURM still shows afterwards is an error for that resource (retried later),
+    /// never reported as done.
+    async fn delete_batch(&self, resources: &[ResourceView]) -> Vec<BackendResult<()>> {
+        let _sequence = self.gate.sequence().await;
+        let mut results: Vec<Option<BackendResult<()>>> = std::iter::repeat_with(|| None)
+            .take(resources.len())
+            .collect();
+        let protected = self.protected_accounts();
+        let mut targets: Vec<(usize, String)> = Vec::new();
+        for (i, resource) in resources.iter().enumerate() {
+            if resource.backend_id.is_empty() {
+                results[i] = Some(Ok(()));
+                continue;
+            }
+            match Self::resource_account(resource) {
+                Ok(account) if protected.contains(&account) => {
+                    results[i] = Some(Err(BackendError::permanent(format!(
+                        "refusing to remove '{account}': it is one of the offering's top accounts"
+                    ))));
+                }
+                Ok(account) => targets.push((i, account)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        let names: Vec<String> = targets
+            .iter()
+            .map(|(_, a)| a.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let outcome = if names.is_empty() {
+            Ok(BTreeMap::new())
+        } else if self.settings.soft_delete {
+            self.zero_accounts(&names).await
+        } else {
+            self.remove_accounts_confirmed(&names).await
+        };
+        let errors = match outcome {
+            Ok(errors) => errors,
+            Err(e) => names.iter().map(|n| (n.clone(), share_error(&e))).collect(),
+        };
+        {
+            let gone: BTreeSet<&String> =
+                names.iter().filter(|n| !errors.contains_key(*n)).collect();
+            lock(&self.fresh_assocs).retain(|(a, _)| !gone.contains(a));
+        }
+        if !self.settings.soft_delete {
+            let emptied: BTreeSet<String> = targets
+                .iter()
+                .filter(|(_, account)| !errors.contains_key(account))
+                .filter_map(|(i, account)| {
+                    let project = self
+                        .hierarchy
+                        .project_id(&resources[*i].project_slug)
+                        .ok()?;
+                    (project != *account && !protected.contains(&project)).then_some(project)
+                })
+                .collect();
+            self.remove_empty_projects(emptied).await;
+        }
+        for (i, account) in targets {
+            results[i] = Some(match errors.get(&account) {
+                Some(e) => Err(share_error(e)),
+                None => Ok(()),
+            });
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(BackendError::permanent("request was not processed"))))
+            .collect()
+    }
+
+    /// `soft_delete`: zero every component's limit, confirmed by a read-back. Returns the
+    /// accounts that failed, with why.
+    async fn zero_accounts(
+        &self,
+        names: &[String],
+    ) -> BackendResult<BTreeMap<String, BackendError>> {
+        let zeros: TresAmounts = self
+            .filter_known_tres(
+                self.components
+                    .tres_names()
+                    .into_iter()
+                    .map(|t| (t, 0))
+                    .collect(),
+            )
+            .await;
+        if zeros.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        // Absent accounts answer "Nothing modified": there is nothing to zero.
+        self.exec_change(self.commands.set_grp_tres_mins(names, &format_tres(&zeros)))
+            .await?;
+        let after = self.account_states(names).await?;
+        Ok(names
+            .iter()
+            .filter_map(|name| {
+                let state = after.get(name)?;
+                Self::confirm_limits(name, state, &zeros)
+                    .err()
+                    .map(|e| (name.clone(), e))
+            })
+            .collect())
+    }
+
+    /// Remove the accounts with one command (absent ones answer "Nothing deleted"), then read
+    /// back; what SLURM still lists is removed once more one by one (cancelling its jobs if they
+    /// block it) and read back again. Returns the accounts still present, with why.
+    async fn remove_accounts_confirmed(
+        &self,
+        names: &[String],
+    ) -> BackendResult<BTreeMap<String, BackendError>> {
+        let present = names;
+        if let Err(e) = self
+            .exec_change(self.commands.remove_accounts(present))
+            .await
+        {
+            // Running jobs, or one odd account: the per-account pass below sorts it out.
+            tracing::info!(error = %e, "batched remove account failed; removing one by one");
+        }
+        let after = self.account_states(present).await?;
+        let mut errors = BTreeMap::new();
+        let left: Vec<String> = present
+            .iter()
+            .filter(|n| after.contains_key(*n))
+            .cloned()
+            .collect();
+        for account in &left {
+            if let Err(e) = self.remove_account(account).await {
+                errors.insert(account.clone(), e);
+            }
+        }
+        if !left.is_empty() {
+            let still = self.account_states(&left).await?;
+            for account in left.iter().filter(|a| still.contains_key(*a)) {
+                errors.entry(account.clone()).or_insert_with(|| {
+                    BackendError::transient(format!(
+                        "SLURM still lists account '{account}' after removing it; will retry"
+                    ))
+                });
+            }
+            for account in left.iter().filter(|a| !still.contains_key(*a)) {
+                errors.remove(account);
+            }
+        }
+        Ok(errors)
+    }
+
+    /// Remove the project accounts left without children (one `show assoc` per project, one
+    /// `remove` for all). Failures are logged: the resources are gone either way, and the next
+    /// removal in the project tries again.
+    async fn remove_empty_projects(&self, projects: BTreeSet<String>) {
+        let mut empty = Vec::new();
+        for project in projects {
+            match self.exec(self.commands.show_children(&project)).await {
+                Ok(out) if parse_assoc_rows(&out).is_empty() => empty.push(project),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(project, error = %e, "could not list project children"),
+            }
+        }
+        if empty.is_empty() {
+            return;
+        }
+        match self.remove_accounts_confirmed(&empty).await {
+            Ok(errors) => {
+                for (project, e) in errors {
+                    tracing::warn!(project, error = %e, "could not remove empty project account");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(projects = ?empty, error = %e, "could not remove empty project accounts")
+            }
+        }
+    }
+
     fn protected_accounts(&self) -> BTreeSet<String> {
         [
             Some("root"),
@@ -1472,57 +1762,27 @@ impl OrderBackend for SlurmBackend {
         }
         self.exec_change(
             self.commands
-                .set_grp_tres_mins(&[account], &format_tres(&tres)),
+                .set_grp_tres_mins(std::slice::from_ref(&account), &format_tres(&tres)),
         )
         .await?;
-        Ok(())
+        let states = self.account_states(std::slice::from_ref(&account)).await?;
+        match states.get(&account) {
+            Some(state) => Self::confirm_limits(&account, state, &tres),
+            None => Err(BackendError::permanent(format!(
+                "SLURM account '{account}' does not exist"
+            ))),
+        }
     }
 
     async fn delete_resource(&self, resource: &ResourceView) -> BackendResult<()> {
-        if resource.backend_id.is_empty() {
-            return Ok(());
-        }
-        let account = Self::resource_account(resource)?;
-        if self.settings.soft_delete {
-            let zeros: TresAmounts = self
-                .filter_known_tres(
-                    self.components
-                        .tres_names()
-                        .into_iter()
-                        .map(|t| (t, 0))
-                        .collect(),
-                )
-                .await;
-            if !zeros.is_empty() {
-                self.exec_change(
-                    self.commands
-                        .set_grp_tres_mins(&[account], &format_tres(&zeros)),
-                )
-                .await?;
-            }
-            return Ok(());
-        }
-        let removed = self.remove_account(&account).await?;
-        lock(&self.fresh_assocs).retain(|(a, _)| *a != account);
-        if !removed {
-            return Ok(());
-        }
-        // Remove the project account once its last allocation is gone (never a customer).
-        if let Ok(project) = self.hierarchy.project_id(&resource.project_slug)
-            && !self.protected_accounts().contains(&project)
-            && project != account
-        {
-            match self.exec(self.commands.show_children(&project)).await {
-                Ok(out) if parse_assoc_rows(&out).is_empty() => {
-                    if let Err(e) = self.remove_account(&project).await {
-                        tracing::warn!(project, error = %e, "could not remove empty project account");
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(project, error = %e, "could not list project children"),
-            }
-        }
-        Ok(())
+        self.delete_batch(std::slice::from_ref(resource))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(BackendError::permanent("no result for delete")))
+    }
+
+    async fn delete_resources(&self, resources: &[ResourceView]) -> Vec<BackendResult<()>> {
+        self.delete_batch(resources).await
     }
 
     async fn add_users_after_create(

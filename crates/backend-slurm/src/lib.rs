@@ -79,6 +79,7 @@
 //! `ReqTRES × Elapsed`.
 
 pub mod backend;
+pub mod gate;
 pub mod hierarchy;
 pub mod sacctmgr;
 pub mod settings;

@@ -58,6 +58,10 @@ pub struct SlurmSettings {
     /// Create the missing accounts and user associations of a batch with one `sacctmgr load`
     /// (extension; needs `cluster_name`). `false` keeps one `add` call per group.
     pub batch_load: bool,
+    /// Directory of the lock file that keeps agents of other processes on this machine (one
+    /// systemd unit per mode) from writing to the same cluster at once (extension). Empty: lock
+    /// within this process only.
+    pub write_lock_dir: String,
 }
 
 impl Default for SlurmSettings {
@@ -87,7 +91,19 @@ impl Default for SlurmSettings {
             mkhomedir_helper_path: "/sbin/mkhomedir_helper".to_owned(),
             command_timeout_seconds: 120,
             batch_load: true,
+            write_lock_dir: default_lock_dir(),
         }
+    }
+}
+
+/// `/run/lock` where it exists (shared by systemd units, unlike a private `/tmp`), else the
+/// temporary directory.
+fn default_lock_dir() -> String {
+    let run_lock = std::path::Path::new("/run/lock");
+    if run_lock.is_dir() {
+        run_lock.display().to_string()
+    } else {
+        std::env::temp_dir().display().to_string()
     }
 }
 

@@ -18,14 +18,134 @@ use crate::{SlurmBackend, SlurmSettings};
 
 type Responder = Box<dyn Fn(&str) -> Option<Result<String, String>> + Send + Sync>;
 
-/// Records every command; answers with the first responder that matches, else empty success.
+/// Records every command; answers with the first responder that matches, else from a small
+/// in-memory accounting database that understands the sacctmgr commands the backend issues
+/// (`add/remove/modify account`, `add user`, `show assoc`), else with empty success.
 #[derive(Default)]
 struct FakeRunner {
     seen: Mutex<Vec<CommandLine>>,
     responders: Mutex<Vec<Responder>>,
+    db: Mutex<BTreeMap<String, FakeAccount>>,
+}
+
+#[derive(Clone, Default)]
+struct FakeAccount {
+    parent: String,
+    grp_tres_mins: String,
+    users: std::collections::BTreeSet<String>,
+}
+
+/// `key=a,b` → `[a, b]` from the argument that starts with `key=`.
+fn list_arg(args: &[String], key: &str) -> Vec<String> {
+    args.iter()
+        .find_map(|a| a.strip_prefix(key))
+        .map(|v| v.split(',').map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 impl FakeRunner {
+    /// Put an account into the in-memory database.
+    fn seed(&self, name: &str, parent: &str) {
+        self.db.lock().expect("db lock").insert(
+            name.to_owned(),
+            FakeAccount {
+                parent: parent.to_owned(),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// What the in-memory database answers; `None` for commands it does not model.
+    fn from_db(&self, args: &[String]) -> Option<Result<String, String>> {
+        let words: Vec<&str> = args
+            .iter()
+            .map(String::as_str)
+            .filter(|a| !a.starts_with("--"))
+            .collect();
+        let mut db = self.db.lock().expect("db lock");
+        match words.as_slice() {
+            ["add", "account", names, ..] => {
+                let parent = list_arg(args, "parent=").join(",");
+                let grp = list_arg(args, "GrpTRESMins=").join(",");
+                let mut added = 0;
+                for name in names.split(',') {
+                    if !db.contains_key(name) {
+                        db.insert(
+                            name.to_owned(),
+                            FakeAccount {
+                                parent: parent.clone(),
+                                grp_tres_mins: grp.clone(),
+                                ..Default::default()
+                            },
+                        );
+                        added += 1;
+                    }
+                }
+                Some(if added == 0 {
+                    Err(" Nothing new added.".to_owned())
+                } else {
+                    Ok(" Adding Account(s)\n".to_owned())
+                })
+            }
+            ["add", "user", users, ..] => {
+                for account in list_arg(args, "account=") {
+                    if let Some(a) = db.get_mut(&account) {
+                        a.users.extend(users.split(',').map(str::to_owned));
+                    }
+                }
+                Some(Ok(String::new()))
+            }
+            ["remove", "account", "where", ..] => {
+                let mut removed = 0;
+                for name in list_arg(args, "name=") {
+                    removed += usize::from(db.remove(&name).is_some());
+                }
+                Some(if removed == 0 {
+                    Err(" Nothing deleted".to_owned())
+                } else {
+                    Ok(" Deleting accounts...\n".to_owned())
+                })
+            }
+            ["modify", "account", "where", ..] => {
+                let grp = args
+                    .iter()
+                    .find_map(|a| a.strip_prefix("GrpTRESMins="))
+                    .map(str::to_owned)?;
+                for name in list_arg(args, "name=") {
+                    if let Some(a) = db.get_mut(&name) {
+                        a.grp_tres_mins = grp.clone();
+                    }
+                }
+                Some(Ok(String::new()))
+            }
+            ["show", "assoc", _, "where", filter, ..] => {
+                let mut out = String::new();
+                let mut row = |name: &str, a: &FakeAccount| {
+                    out.push_str(&format!(
+                        "{name}|{}||{}|normal||\n",
+                        a.parent, a.grp_tres_mins
+                    ));
+                    for u in &a.users {
+                        out.push_str(&format!("{name}||{u}||normal||\n"));
+                    }
+                };
+                if let Some(names) = filter.strip_prefix("accounts=") {
+                    for name in names.split(',') {
+                        if let Some(a) = db.get(name) {
+                            row(name, a);
+                        }
+                    }
+                } else if let Some(parent) = filter.strip_prefix("parent=") {
+                    for (name, a) in db.iter().filter(|(_, a)| a.parent == parent) {
+                        row(name, a);
+                    }
+                }
+                Some(Ok(out))
+            }
+            _ => None,
+        }
+    }
+
     fn respond(&self, f: impl Fn(&str) -> Option<Result<String, String>> + Send + Sync + 'static) {
         self.responders
             .lock()
@@ -66,7 +186,8 @@ impl CommandRunner for FakeRunner {
             .lock()
             .expect("responders lock")
             .iter()
-            .find_map(|r| r(&line));
+            .find_map(|r| r(&line))
+            .or_else(|| self.from_db(&command.args));
         match answer {
             Some(Err(output)) => Err(BackendError::Command {
                 command: line,
@@ -185,6 +306,7 @@ async fn create_on_an_empty_site_issues_the_expected_commands() {
             "sacctmgr add account c_cust parent=root description=Customer cust organization=c_cust cluster=waldur",
             "sacctmgr add account p_proj parent=c_cust description=Project proj organization=p_proj cluster=waldur",
             "sacctmgr add account a_r1 parent=p_proj description=Res r1 organization=p_proj GrpTRESMins=cpu=600000,mem=122880 cluster=waldur",
+            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins where accounts=a_r1 cluster=waldur",
             "sacctmgr add user alice,bob account=a_r1 DefaultAccount=root Share=parent cluster=waldur",
         ]
     );
@@ -209,7 +331,7 @@ async fn create_on_an_empty_site_issues_the_expected_commands() {
         .await
         .expect("add after create");
     assert_eq!(added, vec!["alice", "bob"]);
-    assert_eq!(runner.lines().len(), 6);
+    assert_eq!(runner.lines().len(), 7);
 }
 
 #[tokio::test]
@@ -302,9 +424,10 @@ async fn batch_of_100_creates_with_5_users_is_cheap() {
     let results = backend.create_resources(requests).await;
     assert!(results.iter().all(Result::is_ok));
     let calls = runner.lines().len();
-    // list tres + show assoc + 2 customers + 10 projects + 100 allocations + one `add user`
-    // (same team and options everywhere, so all 500 associations are one call).
-    assert_eq!(calls, 1 + 1 + 2 + 10 + 100 + 1, "{:#?}", runner.lines());
+    // list tres + show assoc + 2 customers + 10 projects + 100 allocations + one read-back of
+    // the allocations + one `add user` (same team and options everywhere, so all 500
+    // associations are one call).
+    assert_eq!(calls, 1 + 1 + 2 + 10 + 100 + 1 + 1, "{:#?}", runner.lines());
     assert!(calls as f64 / 100.0 <= 3.0);
     println!("batch create: {calls} SLURM calls for 100 orders with 5 users each");
 }
@@ -540,25 +663,57 @@ async fn add_users_adds_only_missing_in_one_call() {
 #[tokio::test]
 async fn delete_removes_account_and_empty_project() {
     let (backend, runner) = backend_with(settings());
+    runner.seed("p_proj", "c_cust");
+    runner.seed("a_r1", "p_proj");
     let mut r = resource("r1", "proj", "cust");
     r.backend_id = "a_r1".into();
     backend.delete_resource(&r).await.expect("delete");
+    let show = "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins where";
     assert_eq!(
         runner.lines(),
         vec![
-            "sacctmgr remove account where name=a_r1 cluster=waldur",
-            "sacctmgr show assoc format=Account,ParentName,User where parent=p_proj cluster=waldur",
-            "sacctmgr remove account where name=p_proj cluster=waldur",
+            "sacctmgr remove account where name=a_r1 cluster=waldur".to_owned(),
+            format!("{show} accounts=a_r1 cluster=waldur"),
+            "sacctmgr show assoc format=Account,ParentName,User where parent=p_proj cluster=waldur"
+                .to_owned(),
+            "sacctmgr remove account where name=p_proj cluster=waldur".to_owned(),
+            format!("{show} accounts=p_proj cluster=waldur"),
         ]
     );
-    // Already gone: "Nothing deleted" is success and nothing else runs.
+    // Already gone: "Nothing deleted" is success; the read-back confirms it.
     let (backend, runner) = backend_with(settings());
     runner.respond(|line| {
         line.contains("remove")
             .then(|| Err(" Nothing deleted".to_owned()))
     });
     backend.delete_resource(&r).await.expect("delete again");
-    assert_eq!(runner.lines().len(), 1);
+    assert_eq!(
+        runner.lines()[1],
+        format!("{show} accounts=a_r1 cluster=waldur")
+    );
+
+    // SLURM answers the removal but still lists the account (slurmdbd rolled it back): the
+    // delete fails, retryably, instead of being reported done.
+    let (backend, runner) = backend_with(settings());
+    runner.respond(|line| {
+        line.contains("remove account")
+            .then(|| Ok(" Deleting accounts...".to_owned()))
+    });
+    runner.seed("a_r1", "p_proj");
+    let err = backend
+        .delete_resource(&r)
+        .await
+        .expect_err("not confirmed");
+    assert!(err.is_transient(), "{err}");
+    assert!(
+        err.to_string().contains("still lists account 'a_r1'"),
+        "{err}"
+    );
+    assert!(
+        runner.lines().iter().all(|l| !l.contains("name=p_proj")),
+        "the project keeps its allocation: {:#?}",
+        runner.lines()
+    );
 }
 
 #[tokio::test]
@@ -843,16 +998,16 @@ async fn load_is_skipped_when_the_tree_top_is_missing_or_it_would_not_save_calls
 
     // One new allocation under an existing project: add account + add user beat a load.
     let (backend, runner, files) = load_site();
-    runner.respond(|line| {
-        line.contains("show assoc")
-            .then(|| Ok("root||||normal||\nc_cust|root||||\np_proj|c_cust||||\n".to_owned()))
-    });
+    runner.seed("root", "");
+    runner.seed("c_cust", "root");
+    runner.seed("p_proj", "c_cust");
     let result = backend
         .create_resource(request(resource("r9", "proj", "cust"), &["bob"]))
         .await;
     assert!(result.is_ok(), "{result:?}");
     assert!(files.lock().expect("files").is_empty());
-    assert_eq!(runner.lines().len(), 4, "{:#?}", runner.lines());
+    // list tres, show assoc, add account, its read-back, add user.
+    assert_eq!(runner.lines().len(), 5, "{:#?}", runner.lines());
 }
 
 #[tokio::test]
@@ -865,10 +1020,7 @@ async fn failed_load_falls_back_to_per_command_for_everything_missing() {
         line.contains(" load ")
             .then(|| Err("sacctmgr: fatal: There is a problem".to_owned()))
     });
-    runner.respond(|line| {
-        line.contains("show assoc")
-            .then(|| Ok("root||||normal||\n".to_owned()))
-    });
+    runner.seed("root", "");
     let requests: Vec<CreateRequest> = (0..3)
         .map(|i| request(resource(&format!("r{i}"), "proj", "cust"), &["bob"]))
         .collect();
@@ -888,4 +1040,123 @@ async fn failed_load_falls_back_to_per_command_for_everything_missing() {
             "{wanted}: {lines:#?}"
         );
     }
+}
+
+/// The existence check answers "nothing there" once; later reads see the real database (an
+/// account created behind the agent's back between its check and its create).
+fn hide_first_show(runner: &FakeRunner) {
+    let hidden = Mutex::new(false);
+    runner.respond(move |line| {
+        let mut done = hidden.lock().expect("hidden lock");
+        (line.contains("show assoc") && !*done).then(|| {
+            *done = true;
+            Ok(String::new())
+        })
+    });
+}
+
+#[tokio::test]
+async fn nothing_new_added_for_an_allocation_is_a_duplicate_never_a_success() {
+    let (backend, runner) = backend_with(settings());
+    runner.seed("c_cust", "root");
+    runner.seed("p_proj", "c_cust");
+    runner.seed("a_r1", "p_proj");
+    hide_first_show(&runner);
+    let err = backend
+        .create_resource(request(resource("r1", "proj", "cust"), &["alice"]))
+        .await
+        .expect_err("someone else's account");
+    assert!(
+        matches!(err, BackendError::Duplicate { ref backend_id } if backend_id == "a_r1"),
+        "{err}"
+    );
+    assert!(
+        runner.lines().iter().all(|l| !l.contains("add user")),
+        "no user is added to an account that is not ours: {:#?}",
+        runner.lines()
+    );
+}
+
+#[tokio::test]
+async fn an_allocation_found_elsewhere_in_the_tree_after_a_group_add_is_a_duplicate() {
+    let (backend, runner) = backend_with(settings());
+    runner.seed("c_cust", "root");
+    runner.seed("p_proj", "c_cust");
+    runner.seed("a_r1", "p_elsewhere");
+    hide_first_show(&runner);
+    let mut reqs = Vec::new();
+    for i in 0..2 {
+        let mut r = resource(&format!("r{i}"), "proj", "cust");
+        r.name = "same".into();
+        reqs.push(request(r, &[]));
+    }
+    let results = backend.create_resources(reqs).await;
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(
+        matches!(results[1], Err(BackendError::Duplicate { ref backend_id }) if backend_id == "a_r1"),
+        "{:?}",
+        results[1]
+    );
+}
+
+#[tokio::test]
+async fn a_limit_change_slurm_does_not_show_is_not_reported_done() {
+    let (backend, runner) = backend_with(settings());
+    runner.seed("a_r1", "p_proj");
+    // sacctmgr exits 0 but the database keeps the old value.
+    runner.respond(|line| line.contains("modify account").then(|| Ok(String::new())));
+    let r = ResourceView {
+        backend_id: "a_r1".into(),
+        ..Default::default()
+    };
+    let err = backend
+        .set_limits(&r, &[("cpu".to_owned(), 10)].into())
+        .await
+        .expect_err("not confirmed");
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("cpu=600000"), "{err}");
+
+    // A real change is confirmed by the read-back.
+    let (backend, runner) = backend_with(settings());
+    runner.seed("a_r1", "p_proj");
+    backend
+        .set_limits(&r, &[("cpu".to_owned(), 10)].into())
+        .await
+        .expect("confirmed");
+    assert!(
+        runner
+            .lines()
+            .last()
+            .expect("read-back")
+            .contains("show assoc")
+    );
+}
+
+#[tokio::test]
+async fn a_batch_of_removals_is_one_remove_one_read_back_and_one_project_removal() {
+    let (backend, runner) = backend_with(settings());
+    runner.seed("c_cust", "root");
+    runner.seed("p_proj", "c_cust");
+    let mut views = Vec::new();
+    for i in 0..16 {
+        runner.seed(&format!("a_r{i}"), "p_proj");
+        let mut r = resource(&format!("r{i}"), "proj", "cust");
+        r.backend_id = format!("a_r{i}");
+        views.push(r);
+    }
+    let results = backend.delete_resources(&views).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let lines = runner.lines();
+    let removes: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("remove account"))
+        .collect();
+    assert_eq!(
+        removes.len(),
+        2,
+        "allocations at once, then the project: {lines:#?}"
+    );
+    assert!(removes[1].contains("name=p_proj"));
+    assert!(runner.db.lock().expect("db").keys().all(|k| k == "c_cust"));
+    assert_eq!(lines.len(), 5, "{lines:#?}");
 }
