@@ -56,7 +56,7 @@ impl FakeRunner {
     }
 
     /// What the in-memory database answers; `None` for commands it does not model.
-    fn from_db(&self, args: &[String]) -> Option<Result<String, String>> {
+    fn answer_from_db(&self, args: &[String]) -> Option<Result<String, String>> {
         let words: Vec<&str> = args
             .iter()
             .map(String::as_str)
@@ -187,7 +187,7 @@ impl CommandRunner for FakeRunner {
             .expect("responders lock")
             .iter()
             .find_map(|r| r(&line))
-            .or_else(|| self.from_db(&command.args));
+            .or_else(|| self.answer_from_db(&command.args));
         match answer {
             Some(Err(output)) => Err(BackendError::Command {
                 command: line,
