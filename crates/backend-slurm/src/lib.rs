@@ -41,6 +41,7 @@
 //! | `mkhomedir_helper_path` | `/sbin/mkhomedir_helper` | (extension) |
 //! | `command_timeout_seconds` | 120 | (extension) kill a hung SLURM command |
 //! | `batch_load` | true | (extension) one `sacctmgr load` per batch of creates; needs `cluster_name` |
+//! | `write_lock_dir` | `/run/lock` | (extension) lock file dir serialising writes across processes; `""` = in-process only |
 //! | `execution_mode` | `cli` | `rest` (slurmrestd) is not implemented and refused at startup |
 //!
 //! Unknown keys are ignored. Components (`backend_components`) are TRES names (`cpu`, `mem`,
