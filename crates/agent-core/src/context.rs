@@ -29,11 +29,6 @@ pub struct CoreSettings {
     pub order_concurrency: usize,
     /// Agent version for identity registration.
     pub agent_version: String,
-    /// Attempts for an event-driven order that hits a transient failure (polling leaves it to
-    /// the next cycle instead). Upstream retries 10 × 5 s.
-    pub order_retry_attempts: u32,
-    /// Pause between those attempts.
-    pub order_retry_delay: std::time::Duration,
 }
 
 impl Default for CoreSettings {
@@ -44,8 +39,6 @@ impl Default for CoreSettings {
             expose_backend_error_details: true,
             order_concurrency: 8,
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-            order_retry_attempts: 10,
-            order_retry_delay: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -96,6 +89,27 @@ pub struct OfferingContext {
     pub(crate) sync_statuses_refused: AtomicBool,
     /// Set once a Mastermind without agent-identity endpoints was seen (logged once).
     pub(crate) identity_unsupported: AtomicBool,
+    /// Resources whose orders are being applied right now (by a polling pass, an event handler
+    /// or a reconciliation pass), so that no two of them work on one resource at once.
+    busy_resources: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Fires on shutdown: processors finish the item in hand and start no new one.
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+/// The right to apply orders to one resource; released on drop.
+pub struct ResourceClaim<'a> {
+    ctx: &'a OfferingContext,
+    resource: String,
+}
+
+impl Drop for ResourceClaim<'_> {
+    fn drop(&mut self) {
+        self.ctx
+            .busy_resources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.resource);
+    }
 }
 
 impl OfferingContext {
@@ -120,6 +134,45 @@ impl OfferingContext {
             accounts_unsupported: AtomicBool::new(false),
             sync_statuses_refused: AtomicBool::new(false),
             identity_unsupported: AtomicBool::new(false),
+            busy_resources: Default::default(),
+            cancel: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+
+    /// Share the agent's shutdown signal with this offering's processors.
+    pub fn with_cancellation(mut self, cancel: tokio_util::sync::CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Shutdown was requested: start no new item.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Claim `resource` unless another task is applying its orders (`None` then: that task
+    /// sees the same orders, so this one leaves them).
+    pub fn try_claim_resource(&self, resource: &str) -> Option<ResourceClaim<'_>> {
+        let inserted = self
+            .busy_resources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(resource.to_owned());
+        inserted.then(|| ResourceClaim {
+            ctx: self,
+            resource: resource.to_owned(),
+        })
+    }
+
+    /// Claim `resource`, waiting for whoever holds it (event handlers: their order must run).
+    pub async fn claim_resource(&self, resource: &str) -> ResourceClaim<'_> {
+        let mut delay = std::time::Duration::from_millis(20);
+        loop {
+            if let Some(claim) = self.try_claim_resource(resource) {
+                return claim;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_millis(500));
         }
     }
 

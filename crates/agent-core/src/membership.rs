@@ -184,6 +184,10 @@ async fn sync_resources(
     let offering_users = refreshed_offering_users(ctx).await;
     let accounts = ctx.accounts().await;
     for (resource, view) in resources.iter().zip(views.iter()) {
+        if ctx.is_cancelled() {
+            tracing::info!(offering = %ctx.name(), "shutting down: the rest of the membership cycle is left for the next run");
+            break;
+        }
         let Some(info) = infos.get(&view.backend_id) else {
             tracing::warn!(resource = %resource.uuid, backend_id = %view.backend_id, "resource missing on the site");
             continue;

@@ -20,8 +20,9 @@
 //! Differences from upstream, on purpose:
 //! - a Restore order for a resource the site still has (soft-deleted: limits zeroed) puts the
 //!   resource's Waldur limits back instead of only marking the order done;
-//! - an event-driven order retries transient failures a few times
-//!   ([`crate::CoreSettings::order_retry_attempts`]); polling leaves them to the next cycle.
+//! - an event-driven order is tried once: a transient failure goes back to the broker after a
+//!   backoff (see the binary's event consumer), so it never holds up other events; polling
+//!   leaves it to the next cycle.
 //!
 //! Not implemented, because no backend of ours supports them:
 //! - async target orders (§3.1.3: `supports_async_orders`, `check_pending_order`, an order's
@@ -125,38 +126,23 @@ pub async fn order_process(ctx: &OfferingContext) -> CycleReport {
     report
 }
 
-/// Event entry point: process one order by UUID (same code as polling). Transient failures are
-/// retried up to `order_retry_attempts` times, re-reading the order each time, because in event
-/// mode the next chance would otherwise be the stuck-order sweep.
+/// Event entry point: process one order by UUID (same code as polling), once. A transient
+/// failure is reported as such: the event consumer hands the event back to the broker after a
+/// backoff, so one failing order never holds up the offering's other events.
 pub async fn process_order_by_uuid(ctx: &OfferingContext, order_uuid: &str) -> CycleReport {
     ctx.begin_cycle().await;
     let mut report = CycleReport::new(ctx.name());
     let Some(backend) = ctx.backends.orders.clone() else {
         return report;
     };
-    let attempts = ctx.settings.order_retry_attempts.max(1);
-    let mut outcome = OrderOutcome::Skipped(String::new());
-    for attempt in 1..=attempts {
-        if attempt > 1 {
-            tokio::time::sleep(ctx.settings.order_retry_delay).await;
+    let outcome = match ctx.client.get_order(order_uuid, &[]).await {
+        Ok(order) => process_single(ctx, &backend, order).await,
+        Err(e) if e.is_transient() => OrderOutcome::Retry(e.to_string()),
+        Err(e) => {
+            report.fail(&format!("order {order_uuid}"), e);
+            return report;
         }
-        let order = match ctx.client.get_order(order_uuid, &[]).await {
-            Ok(order) => order,
-            Err(e) if e.is_transient() => {
-                outcome = OrderOutcome::Retry(e.to_string());
-                continue;
-            }
-            Err(e) => {
-                report.fail(&format!("order {order_uuid}"), e);
-                return report;
-            }
-        };
-        outcome = process_single(ctx, &backend, order).await;
-        if !matches!(outcome, OrderOutcome::Retry(_)) {
-            break;
-        }
-        tracing::info!(order = %order_uuid, attempt, attempts, "transient failure; retrying the order");
-    }
+    };
     tally(&mut report, order_uuid, &outcome);
     report
 }
@@ -234,7 +220,26 @@ async fn process_orders(
     let mut results = Vec::new();
     let mut rest: Vec<Vec<Order>> = Vec::new();
     let mut firsts = Vec::new();
+    // Held until every order of the pass is settled: an event handler or another pass that
+    // reaches one of these resources meanwhile leaves it to this pass.
+    let mut claims = Vec::new();
     for mut group in groups {
+        if let Some(resource) = group[0].target_resource_uuid() {
+            match ctx.try_claim_resource(resource) {
+                Some(claim) => claims.push(claim),
+                None => {
+                    tracing::debug!(
+                        resource,
+                        "orders of this resource are being applied elsewhere"
+                    );
+                    for order in group {
+                        let why = "another task is applying this resource's orders".to_owned();
+                        results.push((order.uuid, OrderOutcome::Skipped(why)));
+                    }
+                    continue;
+                }
+            }
+        }
         let first = group.remove(0);
         firsts.push(first);
         rest.push(group);
@@ -242,7 +247,13 @@ async fn process_orders(
 
     // Phase 1: decide, approve and prepare the first order of every group.
     let staged: Vec<(String, Stage)> = futures::stream::iter(firsts)
-        .map(|order| async move { (order.uuid.clone(), prepare(ctx, backend, order).await) })
+        .map(|order| async move {
+            if ctx.is_cancelled() {
+                let skipped = Stage::Finished(OrderOutcome::Skipped("shutting down".into()));
+                return (order.uuid.clone(), skipped);
+            }
+            (order.uuid.clone(), prepare(ctx, backend, order).await)
+        })
         .buffer_unordered(concurrency)
         .collect()
         .await;
@@ -256,6 +267,18 @@ async fn process_orders(
         }
     }
 
+    if ctx.is_cancelled() {
+        // Approved orders stay executing; the next run applies them (their ids, if reserved,
+        // are recorded in Waldur already).
+        for p in creates {
+            results.push((p.order.uuid, OrderOutcome::Skipped("shutting down".into())));
+        }
+        for d in deletes {
+            results.push((d.order.uuid, OrderOutcome::Skipped("shutting down".into())));
+        }
+        drop(claims);
+        return results;
+    }
     // Phase 2: every Create of the cycle: unique backend ids reserved (free on the site and in
     // Waldur, recorded in Waldur), then one batched call to the site, then the results recorded.
     results.extend(run_creates(ctx, backend, creates).await);
@@ -268,7 +291,12 @@ async fn process_orders(
             let mut out = Vec::new();
             for order in group {
                 let uuid = order.uuid.clone();
-                out.push((uuid, process_single(ctx, backend, order).await));
+                let outcome = if ctx.is_cancelled() {
+                    OrderOutcome::Skipped("shutting down".into())
+                } else {
+                    apply(ctx, backend, order).await
+                };
+                out.push((uuid, outcome));
             }
             out
         })
@@ -276,11 +304,44 @@ async fn process_orders(
         .collect()
         .await;
     results.extend(later.into_iter().flatten());
+    drop(claims);
     results
 }
 
-/// One order start to finish (event mode and same-resource follow-ups).
+/// One order start to finish, for an event: waits until no other task applies orders to its
+/// resource, then re-reads the order (it may be done by then).
 async fn process_single(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn OrderBackend>,
+    order: Order,
+) -> OrderOutcome {
+    let Some(resource) = order.target_resource_uuid().map(str::to_owned) else {
+        return apply(ctx, backend, order).await;
+    };
+    let _claim = match ctx.try_claim_resource(&resource) {
+        Some(claim) => claim,
+        None => {
+            let claim = ctx.claim_resource(&resource).await;
+            match ctx.client.get_order(&order.uuid, &[]).await {
+                Ok(fresh) => return apply_claimed(ctx, backend, fresh, claim).await,
+                Err(e) => return handle_error(ctx, &order, e.into(), false).await,
+            }
+        }
+    };
+    apply(ctx, backend, order).await
+}
+
+async fn apply_claimed(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn OrderBackend>,
+    order: Order,
+    _claim: crate::context::ResourceClaim<'_>,
+) -> OrderOutcome {
+    apply(ctx, backend, order).await
+}
+
+/// One order start to finish; the caller holds its resource.
+async fn apply(
     ctx: &OfferingContext,
     backend: &Arc<dyn OrderBackend>,
     order: Order,

@@ -193,6 +193,10 @@ async fn run(
             .map(|(resource, report)| {
                 let existing = recorded.remove(&resource.uuid).unwrap_or_default();
                 async move {
+                    if ctx.is_cancelled() {
+                        // Left for the next cycle, which sends whatever Waldur lacks.
+                        return (resource.uuid.as_str(), Ok(()));
+                    }
                     let result = submit(
                         ctx,
                         &resource.uuid,

@@ -140,14 +140,19 @@ async fn terminate_of_a_resource_never_created_on_the_site_is_done() {
 }
 
 #[tokio::test]
-async fn event_orders_retry_transient_failures() {
-    let mut h = harness().await;
-    h.ctx.settings.order_retry_delay = std::time::Duration::from_millis(1);
-    h.ctx.settings.order_retry_attempts = 3;
+async fn event_orders_are_tried_once_and_left_for_redelivery_on_transient_failures() {
+    let h = harness().await;
     h.waldur.add_order(1, "Create", "pending-provider", 101);
     h.waldur.add_resource(101, "alloc1", "", "Creating");
     h.waldur.fail("POST approve_by_provider", &[503]);
     h.backend.fail_next("create", Fault::Transient, 1);
+    // No retry in place: each delivery is one attempt, and a transient failure says so.
+    let report = agent_core::process_order_by_uuid(&h.ctx, &uuid(1)).await;
+    assert_eq!((report.failed, report.transient), (1, 1), "{report:?}");
+    assert_eq!(h.waldur.order_state(1), "pending-provider");
+    let report = agent_core::process_order_by_uuid(&h.ctx, &uuid(1)).await;
+    assert_eq!((report.failed, report.transient), (1, 1), "{report:?}");
+    assert_eq!(h.backend.count_calls("create"), 1);
     let report = agent_core::process_order_by_uuid(&h.ctx, &uuid(1)).await;
     assert_eq!(report.failed, 0, "{report:?}");
     assert_eq!(h.waldur.order_state(1), "done");

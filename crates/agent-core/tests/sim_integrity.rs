@@ -135,3 +135,57 @@ async fn a_batch_of_terminates_removes_every_site_object_before_done() {
         w.site.resource_ids()
     );
 }
+
+/// A project of the demo customer with the given slug; returns its uuid.
+fn add_project(w: &World, slug: &str) -> String {
+    let demo_project = uuid(&w.sim.demo().project_uuid);
+    let id = uuid::Uuid::new_v4();
+    w.sim
+        .mutate(|s| {
+            let mut project = s.projects.get(&demo_project).expect("demo project").clone();
+            project.uuid = id;
+            project.slug = slug.to_owned();
+            project.name = format!("Project {}", slug.escape_debug());
+            s.projects.insert(id, project);
+            Ok(())
+        })
+        .expect("project added");
+    id.simple().to_string()
+}
+
+#[tokio::test]
+async fn one_hostile_project_slug_errs_only_its_own_order() {
+    let w = world().await;
+    let demo = w.sim.demo().clone();
+    let fine = add_project(&w, "fine-project");
+    // U+202E RIGHT-TO-LEFT OVERRIDE: invisible, and not a control character.
+    let hostile = add_project(&w, "evil\u{202e}gnp");
+    let mut orders = Vec::new();
+    for project in [demo.project_uuid.clone(), hostile, fine] {
+        orders.push(
+            w.consumer
+                .create_order(
+                    &demo.offering_uuid,
+                    &project,
+                    Some(&demo.plan_uuid),
+                    limits(&[("cpu", 1)]),
+                    "alloc",
+                )
+                .await
+                .expect("order placed"),
+        );
+    }
+    let report = order_process(&w.ctx).await;
+    assert_eq!(report.failed, 1, "{:?}", report.errors);
+    assert_eq!(w.order_state(&orders[0]).await, "done");
+    assert_eq!(w.order_state(&orders[2]).await, "done");
+    assert_eq!(w.order_state(&orders[1]).await, "erred");
+    let message = w.order_error(&orders[1]);
+    assert!(
+        message.contains("U+202E"),
+        "the message names the character: {message}"
+    );
+    let mut ids = w.site.resource_ids();
+    ids.sort();
+    assert_eq!(ids, vec!["demo-project", "fine-project"]);
+}

@@ -17,6 +17,7 @@ ENVIRONMENT:
   WALDUR_SITE_AGENT_REPORT_PERIOD_MINUTES            report period (default 30)
   WALDUR_SITE_AGENT_MEMBERSHIP_SYNC_PERIOD_MINUTES   membership_sync period (default 5)
   WALDUR_SITE_AGENT_RECONCILIATION_PERIOD_MINUTES    event_process reconciliation sweep period (default 60)
+  WALDUR_SITE_AGENT_SHUTDOWN_TIMEOUT_SECONDS         on SIGTERM, wait this long for items in hand (default 10)
   WALDUR_SITE_AGENT_LOG_LEVEL                        overrides log_level from the config file
   SENTRY_ENVIRONMENT                                 Sentry environment name (with sentry_dsn)
   Config values may reference ${VAR} and ${VAR:-default}; write $${ for a literal ${.

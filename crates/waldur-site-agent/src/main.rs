@@ -555,7 +555,7 @@ async fn run_agent(cli: &Cli) -> ExitCode {
     let mut listeners = None;
     for (mode, minutes) in modes.iter().zip(periods) {
         let offerings = match Offerings::new(agent.clone(), registry.clone(), *mode) {
-            Ok(o) => o,
+            Ok(o) => o.with_cancellation(cancel.clone()),
             Err(e) => {
                 tracing::error!("{e}");
                 return ExitCode::from(2);
@@ -571,7 +571,7 @@ async fn run_agent(cli: &Cli) -> ExitCode {
         scheduler.add(runner, Duration::from_secs_f64(minutes * 60.0));
     }
 
-    scheduler::cancel_on_signals(cancel.clone());
+    scheduler::cancel_on_signals(cancel.clone(), scheduler::shutdown_timeout());
     let code = if cli.once {
         let ok = scheduler.run_once(&cancel).await;
         if ok {

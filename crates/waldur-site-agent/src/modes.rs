@@ -71,6 +71,7 @@ pub struct Offerings {
     settings: CoreSettings,
     mode: Mode,
     slots: Vec<Slot>,
+    cancel: CancellationToken,
 }
 
 impl Offerings {
@@ -94,7 +95,14 @@ impl Offerings {
             settings,
             mode,
             slots,
+            cancel: CancellationToken::new(),
         })
+    }
+
+    /// Processors of these offerings stop starting new items when `cancel` fires.
+    pub fn with_cancellation(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     fn len(&self) -> usize {
@@ -112,12 +120,10 @@ impl Offerings {
             .registry
             .build_offering(&slot.config)
             .map_err(|e| e.to_string())?;
-        let ctx = Arc::new(OfferingContext::new(
-            slot.config.clone(),
-            client,
-            backends,
-            self.settings.clone(),
-        ));
+        let ctx = Arc::new(
+            OfferingContext::new(slot.config.clone(), client, backends, self.settings.clone())
+                .with_cancellation(self.cancel.clone()),
+        );
         *guard = Some(ctx.clone());
         Ok(ctx)
     }
@@ -419,6 +425,12 @@ impl EventListeners {
                 handles.push((ctx.name().to_owned(), handle));
             }
             drop(tx);
+            let statuses = handles
+                .iter()
+                .filter(|(name, _)| name == ctx.name())
+                .map(|(_, h)| h.status_receiver())
+                .collect();
+            catch_up_on_reconnect(ctx.clone(), statuses, cancel.clone());
             consumers.push(tokio::spawn(consume(ctx.clone(), rx, cancel.clone())));
         }
         let listeners = EventListeners { handles, consumers };
@@ -470,33 +482,197 @@ impl EventListeners {
     }
 }
 
-/// Handle events one at a time per offering (orders of one resource stay in sequence) and settle
-/// each only after its handler finished.
+/// What an event is about: events with the same key are handled in arrival order, others
+/// concurrently.
+fn event_key(object_type: &str, body: &serde_json::Value) -> String {
+    let field = |name: &str| body.get(name).and_then(serde_json::Value::as_str);
+    let kind = body
+        .get("object_type")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(object_type);
+    let id = match kind {
+        "order" => field("marketplace_resource_uuid").or(field("order_uuid")),
+        "resource" => field("resource_uuid"),
+        "offering_user" => field("offering_user_uuid"),
+        _ => field("resource_uuid").or(field("project_uuid")),
+    };
+    format!("{kind}:{}", id.unwrap_or(""))
+}
+
+/// Backoff before a transiently failed event goes back to the broker: 2 s, 4 s, ... 60 s for
+/// the same key's consecutive failures.
+fn redelivery_delay(failures: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(failures.clamp(1, 6)).min(60))
+}
+
+/// Handle one offering's events: concurrently (at most `order_concurrency` at a time), in
+/// arrival order per key (see [`event_key`]), each settled only after its handler finished. A
+/// transient failure frees its place at once and goes back to the broker after a backoff, so
+/// one failing order never holds up the offering's other events. On shutdown, handlers in hand
+/// finish; queued events are handed back to the broker.
 async fn consume(
     ctx: Arc<OfferingContext>,
     mut rx: mpsc::Receiver<agent_events::Event>,
     cancel: CancellationToken,
 ) {
+    use std::collections::{HashMap, VecDeque};
+    let limit = ctx.settings.order_concurrency.max(1);
+    let mut queued: HashMap<String, VecDeque<agent_events::Event>> = HashMap::new();
+    let mut failures: HashMap<String, u32> = HashMap::new();
+    let mut running: tokio::task::JoinSet<(String, bool)> = tokio::task::JoinSet::new();
+
+    let start = |running: &mut tokio::task::JoinSet<(String, bool)>,
+                 failures: &HashMap<String, u32>,
+                 key: String,
+                 event: agent_events::Event| {
+        let ctx = ctx.clone();
+        let failed_before = failures.get(&key).copied().unwrap_or(0);
+        running.spawn(async move {
+            let outcome = events::handle_event(
+                &ctx,
+                Some(event.object_type.as_str()).filter(|t| !t.is_empty()),
+                &event.body,
+            )
+            .await;
+            let ok = outcome.should_ack();
+            if ok {
+                if let Err(e) = event.ack.ack() {
+                    tracing::warn!(offering = %ctx.name(), error = %e, "could not settle event; the broker will redeliver it");
+                }
+            } else {
+                // Give the cause time to clear before the broker hands it back, without
+                // holding a place: a timer settles it.
+                let delay = redelivery_delay(failed_before + 1);
+                let name = ctx.name().to_owned();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if let Err(e) = event.ack.nack() {
+                        tracing::debug!(offering = %name, error = %e, "event source gone; the broker redelivers the event");
+                    }
+                });
+            }
+            (key, ok)
+        });
+    };
+
     loop {
-        let event = tokio::select! {
+        tokio::select! {
+            biased;
             _ = cancel.cancelled() => break,
-            e = rx.recv() => match e { Some(e) => e, None => break },
-        };
-        let outcome = events::handle_event(
-            &ctx,
-            Some(event.object_type.as_str()).filter(|t| !t.is_empty()),
-            &event.body,
-        )
-        .await;
-        let settled = if outcome.should_ack() {
-            event.ack.ack()
-        } else {
-            // Give the cause a moment to clear before the broker hands it back.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            event.ack.nack()
-        };
-        if let Err(e) = settled {
-            tracing::warn!(offering = %ctx.name(), error = %e, "could not settle event; the broker will redeliver it");
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                let Ok((key, ok)) = done else { continue };
+                if ok {
+                    failures.remove(&key);
+                } else {
+                    *failures.entry(key.clone()).or_default() += 1;
+                }
+                let next = queued.get_mut(&key).and_then(VecDeque::pop_front);
+                match next {
+                    Some(event) => start(&mut running, &failures, key, event),
+                    None => { queued.remove(&key); }
+                }
+            }
+            received = rx.recv(), if running.len() < limit => {
+                let Some(event) = received else { break };
+                let key = event_key(&event.object_type, &event.body);
+                match queued.get_mut(&key) {
+                    // Its key is in hand: it waits for the one before it.
+                    Some(waiting) => waiting.push_back(event),
+                    None => {
+                        queued.insert(key.clone(), VecDeque::new());
+                        start(&mut running, &failures, key, event);
+                    }
+                }
+            }
         }
+    }
+    // Shutdown: queued events are dropped unsettled (the broker redelivers them); the handlers
+    // in hand finish (the binary bounds how long it waits for them).
+    drop(queued);
+    while running.join_next().await.is_some() {}
+}
+
+/// Run the reconciliation pass for an offering whenever one of its event connections comes back
+/// after being lost, so what happened while the broker was away is done at once instead of at
+/// the next periodic sweep. Reconnects of several sources close together trigger one pass.
+fn catch_up_on_reconnect(
+    ctx: Arc<OfferingContext>,
+    statuses: Vec<tokio::sync::watch::Receiver<ConnectionStatus>>,
+    cancel: CancellationToken,
+) {
+    let wanted = Arc::new(tokio::sync::Notify::new());
+    for mut status in statuses {
+        let wanted = wanted.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let mut was_connected = false;
+            let mut lost = false;
+            loop {
+                let now = status.borrow_and_update().clone();
+                match now {
+                    ConnectionStatus::Connected => {
+                        if was_connected && lost {
+                            wanted.notify_one();
+                        }
+                        was_connected = true;
+                        lost = false;
+                    }
+                    ConnectionStatus::Stopped => return,
+                    _ => lost = was_connected,
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    changed = status.changed() => if changed.is_err() { return },
+                }
+            }
+        });
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = wanted.notified() => {}
+            }
+            // Let the other sources of the offering come back too.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            tracing::info!(offering = %ctx.name(), "event connection restored: catching up with a reconciliation pass");
+            let report = reconcile(&ctx).await;
+            tracing::info!(offering = %ctx.name(), processed = report.processed, failed = report.failed, "catch-up pass finished");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_of_one_resource_share_a_key_and_others_do_not() {
+        let a = event_key(
+            "order",
+            &json!({"order_uuid": "o1", "marketplace_resource_uuid": "r1"}),
+        );
+        let b = event_key(
+            "order",
+            &json!({"order_uuid": "o2", "marketplace_resource_uuid": "r1"}),
+        );
+        let c = event_key("order", &json!({"order_uuid": "o3"}));
+        let d = event_key(
+            "",
+            &json!({"object_type": "user_role", "project_uuid": "p1"}),
+        );
+        let e = event_key("user_role", &json!({"project_uuid": "p2"}));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(d, e);
+        assert_eq!(d, "user_role:p1");
+    }
+
+    #[test]
+    fn redelivery_backs_off_up_to_a_minute() {
+        assert_eq!(redelivery_delay(1), Duration::from_secs(2));
+        assert_eq!(redelivery_delay(3), Duration::from_secs(8));
+        assert_eq!(redelivery_delay(50), Duration::from_secs(60));
     }
 }

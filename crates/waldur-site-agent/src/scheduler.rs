@@ -161,15 +161,34 @@ pub fn write_heartbeat(path: &std::path::Path) -> std::io::Result<()> {
     std::fs::write(path, format!("{now:.6}"))
 }
 
-/// Cancel `token` on SIGTERM or SIGINT; a second signal exits at once.
-pub fn cancel_on_signals(token: CancellationToken) {
+/// How long a shutdown may wait for the items in hand:
+/// `WALDUR_SITE_AGENT_SHUTDOWN_TIMEOUT_SECONDS` (default 10, within systemd's and Kubernetes'
+/// default grace periods).
+pub fn shutdown_timeout() -> Duration {
+    std::env::var("WALDUR_SITE_AGENT_SHUTDOWN_TIMEOUT_SECONDS")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(Duration::from_secs(10), Duration::from_secs_f64)
+}
+
+/// Cancel `token` on SIGTERM or SIGINT: processors finish the item in hand and start no new one.
+/// If that takes longer than `grace`, or a second signal comes, the process exits at once; what
+/// was cut short is safe to redo (backend ids are recorded in Waldur before the site create, and
+/// every step is idempotent), and the next start completes it.
+pub fn cancel_on_signals(token: CancellationToken, grace: Duration) {
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("Shutdown requested: finishing the item in hand");
+        tracing::info!(
+            grace_seconds = grace.as_secs_f64(),
+            "Shutdown requested: finishing the items in hand"
+        );
         token.cancel();
-        wait_for_signal().await;
-        tracing::warn!("Second signal: exiting now");
-        std::process::exit(130);
+        tokio::select! {
+            _ = wait_for_signal() => tracing::warn!("Second signal: exiting now"),
+            _ = tokio::time::sleep(grace) => tracing::warn!("Items still in hand after the shutdown grace period: exiting now; the next start completes them"),
+        }
+        std::process::exit(143);
     });
 }
 

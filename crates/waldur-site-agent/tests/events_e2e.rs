@@ -320,8 +320,9 @@ async fn nothing_is_lost_across_a_broker_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("config.yaml");
     std::fs::write(&cfg, config(&sim, &tag, "stomp")).expect("config");
-    // Reconciliation every 15 s: what the broker never delivered is caught by the sweep.
-    let agent = Agent::start(&cfg, &conf, "0.25", dir.path().join("agent.log"));
+    // The default 60-minute sweep: what the broker never delivered must be caught up when the
+    // connection comes back, not at the next sweep.
+    let agent = Agent::start(&cfg, &conf, "60", dir.path().join("agent.log"));
     assert!(
         agent
             .wait_log("\"status\":\"Connected\"", 1, Duration::from_secs(30))
@@ -353,7 +354,7 @@ async fn nothing_is_lost_across_a_broker_restart() {
         .status()
         .expect("up script");
     assert!(up.success(), "RabbitMQ did not come back");
-    let (state, _) = wait_order(&consumer, &order, Duration::from_secs(90)).await;
+    let (state, _) = wait_order(&consumer, &order, Duration::from_secs(60)).await;
     assert_eq!(
         state,
         "done",

@@ -59,8 +59,6 @@ impl Default for Setup {
 /// Default settings with short event-order retries, so event tests stay quick.
 pub fn fast_settings() -> CoreSettings {
     CoreSettings {
-        order_retry_attempts: 3,
-        order_retry_delay: Duration::from_millis(20),
         ..CoreSettings::default()
     }
 }
