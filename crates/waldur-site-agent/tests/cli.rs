@@ -39,6 +39,8 @@ fn help_mentions_every_mode_and_variable() {
         "WALDUR_SITE_AGENT_RECONCILIATION_PERIOD_MINUTES",
         "WALDUR_SITE_AGENT_LOG_LEVEL",
         "SENTRY_ENVIRONMENT",
+        "WALDUR_SITE_AGENT_MAX_RESPONSE_MB",
+        "WALDUR_SITE_AGENT_MAX_PAGES",
         "validate-config",
         "diagnostics",
         "load-components",
