@@ -115,21 +115,71 @@ pub struct Loaded {
     pub secrets: SecretValues,
 }
 
+/// The largest configuration file read (16 MiB; real ones are a few KiB).
+pub const MAX_CONFIG_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Read and load a configuration file; the origin shown in messages is the path as given.
+///
+/// Only a regular file (or a symlink to one) of at most [`MAX_CONFIG_FILE_BYTES`] is read:
+/// `-c /dev/zero`, a FIFO or a directory is refused before reading anything.
 pub fn load_file(path: impl AsRef<Path>) -> Result<Loaded, ConfigErrors> {
     let path = path.as_ref();
     let origin = path.display().to_string();
-    match std::fs::read_to_string(path) {
+    match read_config_file(path, MAX_CONFIG_FILE_BYTES) {
         Ok(text) => load_str(&text, &origin),
-        Err(e) => Err(ConfigErrors {
-            errors: vec![ConfigIssue::new(
-                &origin,
-                "",
-                format!("cannot read the configuration file: {e}"),
-            )],
+        Err(reason) => Err(ConfigErrors {
+            errors: vec![ConfigIssue::new(&origin, "", reason)],
             warnings: Vec::new(),
         }),
     }
+}
+
+/// The text of a regular file of at most `max` bytes, or why not.
+fn read_config_file(path: &Path, max: u64) -> Result<String, String> {
+    use std::io::Read as _;
+    let unreadable = |e: std::io::Error| format!("cannot read the configuration file: {e}");
+    let not_a_file = |meta: &std::fs::Metadata| {
+        let kind = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a device, FIFO or socket)"
+        };
+        format!("cannot read the configuration file: it is {kind}; give the path of a YAML file")
+    };
+    // stat before open: opening a FIFO would block until someone writes to it.
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(not_a_file(&meta));
+    }
+    // Inspect the opened file too, so what is checked is what is read.
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(not_a_file(&meta));
+    }
+    let too_big = || {
+        let limit = if max % (1024 * 1024) == 0 {
+            format!("{} MiB", max / (1024 * 1024))
+        } else {
+            format!("{max} bytes")
+        };
+        format!(
+            "cannot read the configuration file: it is larger than {limit}; this is not an agent configuration"
+        )
+    };
+    if meta.len() > max {
+        return Err(too_big());
+    }
+    // A regular file may still grow while read, or report size 0 (procfs): read at most max + 1.
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > max {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| format!("cannot read the configuration file: it is not UTF-8 text ({e})"))
 }
 
 /// Load configuration text, expanding `${VAR}` from the process environment.
@@ -927,6 +977,8 @@ fn validate_offering(o: &mut OfferingConfig, i: usize, token_key_present: bool, 
         }
     }
 
+    check_site_names(&o.backend_settings, &at, ctx);
+
     if o.stomp_ws_port == Some(0) {
         ctx.error(key("stomp_ws_port"), "must be between 1 and 65535");
     }
@@ -971,6 +1023,59 @@ fn validate_offering(o: &mut OfferingConfig, i: usize, token_key_present: bool, 
             key("order_processing_backend"),
             "events are enabled but neither order_processing_backend nor membership_sync_backend is set: events are received and ignored",
         );
+    }
+}
+
+/// `backend_settings` keys whose value starts every site name the backend makes (SLURM account
+/// prefixes, OpenStack/OKD/Rancher project and namespace prefixes): empty, or a valid name.
+const PREFIX_SETTINGS: [&str; 4] = [
+    "allocation_prefix",
+    "project_prefix",
+    "customer_prefix",
+    "namespace_prefix",
+];
+
+/// `backend_settings` keys whose value is itself a site name (SLURM accounts and QoS).
+const NAME_SETTINGS: [&str; 6] = [
+    "default_account",
+    "root_account",
+    "parent_account",
+    "qos_default",
+    "qos_paused",
+    "qos_downscaled",
+];
+
+/// Apply the site-name rule ([`crate::names`]) to the prefixes and names an offering configures,
+/// so `validate-config` refuses what a backend would refuse only once an order arrives.
+fn check_site_names(settings: &Map<String, Value>, at: &str, ctx: &mut Ctx<'_>) {
+    let checks = PREFIX_SETTINGS
+        .iter()
+        .map(|k| (*k, "prefix", crate::names::check_prefix as fn(&str) -> _))
+        .chain(
+            NAME_SETTINGS
+                .iter()
+                .map(|k| (*k, "name", crate::names::check_name as fn(&str) -> _)),
+        );
+    for (key, kind, check) in checks {
+        let path = format!("{at}.backend_settings.{key}");
+        match settings.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(value)) => {
+                if let Err(reason) = check(value) {
+                    ctx.error(
+                        path,
+                        format!(
+                            "'{}' is not a usable {kind}: {reason}",
+                            value.escape_default()
+                        ),
+                    );
+                }
+            }
+            Some(other) => ctx.error(
+                path,
+                format!("expected a string {kind}, found {}", kind_of(other)),
+            ),
+        }
     }
 }
 
@@ -1041,6 +1146,32 @@ mod tests {
         assert!(check_umask(&Value::String("1777".into())).is_err());
         assert!(check_umask(&Value::String("".into())).is_err());
         assert!(check_umask(&Value::Bool(true)).is_err());
+    }
+
+    #[test]
+    fn only_small_regular_files_are_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reason = read_config_file(dir.path(), 1024).expect_err("a directory");
+        assert!(reason.contains("it is a directory"), "{reason}");
+
+        let reason = read_config_file(Path::new("/dev/zero"), 1024).expect_err("a device");
+        assert!(reason.contains("not a regular file"), "{reason}");
+
+        let big = dir.path().join("big.yaml");
+        std::fs::write(&big, vec![b'#'; 2048]).expect("write");
+        let reason = read_config_file(&big, 1024).expect_err("too large");
+        assert!(reason.contains("larger than"), "{reason}");
+        assert_eq!(
+            read_config_file(&big, 4096).expect("small enough").len(),
+            2048
+        );
+
+        // procfs files are regular and report size 0: the read itself is bounded.
+        if let Ok(text) = read_config_file(Path::new("/proc/self/status"), 1 << 20) {
+            assert!(text.contains("Name:"));
+        }
+        let reason = read_config_file(Path::new("/proc/self/maps"), 16).expect_err("bounded");
+        assert!(reason.contains("larger than"), "{reason}");
     }
 
     #[test]

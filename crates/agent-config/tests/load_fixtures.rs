@@ -458,6 +458,39 @@ fn reporting_periods_zero_is_rejected() {
 }
 
 #[test]
+fn hostile_prefixes_and_account_names_are_refused_offline() {
+    let err = load_err("broken/hostile-names.yaml");
+    let f = "broken/hostile-names.yaml";
+    assert_eq!(
+        rendered(&err),
+        [
+            format!(
+                "{f}: offerings[0].backend_settings.allocation_prefix: 'x;rm -rf /' is not a usable prefix: character U+003B (';') is not allowed (only ASCII letters, digits, '_', '-', '.' and '@')"
+            ),
+            format!(
+                "{f}: offerings[1].backend_settings.allocation_prefix: '-i' is not a usable prefix: it starts with '-' and would be read as an option"
+            ),
+            format!(
+                "{f}: offerings[1].backend_settings.namespace_prefix: expected a string prefix, found a number"
+            ),
+            format!(
+                "{f}: offerings[1].backend_settings.default_account: 'ro\\u{{200b}}ot' is not a usable name: character U+200B (ZERO WIDTH SPACE) is not allowed (only ASCII letters, digits, '_', '-', '.' and '@')"
+            ),
+            format!(
+                "{f}: offerings[1].backend_settings.qos_paused: 'paused\\u{{202e}}' is not a usable name: character U+202E (RIGHT-TO-LEFT OVERRIDE) is not allowed (only ASCII letters, digits, '_', '-', '.' and '@')"
+            ),
+        ]
+    );
+    // The empty customer_prefix and the ordinary project_prefix of offering 0 are fine.
+    assert!(
+        err.errors
+            .iter()
+            .all(|e| !e.path.ends_with("customer_prefix") && !e.path.ends_with("project_prefix")),
+        "{err}"
+    );
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let err = load_err("broken/many-problems.yaml");
     let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();

@@ -93,6 +93,26 @@ impl CycleReport {
     pub fn has_failures(&self) -> bool {
         self.failed > 0
     }
+
+    /// One line for the log: how many items failed and the first `shown` failures with their
+    /// cause, e.g. `1 item(s) failed: list orders: Waldur request GET ... failed: ...`.
+    pub fn failure_summary(&self, shown: usize) -> String {
+        let mut text = format!("{} item(s) failed", self.failed);
+        if self.transient > 0 {
+            text.push_str(&format!(
+                " ({} transient, left for the next cycle)",
+                self.transient
+            ));
+        }
+        for (i, e) in self.errors.iter().take(shown).enumerate() {
+            text.push_str(if i == 0 { ": " } else { "; " });
+            text.push_str(e);
+        }
+        if self.errors.len() > shown {
+            text.push_str(&format!("; and {} more", self.errors.len() - shown));
+        }
+        text
+    }
 }
 
 /// Errors that know whether retrying later can help.
@@ -121,5 +141,30 @@ impl Classified for waldur_client::WaldurError {
 impl<T: Classified> Classified for &T {
     fn is_transient(&self) -> bool {
         (*self).is_transient()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failure_summary_names_each_cause_up_to_a_limit() {
+        let mut report = CycleReport::new("o");
+        assert_eq!(report.failure_summary(2), "0 item(s) failed");
+        report.fail(
+            "list orders",
+            "Waldur request GET /api/marketplace-orders/ failed: bad JSON",
+        );
+        assert_eq!(
+            report.failure_summary(2),
+            "1 item(s) failed: list orders: Waldur request GET /api/marketplace-orders/ failed: bad JSON"
+        );
+        report.retry("order a", "timed out");
+        report.fail("order b", "refused");
+        assert_eq!(
+            report.failure_summary(2),
+            "3 item(s) failed (1 transient, left for the next cycle): list orders: Waldur request GET /api/marketplace-orders/ failed: bad JSON; order a: timed out; and 1 more"
+        );
     }
 }

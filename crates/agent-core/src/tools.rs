@@ -373,7 +373,7 @@ pub async fn diagnostics(ctx: &OfferingContext) -> DiagnosticsReport {
     let mut report = DiagnosticsReport {
         offering_name: ctx.name().to_owned(),
         offering_uuid: ctx.offering_uuid.clone(),
-        waldur_api_url: strip_userinfo(&ctx.config.waldur_api_url),
+        waldur_api_url: waldur_client::mask_url_password(&ctx.config.waldur_api_url),
         backend_type: ctx.config.backend_type.clone(),
         user,
         waldur_offering,
@@ -391,18 +391,6 @@ fn display_or<'a>(value: &'a str, fallback: &'a str) -> &'a str {
         fallback
     } else {
         value
-    }
-}
-
-/// `https://user:pass@host/api/` → `https://host/api/`.
-fn strip_userinfo(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let host = authority.rsplit('@').next().unwrap_or(authority);
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_owned(),
     }
 }
 
@@ -557,14 +545,5 @@ mod tests {
         let c = component(json!({"measured_unit": "h", "accounting_type": "limit",
                                  "label": "CPU", "limit": 1.5}));
         assert!(component_request("cpu", &c, None).is_err());
-    }
-
-    #[test]
-    fn userinfo_is_removed_from_urls() {
-        assert_eq!(
-            strip_userinfo("https://u:p@waldur.example/api/"),
-            "https://waldur.example/api/"
-        );
-        assert_eq!(strip_userinfo("http://h:8000"), "http://h:8000");
     }
 }

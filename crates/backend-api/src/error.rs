@@ -17,7 +17,7 @@ pub enum BackendError {
     InvalidName {
         what: &'static str,
         value: String,
-        reason: &'static str,
+        reason: std::borrow::Cow<'static, str>,
     },
 
     /// An external command failed. `command` is the argument vector joined for display.

@@ -2,54 +2,31 @@
 //!
 //! sacctmgr parses `key=value` pairs and comma-separated lists inside single arguments, so a
 //! resource called `x,parent=root` or a user called `-i` would turn into something else. We never use
-//! a shell, but the tools' own parsers are enough to inject.
+//! a shell, but the tools' own parsers are enough to inject. Only ASCII letters, digits, `_`, `-`,
+//! `.` and `@` pass (see [`agent_config::names`], the one rule).
 
 use crate::error::BackendError;
 
 /// Check a name that ends up as one argument of a site command or as a path component.
 /// `what` names the thing for the error message (`"account name"`, `"username"`, ...).
+/// The rule itself is [`agent_config::names::check_name`], shared with config validation.
 pub fn validate_site_name(what: &'static str, value: &str) -> Result<(), BackendError> {
-    validate(what, value, false)
+    agent_config::names::check_name(value).map_err(|reason| refused(what, value, reason))
 }
 
 /// Like [`validate_site_name`] for values that are never paths and may contain `/`
 /// (SLURM TRES names such as `gres/gpu`).
 pub fn validate_site_token(what: &'static str, value: &str) -> Result<(), BackendError> {
-    validate(what, value, true)
+    agent_config::names::check_token(value).map_err(|reason| refused(what, value, reason))
 }
 
-fn validate(what: &'static str, value: &str, slash_allowed: bool) -> Result<(), BackendError> {
-    let refuse = |reason: &'static str| {
-        Err(BackendError::InvalidName {
-            what,
-            value: value.escape_debug().to_string(),
-            reason,
-        })
-    };
-    if value.is_empty() {
-        return refuse("it is empty");
+fn refused(what: &'static str, value: &str, reason: String) -> BackendError {
+    BackendError::InvalidName {
+        what,
+        // Escaped: control and direction-changing characters must not act on the log line.
+        value: value.escape_default().to_string(),
+        reason: reason.into(),
     }
-    if value.starts_with('-') {
-        return refuse("it starts with '-' and would be read as an option");
-    }
-    if !slash_allowed && (value == "." || value == ".." || value.contains('/')) {
-        return refuse("it would change a file path");
-    }
-    for c in value.chars() {
-        match c {
-            '=' | ',' => {
-                return refuse("'=' and ',' are list and assignment syntax for site tools");
-            }
-            '\'' | '"' | '`' | '\\' | '$' | ';' | '|' | '&' | '<' | '>' | '(' | ')' | '*' | '?'
-            | '[' | ']' | '{' | '}' => {
-                return refuse("quotes and shell metacharacters are not allowed");
-            }
-            c if c.is_whitespace() => return refuse("whitespace is not allowed"),
-            c if c.is_control() => return refuse("control characters are not allowed"),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -69,9 +46,16 @@ mod tests {
             "x\"y",
             "a=b",
             "../etc",
+            ".",
+            "..",
             "a\u{7}b",
             "a\u{85}b",
             "$(id)",
+            "école",
+            "a#b",
+            "a:b",
+            "abc\u{202e}txt",
+            "ad\u{200b}min",
         ] {
             let err = validate_site_name("account name", bad).expect_err(bad);
             assert!(
@@ -90,7 +74,7 @@ mod tests {
             "alice",
             "user.name",
             "j_doe42",
-            "école",
+            "jane@example.org",
         ] {
             validate_site_name("account name", good).expect(good);
         }
@@ -104,13 +88,26 @@ mod tests {
     }
 
     #[test]
-    fn message_names_the_value_and_reason() {
+    fn message_names_the_value_and_the_character() {
         let msg = validate_site_name("username", "a b")
             .expect_err("space")
             .to_string();
         assert!(
-            msg.contains("username") && msg.contains("'a b'") && msg.contains("whitespace"),
+            msg.contains("username") && msg.contains("'a b'") && msg.contains("U+0020 (SPACE)"),
             "{msg}"
         );
+        let msg = validate_site_name("account name", "abc\u{202e}txt")
+            .expect_err("bidi")
+            .to_string();
+        assert!(
+            msg.contains("character U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+            "{msg}"
+        );
+        // The value is escaped: the override never reaches a log line as itself.
+        assert!(!msg.contains('\u{202e}'), "{msg:?}");
+        let msg = validate_site_name("account name", "x;y")
+            .expect_err("semicolon")
+            .to_string();
+        assert!(msg.contains("character U+003B (';')"), "{msg}");
     }
 }

@@ -81,7 +81,7 @@ pub fn validate_project_name(name: &str) -> BackendResult<()> {
         return Err(BackendError::InvalidName {
             what: "Keystone project name",
             value: name.to_owned(),
-            reason: "it is longer than 64 characters, Keystone's limit",
+            reason: "it is longer than 64 characters, Keystone's limit".into(),
         });
     }
     Ok(())
@@ -94,7 +94,7 @@ pub fn validate_user_name(name: &str) -> BackendResult<()> {
         return Err(BackendError::InvalidName {
             what: "Keystone user name",
             value: name.to_owned(),
-            reason: "it is longer than 255 characters, Keystone's limit",
+            reason: "it is longer than 255 characters, Keystone's limit".into(),
         });
     }
     Ok(())

@@ -184,7 +184,7 @@ fn validate_partition_or_qos(what: &'static str, name: &str) -> BackendResult<()
         Err(BackendError::InvalidName {
             what,
             value: name.to_owned(),
-            reason: "partition and QoS names may only contain letters, digits, '_' and '-'",
+            reason: "partition and QoS names may only contain letters, digits, '_' and '-'".into(),
         })
     }
 }

@@ -5,13 +5,23 @@ use serde_json::{Map, Value, json};
 
 use crate::client::{Params, WaldurClient};
 use crate::error::WaldurError;
-use crate::ids::normalize_uuid;
+use crate::ids::{WaldurUuid, normalize_uuid};
 use crate::models::*;
 
 type Result<T> = std::result::Result<T, WaldurError>;
 
+/// A UUID for a query parameter or a JSON body (encoded there, so never a path change).
 fn id(uuid: &str) -> String {
     normalize_uuid(uuid)
+}
+
+/// A UUID for a request path: 32 hex digits (dashed or not), or a permanent error and no request.
+/// Ids come from API responses and events; `../../x` in a path would reach another endpoint with
+/// the agent's credentials.
+fn path_id(what: &str, uuid: &str) -> Result<String> {
+    WaldurUuid::parse(uuid)
+        .map(|u| u.as_str().to_owned())
+        .map_err(|_| WaldurError::invalid_id(what, uuid))
 }
 
 /// Filters for the provider-resources list.
@@ -70,14 +80,14 @@ impl WaldurClient {
 
     /// One order; `fields` empty = full `OrderDetails`.
     pub async fn get_order(&self, order_uuid: &str, fields: &[&str]) -> Result<Order> {
-        let path = format!("/api/marketplace-orders/{}/", id(order_uuid));
+        let path = format!("/api/marketplace-orders/{}/", path_id("order", order_uuid)?);
         self.get_json(&path, &Params::new().fields(fields)).await
     }
 
     pub async fn approve_order_by_provider(&self, order_uuid: &str) -> Result<()> {
         let path = format!(
             "/api/marketplace-orders/{}/approve_by_provider/",
-            id(order_uuid)
+            path_id("order", order_uuid)?
         );
         self.post_action(&path, Some(&json!({}))).await
     }
@@ -89,7 +99,7 @@ impl WaldurClient {
     ) -> Result<()> {
         let path = format!(
             "/api/marketplace-orders/{}/reject_by_provider/",
-            id(order_uuid)
+            path_id("order", order_uuid)?
         );
         let body = match comment {
             Some(c) => json!({ "provider_rejection_comment": c }),
@@ -101,13 +111,16 @@ impl WaldurClient {
     pub async fn set_order_executing(&self, order_uuid: &str) -> Result<()> {
         let path = format!(
             "/api/marketplace-orders/{}/set_state_executing/",
-            id(order_uuid)
+            path_id("order", order_uuid)?
         );
         self.post_action::<Value>(&path, None).await
     }
 
     pub async fn set_order_done(&self, order_uuid: &str) -> Result<()> {
-        let path = format!("/api/marketplace-orders/{}/set_state_done/", id(order_uuid));
+        let path = format!(
+            "/api/marketplace-orders/{}/set_state_done/",
+            path_id("order", order_uuid)?
+        );
         self.post_action::<Value>(&path, None).await
     }
 
@@ -119,14 +132,17 @@ impl WaldurClient {
     ) -> Result<()> {
         let path = format!(
             "/api/marketplace-orders/{}/set_state_erred/",
-            id(order_uuid)
+            path_id("order", order_uuid)?
         );
         let body = json!({ "error_message": error_message, "error_traceback": error_traceback });
         self.post_action(&path, Some(&body)).await
     }
 
     pub async fn set_order_backend_id(&self, order_uuid: &str, backend_id: &str) -> Result<()> {
-        let path = format!("/api/marketplace-orders/{}/set_backend_id/", id(order_uuid));
+        let path = format!(
+            "/api/marketplace-orders/{}/set_backend_id/",
+            path_id("order", order_uuid)?
+        );
         self.post_action(&path, Some(&json!({ "backend_id": backend_id })))
             .await
     }
@@ -149,7 +165,10 @@ impl WaldurClient {
         resource_uuid: &str,
         fields: &[&str],
     ) -> Result<ProviderResource> {
-        let path = format!("/api/marketplace-provider-resources/{}/", id(resource_uuid));
+        let path = format!(
+            "/api/marketplace-provider-resources/{}/",
+            path_id("resource", resource_uuid)?
+        );
         self.get_json(&path, &Params::new().fields(fields)).await
     }
 
@@ -161,7 +180,7 @@ impl WaldurClient {
     ) -> Result<Vec<ProjectUser>> {
         let path = format!(
             "/api/marketplace-provider-resources/{}/team/",
-            id(resource_uuid)
+            path_id("resource", resource_uuid)?
         );
         let params = if consented_only {
             Params::new().add("has_consent", "true")
@@ -171,11 +190,11 @@ impl WaldurClient {
         self.list_page(&path, &params).await
     }
 
-    fn resource_action(resource_uuid: &str, action: &str) -> String {
-        format!(
+    fn resource_action(resource_uuid: &str, action: &str) -> Result<String> {
+        Ok(format!(
             "/api/marketplace-provider-resources/{}/{action}/",
-            id(resource_uuid)
-        )
+            path_id("resource", resource_uuid)?
+        ))
     }
 
     pub async fn set_resource_backend_id(
@@ -183,7 +202,7 @@ impl WaldurClient {
         resource_uuid: &str,
         backend_id: &str,
     ) -> Result<()> {
-        let path = Self::resource_action(resource_uuid, "set_backend_id");
+        let path = Self::resource_action(resource_uuid, "set_backend_id")?;
         self.post_action(&path, Some(&json!({ "backend_id": backend_id })))
             .await
     }
@@ -194,7 +213,7 @@ impl WaldurClient {
         resource_uuid: &str,
         limits: &std::collections::BTreeMap<String, i64>,
     ) -> Result<()> {
-        let path = Self::resource_action(resource_uuid, "set_limits");
+        let path = Self::resource_action(resource_uuid, "set_limits")?;
         self.post_action(&path, Some(&json!({ "limits": limits })))
             .await
     }
@@ -204,7 +223,7 @@ impl WaldurClient {
         resource_uuid: &str,
         metadata: &Map<String, Value>,
     ) -> Result<()> {
-        let path = Self::resource_action(resource_uuid, "set_backend_metadata");
+        let path = Self::resource_action(resource_uuid, "set_backend_metadata")?;
         self.post_action(&path, Some(&json!({ "backend_metadata": metadata })))
             .await
     }
@@ -214,18 +233,18 @@ impl WaldurClient {
         resource_uuid: &str,
         endpoints: &[EndpointItem],
     ) -> Result<()> {
-        let path = Self::resource_action(resource_uuid, "set_endpoints");
+        let path = Self::resource_action(resource_uuid, "set_endpoints")?;
         self.post_action(&path, Some(&json!({ "endpoints": endpoints })))
             .await
     }
 
     pub async fn refresh_resource_last_sync(&self, resource_uuid: &str) -> Result<()> {
-        let path = Self::resource_action(resource_uuid, "refresh_last_sync");
+        let path = Self::resource_action(resource_uuid, "refresh_last_sync")?;
         self.post_action::<Value>(&path, None).await
     }
 
     pub async fn set_resource_ok(&self, resource_uuid: &str) -> Result<()> {
-        let path = Self::resource_action(resource_uuid, "set_as_ok");
+        let path = Self::resource_action(resource_uuid, "set_as_ok")?;
         self.post_action::<Value>(&path, None).await
     }
 
@@ -235,7 +254,7 @@ impl WaldurClient {
         error_message: &str,
         error_traceback: &str,
     ) -> Result<()> {
-        let path = Self::resource_action(resource_uuid, "set_as_erred");
+        let path = Self::resource_action(resource_uuid, "set_as_erred")?;
         let body = json!({ "error_message": error_message, "error_traceback": error_traceback });
         self.post_action(&path, Some(&body)).await
     }
@@ -247,7 +266,7 @@ impl WaldurClient {
         resource_uuid: &str,
         statuses: &[Value],
     ) -> Result<MembershipSyncResult> {
-        let path = Self::resource_action(resource_uuid, "set_membership_sync_statuses");
+        let path = Self::resource_action(resource_uuid, "set_membership_sync_statuses")?;
         self.post_json(&path, Some(&json!({ "statuses": statuses })))
             .await
     }
@@ -259,7 +278,10 @@ impl WaldurClient {
         offering_uuid: &str,
         fields: &[&str],
     ) -> Result<ProviderOffering> {
-        let path = format!("/api/marketplace-provider-offerings/{}/", id(offering_uuid));
+        let path = format!(
+            "/api/marketplace-provider-offerings/{}/",
+            path_id("offering", offering_uuid)?
+        );
         self.get_json(&path, &Params::new().fields(fields)).await
     }
 
@@ -271,7 +293,7 @@ impl WaldurClient {
     ) -> Result<BackendIdCheck> {
         let path = format!(
             "/api/marketplace-provider-offerings/{}/check_unique_backend_id/",
-            id(offering_uuid)
+            path_id("offering", offering_uuid)?
         );
         let body = json!({ "backend_id": backend_id, "check_all_offerings": check_all_offerings });
         self.post_json(&path, Some(&body)).await
@@ -281,7 +303,7 @@ impl WaldurClient {
     pub async fn create_offering_component(&self, offering_uuid: &str, body: &Value) -> Result<()> {
         let path = format!(
             "/api/marketplace-provider-offerings/{}/create_offering_component/",
-            id(offering_uuid)
+            path_id("offering", offering_uuid)?
         );
         self.post_action(&path, Some(body)).await
     }
@@ -290,7 +312,7 @@ impl WaldurClient {
     pub async fn update_offering_component(&self, offering_uuid: &str, body: &Value) -> Result<()> {
         let path = format!(
             "/api/marketplace-provider-offerings/{}/update_offering_component/",
-            id(offering_uuid)
+            path_id("offering", offering_uuid)?
         );
         self.post_action(&path, Some(body)).await
     }
@@ -298,7 +320,7 @@ impl WaldurClient {
     pub async fn user_attribute_config(&self, offering_uuid: &str) -> Result<UserAttributeConfig> {
         let path = format!(
             "/api/marketplace-provider-offerings/{}/user-attribute-config/",
-            id(offering_uuid)
+            path_id("offering", offering_uuid)?
         );
         self.get_json(&path, &Params::new()).await
     }
@@ -309,7 +331,7 @@ impl WaldurClient {
     ) -> Result<Vec<OfferingAccount>> {
         let path = format!(
             "/api/marketplace-provider-offerings/{}/list_project_service_accounts/",
-            id(offering_uuid)
+            path_id("offering", offering_uuid)?
         );
         self.list_all(&path, &Params::new()).await
     }
@@ -317,13 +339,13 @@ impl WaldurClient {
     pub async fn list_course_accounts(&self, offering_uuid: &str) -> Result<Vec<OfferingAccount>> {
         let path = format!(
             "/api/marketplace-provider-offerings/{}/list_course_accounts/",
-            id(offering_uuid)
+            path_id("offering", offering_uuid)?
         );
         self.list_all(&path, &Params::new()).await
     }
 
     pub async fn get_plan(&self, plan_uuid: &str) -> Result<Plan> {
-        let path = format!("/api/marketplace-plans/{}/", id(plan_uuid));
+        let path = format!("/api/marketplace-plans/{}/", path_id("plan", plan_uuid)?);
         self.get_json(&path, &Params::new()).await
     }
 
@@ -344,7 +366,7 @@ impl WaldurClient {
     pub async fn service_provider_keys(&self, service_provider_uuid: &str) -> Result<Vec<SshKey>> {
         let path = format!(
             "/api/marketplace-service-providers/{}/keys/",
-            id(service_provider_uuid)
+            path_id("service provider", service_provider_uuid)?
         );
         self.list_page(&path, &Params::new()).await
     }
@@ -358,7 +380,7 @@ impl WaldurClient {
     ) -> Result<Vec<Project>> {
         let path = format!(
             "/api/marketplace-service-providers/{}/projects/",
-            id(service_provider_uuid)
+            path_id("service provider", service_provider_uuid)?
         );
         let params = Params::new().add("query", query).fields(fields);
         self.list_page(&path, &params).await
@@ -399,7 +421,7 @@ impl WaldurClient {
     pub async fn get_offering_user(&self, offering_user_uuid: &str) -> Result<OfferingUser> {
         let path = format!(
             "/api/marketplace-offering-users/{}/",
-            id(offering_user_uuid)
+            path_id("offering user", offering_user_uuid)?
         );
         self.get_json(&path, &Params::new()).await
     }
@@ -412,7 +434,7 @@ impl WaldurClient {
     ) -> Result<OfferingUser> {
         let path = format!(
             "/api/marketplace-offering-users/{}/",
-            id(offering_user_uuid)
+            path_id("offering user", offering_user_uuid)?
         );
         let raw = self
             .send_body(
@@ -424,15 +446,15 @@ impl WaldurClient {
         crate::client::decode(&raw)
     }
 
-    fn offering_user_action(offering_user_uuid: &str, action: &str) -> String {
-        format!(
+    fn offering_user_action(offering_user_uuid: &str, action: &str) -> Result<String> {
+        Ok(format!(
             "/api/marketplace-offering-users/{}/{action}/",
-            id(offering_user_uuid)
-        )
+            path_id("offering user", offering_user_uuid)?
+        ))
     }
 
     pub async fn offering_user_begin_creating(&self, offering_user_uuid: &str) -> Result<()> {
-        let path = Self::offering_user_action(offering_user_uuid, "begin_creating");
+        let path = Self::offering_user_action(offering_user_uuid, "begin_creating")?;
         self.post_action::<Value>(&path, None).await
     }
 
@@ -440,12 +462,12 @@ impl WaldurClient {
         &self,
         offering_user_uuid: &str,
     ) -> Result<()> {
-        let path = Self::offering_user_action(offering_user_uuid, "set_validation_complete");
+        let path = Self::offering_user_action(offering_user_uuid, "set_validation_complete")?;
         self.post_action::<Value>(&path, None).await
     }
 
     pub async fn offering_user_set_error_creating(&self, offering_user_uuid: &str) -> Result<()> {
-        let path = Self::offering_user_action(offering_user_uuid, "set_error_creating");
+        let path = Self::offering_user_action(offering_user_uuid, "set_error_creating")?;
         self.post_action::<Value>(&path, None).await
     }
 
@@ -455,7 +477,7 @@ impl WaldurClient {
         comment: &str,
         comment_url: Option<&str>,
     ) -> Result<()> {
-        let path = Self::offering_user_action(offering_user_uuid, "set_pending_account_linking");
+        let path = Self::offering_user_action(offering_user_uuid, "set_pending_account_linking")?;
         self.post_action(&path, Some(&comment_body(comment, comment_url)))
             .await
     }
@@ -467,7 +489,7 @@ impl WaldurClient {
         comment_url: Option<&str>,
     ) -> Result<()> {
         let path =
-            Self::offering_user_action(offering_user_uuid, "set_pending_additional_validation");
+            Self::offering_user_action(offering_user_uuid, "set_pending_additional_validation")?;
         self.post_action(&path, Some(&comment_body(comment, comment_url)))
             .await
     }
@@ -528,7 +550,7 @@ impl WaldurClient {
     ) -> Result<()> {
         let path = format!(
             "/api/marketplace-component-usages/{}/set_user_usages/",
-            id(component_usage_uuid)
+            path_id("component usage", component_usage_uuid)?
         );
         self.post_action(&path, Some(&json!({ "usages": usages })))
             .await
@@ -608,7 +630,7 @@ impl WaldurClient {
     ) -> Result<AgentIdentity> {
         let path = format!(
             "/api/marketplace-site-agent-identities/{}/",
-            id(identity_uuid)
+            path_id("identity", identity_uuid)?
         );
         let raw = self
             .send_body(reqwest::Method::PUT, &path, Some(request))
@@ -638,7 +660,7 @@ impl WaldurClient {
     ) -> Result<AgentService> {
         let path = format!(
             "/api/marketplace-site-agent-identities/{}/register_service/",
-            id(identity_uuid)
+            path_id("identity", identity_uuid)?
         );
         self.post_json(&path, Some(&json!({ "name": name, "mode": mode })))
             .await
@@ -654,7 +676,7 @@ impl WaldurClient {
     ) -> Result<AgentProcessor> {
         let path = format!(
             "/api/marketplace-site-agent-services/{}/register_processor/",
-            id(service_uuid)
+            path_id("service", service_uuid)?
         );
         let body = json!({ "name": name, "backend_type": backend_type, "backend_version": backend_version });
         self.post_json(&path, Some(&body)).await
@@ -667,7 +689,7 @@ impl WaldurClient {
     ) -> Result<()> {
         let path = format!(
             "/api/marketplace-site-agent-services/{}/set_statistics/",
-            id(service_uuid)
+            path_id("service", service_uuid)?
         );
         self.post_action(&path, Some(&json!({ "statistics": statistics })))
             .await
@@ -681,7 +703,7 @@ impl WaldurClient {
     ) -> Result<EventSubscription> {
         let path = format!(
             "/api/marketplace-site-agent-identities/{}/register_event_subscription/",
-            id(identity_uuid)
+            path_id("identity", identity_uuid)?
         );
         let body = json!({ "observable_object_type": object_type, "description": description });
         self.post_json(&path, Some(&body)).await
@@ -695,7 +717,7 @@ impl WaldurClient {
     ) -> Result<EventSubscriptionQueue> {
         let path = format!(
             "/api/event-subscriptions/{}/create_queue/",
-            id(subscription_uuid)
+            path_id("subscription", subscription_uuid)?
         );
         let body = json!({ "offering_uuid": id(offering_uuid), "object_type": object_type });
         self.post_json(&path, Some(&body)).await
@@ -709,7 +731,7 @@ impl WaldurClient {
     ) -> Result<AgentQueue> {
         let path = format!(
             "/api/marketplace-site-agent-identities/{}/register_queue/",
-            id(identity_uuid)
+            path_id("identity", identity_uuid)?
         );
         let body = match object_types {
             Some(types) => json!({ "object_types": types }),
@@ -719,7 +741,10 @@ impl WaldurClient {
     }
 
     pub async fn delete_event_subscription(&self, subscription_uuid: &str) -> Result<()> {
-        let path = format!("/api/event-subscriptions/{}/", id(subscription_uuid));
+        let path = format!(
+            "/api/event-subscriptions/{}/",
+            path_id("subscription", subscription_uuid)?
+        );
         self.send_body::<Value>(reqwest::Method::DELETE, &path, None)
             .await
             .map(|_| ())

@@ -67,6 +67,10 @@ pub struct ClientOptions {
     /// Whole-request timeout.
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// Largest response body read, in bytes; enforced while the body streams in.
+    pub max_response_bytes: u64,
+    /// Most pages one listing follows through `Link: rel="next"`.
+    pub max_pages: u32,
 }
 
 impl ClientOptions {
@@ -79,9 +83,45 @@ impl ClientOptions {
             proxy: None,
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_pages: DEFAULT_MAX_PAGES,
         }
     }
+
+    /// Apply [`MAX_RESPONSE_MB_ENV`] and [`MAX_PAGES_ENV`] when set (`env` stands for the process
+    /// environment); the error names the variable and the value.
+    pub fn apply_env_limits(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        let read = |name: &str| -> Result<Option<u64>, String> {
+            match env(name) {
+                None => Ok(None),
+                Some(v) if v.trim().is_empty() => Ok(None),
+                Some(v) => match v.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => Err(format!("{name}={v:?} is not a whole number above 0")),
+                },
+            }
+        };
+        if let Some(mb) = read(MAX_RESPONSE_MB_ENV)? {
+            self.max_response_bytes = mb
+                .checked_mul(1024 * 1024)
+                .ok_or_else(|| format!("{MAX_RESPONSE_MB_ENV}={mb} is too large"))?;
+        }
+        if let Some(pages) = read(MAX_PAGES_ENV)? {
+            self.max_pages = u32::try_from(pages)
+                .map_err(|_| format!("{MAX_PAGES_ENV}={pages} is too large"))?;
+        }
+        Ok(())
+    }
 }
+
+/// Default cap on one response body: 64 MiB (a page of 100 orders is a few hundred KiB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+/// Default cap on the pages of one listing: 10 000 pages of 100 items.
+pub const DEFAULT_MAX_PAGES: u32 = 10_000;
+/// Environment variable overriding [`DEFAULT_MAX_RESPONSE_BYTES`], in MiB.
+pub const MAX_RESPONSE_MB_ENV: &str = "WALDUR_SITE_AGENT_MAX_RESPONSE_MB";
+/// Environment variable overriding [`DEFAULT_MAX_PAGES`].
+pub const MAX_PAGES_ENV: &str = "WALDUR_SITE_AGENT_MAX_PAGES";
 
 /// Query parameters; repeated keys are kept (`state=a&state=b`, `field=x&field=y`).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -130,8 +170,6 @@ pub const PAGE_SIZE: u32 = 100;
 const OIDC_REFRESH_MARGIN: Duration = Duration::from_secs(30);
 /// Lifetime assumed when the token endpoint omits `expires_in`.
 const OIDC_DEFAULT_TTL: Duration = Duration::from_secs(300);
-/// A runaway `next` chain (a broken proxy rewriting links) must not loop forever.
-const MAX_PAGES: u32 = 100_000;
 
 static INSTALL_CRYPTO: Once = Once::new();
 
@@ -147,6 +185,8 @@ struct Inner {
     base: String,
     auth: Auth,
     oidc_token: Mutex<Option<CachedToken>>,
+    max_response_bytes: u64,
+    max_pages: u32,
 }
 
 struct CachedToken {
@@ -216,6 +256,8 @@ impl WaldurClient {
                 base,
                 auth: options.auth,
                 oidc_token: Mutex::new(None),
+                max_response_bytes: options.max_response_bytes.max(1),
+                max_pages: options.max_pages.max(1),
             }),
         })
     }
@@ -226,6 +268,7 @@ impl WaldurClient {
     }
 
     fn url(&self, path: &str, params: &Params) -> Result<Url, WaldurError> {
+        check_api_path(path)?;
         let mut url = Url::parse(&format!("{}{}", self.inner.base, path))
             .map_err(|e| WaldurError::config(format!("invalid request path {path}: {e}")))?;
         if !params.0.is_empty() {
@@ -281,10 +324,7 @@ impl WaldurClient {
             .await
             .map_err(|e| WaldurError::transport(shown.clone(), &e))?;
         let status = response.status();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| WaldurError::transport(shown.clone(), &e))?;
+        let body = read_body(response, self.inner.max_response_bytes, &shown).await?;
         if !status.is_success() {
             return Err(WaldurError::from_status(status.as_u16(), shown, &body));
         }
@@ -345,10 +385,7 @@ impl WaldurClient {
             .map_err(|e| WaldurError::transport(shown.clone(), &e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| WaldurError::transport(shown.clone(), &e))?;
+        let text = read_body(response, self.inner.max_response_bytes, &shown).await?;
         if status == StatusCode::UNAUTHORIZED {
             // An OIDC token may have been revoked early: fetch a new one next time.
             if matches!(self.inner.auth, Auth::Oidc { .. }) {
@@ -421,6 +458,9 @@ impl WaldurClient {
     }
 
     /// Every item of a list endpoint: `page_size=100`, following `Link: <…>; rel="next"`.
+    ///
+    /// A chain that does not end is an error, never a silent truncation: more than `max_pages`
+    /// pages, or a `next` link that does not move forward (the same or an earlier page).
     pub async fn list_all<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -428,6 +468,7 @@ impl WaldurClient {
     ) -> Result<Vec<T>, WaldurError> {
         let mut query = params.clone();
         query.set("page_size", PAGE_SIZE);
+        let max_pages = self.inner.max_pages;
         let mut page: u32 = 1;
         let mut items = Vec::new();
         loop {
@@ -441,16 +482,88 @@ impl WaldurClient {
             let Some(next) = next_page(&raw.headers) else {
                 break;
             };
+            if batch_len == 0 {
+                // An empty page cannot be followed by items: the listing is complete.
+                break;
+            }
             // Re-issue against our own base URL with the `page` number from the link: a proxy in
             // front of Mastermind may render links with an internal host name.
-            let next_number = next.unwrap_or(page + 1);
-            if next_number <= page || batch_len == 0 || page >= MAX_PAGES {
-                break;
+            let next_number = next.unwrap_or(page.saturating_add(1));
+            if next_number <= page {
+                return Err(WaldurError::pagination(
+                    format!("GET {path}"),
+                    format!(
+                        "pagination does not advance: page {page} links to page {next_number} as next; refusing to loop"
+                    ),
+                ));
+            }
+            if next_number > max_pages {
+                return Err(WaldurError::pagination(
+                    format!("GET {path}"),
+                    format!(
+                        "pagination goes on past {max_pages} pages ({} items read); stopped (raise {MAX_PAGES_ENV} if the listing is really this long)",
+                        items.len()
+                    ),
+                ));
             }
             page = next_number;
         }
         Ok(items)
     }
+}
+
+/// Read a response body of at most `cap` bytes, chunk by chunk: a body that declares more, or
+/// grows past it while streaming, is refused without holding more than `cap` bytes.
+async fn read_body(
+    mut response: reqwest::Response,
+    cap: u64,
+    shown: &str,
+) -> Result<String, WaldurError> {
+    let declared = response.content_length();
+    if let Some(len) = declared
+        && len > cap
+    {
+        return Err(WaldurError::too_large(shown.to_owned(), cap, Some(len)));
+    }
+    const INITIAL: u64 = 64 * 1024;
+    let capacity = declared.unwrap_or(INITIAL).min(cap).min(INITIAL * 16);
+    let mut body: Vec<u8> = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| WaldurError::transport(shown.to_owned(), &e))?
+    {
+        if (body.len() as u64).saturating_add(chunk.len() as u64) > cap {
+            return Err(WaldurError::too_large(shown.to_owned(), cap, None));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(match String::from_utf8(body) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+/// Requests only ever go to `/api/...` of the configured server. Paths are built from constants
+/// and checked UUIDs; this is the second line: no `..`/`.` segment, no query, fragment or escape
+/// that could make the URL parser land on another endpoint.
+fn check_api_path(path: &str) -> Result<(), WaldurError> {
+    let refuse = |why: &str| {
+        Err(WaldurError::config(format!(
+            "refused request path '{}': {why}; no request was made",
+            path.escape_default()
+        )))
+    };
+    if !path.starts_with("/api/") {
+        return refuse("it is not under /api/");
+    }
+    if let Some(c) = path
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_')))
+    {
+        return refuse(&format!("character {c:?} is not allowed in a path"));
+    }
+    Ok(())
 }
 
 /// `Some(Some(n))` when the Link header has `rel="next"` with a page number, `Some(None)` when

@@ -15,7 +15,8 @@ pub enum ErrorKind {
     Unauthorized,
     /// 400 and other 4xx: the request is wrong; retrying will not help.
     Permanent,
-    /// The response could not be read as the expected JSON.
+    /// The response could not be used: not the expected JSON, a body over the size cap, or
+    /// pagination that does not end. A broken server or proxy; retrying soon will not help.
     Decode,
     /// The client itself is misconfigured (bad URL, bad proxy, TLS setup).
     Config,
@@ -87,6 +88,52 @@ impl WaldurError {
         }
     }
 
+    /// An id from Waldur (a response or an event) that is not a UUID, refused before it could
+    /// become part of a request path. No request was made.
+    pub(crate) fn invalid_id(what: &str, value: &str) -> Self {
+        const SHOWN_CHARS: usize = 80;
+        let mut shown: String = value.chars().take(SHOWN_CHARS).collect();
+        if value.chars().count() > SHOWN_CHARS {
+            shown.push('…');
+        }
+        WaldurError {
+            kind: ErrorKind::Permanent,
+            status: None,
+            url: String::new(),
+            message: format!(
+                "refused {what} id '{}' from Waldur: not a UUID (32 hex digits, dashes allowed), so it is not put in a request path; no request was made",
+                shown.escape_default()
+            ),
+        }
+    }
+
+    /// The response body grew past `cap` bytes; reading stopped there.
+    pub(crate) fn too_large(url: String, cap: u64, declared: Option<u64>) -> Self {
+        let size = match declared {
+            Some(len) => format!("declares {len} bytes"),
+            None => "is larger".to_owned(),
+        };
+        WaldurError {
+            kind: ErrorKind::Decode,
+            status: None,
+            url,
+            message: format!(
+                "response body {size}, over the cap of {} (WALDUR_SITE_AGENT_MAX_RESPONSE_MB); reading stopped",
+                human_bytes(cap)
+            ),
+        }
+    }
+
+    /// A `Link: rel="next"` chain that does not end (or goes back).
+    pub(crate) fn pagination(url: String, message: String) -> Self {
+        WaldurError {
+            kind: ErrorKind::Decode,
+            status: None,
+            url,
+            message,
+        }
+    }
+
     pub(crate) fn config(message: impl Into<String>) -> Self {
         WaldurError {
             kind: ErrorKind::Config,
@@ -125,12 +172,23 @@ impl fmt::Display for WaldurError {
                 "Waldur returned {status} for {}: {}",
                 self.url, self.message
             ),
+            None if self.url.is_empty() => write!(f, "Waldur request failed: {}", self.message),
             None => write!(f, "Waldur request {} failed: {}", self.url, self.message),
         }
     }
 }
 
 impl std::error::Error for WaldurError {}
+
+/// `64 MiB` for whole MiB, else bytes.
+pub(crate) fn human_bytes(n: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if n >= MIB && n % MIB == 0 {
+        format!("{} MiB", n / MIB)
+    } else {
+        format!("{n} bytes")
+    }
+}
 
 fn excerpt(body: &str) -> String {
     let trimmed = body.trim();
@@ -175,6 +233,24 @@ pub(crate) fn safe_url(url: &url::Url) -> String {
     shown.to_string()
 }
 
+/// A URL for display with the password of its user info masked: `http://user:pass@host/` →
+/// `http://user:***@host/`. Anything else is returned unchanged, text that is not a URL included.
+pub fn mask_url_password(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let Some(at) = authority.rfind('@') else {
+        return text.to_owned();
+    };
+    let (userinfo, host) = authority.split_at(at);
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{host}{tail}"),
+        None => text.to_owned(),
+    }
+}
+
 /// reqwest's error text embeds the URL; re-render any URL it contains through [`safe_url`].
 fn redact_urls(text: &str) -> String {
     text.split(' ')
@@ -187,4 +263,39 @@ fn redact_urls(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_passwords_are_masked_and_nothing_else_changes() {
+        assert_eq!(
+            mask_url_password("http://user:pass@host/"),
+            "http://user:***@host/"
+        );
+        assert_eq!(
+            mask_url_password("https://u:p%40ss:w@waldur.example:8443/api/?x=1"),
+            "https://u:***@waldur.example:8443/api/?x=1"
+        );
+        assert_eq!(mask_url_password("https://u:p@h"), "https://u:***@h");
+        assert_eq!(mask_url_password("https://u:p@h?q"), "https://u:***@h?q");
+        // A user without a password, no user info, an '@' after the host, not a URL.
+        assert_eq!(mask_url_password("http://user@host/"), "http://user@host/");
+        assert_eq!(
+            mask_url_password("http://h:8000/api/"),
+            "http://h:8000/api/"
+        );
+        assert_eq!(mask_url_password("http://h/a@b:c"), "http://h/a@b:c");
+        assert_eq!(mask_url_password("not a url"), "not a url");
+    }
+
+    #[test]
+    fn safe_url_drops_user_info_and_secret_parameters() {
+        let url = url::Url::parse("http://user:pass@host/api/x/?token=abc&page=2").expect("url");
+        let shown = safe_url(&url);
+        assert!(!shown.contains("pass") && !shown.contains("abc"), "{shown}");
+        assert!(shown.contains("page=2"), "{shown}");
+    }
 }

@@ -15,7 +15,10 @@ pub mod ids;
 pub mod models;
 
 pub use api::{OfferingUserFilter, ResourceFilter};
-pub use client::{Auth, ClientOptions, PAGE_SIZE, Params, Secret, WaldurClient, strip_api_suffix};
-pub use error::{ErrorKind, WaldurError};
+pub use client::{
+    Auth, ClientOptions, DEFAULT_MAX_PAGES, DEFAULT_MAX_RESPONSE_BYTES, MAX_PAGES_ENV,
+    MAX_RESPONSE_MB_ENV, PAGE_SIZE, Params, Secret, WaldurClient, strip_api_suffix,
+};
+pub use error::{ErrorKind, WaldurError, mask_url_password};
 pub use ids::{InvalidUuid, WaldurUuid, normalize_uuid, uuid_from_url};
 pub use models::*;

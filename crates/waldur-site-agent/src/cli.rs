@@ -20,6 +20,8 @@ ENVIRONMENT:
   WALDUR_SITE_AGENT_SHUTDOWN_TIMEOUT_SECONDS         on SIGTERM, wait this long for items in hand (default 10)
   WALDUR_SITE_AGENT_LOG_LEVEL                        overrides log_level from the config file
   SENTRY_ENVIRONMENT                                 Sentry environment name (with sentry_dsn)
+  WALDUR_SITE_AGENT_MAX_RESPONSE_MB                  largest Waldur response body read, in MiB (default 64)
+  WALDUR_SITE_AGENT_MAX_PAGES                        most pages one Waldur listing follows (default 10000)
   Config values may reference ${VAR} and ${VAR:-default}; write $${ for a literal ${.
 
 EXAMPLES:

@@ -29,82 +29,27 @@ pub fn check_liveness(path: &Path, max_age: Duration) -> Result<Duration, String
     }
 }
 
-/// A Waldur HTTP client for one offering: TLS verification and proxy as configured.
-pub fn http_client(
-    config: &AgentConfig,
-    offering: &OfferingConfig,
-    user_agent: &str,
-) -> anyhow::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .user_agent(user_agent)
-        .timeout(Duration::from_secs(20))
-        .danger_accept_invalid_certs(!offering.verify_ssl);
-    if let Some(proxy) = &config.global_proxy {
-        builder = builder.proxy(reqwest::Proxy::all(proxy)?);
-    }
-    Ok(builder.build()?)
-}
+/// How long one readiness request may take.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The `Authorization` header value: the static token, else an OIDC client-credentials token.
-pub async fn authorization(
-    client: &reqwest::Client,
-    offering: &OfferingConfig,
-) -> anyhow::Result<String> {
-    if !offering.waldur_api_token.is_empty() {
-        return Ok(format!("Token {}", offering.waldur_api_token.expose()));
-    }
-    let (Some(url), Some(id), Some(secret)) = (
-        &offering.oidc_token_url,
-        &offering.oidc_client_id,
-        &offering.oidc_client_secret,
-    ) else {
-        anyhow::bail!("no waldur_api_token and no OIDC client configured");
-    };
-    let resp = client
-        .post(url)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", id.as_str()),
-            ("client_secret", secret.expose()),
-        ])
-        .send()
-        .await?;
-    let status = resp.status();
-    if !status.is_success() {
-        anyhow::bail!("OIDC token endpoint answered {status}");
-    }
-    let body: serde_json::Value = resp.json().await?;
-    let token = body
-        .get("access_token")
-        .and_then(|t| t.as_str())
-        .ok_or_else(|| anyhow::anyhow!("OIDC token response has no access_token"))?;
-    Ok(format!("Bearer {token}"))
-}
-
-/// `GET <waldur_api_url>users/me/?field=uuid`; the user's UUID on success.
+/// `GET <waldur_api_url>users/me/?field=uuid` through the agent's own Waldur client (auth, TLS,
+/// proxy, response cap, errors without credentials or URL user info); the user's UUID on success.
 pub async fn check_offering(
     config: &AgentConfig,
     offering: &OfferingConfig,
     user_agent: &str,
 ) -> anyhow::Result<String> {
-    let client = http_client(config, offering, user_agent)?;
-    let auth = authorization(&client, offering).await?;
-    let url = format!("{}users/me/?field=uuid", offering.waldur_api_url);
-    let resp = client
-        .get(&url)
-        .header(reqwest::header::AUTHORIZATION, auth)
-        .send()
-        .await?;
-    let status = resp.status();
-    if !status.is_success() {
-        anyhow::bail!("GET users/me/ answered {status}");
-    }
-    let body: serde_json::Value = resp.json().await?;
-    Ok(body
-        .get("uuid")
-        .and_then(|u| u.as_str())
-        .unwrap_or("?")
-        .to_owned())
+    let mut options =
+        crate::modes::client_options(config, offering, "healthz").map_err(anyhow::Error::msg)?;
+    options.user_agent = user_agent.to_owned();
+    options.timeout = READINESS_TIMEOUT;
+    let client = waldur_client::WaldurClient::new(options)?;
+    let user = client.current_user_fields(&["uuid"]).await?;
+    Ok(if user.uuid.is_empty() {
+        "?".to_owned()
+    } else {
+        user.uuid
+    })
 }
 
 /// Ready when any offering's Waldur answers.

@@ -289,6 +289,10 @@ fn masked_settings(o: &OfferingConfig) -> serde_json::Value {
             serde_json::Value::String(_) if agent_config::is_secret_key(key) => {
                 serde_json::Value::from("***")
             }
+            // A URL setting may carry a password in its user info.
+            serde_json::Value::String(s) => {
+                serde_json::Value::from(waldur_client::mask_url_password(s))
+            }
             other => other.clone(),
         }
     }
@@ -336,7 +340,13 @@ async fn diagnostics(cli: &Cli, offline: bool) -> ExitCode {
     }
     for (i, o) in cfg.offerings.iter().enumerate() {
         line(&mut out, format!("offering[{i}] {}", o.name));
-        line(&mut out, format!("  waldur_api_url: {}", o.waldur_api_url));
+        line(
+            &mut out,
+            format!(
+                "  waldur_api_url: {}",
+                waldur_client::mask_url_password(&o.waldur_api_url)
+            ),
+        );
         line(
             &mut out,
             format!("  waldur_offering_uuid: {}", o.waldur_offering_uuid),

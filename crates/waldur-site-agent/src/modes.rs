@@ -29,6 +29,17 @@ pub fn client_for(
     offering: &OfferingConfig,
     mode: &str,
 ) -> Result<WaldurClient, String> {
+    let options = client_options(agent, offering, mode)?;
+    WaldurClient::new(options).map_err(|e| format!("offering '{}': {e}", offering.name))
+}
+
+/// The client options of an offering: auth, TLS, proxy, User-Agent, and the response-size and
+/// page caps (`WALDUR_SITE_AGENT_MAX_RESPONSE_MB`, `WALDUR_SITE_AGENT_MAX_PAGES`).
+pub fn client_options(
+    agent: &AgentConfig,
+    offering: &OfferingConfig,
+    mode: &str,
+) -> Result<ClientOptions, String> {
     let auth = if offering.waldur_api_token.is_empty() {
         match (
             &offering.oidc_token_url,
@@ -54,7 +65,8 @@ pub fn client_for(
     options.user_agent = format!("waldur-site-agent-{mode}/{}", env!("CARGO_PKG_VERSION"));
     options.verify_tls = offering.verify_ssl;
     options.proxy = agent.global_proxy.clone().filter(|p| !p.trim().is_empty());
-    WaldurClient::new(options).map_err(|e| format!("offering '{}': {e}", offering.name))
+    options.apply_env_limits(|name| std::env::var(name).ok())?;
+    Ok(options)
 }
 
 /// One offering's context, built on first use and rebuilt after a failure (a backend that could
@@ -220,6 +232,9 @@ async fn reconcile(ctx: &OfferingContext) -> CycleReport {
     report
 }
 
+/// Failures named in the "Offering not processed" line; the rest are counted.
+const FAILURES_SHOWN: usize = 5;
+
 fn processor_name(mode: Mode) -> &'static str {
     match mode {
         Mode::OrderProcess => "OfferingOrderProcessor",
@@ -266,13 +281,15 @@ impl ModeRunner for PollingRunner {
                     outcome.processed += report.processed as u64;
                     outcome.failed += report.failed as u64;
                     if report.has_failures() {
-                        // The processors logged each failure where it happened.
+                        // Most processors log each item's failure where it happens, but not all
+                        // (a listing that fails is one line in the report): the summary the
+                        // scheduler logs at warn names what failed and why.
                         for e in &report.errors {
                             tracing::debug!(offering = %name, mode = mode.as_str(), "{e}");
                         }
                         outcome
                             .offerings_failed
-                            .push((name, format!("{} item(s) failed", report.failed)));
+                            .push((name, report.failure_summary(FAILURES_SHOWN)));
                     } else {
                         outcome.offerings_ok.push(name);
                     }

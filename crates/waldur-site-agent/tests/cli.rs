@@ -39,6 +39,8 @@ fn help_mentions_every_mode_and_variable() {
         "WALDUR_SITE_AGENT_RECONCILIATION_PERIOD_MINUTES",
         "WALDUR_SITE_AGENT_LOG_LEVEL",
         "SENTRY_ENVIRONMENT",
+        "WALDUR_SITE_AGENT_MAX_RESPONSE_MB",
+        "WALDUR_SITE_AGENT_MAX_PAGES",
         "validate-config",
         "diagnostics",
         "load-components",
@@ -176,6 +178,102 @@ fn missing_config_file_is_a_clear_error() {
         "{}",
         stderr_of(&out)
     );
+}
+
+/// A SLURM offering whose `backend_settings.allocation_prefix` is `prefix` (YAML-quoted).
+fn config_with_prefix(dir: &std::path::Path, prefix: &str) -> PathBuf {
+    let path = dir.join("prefix.yaml");
+    let text = format!(
+        r#"offerings:
+  - name: "Cluster"
+    waldur_api_url: "http://127.0.0.1:9/api/"
+    waldur_api_token: "token-value"
+    waldur_offering_uuid: "0123456789abcdef0123456789abcdef"
+    backend_type: "slurm"
+    order_processing_backend: "slurm"
+    backend_settings:
+      default_account: "root"
+      allocation_prefix: {prefix:?}
+"#
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[test]
+fn validate_config_refuses_hostile_prefixes_by_key_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (prefix, why) in [
+        ("x;rm -rf /", "character U+003B (';') is not allowed"),
+        ("-i", "it starts with '-' and would be read as an option"),
+    ] {
+        let path = config_with_prefix(dir.path(), prefix);
+        let out = agent()
+            .args(["validate-config", "-c"])
+            .arg(&path)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(1), "{prefix}: {}", stdout_of(&out));
+        let err = stderr_of(&out);
+        let expected = format!(
+            "{}: offerings[0].backend_settings.allocation_prefix: '{prefix}' is not a usable prefix: {why}",
+            path.display()
+        );
+        assert!(
+            err.contains(&expected),
+            "{prefix}: expected {expected:?} in:\n{err}"
+        );
+    }
+    // The same file with an ordinary prefix is fine: the refusal is the prefix's.
+    let path = config_with_prefix(dir.path(), "hpc_");
+    let out = agent()
+        .args(["validate-config", "-c"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+#[test]
+fn config_paths_that_are_not_small_regular_files_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = dir.path().join("big.yaml");
+    // A comment line repeated past the 16 MiB cap: valid YAML, but no agent configuration.
+    std::fs::write(&big, "# padding\n".repeat(1_800_000)).expect("write");
+    for (path, why) in [
+        (PathBuf::from("/dev/zero"), "it is not a regular file"),
+        (dir.path().to_path_buf(), "it is a directory"),
+        (big, "it is larger than 16 MiB"),
+    ] {
+        for command in [
+            &["validate-config"][..],
+            &["-m", "order_process", "--once"][..],
+        ] {
+            let started = std::time::Instant::now();
+            let out = agent()
+                .args(command)
+                .arg("-c")
+                .arg(&path)
+                .output()
+                .expect("runs");
+            assert_eq!(out.status.code(), Some(1), "{} {command:?}", path.display());
+            let err = stderr_of(&out);
+            assert!(
+                err.starts_with(&format!(
+                    "{}: cannot read the configuration file: {why}",
+                    path.display()
+                )),
+                "{} {command:?}: {err}",
+                path.display()
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{} took {:?}",
+                path.display(),
+                started.elapsed()
+            );
+        }
+    }
 }
 
 #[test]
