@@ -9,7 +9,6 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use agent_config::OfferingConfig;
 use agent_core::{CoreSettings, CycleReport, OfferingContext, order_process};
