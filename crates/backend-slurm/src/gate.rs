@@ -9,7 +9,8 @@
 //! sequence, so one batch never acts on what another batch is changing.
 //!
 //! Agents of other processes (one systemd unit per mode) are kept out by an advisory `flock` on
-//! a lock file shared by every process on the machine, taken around each write.
+//! a lock file shared by every process on the machine, taken around each write and inherited by
+//! the write's `sacctmgr`, so that a command outliving a killed agent still holds it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -100,8 +101,14 @@ impl FileLock {
                 .write(true)
                 .open(&path)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
-            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-                .map_err(|(_, e)| format!("{}: {e}", path.display()))
+            let locked = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| format!("{}: {e}", path.display()))?;
+            // The sacctmgr started under this lock inherits it: if the agent dies (kill -9,
+            // OOM) the command goes on, and so must the lock, or the next agent would write
+            // alongside it. The lock is released when both have closed it.
+            nix::fcntl::fcntl(&*locked, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok::<_, String>(locked)
         })
         .await;
         match result {

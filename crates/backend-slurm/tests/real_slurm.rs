@@ -528,13 +528,8 @@ async fn batch_of_100_in_own_projects_is_one_load_on_real_slurm() {
         .collect();
     // Warm the TRES cache (what a running agent has) so the count is the steady-state one.
     let warm = spread_requests(&s, &backend, 1, &users);
-    assert!(
-        backend
-            .create_resources(warm)
-            .await
-            .iter()
-            .all(Result::is_ok)
-    );
+    let warmed = backend.create_resources(warm).await;
+    assert!(warmed.iter().all(Result::is_ok), "{warmed:?}");
     let requests: Vec<CreateRequest> = spread_requests(&s, &backend, 101, &users)
         .into_iter()
         .skip(1)
@@ -720,8 +715,9 @@ async fn per_command_path_without_load_on_real_slurm() {
     for r in &results {
         assert_eq!(r.as_ref().expect("created").users.len(), 2);
     }
-    // list tres + show + customer + 3 projects + 3 allocations + 1 add user.
-    assert_eq!(backend.calls(), 10);
+    // list tres + show + customer + 3 projects + 3 allocations + 1 read-back of the
+    // allocations + 1 add user.
+    assert_eq!(backend.calls(), 11);
     let views: Vec<ResourceView> = requests
         .iter()
         .map(|r| ResourceView {

@@ -286,3 +286,69 @@ async fn sixty_creates_and_terminates_survive_kill_9_at_random_points() {
         "set_state_done calls"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_100_order_cycle_stops_promptly_and_a_restart_finishes() {
+    let _serial = SERIAL.lock().await;
+    let Some(conf) = slurm_conf() else { return };
+    let s = Scenario::start(conf, "trm").await;
+    let orders = s.create_orders(100).await;
+
+    // The long-running agent (no --once), stopped as systemd or Kubernetes stop it.
+    let mut cmd = Process::cargo_bin("waldur-site-agent").expect("binary is built");
+    let log_path = s._dir.path().join("agent.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = cmd
+        .env("SLURM_CONF", &s.conf)
+        .env("WALDUR_SITE_AGENT_LOG_LEVEL", "INFO")
+        .args(["-m", "order_process", "-c"])
+        .arg(&s.config)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("agent starts");
+    // Into the cycle: orders are being approved.
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains("order approved")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the cycle did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let signalled = std::time::Instant::now();
+    let term = Process::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    // The shutdown grace period (10 s by default) bounds the exit; this is the behaviour under
+    // test, not a performance figure.
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(15),
+            "the agent did not exit within its 10 s grace period:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!(
+        "exited {:?} after SIGTERM with {status}",
+        signalled.elapsed()
+    );
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(text.contains("Shutdown requested"), "{text}");
+
+    // A restart completes whatever the stop left, with no duplicate or orphan account.
+    let log = s.cycle();
+    s.assert_one_account_per_resource(&orders, &log);
+    let terminates = s.terminate_all(&orders).await;
+    let log = s.cycle();
+    s.assert_all_gone(&terminates, &log);
+}
