@@ -4,12 +4,11 @@ use backend_api::{Limits, OfferingUserView, OrderView, ResourceView, UserGrant};
 use serde_json::{Map, Value};
 use waldur_client::{Amounts, OfferingUser, Order, ProjectUser, ProviderResource};
 
-/// Waldur amounts (possibly fractional on the wire) → integer limits, rounded.
+/// Waldur amounts → limits in Waldur units, unchanged: fractions stay fractions and nothing is
+/// rounded or saturated here; the check and the conversion to site integers happen in
+/// `backend_api::units` (see [`crate::limits`]).
 pub fn limits_from_amounts(amounts: &Amounts) -> Limits {
-    amounts
-        .iter()
-        .map(|(k, v)| (k.clone(), v.round() as i64))
-        .collect()
+    amounts.clone()
 }
 
 pub fn resource_view(r: &ProviderResource) -> ResourceView {
@@ -123,8 +122,8 @@ mod tests {
         assert_eq!(view.uuid, "00000000000000000000000000000001");
         assert_eq!(view.backend_id, "acc1");
         assert_eq!(view.state, "OK");
-        assert_eq!(view.limits.get("cpu"), Some(&10));
-        assert_eq!(view.limits.get("mem"), Some(&20));
+        assert_eq!(view.limits.get("cpu"), Some(&10.4), "not rounded");
+        assert_eq!(view.limits.get("mem"), Some(&20.0));
     }
 
     #[test]

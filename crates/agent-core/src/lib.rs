@@ -21,6 +21,7 @@ pub mod convert;
 pub mod error;
 pub mod events;
 pub mod identity;
+pub mod limits;
 pub mod membership;
 pub mod orders;
 pub mod report;

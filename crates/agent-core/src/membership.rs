@@ -538,17 +538,24 @@ async fn sync_user_limits(
         }
     };
     let offering_users = ctx.offering_users().await.unwrap_or_default();
+    let bounds = crate::limits::bounds(&resource.offering_components);
     let mut wanted: BTreeMap<String, backend_api::Limits> = BTreeMap::new();
     // A limit we cannot attribute to a site user must not make us clear anyone's limits.
     let mut unattributed = false;
+    // Users with a refused limit keep the limits they have on the site.
+    let mut refused: BTreeSet<String> = BTreeSet::new();
     for limit in waldur {
         let Some(value) = limit.limit else { continue };
         match limit_username(&limit, &offering_users) {
             Some(username) => {
-                wanted
-                    .entry(username)
-                    .or_default()
-                    .insert(limit.component_type.clone(), value as i64);
+                let component = limit.component_type.clone();
+                let own = bounds.get(&component).copied().unwrap_or_default();
+                if let Err(e) = backend_api::units::check_limit(&component, value, own) {
+                    tracing::error!(resource = %resource.uuid, user = %username, error = %e, "per-user limit refused; the user's site limits stay as they are");
+                    refused.insert(username);
+                    continue;
+                }
+                wanted.entry(username).or_default().insert(component, value);
             }
             None => {
                 unattributed = true;
@@ -556,7 +563,7 @@ async fn sync_user_limits(
             }
         }
     }
-    for username in members {
+    for username in members.iter().filter(|u| !refused.contains(*u)) {
         let target = wanted.get(username);
         let current = site.get(username);
         let change = match (target, current) {

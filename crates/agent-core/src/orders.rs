@@ -375,6 +375,13 @@ async fn prepare_inner(
     match &order.state {
         OrderState::Executing => {}
         OrderState::PendingProvider => {
+            if let Some(reason) = refused_pending_limits(backend.as_ref(), order) {
+                ctx.client
+                    .reject_order_by_provider(&order.uuid, Some(&reason))
+                    .await?;
+                tracing::warn!(order = %order.uuid, reason = %reason, "order rejected: limits refused");
+                return Ok(Stage::Finished(OrderOutcome::Rejected));
+            }
             match backend.evaluate_pending_order(&order_view(order)).await? {
                 PendingOrderDecision::Accept => {
                     // The approve answer is enough: the order is executing now, no re-GET.
@@ -423,6 +430,23 @@ async fn prepare_inner(
             "unknown order type '{t}'"
         )))),
     }
+}
+
+/// A pending Create/Update whose limits the site cannot take: the reason to reject it with
+/// (see [`crate::limits`]).
+fn refused_pending_limits(backend: &dyn OrderBackend, order: &Order) -> Option<String> {
+    if !matches!(order.order_type, OrderType::Create | OrderType::Update) {
+        return None;
+    }
+    let view = order_view(order);
+    let resource = ResourceView {
+        limits: view.limits.clone(),
+        attributes: view.attributes.clone(),
+        ..ResourceView::default()
+    };
+    crate::limits::check_order_limits(backend, &resource, &view.limits, &[])
+        .err()
+        .map(|e| e.to_string())
 }
 
 async fn handle_error(
@@ -484,7 +508,7 @@ async fn plan_quotas(ctx: &OfferingContext, plan_uuid: Option<&str>) -> Limits {
     match ctx.client.get_plan(plan).await {
         Ok(plan) => limits_from_amounts(&plan.quotas)
             .into_iter()
-            .filter(|(_, v)| *v != 0)
+            .filter(|(_, v)| *v != 0.0)
             .collect(),
         Err(e) => {
             tracing::warn!(plan = %plan, error = %e, "cannot read plan quotas");
@@ -508,6 +532,13 @@ async fn update(
         tracing::warn!(order = %order.uuid, "update order without limits; nothing to apply");
         return Ok(());
     }
+    // Refused limits err the order; the site keeps the limits it has.
+    crate::limits::check_order_limits(
+        backend.as_ref(),
+        &view,
+        &new_limits,
+        &resource.offering_components,
+    )?;
     if new_limits == view.limits {
         tracing::info!(order = %order.uuid, "limits unchanged");
         return Ok(());
@@ -693,6 +724,13 @@ async fn prepare_create(
 ) -> CoreResult<Stage> {
     let resource = ctx.client.get_resource(resource_uuid(order)?, &[]).await?;
     let view = resource_view(&resource);
+    // Before any site call: refused limits err the order with nothing created.
+    crate::limits::check_order_limits(
+        backend.as_ref(),
+        &view,
+        &view.limits,
+        &resource.offering_components,
+    )?;
     let mut ids = BackendIdPlan::new(ctx, &resource);
     let (backend_id, reused_id) = if view.backend_id.is_empty() {
         // Picked by `reserve_ids`, together with every other Create of the cycle.

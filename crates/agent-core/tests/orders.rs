@@ -114,7 +114,7 @@ async fn restore_of_a_soft_deleted_resource_gives_its_limits_back() {
     h.backend.insert_resource(
         "a1",
         MemoryResource {
-            limits: [("cpu".to_owned(), 0)].into(),
+            limits: [("cpu".to_owned(), 0.0)].into(),
             ..MemoryResource::default()
         },
     );
@@ -123,7 +123,7 @@ async fn restore_of_a_soft_deleted_resource_gives_its_limits_back() {
     assert_eq!(h.waldur.order_state(1), "done");
     assert_eq!(
         h.backend.resource("a1").expect("a1").limits.get("cpu"),
-        Some(&10)
+        Some(&10.0)
     );
     assert_eq!(h.backend.count_calls("create"), 0);
 }

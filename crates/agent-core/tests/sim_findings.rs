@@ -79,7 +79,7 @@ async fn per_user_limits_from_waldur_reach_the_site_user() {
     let site = w.site.resource(&backend_id).expect("site");
     assert_eq!(
         site.user_limits.get("alice").and_then(|l| l.get("cpu")),
-        Some(&10),
+        Some(&10.0),
         "{:?}",
         site.user_limits
     );

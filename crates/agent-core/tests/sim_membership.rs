@@ -129,7 +129,7 @@ async fn site_limits_go_back_to_waldur_only_when_different() {
     );
 
     let mut site = w.site.resource(&backend_id).expect("site");
-    site.limits.insert("cpu".into(), 7);
+    site.limits.insert("cpu".into(), 7.0);
     w.site.insert_resource(&backend_id, site);
     assert_clean(&membership_sync(&w.ctx).await);
     assert_eq!(w.count("POST", SET_LIMITS), 1);

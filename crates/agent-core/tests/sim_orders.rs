@@ -30,7 +30,7 @@ async fn create_order_becomes_a_site_resource_and_is_done_once() {
     let on_site = w.site.resource(backend_id).expect("the site has it");
     assert_eq!(
         on_site.limits.get("cpu"),
-        Some(&5),
+        Some(&5.0),
         "ordered limits in Waldur units"
     );
 
@@ -87,7 +87,7 @@ async fn update_and_terminate_orders_reach_the_site() {
     assert_clean(&order_process(&w.ctx).await);
     assert_eq!(w.order_state(&update).await, "done");
     let site = w.site.resource(&backend_id).expect("still there");
-    assert_eq!(site.limits.get("cpu"), Some(&9));
+    assert_eq!(site.limits.get("cpu"), Some(&9.0));
     assert_eq!(
         w.waldur_limits(&resource).get("cpu"),
         Some(&json!(9)),
@@ -321,7 +321,7 @@ async fn create_with_an_existing_backend_id_reuses_the_site_resource() {
     w.site.insert_resource(
         "acc-existing",
         MemoryResource {
-            limits: [("cpu".to_owned(), 3), ("mem".to_owned(), 2)].into(),
+            limits: [("cpu".to_owned(), 3.0), ("mem".to_owned(), 2.0)].into(),
             ..MemoryResource::default()
         },
     );
@@ -356,7 +356,7 @@ async fn create_with_a_backend_id_missing_on_the_site_recreates_it_with_the_same
             .expect("recreated")
             .limits
             .get("cpu"),
-        Some(&3)
+        Some(&3.0)
     );
     assert_eq!(w.resource(&resource).await["backend_id"], "acc-lost");
 }

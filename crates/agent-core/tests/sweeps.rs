@@ -116,7 +116,7 @@ async fn forced_sync_recreates_lost_resources_then_syncs_members_then_orders() {
         a1.users.contains("alice"),
         "membership sync ran after recreation"
     );
-    assert_eq!(a1.limits.get("cpu"), Some(&10), "Waldur limits reapplied");
+    assert_eq!(a1.limits.get("cpu"), Some(&10.0), "Waldur limits reapplied");
     assert_eq!(
         h.backend.count_calls("create"),
         2,

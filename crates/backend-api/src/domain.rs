@@ -9,8 +9,11 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// Component key → amount in **Waldur units** (what the user ordered).
-pub type Limits = BTreeMap<String, i64>;
+/// Component key → amount in **Waldur units** (what the user ordered). `f64` because Waldur's
+/// amounts are JSON numbers that may be fractional; converted to a site's integers only through
+/// [`crate::units::site_amount`], which checks them (see [`crate::units`]: limits are checked,
+/// never saturated).
+pub type Limits = BTreeMap<String, f64>;
 /// Component key → usage in **Waldur units**.
 pub type Amounts = BTreeMap<String, f64>;
 

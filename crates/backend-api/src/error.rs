@@ -20,6 +20,12 @@ pub enum BackendError {
         reason: std::borrow::Cow<'static, str>,
     },
 
+    /// A limit that is not finite, negative, outside the component's range or not representable
+    /// on the site; refused before anything is written. The message names component, value and
+    /// the allowed range, and is meant for the user who ordered.
+    #[error(transparent)]
+    Limit(#[from] crate::units::LimitError),
+
     /// An external command failed. `command` is the argument vector joined for display.
     #[error("command `{command}` failed (exit {exit}): {output}")]
     Command {

@@ -221,6 +221,7 @@ impl OrderBackend for MemoryBackend {
     async fn create_resource(&self, request: CreateRequest) -> BackendResult<BackendResourceInfo> {
         self.enter("create", &request.backend_id)?;
         validate_site_name("resource name", &request.backend_id)?;
+        check_plain_limits(&request.resource.limits)?;
         let mut state = self.lock();
         if state.resources.contains_key(&request.backend_id) {
             return Err(BackendError::Duplicate {
@@ -239,6 +240,7 @@ impl OrderBackend for MemoryBackend {
 
     async fn set_limits(&self, resource: &ResourceView, limits: &Limits) -> BackendResult<()> {
         self.enter("set_limits", &resource.backend_id)?;
+        check_plain_limits(limits)?;
         let mut state = self.lock();
         let r = state
             .resources
@@ -382,6 +384,7 @@ impl MembershipBackend for MemoryBackend {
             "set_user_limits",
             &format!("{}:{username}", resource.backend_id),
         )?;
+        check_plain_limits(limits)?;
         if let Some(r) = self.lock().resources.get_mut(&resource.backend_id) {
             if limits.is_empty() {
                 r.user_limits.remove(username);
@@ -523,6 +526,35 @@ pub mod conformance {
         );
         resource.limits = fixture.updated_limits.clone();
 
+        // Limits are checked, never saturated: an amount no site can take is refused by
+        // `check_limits` and by `set_limits`, and the site keeps the limits it had.
+        if let Some(key) = fixture.updated_limits.keys().next() {
+            let huge: f64 = "99999999999999999999".parse().expect("number");
+            for bad in [f64::NAN, f64::INFINITY, -1.0, 1e30, huge] {
+                let mut limits = fixture.updated_limits.clone();
+                limits.insert(key.clone(), bad);
+                match backend.check_limits(&resource, &limits) {
+                    Err(BackendError::Limit(e)) => assert_eq!(
+                        e.component, *key,
+                        "step 5b: the refusal names the component"
+                    ),
+                    other => panic!("step 5b: check_limits must refuse {key}={bad}, got {other:?}"),
+                }
+                match backend.set_limits(&resource, &limits).await {
+                    Err(BackendError::Limit(_)) => {}
+                    other => panic!("step 5b: set_limits must refuse {key}={bad}, got {other:?}"),
+                }
+                let pulled = OrderBackend::pull_resource(backend, &resource)
+                    .await
+                    .expect("pull")
+                    .expect("exists");
+                assert_eq!(
+                    pulled.limits, fixture.updated_limits,
+                    "step 5b: a refused {key}={bad} leaves the limits as they were"
+                );
+            }
+        }
+
         let added = backend
             .add_users(&resource, &fixture.users)
             .await
@@ -618,8 +650,8 @@ mod tests {
                 project_slug: "proj".into(),
                 ..Default::default()
             },
-            initial_limits: [("cpu".to_owned(), 10)].into(),
-            updated_limits: [("cpu".to_owned(), 20)].into(),
+            initial_limits: [("cpu".to_owned(), 10.0)].into(),
+            updated_limits: [("cpu".to_owned(), 20.5)].into(),
             users: vec![
                 UserGrant {
                     username: "alice".into(),

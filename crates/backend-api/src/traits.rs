@@ -94,6 +94,17 @@ pub trait OrderBackend: BackendHealth {
         results
     }
 
+    /// Whether `limits` (Waldur units) can be written for `resource` on this site, without
+    /// calling the site: every amount goes through the backend's own conversion
+    /// ([`crate::units::site_amount`] with its factors and site maximum). The core calls it
+    /// before any site call of a Create or Update order; `create_resource(s)`, `set_limits` and
+    /// `set_user_limits` must refuse the same limits again before writing anything.
+    /// Default: finite, not negative and at most [`crate::units::MAX_EXACT_INTEGER`] (factor 1,
+    /// fractions allowed: for backends that store Waldur amounts as they are).
+    fn check_limits(&self, _resource: &ResourceView, limits: &Limits) -> BackendResult<()> {
+        check_plain_limits(limits)
+    }
+
     /// Set the resource's limits (Waldur units in).
     async fn set_limits(&self, resource: &ResourceView, limits: &Limits) -> BackendResult<()>;
 
@@ -238,6 +249,15 @@ impl UsernameBackend for BaseUsernameBackend {
     async fn generate_username(&self, _user: &OfferingUserView) -> BackendResult<String> {
         Ok(String::new())
     }
+}
+
+/// The default [`OrderBackend::check_limits`]: finite, not negative, at most
+/// [`crate::units::MAX_EXACT_INTEGER`]; fractions allowed.
+pub fn check_plain_limits(limits: &Limits) -> BackendResult<()> {
+    for (key, value) in limits {
+        crate::units::check_plain_limit(key, *value, crate::units::MAX_EXACT_INTEGER)?;
+    }
+    Ok(())
 }
 
 /// Convenience: an `Unsupported` error for a backend that lacks an operation.

@@ -17,7 +17,7 @@ use std::sync::{Mutex, MutexGuard};
 use agent_config::{AccountingType, BackendComponent};
 use async_trait::async_trait;
 use backend_api::names::validate_site_name;
-use backend_api::units::{limits_from_site, limits_to_site};
+use backend_api::units::{SiteLimits, check_plain_limit, limits_from_site, limits_to_site};
 use backend_api::{
     BackendError, BackendHealth, BackendResourceInfo, BackendResult, BillingPeriod, Capabilities,
     CreateRequest, Diagnostics, Limits, MembershipBackend, OrderBackend, ResourceView,
@@ -28,6 +28,10 @@ use serde_json::{Map, Value, json};
 
 use crate::keystone::{KeystoneClient, Project, ProjectLimit, User};
 use crate::settings::{LimitTarget, MAX_PROJECT_NAME_LEN, MAX_USER_NAME_LEN, OpenStackSettings};
+
+/// The largest Keystone unified limit: `resource_limit` is a signed 32-bit INT column and the API
+/// schema refuses anything above `0x7FFFFFFF` (and `-1`, below 0, means unlimited).
+pub const KEYSTONE_MAX_LIMIT: i64 = 0x7FFF_FFFF;
 
 /// Look-ups that do not change while the agent runs.
 #[derive(Default)]
@@ -367,7 +371,7 @@ impl OpenStackBackend {
     async fn limits_from_keystone(&self, base: &Limits, project_limits: &[ProjectLimit]) -> Limits {
         let reverse = self.reverse_mapping().await;
         let region = self.settings.limits_region_id.as_deref();
-        let site: Limits = project_limits
+        let site: SiteLimits = project_limits
             .iter()
             .filter(|l| l.region_id.as_deref() == region)
             .filter_map(|l| {
@@ -381,20 +385,35 @@ impl OpenStackBackend {
         limits
     }
 
+    /// Waldur limits → the Keystone project limits of the mapped components, checked: each a
+    /// whole number within Keystone's `resource_limit` range after `unit_factor`. Unmapped
+    /// components stay in Waldur only but must still be finite and not negative. Refused before
+    /// any Keystone call.
+    fn site_limits(&self, limits: &Limits) -> BackendResult<SiteLimits> {
+        let mut mapped = Limits::new();
+        for (key, value) in limits {
+            if self.settings.limits_mapping.contains_key(key) {
+                mapped.insert(key.clone(), *value);
+            } else {
+                check_plain_limit(key, *value, backend_api::units::MAX_EXACT_INTEGER)?;
+            }
+        }
+        Ok(limits_to_site(
+            &mapped,
+            &self.components,
+            KEYSTONE_MAX_LIMIT,
+        )?)
+    }
+
     /// Set the project limits of every mapped component in `limits` (Waldur units).
     async fn apply_limits(&self, project_id: &str, limits: &Limits) -> BackendResult<()> {
-        let mapped: Limits = limits
-            .iter()
-            .filter(|(k, _)| self.settings.limits_mapping.contains_key(*k))
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        for key in limits.keys().filter(|k| !mapped.contains_key(*k)) {
+        let site = self.site_limits(limits)?;
+        for key in limits.keys().filter(|k| !site.contains_key(*k)) {
             tracing::debug!(component = %key, "no limits_mapping entry; not sent to Keystone");
         }
-        if mapped.is_empty() {
+        if site.is_empty() {
             return Ok(());
         }
-        let site = limits_to_site(&mapped, &self.components);
         let region = self.settings.limits_region_id.as_deref();
         let mut existing = self.client.project_limits(project_id).await?;
         for (component, amount) in &site {
@@ -768,9 +787,17 @@ impl OrderBackend for OpenStackBackend {
         Ok(Some(self.info(&project, users, limits)))
     }
 
+    fn check_limits(&self, _resource: &ResourceView, limits: &Limits) -> BackendResult<()> {
+        self.site_limits(limits).map(drop)
+    }
+
     async fn create_resource(&self, request: CreateRequest) -> BackendResult<BackendResourceInfo> {
         let name = request.backend_id.clone();
         validate_project_name(&name)?;
+        let mut limits = request.context.plan_quotas.clone();
+        limits.extend(request.resource.limits.clone());
+        // Refused limits create no project (nothing to clean up afterwards).
+        self.site_limits(&limits)?;
         let domain_id = self.domain_id().await?;
         if self.client.find_project(&name, &domain_id).await?.is_some() {
             return Err(duplicate(&name));
@@ -797,8 +824,6 @@ impl OrderBackend for OpenStackBackend {
         };
         tracing::info!(project = %name, id = %project.id, "created Keystone project");
 
-        let mut limits = request.context.plan_quotas.clone();
-        limits.extend(request.resource.limits.clone());
         if let Err(e) = self.apply_limits(&project.id, &limits).await {
             // Leave no half-made project behind: the retry would otherwise see a duplicate.
             tracing::warn!(project = %name, error = %e, "limits failed; removing the new project");
@@ -821,6 +846,7 @@ impl OrderBackend for OpenStackBackend {
     }
 
     async fn set_limits(&self, resource: &ResourceView, limits: &Limits) -> BackendResult<()> {
+        self.site_limits(limits)?;
         let project = self.require_project(resource).await?;
         self.apply_limits(&project.id, limits).await
     }

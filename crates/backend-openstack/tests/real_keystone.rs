@@ -170,8 +170,11 @@ fn resource(id: &str) -> ResourceView {
     }
 }
 
-fn limits(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+fn limits(pairs: &[(&str, i64)]) -> BTreeMap<String, f64> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), *v as f64))
+        .collect()
 }
 
 async fn cleanup_users(client: &KeystoneClient, names: &[String]) {

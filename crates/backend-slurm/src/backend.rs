@@ -347,13 +347,17 @@ impl SlurmBackend {
         end.map_or(1, |end| prepaid_months(created, end))
     }
 
-    /// Waldur limits of a resource → TRES limits to write.
-    async fn site_limits(&self, resource: &ResourceView, limits: &Limits) -> TresAmounts {
-        let waldur = self
+    /// Waldur limits of a resource → TRES limits to write; refused (before any write) when one
+    /// cannot be represented (see [`ComponentMap::limits_to_tres`]).
+    async fn site_limits(
+        &self,
+        resource: &ResourceView,
+        limits: &Limits,
+    ) -> BackendResult<TresAmounts> {
+        let tres = self
             .components
-            .resource_limits(limits, self.months_for(resource));
-        self.filter_known_tres(self.components.limits_to_tres(&waldur))
-            .await
+            .resource_tres(limits, self.months_for(resource))?;
+        Ok(self.filter_known_tres(tres).await)
     }
 
     fn qos_enforced(&self, resource: &ResourceView) -> bool {
@@ -653,7 +657,7 @@ impl SlurmBackend {
                 let options = self.user_options(&request.resource, &allocation)?;
                 let tres = self
                     .site_limits(&request.resource, &request.resource.limits)
-                    .await;
+                    .await?;
                 Ok(Prepared {
                     plan,
                     tres,
@@ -1754,9 +1758,15 @@ impl OrderBackend for SlurmBackend {
         self.create_batch(requests).await
     }
 
+    fn check_limits(&self, resource: &ResourceView, limits: &Limits) -> BackendResult<()> {
+        self.components
+            .resource_tres(limits, self.months_for(resource))?;
+        Ok(())
+    }
+
     async fn set_limits(&self, resource: &ResourceView, limits: &Limits) -> BackendResult<()> {
         let account = Self::resource_account(resource)?;
-        let tres = self.site_limits(resource, limits).await;
+        let tres = self.site_limits(resource, limits).await?;
         if tres.is_empty() {
             return Ok(());
         }
@@ -1970,7 +1980,7 @@ impl MembershipBackend for SlurmBackend {
         let account = Self::resource_account(resource)?;
         validate_site_name("username", username)?;
         let mut tres = self
-            .filter_known_tres(self.components.limits_to_tres(limits))
+            .filter_known_tres(self.components.limits_to_tres(limits)?)
             .await;
         // Every offering TRES is written; absent ones are cleared with -1.
         for name in self.components.tres_names() {

@@ -48,7 +48,9 @@
 //! `gres/gpu`); `unit_factor` converts Waldur units into TRES-minutes (`mem` in MB-minutes), or
 //! `target_components: {tres: {factor: f}}` maps one Waldur component onto several TRES. Prepaid
 //! (`accounting_type: one`) limits are multiplied by the subscription's months. Limits read back are
-//! the exact inverse of what was written, so syncing them to Waldur never grows them.
+//! the exact inverse of what was written, so syncing them to Waldur never grows them. Limits are
+//! checked, never saturated: an amount that is not a whole number of TRES-minutes up to
+//! [`tres::MAX_TRES_MINUTES`] is refused before any command runs.
 //!
 //! # Call pattern
 //!

@@ -262,7 +262,7 @@ fn resource(slug: &str, project: &str, customer: &str) -> ResourceView {
         project_name: format!("Project {project}"),
         customer_slug: customer.into(),
         customer_name: format!("Customer {customer}"),
-        limits: [("cpu".to_owned(), 10), ("mem".to_owned(), 2)].into(),
+        limits: [("cpu".to_owned(), 10.0), ("mem".to_owned(), 2.0)].into(),
         ..Default::default()
     }
 }
@@ -296,7 +296,7 @@ async fn create_on_an_empty_site_issues_the_expected_commands() {
     assert_eq!(info.users, vec!["alice", "bob"]);
     assert_eq!(
         info.limits,
-        [("cpu".to_owned(), 10), ("mem".to_owned(), 2)].into()
+        [("cpu".to_owned(), 10.0), ("mem".to_owned(), 2.0)].into()
     );
     assert_eq!(
         runner.lines(),
@@ -531,7 +531,10 @@ async fn limits_round_trip_and_nothing_modified_is_success() {
         ..Default::default()
     };
     backend
-        .set_limits(&r, &[("cpu".to_owned(), 10), ("mem".to_owned(), 2)].into())
+        .set_limits(
+            &r,
+            &[("cpu".to_owned(), 10.0), ("mem".to_owned(), 2.0)].into(),
+        )
         .await
         .expect("nothing modified is fine");
     assert!(runner.lines().contains(
@@ -544,13 +547,13 @@ async fn limits_round_trip_and_nothing_modified_is_success() {
             .expect("exists");
         assert_eq!(
             info.limits,
-            [("cpu".to_owned(), 10), ("mem".to_owned(), 2)].into()
+            [("cpu".to_owned(), 10.0), ("mem".to_owned(), 2.0)].into()
         );
         assert_eq!(info.users, vec!["alice"]);
         assert_eq!(info.parent_id, "p_proj");
     }
     let per_user = backend.user_limits(&r).await.expect("user limits");
-    assert_eq!(per_user["alice"], [("cpu".to_owned(), 1)].into());
+    assert_eq!(per_user["alice"], [("cpu".to_owned(), 1.0)].into());
 }
 
 #[tokio::test]
@@ -561,7 +564,7 @@ async fn per_user_limits_write_every_offering_tres() {
         ..Default::default()
     };
     backend
-        .set_user_limits(&r, "alice", &[("cpu".to_owned(), 2)].into())
+        .set_user_limits(&r, "alice", &[("cpu".to_owned(), 2.0)].into())
         .await
         .expect("set");
     assert!(runner.lines().contains(
@@ -1110,7 +1113,7 @@ async fn a_limit_change_slurm_does_not_show_is_not_reported_done() {
         ..Default::default()
     };
     let err = backend
-        .set_limits(&r, &[("cpu".to_owned(), 10)].into())
+        .set_limits(&r, &[("cpu".to_owned(), 10.0)].into())
         .await
         .expect_err("not confirmed");
     assert!(err.is_transient(), "{err}");
@@ -1120,7 +1123,7 @@ async fn a_limit_change_slurm_does_not_show_is_not_reported_done() {
     let (backend, runner) = backend_with(settings());
     runner.seed("a_r1", "p_proj");
     backend
-        .set_limits(&r, &[("cpu".to_owned(), 10)].into())
+        .set_limits(&r, &[("cpu".to_owned(), 10.0)].into())
         .await
         .expect("confirmed");
     assert!(
@@ -1159,4 +1162,200 @@ async fn a_batch_of_removals_is_one_remove_one_read_back_and_one_project_removal
     assert!(removes[1].contains("name=p_proj"));
     assert!(runner.db.lock().expect("db").keys().all(|k| k == "c_cust"));
     assert_eq!(lines.len(), 5, "{lines:#?}");
+}
+
+// ---- limits are checked, never saturated (issue #21) ------------------------------------------
+
+/// cpu k-Hours, mem gb-Hours and gpu-Hours as the demo offering has them.
+fn backend_with_gpu(settings: SlurmSettings) -> (SlurmBackend, Arc<FakeRunner>) {
+    let runner = Arc::new(FakeRunner::default());
+    runner.respond(|line| {
+        line.contains(" list tres")
+            .then(|| Ok("cpu||1\nmem||2\nnode||4\ngres|gpu|1001\n".to_owned()))
+    });
+    let mut c = components();
+    c.insert("gres/gpu".to_owned(), component(60.0));
+    let backend = SlurmBackend::new(settings, c, runner.clone())
+        .expect("backend")
+        .with_local_timezone(TimeZone::UTC);
+    (backend, runner)
+}
+
+/// Lines that would change the site (anything but listing and showing).
+fn writes(runner: &FakeRunner) -> Vec<String> {
+    runner
+        .lines()
+        .into_iter()
+        .filter(|l| !l.contains(" list ") && !l.contains(" show "))
+        .collect()
+}
+
+fn hostile_values() -> Vec<f64> {
+    let huge: f64 = serde_json::from_str("99999999999999999999").expect("json number");
+    vec![
+        1e30,
+        huge,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -1.0,
+        0.001,
+    ]
+}
+
+#[tokio::test]
+async fn create_with_an_unrepresentable_limit_writes_nothing() {
+    for bad in hostile_values() {
+        let (backend, runner) = backend_with_gpu(settings());
+        let mut r = resource("r1", "proj", "cust");
+        r.limits.insert("gres/gpu".to_owned(), bad);
+        let err = backend
+            .create_resource(request(r, &["alice"]))
+            .await
+            .expect_err("refused");
+        match &err {
+            BackendError::Limit(e) => assert_eq!(e.component, "gres/gpu", "{err}"),
+            other => panic!("gres/gpu={bad}: expected a limit error, got {other:?}"),
+        }
+        assert!(!err.is_transient());
+        assert_eq!(
+            writes(&runner),
+            Vec::<String>::new(),
+            "gres/gpu={bad}: no sacctmgr write"
+        );
+        assert!(
+            !runner
+                .lines()
+                .iter()
+                .any(|l| l.contains("9223372036854775807")),
+            "never the saturated i64::MAX"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_limit_fails_only_its_own_create_in_a_batch() {
+    let (backend, runner) = backend_with_gpu(settings());
+    let mut bad = resource("r1", "proj", "cust");
+    bad.limits.insert("gres/gpu".to_owned(), 1e30);
+    let mut good = resource("r2", "proj", "cust");
+    good.limits.insert("gres/gpu".to_owned(), 0.5);
+    let results = backend
+        .create_resources(vec![request(bad, &[]), request(good, &[])])
+        .await;
+    assert!(
+        matches!(results[0], Err(BackendError::Limit(_))),
+        "{results:?}"
+    );
+    assert!(results[1].is_ok(), "{results:?}");
+    let lines = writes(&runner);
+    assert!(
+        lines.iter().all(|l| !l.contains("a_r1")),
+        "nothing written for the refused order: {lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("add account a_r2")
+            && l.contains("GrpTRESMins=cpu=600000,gres/gpu=30,mem=122880")),
+        "the other order is created, its 0.5 gpu-Hours as exactly 30 minutes: {lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn set_limits_with_an_unrepresentable_limit_writes_nothing() {
+    for bad in hostile_values() {
+        let (backend, runner) = backend_with_gpu(settings());
+        let r = ResourceView {
+            backend_id: "a_r1".into(),
+            ..Default::default()
+        };
+        let limits = [("cpu".to_owned(), 10.0), ("gres/gpu".to_owned(), bad)].into();
+        assert!(
+            matches!(
+                backend.check_limits(&r, &limits),
+                Err(BackendError::Limit(_))
+            ),
+            "check_limits refuses gres/gpu={bad}"
+        );
+        let err = backend.set_limits(&r, &limits).await.expect_err("refused");
+        assert!(matches!(err, BackendError::Limit(_)), "{err:?}");
+        assert_eq!(writes(&runner), Vec::<String>::new(), "gres/gpu={bad}");
+    }
+}
+
+#[tokio::test]
+async fn a_fraction_of_a_gpu_hour_is_written_exactly_and_reads_back_unchanged() {
+    let (backend, runner) = backend_with_gpu(settings());
+    runner.respond(|line| {
+        line.contains("show assoc")
+            .then(|| Ok("a_r1|p_proj||cpu=600000,gres/gpu=30,mem=122880M|normal||\n".to_owned()))
+    });
+    let r = ResourceView {
+        backend_id: "a_r1".into(),
+        ..Default::default()
+    };
+    let limits = [
+        ("cpu".to_owned(), 10.0),
+        ("gres/gpu".to_owned(), 0.5),
+        ("mem".to_owned(), 2.0),
+    ]
+    .into();
+    backend.check_limits(&r, &limits).expect("representable");
+    backend.set_limits(&r, &limits).await.expect("set");
+    assert_eq!(
+        writes(&runner),
+        vec![
+            "sacctmgr modify account where name=a_r1 cluster=waldur set GrpTRESMins=cpu=600000,gres/gpu=30,mem=122880"
+        ]
+    );
+    let info = OrderBackend::pull_resource(&backend, &r)
+        .await
+        .expect("pull")
+        .expect("exists");
+    assert_eq!(info.limits, limits, "0.5 reads back as 0.5, not 1 or 0");
+}
+
+#[tokio::test]
+async fn per_user_limits_out_of_range_write_nothing() {
+    for bad in hostile_values() {
+        let (backend, runner) = backend_with_gpu(settings());
+        let r = ResourceView {
+            backend_id: "a_r1".into(),
+            ..Default::default()
+        };
+        let err = backend
+            .set_user_limits(&r, "alice", &[("gres/gpu".to_owned(), bad)].into())
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, BackendError::Limit(_)), "{err:?}");
+        assert_eq!(writes(&runner), Vec::<String>::new(), "gres/gpu={bad}");
+    }
+}
+
+#[tokio::test]
+async fn prepaid_months_are_checked_after_multiplying() {
+    let mut c = components();
+    let mut prepaid = component(60.0);
+    prepaid.accounting_type = AccountingType::One;
+    c.insert("gres/gpu".to_owned(), prepaid);
+    let runner = Arc::new(FakeRunner::default());
+    let backend = SlurmBackend::new(settings(), c, runner.clone())
+        .expect("backend")
+        .with_local_timezone(TimeZone::UTC);
+    let mut r = ResourceView {
+        backend_id: "a_r1".into(),
+        end_date: Some("2025-04-01".into()),
+        ..Default::default()
+    };
+    r.attributes
+        .insert("created".into(), serde_json::json!("2025-01-01T00:00:00Z"));
+    // 3 months × 60 minutes: a bit under the maximum per month is over it in total.
+    let per_month = (crate::tres::MAX_TRES_MINUTES / 60 / 2) as f64;
+    let err = backend
+        .check_limits(&r, &[("gres/gpu".to_owned(), per_month)].into())
+        .expect_err("× 3 months exceeds the maximum");
+    assert!(err.to_string().contains("gres/gpu="), "{err}");
+    backend
+        .check_limits(&r, &[("gres/gpu".to_owned(), 0.5)].into())
+        .expect("0.5 × 60 × 3 = 90 minutes");
+    assert_eq!(writes(&runner), Vec::<String>::new());
 }

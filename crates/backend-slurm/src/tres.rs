@@ -4,13 +4,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use agent_config::{AccountingType, BackendComponent};
-use backend_api::units::{limits_from_site, limits_to_site, usage_from_site};
+use backend_api::units::{LimitError, limits_from_site, site_amount, usage_from_site};
 use backend_api::{Amounts, Limits};
 use indexmap::IndexMap;
 use jiff::civil::Date;
 
 /// TRES name → amount in site units (TRES-minutes, MB-minutes for `mem`).
 pub type TresAmounts = BTreeMap<String, i64>;
+
+/// The largest TRES-minutes limit written: 2^53 − 1 ([`backend_api::units::MAX_EXACT_INTEGER`],
+/// about 17 billion CPU-years). sacctmgr keeps TRES limits as `uint64_t` with `INFINITE64`
+/// (2^64 − 1) and `NO_VAL64` (2^64 − 2) as "no limit" sentinels, and anything near them (such as
+/// the `i64::MAX` an unchecked `as i64` saturates to) is unlimited in practice. Staying at 2^53
+/// keeps every accepted limit a real budget, exact in `f64` (so it reads back unchanged), and
+/// far from the sentinels.
+pub const MAX_TRES_MINUTES: i64 = backend_api::units::MAX_EXACT_INTEGER;
 
 /// The offering's components and how they map onto TRES.
 #[derive(Clone, Debug, Default)]
@@ -73,25 +81,30 @@ impl ComponentMap {
         &self.components
     }
 
-    /// Limits to write: usage components with a configured `limit` (in Waldur units), then the
-    /// ordered limits of limit/prepaid components (prepaid ones × `prepaid_months`).
-    pub fn resource_limits(&self, ordered: &Limits, prepaid_months: i64) -> Limits {
-        let mut limits = Limits::new();
+    /// Limits to write, in Waldur units: usage components with a configured `limit`, then the
+    /// ordered limits of limit/prepaid components. Each comes with the multiplier it gets on top
+    /// of its factors (`prepaid_months` for prepaid ones, else 1).
+    pub fn resource_limits(
+        &self,
+        ordered: &Limits,
+        prepaid_months: i64,
+    ) -> Vec<(String, f64, f64)> {
+        let mut limits = Vec::new();
         for (key, component) in &self.components {
             match component.accounting_type {
                 AccountingType::Usage => {
                     if let Some(limit) = component.limit {
-                        limits.insert(key.clone(), limit as i64);
+                        limits.push((key.clone(), limit, 1.0));
                     }
                 }
                 AccountingType::Limit => {
                     if let Some(v) = ordered.get(key) {
-                        limits.insert(key.clone(), *v);
+                        limits.push((key.clone(), *v, 1.0));
                     }
                 }
                 AccountingType::One => {
                     if let Some(v) = ordered.get(key) {
-                        limits.insert(key.clone(), v.saturating_mul(prepaid_months.max(1)));
+                        limits.push((key.clone(), *v, prepaid_months.max(1) as f64));
                     }
                 }
                 AccountingType::Fixed => {}
@@ -101,38 +114,73 @@ impl ComponentMap {
         limits
     }
 
-    /// Waldur-unit limits → TRES limits (site units).
-    pub fn limits_to_tres(&self, limits: &Limits) -> TresAmounts {
-        if !self.is_mapped() {
-            return limits_to_site(limits, &self.components)
-                .into_iter()
-                .filter(|(k, _)| self.components.contains_key(k))
-                .collect();
-        }
-        let mut out: BTreeMap<String, f64> = BTreeMap::new();
-        for (key, amount) in limits {
-            match self.targets.get(key) {
-                Some(list) => {
-                    for (tres, factor) in list {
-                        *out.entry(tres.clone()).or_default() += *amount as f64 * factor;
-                    }
-                }
+    /// The TRES limits a resource gets for its ordered limits (see [`Self::resource_limits`]),
+    /// checked like [`Self::limits_to_tres`].
+    pub fn resource_tres(
+        &self,
+        ordered: &Limits,
+        prepaid_months: i64,
+    ) -> Result<TresAmounts, LimitError> {
+        self.to_tres(self.resource_limits(ordered, prepaid_months))
+    }
+
+    /// Waldur-unit limits → TRES limits (site units), through the checked conversion of
+    /// [`backend_api::units::site_amount`]: an amount that is not finite, negative, not a whole
+    /// number of TRES-minutes or above [`MAX_TRES_MINUTES`] (also as the sum of several
+    /// components mapped onto one TRES) is refused, never saturated. Keys that are not
+    /// components are not TRES and are left out.
+    pub fn limits_to_tres(&self, limits: &Limits) -> Result<TresAmounts, LimitError> {
+        self.to_tres(
+            limits
+                .iter()
+                .filter(|(k, _)| self.components.contains_key(*k))
+                .map(|(k, v)| (k.clone(), *v, 1.0))
+                .collect(),
+        )
+    }
+
+    fn to_tres(&self, limits: Vec<(String, f64, f64)>) -> Result<TresAmounts, LimitError> {
+        let mut out = TresAmounts::new();
+        for (key, amount, multiplier) in limits {
+            let own;
+            let targets: &[(String, f64)] = match self.targets.get(&key) {
+                Some(list) => list,
                 // A component without targets keeps its own `unit_factor`, mapped mode or not.
                 None => {
-                    if let Some(c) = self.components.get(key) {
-                        *out.entry(key.clone()).or_default() += *amount as f64 * c.unit_factor;
+                    let factor = self.components.get(&key).map_or(1.0, |c| c.unit_factor);
+                    own = [(key.clone(), factor)];
+                    &own
+                }
+            };
+            for (tres, factor) in targets {
+                let site = site_amount(&key, amount, factor * multiplier, MAX_TRES_MINUTES)?;
+                let total = out.entry(tres.clone()).or_default();
+                match total.checked_add(site).filter(|t| *t <= MAX_TRES_MINUTES) {
+                    Some(sum) => *total = sum,
+                    None => {
+                        return Err(LimitError::new(
+                            &key,
+                            amount,
+                            format!(
+                                "the TRES {tres} would total more than the site's maximum \
+                                 {MAX_TRES_MINUTES} minutes with the other components mapped onto it"
+                            ),
+                            0.0,
+                            (MAX_TRES_MINUTES - *total) as f64 / (factor * multiplier),
+                        ));
                     }
                 }
             }
         }
-        out.into_iter().map(|(k, v)| (k, v as i64)).collect()
+        Ok(out)
     }
 
-    /// TRES limits read from the site → Waldur-unit limits (exact inverse of [`Self::limits_to_tres`]
-    /// for values it wrote, so reading back never grows a limit).
+    /// TRES limits read from the site → Waldur-unit limits: the exact inverse of
+    /// [`Self::limits_to_tres`] for values it wrote (divided, not rounded), so reading back
+    /// never changes a limit.
     pub fn tres_to_limits(&self, tres: &TresAmounts) -> Limits {
         if !self.is_mapped() {
-            let known: Limits = tres
+            let known: TresAmounts = tres
                 .iter()
                 .filter(|(k, _)| self.components.contains_key(*k))
                 .map(|(k, v)| (k.clone(), *v))
@@ -145,7 +193,7 @@ impl ComponentMap {
                 Some(list) => {
                     // The first target with a non-zero factor determines the source amount.
                     if let Some(v) = list.iter().find_map(|(t, f)| {
-                        (*f != 0.0).then(|| tres.get(t).map(|v| (*v as f64 / f).round() as i64))?
+                        (*f != 0.0).then(|| tres.get(t).map(|v| *v as f64 / f))?
                     }) {
                         out.insert(key.clone(), v);
                     }
@@ -157,7 +205,7 @@ impl ComponentMap {
                         } else {
                             c.unit_factor
                         };
-                        out.insert(key.clone(), (*v as f64 / factor).round() as i64);
+                        out.insert(key.clone(), *v as f64 / factor);
                     }
                 }
             }
@@ -316,8 +364,8 @@ mod tests {
     #[test]
     fn limits_round_trip_exactly_through_sacctmgr_strings() {
         let map = standard();
-        let waldur: Limits = [("cpu".to_owned(), 7), ("mem".to_owned(), 3)].into();
-        let tres = map.limits_to_tres(&waldur);
+        let waldur: Limits = [("cpu".to_owned(), 7.0), ("mem".to_owned(), 3.0)].into();
+        let tres = map.limits_to_tres(&waldur).expect("in range");
         assert_eq!(format_tres(&tres), "cpu=420000,mem=184320");
         // sacctmgr prints mem with an M suffix.
         let echoed = parse_limit_tres("cpu=420000,mem=184320M");
@@ -337,9 +385,21 @@ mod tests {
         c.insert("node_hours".to_owned(), node_hours);
         let map = ComponentMap::new(c);
         assert!(map.is_mapped());
-        let tres = map.limits_to_tres(&[("node_hours".to_owned(), 10)].into());
+        let tres = map
+            .limits_to_tres(&[("node_hours".to_owned(), 10.0)].into())
+            .expect("in range");
         assert_eq!(format_tres(&tres), "cpu=640,gres/gpu=40");
-        assert_eq!(map.tres_to_limits(&tres)["node_hours"], 10);
+        assert_eq!(map.tres_to_limits(&tres)["node_hours"], 10.0);
+        // A fraction of a node-hour is exact where every target gets whole minutes.
+        let tres = map
+            .limits_to_tres(&[("node_hours".to_owned(), 0.25)].into())
+            .expect("0.25 × 64 and 0.25 × 4 are whole");
+        assert_eq!(format_tres(&tres), "cpu=16,gres/gpu=1");
+        assert_eq!(map.tres_to_limits(&tres)["node_hours"], 0.25);
+        let e = map
+            .limits_to_tres(&[("node_hours".to_owned(), 0.1)].into())
+            .expect_err("0.1 × 4 = 0.4 GPU-minutes");
+        assert_eq!(e.component, "node_hours");
         let usage =
             map.usage_to_waldur(&[("cpu".to_owned(), 128.0), ("gres/gpu".to_owned(), 8.0)].into());
         assert_eq!(usage["node_hours"], 4.0);
@@ -356,8 +416,8 @@ mod tests {
         );
         c.insert("gpu".to_owned(), gpu);
         let map = ComponentMap::new(c);
-        let waldur: Limits = [("cpu".to_owned(), 10), ("gpu".to_owned(), 20)].into();
-        let tres = map.limits_to_tres(&waldur);
+        let waldur: Limits = [("cpu".to_owned(), 10.0), ("gpu".to_owned(), 20.0)].into();
+        let tres = map.limits_to_tres(&waldur).expect("in range");
         assert_eq!(format_tres(&tres), "cpu=600000,gres/gpu=1200");
         assert_eq!(map.tres_to_limits(&tres), waldur);
         let usage = map.usage_to_waldur(
@@ -375,13 +435,79 @@ mod tests {
         gpu.limit = Some(50.0);
         c.insert("gres/gpu".to_owned(), gpu);
         let map = ComponentMap::new(c);
-        let limits =
-            map.resource_limits(&[("cpu".to_owned(), 10), ("junk".to_owned(), 1)].into(), 3);
+        let tres = map
+            .resource_tres(
+                &[("cpu".to_owned(), 10.0), ("junk".to_owned(), 1.0)].into(),
+                3,
+            )
+            .expect("in range");
         assert_eq!(
-            limits,
+            tres,
             [("cpu".to_owned(), 30), ("gres/gpu".to_owned(), 50)].into()
         );
+        // The months multiply before the check, and the refusal names the ordered amount.
+        let e = map
+            .resource_tres(&[("cpu".to_owned(), 4e15)].into(), 3)
+            .expect_err("1.2e16 minutes");
+        assert_eq!((e.component.as_str(), e.value), ("cpu", 4e15));
         assert!(map.has_prepaid());
+    }
+
+    #[test]
+    fn gpu_hours_fractions_are_written_exactly() {
+        let mut c = IndexMap::new();
+        c.insert("gres/gpu".to_owned(), comp(60.0, AccountingType::Limit));
+        let map = ComponentMap::new(c);
+        let waldur: Limits = [("gres/gpu".to_owned(), 0.5)].into();
+        let tres = map.limits_to_tres(&waldur).expect("30 minutes");
+        assert_eq!(format_tres(&tres), "gres/gpu=30");
+        assert_eq!(map.tres_to_limits(&parse_limit_tres("gres/gpu=30")), waldur);
+    }
+
+    #[test]
+    fn limits_beyond_the_site_maximum_are_refused_not_saturated() {
+        let map = standard();
+        let huge: f64 = serde_json::from_str("99999999999999999999").expect("json");
+        for bad in [1e30, huge, f64::NAN, f64::INFINITY, -1.0, 1e12] {
+            let e = map
+                .limits_to_tres(&[("cpu".to_owned(), 1.0), ("mem".to_owned(), bad)].into())
+                .expect_err("refused");
+            assert_eq!(e.component, "mem", "{e}");
+            assert!(
+                e.max * 61_440.0 <= MAX_TRES_MINUTES as f64,
+                "allowed range within the site maximum: {e}"
+            );
+        }
+        // The largest whole amount below the maximum is written as it is.
+        let max_cpu = (MAX_TRES_MINUTES / 60_000) as f64;
+        let tres = map
+            .limits_to_tres(&[("cpu".to_owned(), max_cpu)].into())
+            .expect("at the maximum");
+        assert_eq!(tres["cpu"], (MAX_TRES_MINUTES / 60_000) * 60_000);
+        assert!(tres["cpu"] < i64::MAX && (tres["cpu"] as u64) < u64::MAX - 1);
+    }
+
+    #[test]
+    fn components_mapped_onto_one_tres_are_checked_as_a_sum() {
+        let mut c = IndexMap::new();
+        for key in ["a", "b"] {
+            let mut comp = comp(1.0, AccountingType::Limit);
+            comp.extra.insert(
+                "target_components".into(),
+                serde_json::json!({"cpu": {"factor": 1.0}}),
+            );
+            c.insert(key.to_owned(), comp);
+        }
+        let map = ComponentMap::new(c);
+        let half = (MAX_TRES_MINUTES / 2 + 1) as f64;
+        let e = map
+            .limits_to_tres(&[("a".to_owned(), half), ("b".to_owned(), half)].into())
+            .expect_err("each fits, the sum does not");
+        assert!(e.reason.contains("would total more"), "{e}");
+        let tres = map
+            .limits_to_tres(&[("a".to_owned(), 2.0), ("b".to_owned(), 3.0)].into())
+            .expect("small sum");
+        assert_eq!(tres["cpu"], 5);
     }
 
     #[test]

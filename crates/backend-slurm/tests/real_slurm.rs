@@ -226,8 +226,8 @@ async fn conformance_lifecycle_on_real_slurm() {
     let backend = s.backend(s.settings());
     let fixture = Fixture {
         resource: resource(&s, "life", "proj", "cust"),
-        initial_limits: [("cpu".to_owned(), 7), ("mem".to_owned(), 3)].into(),
-        updated_limits: [("cpu".to_owned(), 11), ("mem".to_owned(), 5)].into(),
+        initial_limits: [("cpu".to_owned(), 7.0), ("mem".to_owned(), 3.0)].into(),
+        updated_limits: [("cpu".to_owned(), 11.0), ("mem".to_owned(), 5.0)].into(),
         users: vec![
             grant(&format!("{}alice", s.prefix)),
             grant(&format!("{}bob", s.prefix)),
@@ -262,7 +262,7 @@ async fn batch_create_of_20_with_users_on_real_slurm() {
             CreateRequest {
                 backend_id: backend.backend_id_for(&r.slug).expect("id"),
                 resource: ResourceView {
-                    limits: [("cpu".to_owned(), 1 + i)].into(),
+                    limits: [("cpu".to_owned(), f64::from(1 + i))].into(),
                     ..r
                 },
                 context: UserContext {
@@ -301,7 +301,7 @@ async fn batch_create_of_20_with_users_on_real_slurm() {
             info.users.iter().cloned().collect::<BTreeSet<_>>(),
             wanted_users
         );
-        assert_eq!(info.limits["cpu"], 1 + i as i64);
+        assert_eq!(info.limits["cpu"], f64::from(1 + i as i32));
         assert_eq!(info.parent_id, format!("{}p_proj{}", s.prefix, i % 4));
     }
     let accounts = views
@@ -415,7 +415,7 @@ async fn usage_of_real_jobs_matches_sacct() {
         assert!(status.success(), "useradd {u} (tests run as root)");
     }
     let mut view = resource(&s, "jobs", "proj", "cust");
-    view.limits = [("cpu".to_owned(), 100)].into();
+    view.limits = [("cpu".to_owned(), 100.0)].into();
     view.backend_id = backend.backend_id_for(&view.slug).expect("id");
     backend
         .create_resource(CreateRequest {
@@ -504,7 +504,7 @@ fn spread_requests(
             CreateRequest {
                 backend_id: backend.backend_id_for(&r.slug).expect("id"),
                 resource: ResourceView {
-                    limits: [("cpu".to_owned(), 2)].into(),
+                    limits: [("cpu".to_owned(), 2.0)].into(),
                     ..r
                 },
                 context: UserContext {
@@ -626,7 +626,7 @@ async fn load_does_not_touch_existing_accounts_or_users_on_real_slurm() {
             CreateRequest {
                 backend_id: backend.backend_id_for(&r.slug).expect("id"),
                 resource: ResourceView {
-                    limits: [("cpu".to_owned(), 1)].into(),
+                    limits: [("cpu".to_owned(), 1.0)].into(),
                     ..r
                 },
                 context: UserContext {

@@ -207,13 +207,14 @@ impl WaldurClient {
             .await
     }
 
-    /// Limits are sent as integers, the way Waldur stores them.
-    pub async fn set_resource_limits(
-        &self,
-        resource_uuid: &str,
-        limits: &std::collections::BTreeMap<String, i64>,
-    ) -> Result<()> {
+    /// Whole amounts are sent as JSON integers (the way Waldur stores them), fractions as
+    /// decimals.
+    pub async fn set_resource_limits(&self, resource_uuid: &str, limits: &Amounts) -> Result<()> {
         let path = Self::resource_action(resource_uuid, "set_limits")?;
+        let limits: Map<String, Value> = limits
+            .iter()
+            .map(|(k, v)| (k.clone(), amount::to_json(*v)))
+            .collect();
         self.post_action(&path, Some(&json!({ "limits": limits })))
             .await
     }

@@ -185,6 +185,43 @@ pub mod amount {
         }
         Ok(out)
     }
+
+    /// Limits and quotas `{component: number|string}`: like [`deserialize_map`], but an entry
+    /// that is not a finite number is kept as NaN instead of dropped, so the agent's limit
+    /// check refuses it by name (a dropped limit would mean no limit on the site at all).
+    pub fn deserialize_limits<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Amounts, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        let mut out = Amounts::new();
+        if let Value::Object(map) = value {
+            for (key, v) in map {
+                out.insert(key, parse(&v).unwrap_or(f64::NAN));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A limit that may be absent: present but not a finite number reads as NaN (refused by the
+    /// agent's limit check by name), not as absent (which would mean "no limit").
+    pub fn deserialize_opt_limit<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<f64>, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Ok(match value {
+            Value::Null => None,
+            other => Some(parse(&other).unwrap_or(f64::NAN)),
+        })
+    }
+
+    /// An amount as JSON: whole numbers as integers (up to 2^53, exact), others as decimals.
+    pub fn to_json(value: f64) -> Value {
+        if value.fract() == 0.0 && value.abs() <= 9_007_199_254_740_991.0 {
+            Value::from(value as i64)
+        } else {
+            Value::from(value)
+        }
+    }
 }
 
 /// UUID fields: normalised to 32 hex whether the server sends dashed or hex.
@@ -217,7 +254,7 @@ pub struct Order {
     pub marketplace_resource_uuid: Option<String>,
     pub resource_name: String,
     pub attributes: Map<String, Value>,
-    #[serde(deserialize_with = "amount::deserialize_map")]
+    #[serde(deserialize_with = "amount::deserialize_limits")]
     pub limits: Amounts,
     #[serde(deserialize_with = "uuid_hex::deserialize_opt")]
     pub plan_uuid: Option<String>,
@@ -302,7 +339,7 @@ pub struct ProviderResource {
     pub effective_id: String,
     pub state: ResourceState,
     pub resource_type: String,
-    #[serde(deserialize_with = "amount::deserialize_map")]
+    #[serde(deserialize_with = "amount::deserialize_limits")]
     pub limits: Amounts,
     #[serde(deserialize_with = "amount::deserialize_map")]
     pub current_usages: Amounts,
@@ -498,7 +535,7 @@ pub struct ComponentUserUsageLimit {
     pub user: String,
     /// The username, where the server sends it.
     pub username: Option<String>,
-    #[serde(deserialize_with = "amount::deserialize_opt")]
+    #[serde(deserialize_with = "amount::deserialize_opt_limit")]
     pub limit: Option<f64>,
 }
 
@@ -548,7 +585,7 @@ pub struct Plan {
     #[serde(deserialize_with = "uuid_hex::deserialize")]
     pub uuid: String,
     pub name: String,
-    #[serde(deserialize_with = "amount::deserialize_map")]
+    #[serde(deserialize_with = "amount::deserialize_limits")]
     pub quotas: Amounts,
     pub archived: bool,
     pub backend_id: String,
@@ -806,7 +843,46 @@ mod tests {
         .expect("json");
         assert_eq!(res.limits.get("cpu"), Some(&10.0));
         assert_eq!(res.limits.get("mem"), Some(&2.5));
-        assert!(!res.limits.contains_key("bad"));
+        // Kept, as NaN, so that the limit check refuses it instead of the limit vanishing.
+        assert!(res.limits["bad"].is_nan());
+        let order: Order = serde_json::from_value(
+            serde_json::json!({"uuid": "ab", "limits": {"gpu": "inf", "cpu": [], "mem": 1e30}}),
+        )
+        .expect("json");
+        assert!(order.limits["gpu"].is_nan());
+        assert!(order.limits["cpu"].is_nan());
+        assert_eq!(order.limits["mem"], 1e30);
+        let usage: ProviderResource = serde_json::from_value(
+            serde_json::json!({"uuid": "ab", "current_usages": {"cpu": "x", "mem": 1}}),
+        )
+        .expect("json");
+        assert!(
+            !usage.current_usages.contains_key("cpu"),
+            "usages still drop junk"
+        );
+    }
+
+    #[test]
+    fn a_per_user_limit_that_is_not_a_number_is_kept_as_nan() {
+        let parse = |v: serde_json::Value| -> ComponentUserUsageLimit {
+            serde_json::from_value(serde_json::json!({"uuid": "ab", "limit": v})).expect("json")
+        };
+        assert!(
+            parse(serde_json::json!("inf"))
+                .limit
+                .is_some_and(f64::is_nan)
+        );
+        assert_eq!(parse(serde_json::json!("2.5")).limit, Some(2.5));
+        let absent: ComponentUserUsageLimit =
+            serde_json::from_value(serde_json::json!({"uuid": "ab"})).expect("json");
+        assert_eq!(absent.limit, None);
+    }
+
+    #[test]
+    fn whole_amounts_go_out_as_integers() {
+        assert_eq!(amount::to_json(5.0), serde_json::json!(5));
+        assert_eq!(amount::to_json(0.5), serde_json::json!(0.5));
+        assert_eq!(amount::to_json(1e30), serde_json::json!(1e30));
     }
 
     #[test]

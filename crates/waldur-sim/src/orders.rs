@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::app::{AppState, Body, Ctx, Filter, Kind, created, f, ok_empty, path_uuid, status_ok};
 use crate::error::{ApiError, ApiResult};
-use crate::model::{Json, Order, PlanPeriod, Resource};
+use crate::model::{Component, Json, Order, PlanPeriod, Resource};
 use crate::store::{SITE_AGENT_OFFERING, Store, new_uuid, now};
 
 pub const ORDER_STATES: &[&str] = &[
@@ -79,6 +79,9 @@ impl Store {
             };
             match n {
                 Some(n) if n >= 0.0 => {
+                    if let Some(c) = off.components.iter().find(|c| &c.type_ == k) {
+                        validate_min_max_limit(n, c)?;
+                    }
                     out.insert(k.clone(), num(n));
                 }
                 _ => {
@@ -540,6 +543,38 @@ impl Store {
         self.transition(&order, "canceled");
         Ok(())
     }
+}
+
+/// Mastermind's `validate_min_max_limit`, for the components its `get_components_map` checks
+/// (limit-based, or prepaid one-time): a bound of 0 or none is no bound. Raised from the
+/// serializer's `validate`, so the error is a `non_field_errors` one.
+fn validate_min_max_limit(value: f64, c: &Component) -> ApiResult<()> {
+    if !(c.billing_type == "limit" || (c.billing_type == "one" && c.is_prepaid)) {
+        return Ok(());
+    }
+    // Python's `%s` of the number: exponent form from 1e16 on.
+    let py = |v: f64| match num(v) {
+        Value::Number(n) if n.is_i64() => n.to_string(),
+        _ if v.abs() >= 1e16 => format!("{v:e}").replace("e", "e+").replace("e+-", "e-"),
+        _ => v.to_string(),
+    };
+    if let Some(max) = c.max_value.filter(|m| *m != 0) {
+        if value > max as f64 {
+            return Err(ApiError::field(
+                "non_field_errors",
+                format!("The limit {} value cannot be more than {max}.", py(value)),
+            ));
+        }
+    }
+    if let Some(min) = c.min_value.filter(|m| *m != 0) {
+        if value < min as f64 {
+            return Err(ApiError::field(
+                "non_field_errors",
+                format!("The limit {} value cannot be less than {min}.", py(value)),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn num(n: f64) -> Value {

@@ -172,6 +172,11 @@ pub struct SeedComponent {
     pub limit_period: Option<String>,
     #[serde(default)]
     pub description: String,
+    /// Mastermind's `OfferingComponent.max_value` / `min_value` (0 or absent: no bound).
+    #[serde(default)]
+    pub max_value: Option<i64>,
+    #[serde(default)]
+    pub min_value: Option<i64>,
 }
 
 fn default_billing() -> String {
@@ -381,8 +386,8 @@ impl Seed {
                         limit_period: c.limit_period.clone(),
                         limit_amount: c.limit_amount,
                         article_code: String::new(),
-                        max_value: None,
-                        min_value: None,
+                        max_value: c.max_value,
+                        min_value: c.min_value,
                         max_available_limit: None,
                         is_boolean: false,
                         default_limit: None,

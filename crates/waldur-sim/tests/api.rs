@@ -840,3 +840,86 @@ async fn events_reach_legacy_and_unified_queues() {
     assert_eq!(unified.payload["order_type"], "Create");
     assert_eq!(unified.payload["object_type"], "order");
 }
+
+async fn order_with_limits(api: &Api, sim: &SimServer, limits: Value) -> (StatusCode, Value) {
+    let d = sim.demo();
+    api.post(
+        "marketplace-orders/",
+        &d.consumer_token,
+        json!({
+            "offering": format!("{}marketplace-public-offerings/{}/", d.api_url, d.offering_uuid),
+            "project": d.project_uuid,
+            "plan": d.plan_uuid,
+            "limits": limits,
+            "attributes": {"name": "bounded"},
+        }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn order_limits_are_checked_against_min_and_max_value_like_mastermind() {
+    let sim = SimServer::start_demo().await.expect("simulator starts");
+    let api = Api::new(&sim);
+    let d = sim.demo().clone();
+    // Without bounds Mastermind takes any non-negative number, however large.
+    let (s, v) = order_with_limits(&api, &sim, json!({"gpu": 1e30})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = order_with_limits(&api, &sim, json!({"gpu": -1})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+
+    // The provider sets bounds on the limit-based gpu component.
+    let offering = format!("marketplace-provider-offerings/{}/", d.offering_uuid);
+    let (_, _, o) = api.get(&offering, &d.provider_token).await;
+    let gpu = o["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|c| c["type"] == "gpu")
+        .expect("gpu component")
+        .clone();
+    let (s, v) = api
+        .post(
+            &format!("{offering}update_offering_component/"),
+            &d.provider_token,
+            json!({"uuid": gpu["uuid"], "type": "gpu", "name": gpu["name"],
+                   "billing_type": "limit", "measured_unit": gpu["measured_unit"],
+                   "unit_factor": gpu["unit_factor"], "limit_period": gpu["limit_period"],
+                   "min_value": 2, "max_value": 10}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, _, o) = api.get(&offering, &d.provider_token).await;
+    let gpu = o["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|c| c["type"] == "gpu")
+        .expect("gpu component")
+        .clone();
+    assert_eq!(
+        (gpu["min_value"].clone(), gpu["max_value"].clone()),
+        (json!(2), json!(10))
+    );
+
+    for (limit, message) in [
+        (json!(11), "The limit 11 value cannot be more than 10."),
+        (json!(1e30), "The limit 1e+30 value cannot be more than 10."),
+        (json!(1), "The limit 1 value cannot be less than 2."),
+    ] {
+        let (s, v) = order_with_limits(&api, &sim, json!({"gpu": limit})).await;
+        assert_eq!(
+            (s, v),
+            (
+                StatusCode::BAD_REQUEST,
+                json!({"non_field_errors": [message]})
+            )
+        );
+    }
+    let (s, v) = order_with_limits(&api, &sim, json!({"gpu": 10, "cpu": 1e9})).await;
+    assert_eq!(
+        s,
+        StatusCode::CREATED,
+        "within bounds; usage components are not bounded: {v}"
+    );
+}

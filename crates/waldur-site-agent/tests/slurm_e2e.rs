@@ -567,3 +567,210 @@ async fn report_posts_exactly_what_sacct_shows_for_real_jobs() {
         &format!("account={account}"),
     ]);
 }
+
+/// Issue #21: limits out of range are refused, never saturated into "unlimited". Hostile
+/// orders on the demo offering (whose `gpu` has no `max_value`, so Mastermind takes them) are
+/// erred (when approved) or rejected (when pending) with a message naming component, value and
+/// allowed range, and nothing is written to SLURM for them; an Update to such a value leaves the
+/// old `GrpTRESMins`; a fraction of a gpu-Hour is written exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_limits_are_refused_and_never_reach_real_slurm() {
+    let _serial = SERIAL.lock().await;
+    let Some(conf) = slurm_conf() else { return };
+    let site = Site { conf: conf.clone() };
+    let sim = SimServer::start_demo().await.expect("simulator");
+    let demo = sim.demo().clone();
+    let tag = format!("lim{}", std::process::id() % 100_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"offerings:
+  - name: limits-e2e
+    waldur_api_url: "{api}"
+    waldur_api_token: "{token}"
+    waldur_offering_uuid: "{offering}"
+    backend_type: slurm
+    order_processing_backend: slurm
+    membership_sync_backend: slurm
+    reporting_backend: slurm
+    backend_settings:
+      default_account: root
+      customer_prefix: "{tag}_c_"
+      project_prefix: "{tag}_p_"
+      allocation_prefix: "{tag}_a_"
+      enable_user_homedir_account_creation: false
+    backend_components:
+      cpu: {{limit: 10, measured_unit: k-Hours, unit_factor: 60000, accounting_type: usage, label: CPU}}
+      gpu:
+        measured_unit: gpu-Hours
+        accounting_type: limit
+        label: GPU
+        target_components:
+          gres/gpu: {{factor: 60}}
+"#,
+            api = demo.api_url,
+            token = demo.provider_token,
+            offering = demo.offering_uuid,
+        ),
+    )
+    .expect("config written");
+    let run = Run {
+        config,
+        conf,
+        _dir: dir,
+    };
+    let consumer = ConsumerClient::new(&demo.api_url, &demo.consumer_token);
+    let provider = ConsumerClient::new(&demo.api_url, &demo.provider_token);
+    let gpu = |value: serde_json::Value| {
+        let mut m = serde_json::Map::new();
+        m.insert("gpu".to_owned(), value);
+        m
+    };
+    let huge: serde_json::Value =
+        serde_json::from_str("99999999999999999999").expect("json number");
+    let create = |limits: serde_json::Map<String, serde_json::Value>, name: &'static str| {
+        let consumer = &consumer;
+        let demo = &demo;
+        async move {
+            consumer
+                .create_order(
+                    &demo.offering_uuid,
+                    &demo.project_uuid,
+                    Some(&demo.plan_uuid),
+                    limits,
+                    name,
+                )
+                .await
+                .expect("Mastermind (the simulator) accepts the order")
+        }
+    };
+    let approve = |order: String| {
+        let provider = &provider;
+        async move {
+            provider
+                .post(
+                    &format!("marketplace-orders/{order}/approve_by_provider/"),
+                    json!({}),
+                )
+                .await
+                .expect("provider approves");
+        }
+    };
+
+    // 1. Approved hostile Creates are erred, saying which limit and what is allowed.
+    for (value, shown) in [(json!(1e30), "gpu=1e30"), (huge.clone(), "gpu=1e20")] {
+        let order = create(gpu(value), "hostile gpu").await;
+        approve(order.clone()).await;
+        let (ok, log) = run.agent("order_process");
+        assert!(!ok, "an erred order makes --once fail:\n{log}");
+        let o = consumer.order(&order).await.expect("order");
+        assert_eq!(o["state"], "erred", "{o}");
+        let message = o["error_message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(shown) && message.contains("allowed for gpu: 0 to "),
+            "error names component, value and range: {message}"
+        );
+        assert!(log.contains(shown), "the log says so too:\n{log}");
+        assert!(
+            site.accounts_with_prefix(&tag).is_empty(),
+            "no SLURM account for a refused order: {:?}",
+            site.accounts_with_prefix(&tag)
+        );
+    }
+
+    // 2. A pending hostile Create is rejected with the reason (never approved, never erred).
+    let pending = create(gpu(huge.clone()), "hostile pending").await;
+    let (ok, log) = run.agent("order_process");
+    assert!(ok, "{log}");
+    let o = consumer.order(&pending).await.expect("order");
+    assert_eq!(o["state"], "rejected", "{o}");
+    assert!(
+        o["provider_rejection_comment"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("gpu=1e20"),
+        "{o}"
+    );
+    assert!(site.accounts_with_prefix(&tag).is_empty());
+
+    // 3. Half a gpu-Hour is 30 GPU-minutes, exactly, and Waldur keeps 0.5.
+    let half = create(gpu(json!(0.5)), "half gpu hour").await;
+    let (ok, log) = run.agent("order_process");
+    assert!(ok, "{log}");
+    let o = consumer.order(&half).await.expect("order");
+    assert_eq!(o["state"], "done", "{o}");
+    let resource_uuid = o["marketplace_resource_uuid"]
+        .as_str()
+        .expect("resource")
+        .to_owned();
+    let resource = consumer.resource(&resource_uuid).await.expect("resource");
+    let account = resource["backend_id"]
+        .as_str()
+        .expect("backend_id")
+        .to_owned();
+    let grp = site.account_limits(&account);
+    assert!(
+        grp.contains("gres/gpu=30"),
+        "GrpTRESMins of {account}: {grp}"
+    );
+    assert!(!grp.contains("9223372036854775807"), "{grp}");
+    let (ok, log) = run.agent("membership_sync");
+    assert!(ok, "{log}");
+    assert_eq!(
+        consumer.resource(&resource_uuid).await.expect("resource")["limits"]["gpu"],
+        json!(0.5),
+        "reading back does not round or grow it"
+    );
+
+    // 4. An Update to a hostile value leaves the old GrpTRESMins: erred when approved,
+    //    rejected when pending.
+    let update = consumer
+        .update_limits(&resource_uuid, gpu(json!(1e30)))
+        .await
+        .expect("update order");
+    approve(update.clone()).await;
+    let (ok, log) = run.agent("order_process");
+    assert!(!ok, "{log}");
+    let o = consumer.order(&update).await.expect("order");
+    assert_eq!(o["state"], "erred", "{o}");
+    assert!(
+        o["error_message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("gpu=1e30"),
+        "{o}"
+    );
+    assert_eq!(site.account_limits(&account), grp, "old GrpTRESMins kept");
+    let (ok, log) = run.agent("membership_sync");
+    assert!(ok, "the erred resource is set back to OK: {log}");
+    let update = consumer
+        .update_limits(&resource_uuid, gpu(huge))
+        .await
+        .expect("update order");
+    let (ok, log) = run.agent("order_process");
+    assert!(ok, "{log}");
+    assert_eq!(
+        consumer.order(&update).await.expect("order")["state"],
+        "rejected"
+    );
+    assert_eq!(site.account_limits(&account), grp, "old GrpTRESMins kept");
+
+    // Clean up what this test created on the shared cluster.
+    let terminate = consumer
+        .terminate(&resource_uuid)
+        .await
+        .expect("terminate order");
+    let (ok, log) = run.agent("order_process");
+    assert!(ok, "{log}");
+    assert_eq!(
+        consumer.order(&terminate).await.expect("order")["state"],
+        "done"
+    );
+    for kind in ["a", "p", "c"] {
+        for name in site.accounts_with_prefix(&format!("{tag}_{kind}_")) {
+            site.sacctmgr(&["-i", "delete", "account", &name]);
+        }
+    }
+}
