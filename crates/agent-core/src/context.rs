@@ -69,20 +69,16 @@ pub const OFFERING_FIELDS: &[&str] = &[
     "plugin_options",
 ];
 
-/// Everything a processor needs for one offering. Build once per offering; call
-/// [`OfferingContext::begin_cycle`] (the processors do) to drop per-cycle caches.
-pub struct OfferingContext {
+/// What lives as long as the offering: its configuration, Waldur client, backends and settings,
+/// what was learnt about the server, which resources are being worked on, and the shutdown
+/// signal. Shared by every run of every processor of the offering.
+pub struct Offering {
     pub config: OfferingConfig,
     /// Offering UUID, 32 hex.
     pub offering_uuid: String,
     pub client: WaldurClient,
     pub backends: OfferingBackends,
     pub settings: CoreSettings,
-    offering: Mutex<Option<Arc<ProviderOffering>>>,
-    offering_users: Mutex<Option<Arc<Vec<OfferingUser>>>>,
-    teams: Mutex<HashMap<String, Arc<Vec<ProjectUser>>>>,
-    ssh_keys: Mutex<Option<Arc<BTreeMap<String, String>>>>,
-    accounts: Mutex<Option<Arc<AccountLists>>>,
     /// Set once a Mastermind without service/course account listings was seen (logged once).
     accounts_unsupported: AtomicBool,
     /// Set once Waldur refused membership sync statuses for this offering (logged once).
@@ -96,15 +92,45 @@ pub struct OfferingContext {
     cancel: tokio_util::sync::CancellationToken,
 }
 
+/// One run of a processor (a polling cycle, an event, a sweep): the [`Offering`] (reached
+/// through `Deref`) plus caches of Waldur data (offering, offering users, teams, SSH keys,
+/// service and course accounts) that live as long as the run. Every processor entry point starts
+/// its own run with [`OfferingContext::new_run`], so runs that overlap (an event handler during a
+/// reconciliation pass) never clear or share each other's caches.
+pub struct OfferingContext {
+    shared: Arc<Offering>,
+    offering: Mutex<Option<Arc<ProviderOffering>>>,
+    offering_users: Mutex<Option<Arc<Vec<OfferingUser>>>>,
+    teams: Mutex<HashMap<String, Arc<Vec<ProjectUser>>>>,
+    ssh_keys: Mutex<Option<Arc<BTreeMap<String, String>>>>,
+    accounts: Mutex<Option<Arc<AccountLists>>>,
+}
+
+impl std::ops::Deref for OfferingContext {
+    type Target = Offering;
+    fn deref(&self) -> &Offering {
+        &self.shared
+    }
+}
+
+/// Changing the offering's settings or backends is for setting it up (tests, the binary), before
+/// any run shares it; doing it later is a programming error.
+impl std::ops::DerefMut for OfferingContext {
+    fn deref_mut(&mut self) -> &mut Offering {
+        Arc::get_mut(&mut self.shared)
+            .expect("an offering is configured before its runs share it")
+    }
+}
+
 /// The right to apply orders to one resource; released on drop.
 pub struct ResourceClaim<'a> {
-    ctx: &'a OfferingContext,
+    offering: &'a Offering,
     resource: String,
 }
 
 impl Drop for ResourceClaim<'_> {
     fn drop(&mut self) {
-        self.ctx
+        self.offering
             .busy_resources
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -112,39 +138,7 @@ impl Drop for ResourceClaim<'_> {
     }
 }
 
-impl OfferingContext {
-    pub fn new(
-        config: OfferingConfig,
-        client: WaldurClient,
-        backends: OfferingBackends,
-        settings: CoreSettings,
-    ) -> Self {
-        let offering_uuid = normalize_uuid(&config.waldur_offering_uuid);
-        OfferingContext {
-            config,
-            offering_uuid,
-            client,
-            backends,
-            settings,
-            offering: Mutex::new(None),
-            offering_users: Mutex::new(None),
-            teams: Mutex::new(HashMap::new()),
-            ssh_keys: Mutex::new(None),
-            accounts: Mutex::new(None),
-            accounts_unsupported: AtomicBool::new(false),
-            sync_statuses_refused: AtomicBool::new(false),
-            identity_unsupported: AtomicBool::new(false),
-            busy_resources: Default::default(),
-            cancel: tokio_util::sync::CancellationToken::new(),
-        }
-    }
-
-    /// Share the agent's shutdown signal with this offering's processors.
-    pub fn with_cancellation(mut self, cancel: tokio_util::sync::CancellationToken) -> Self {
-        self.cancel = cancel;
-        self
-    }
-
+impl Offering {
     /// Shutdown was requested: start no new item.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
@@ -159,7 +153,7 @@ impl OfferingContext {
             .unwrap_or_else(|p| p.into_inner())
             .insert(resource.to_owned());
         inserted.then(|| ResourceClaim {
-            ctx: self,
+            offering: self,
             resource: resource.to_owned(),
         })
     }
@@ -180,14 +174,55 @@ impl OfferingContext {
     pub fn name(&self) -> &str {
         &self.config.name
     }
+}
 
-    /// Drop per-cycle caches so the next cycle sees fresh Waldur data.
-    pub async fn begin_cycle(&self) {
-        *self.offering.lock().await = None;
-        *self.offering_users.lock().await = None;
-        self.teams.lock().await.clear();
-        *self.ssh_keys.lock().await = None;
-        *self.accounts.lock().await = None;
+impl OfferingContext {
+    pub fn new(
+        config: OfferingConfig,
+        client: WaldurClient,
+        backends: OfferingBackends,
+        settings: CoreSettings,
+    ) -> Self {
+        let offering_uuid = normalize_uuid(&config.waldur_offering_uuid);
+        Self::run_of(Arc::new(Offering {
+            config,
+            offering_uuid,
+            client,
+            backends,
+            settings,
+            accounts_unsupported: AtomicBool::new(false),
+            sync_statuses_refused: AtomicBool::new(false),
+            identity_unsupported: AtomicBool::new(false),
+            busy_resources: Default::default(),
+            cancel: tokio_util::sync::CancellationToken::new(),
+        }))
+    }
+
+    fn run_of(shared: Arc<Offering>) -> Self {
+        OfferingContext {
+            shared,
+            offering: Mutex::new(None),
+            offering_users: Mutex::new(None),
+            teams: Mutex::new(HashMap::new()),
+            ssh_keys: Mutex::new(None),
+            accounts: Mutex::new(None),
+        }
+    }
+
+    /// Share the agent's shutdown signal with this offering's processors (call right after
+    /// [`OfferingContext::new`], before any run exists).
+    pub fn with_cancellation(mut self, cancel: tokio_util::sync::CancellationToken) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => shared.cancel = cancel,
+            None => tracing::error!("with_cancellation called on a shared offering; ignored"),
+        }
+        self
+    }
+
+    /// A new run of the same offering, with empty caches: what every processor entry point
+    /// works in, so it sees fresh Waldur data and leaves other runs' caches alone.
+    pub fn new_run(&self) -> OfferingContext {
+        Self::run_of(self.shared.clone())
     }
 
     /// Offering details (components, customer, partitions, plugin options), cached per cycle.

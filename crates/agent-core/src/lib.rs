@@ -29,7 +29,7 @@ pub mod sweeps;
 pub mod tools;
 pub mod usernames;
 
-pub use context::{CoreSettings, OfferingContext};
+pub use context::{CoreSettings, Offering, OfferingContext};
 pub use error::{CoreError, CoreResult, CycleReport};
 pub use identity::{Registration, RegistrationOutcome, register_agent};
 pub use membership::{

@@ -136,7 +136,8 @@ fn sync_user_profiles(ctx: &OfferingContext, users: &[OfferingUser]) {
 
 /// Full membership cycle for the offering.
 pub async fn membership_sync(ctx: &OfferingContext) -> CycleReport {
-    ctx.begin_cycle().await;
+    let this_run = ctx.new_run();
+    let ctx = &this_run;
     let mut cycle = CycleReport::new(ctx.name());
     let backend = match backend(ctx) {
         Ok(b) => b,
@@ -588,7 +589,8 @@ pub async fn process_user_role_changed(
     granted: bool,
     role_name: Option<&str>,
 ) -> CycleReport {
-    ctx.begin_cycle().await;
+    let this_run = ctx.new_run();
+    let ctx = &this_run;
     let mut cycle = CycleReport::new(ctx.name());
     let result = async {
         let backend = backend(ctx)?;
@@ -655,7 +657,8 @@ pub async fn process_user_role_changed(
 
 /// Event: re-sync the team of every resource of a project (no status or limits).
 pub async fn process_project_user_sync(ctx: &OfferingContext, project_uuid: &str) -> CycleReport {
-    ctx.begin_cycle().await;
+    let this_run = ctx.new_run();
+    let ctx = &this_run;
     let mut cycle = CycleReport::new(ctx.name());
     match backend(ctx) {
         Ok(backend) => match handled_resources(ctx, &backend, Some(project_uuid)).await {
@@ -669,7 +672,8 @@ pub async fn process_project_user_sync(ctx: &OfferingContext, project_uuid: &str
 
 /// Event: full sync of one resource (users, status, limits, last sync).
 pub async fn process_resource_by_uuid(ctx: &OfferingContext, resource_uuid: &str) -> CycleReport {
-    ctx.begin_cycle().await;
+    let this_run = ctx.new_run();
+    let ctx = &this_run;
     let mut cycle = CycleReport::new(ctx.name());
     let result = async {
         let backend = backend(ctx)?;
@@ -744,7 +748,8 @@ pub async fn process_username_set(
 /// same backend ids; then a full membership sync; then the order cycle. Each part runs when the
 /// offering has the backend for it, and a failing part does not stop the next.
 pub async fn process_offering_resources_sync(ctx: &OfferingContext) -> CycleReport {
-    ctx.begin_cycle().await;
+    let this_run = ctx.new_run();
+    let ctx = &this_run;
     let mut cycle = CycleReport::new(ctx.name());
     if let Some(membership) = ctx.backends.membership.clone() {
         cycle.merge(recreate_missing_resources(ctx, &membership).await);

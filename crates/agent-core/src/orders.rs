@@ -82,7 +82,8 @@ impl OrderOutcome {
 
 /// Full polling cycle for one offering.
 pub async fn order_process(ctx: &OfferingContext) -> CycleReport {
-    ctx.begin_cycle().await;
+    let this_run = ctx.new_run();
+    let ctx = &this_run;
     let mut report = CycleReport::new(ctx.name());
     let Some(backend) = ctx.backends.orders.clone() else {
         tracing::info!(offering = %ctx.name(), "no order_processing_backend; skipping");
@@ -130,7 +131,8 @@ pub async fn order_process(ctx: &OfferingContext) -> CycleReport {
 /// failure is reported as such: the event consumer hands the event back to the broker after a
 /// backoff, so one failing order never holds up the offering's other events.
 pub async fn process_order_by_uuid(ctx: &OfferingContext, order_uuid: &str) -> CycleReport {
-    ctx.begin_cycle().await;
+    let this_run = ctx.new_run();
+    let ctx = &this_run;
     let mut report = CycleReport::new(ctx.name());
     let Some(backend) = ctx.backends.orders.clone() else {
         return report;

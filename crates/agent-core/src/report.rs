@@ -88,7 +88,8 @@ fn same_amount(old: f64, new: f64) -> bool {
 
 /// One report cycle for the offering.
 pub async fn report(ctx: &OfferingContext) -> CycleReport {
-    ctx.begin_cycle().await;
+    let this_run = ctx.new_run();
+    let ctx = &this_run;
     let mut cycle = CycleReport::new(ctx.name());
     let Some(backend) = ctx.backends.usage.clone() else {
         tracing::info!(offering = %ctx.name(), "no reporting_backend; skipping");

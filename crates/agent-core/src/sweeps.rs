@@ -42,7 +42,8 @@ pub async fn stuck_orders(ctx: &OfferingContext, older_than: Duration) -> CycleR
     if ctx.backends.orders.is_none() {
         return report;
     }
-    ctx.begin_cycle().await;
+    let this_run = ctx.new_run();
+    let ctx = &this_run;
     let before = modified_before(Timestamp::now(), older_than);
     let orders = match ctx
         .client
@@ -73,7 +74,8 @@ pub async fn stuck_offering_users(ctx: &OfferingContext) -> CycleReport {
     if ctx.backends.membership.is_none() {
         return report;
     }
-    ctx.begin_cycle().await;
+    let this_run = ctx.new_run();
+    let ctx = &this_run;
     let filter = OfferingUserFilter {
         offering_uuid: Some(ctx.offering_uuid.clone()),
         states: STUCK_OFFERING_USER_STATES.to_vec(),

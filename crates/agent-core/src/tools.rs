@@ -452,7 +452,8 @@ impl DiagnosticsReport {
 /// offering (`sync_offering_users`). `generation_enabled` is false when the offering's policy
 /// leaves usernames to Waldur (nothing is changed then).
 pub async fn sync_offering_users(ctx: &OfferingContext) -> CoreResult<UsernameRun> {
-    ctx.begin_cycle().await;
+    let this_run = ctx.new_run();
+    let ctx = &this_run;
     let filter = OfferingUserFilter {
         offering_uuid: Some(ctx.offering_uuid.clone()),
         is_restricted: Some(false),
