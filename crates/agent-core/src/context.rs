@@ -117,8 +117,7 @@ impl std::ops::Deref for OfferingContext {
 /// any run shares it; doing it later is a programming error.
 impl std::ops::DerefMut for OfferingContext {
     fn deref_mut(&mut self) -> &mut Offering {
-        Arc::get_mut(&mut self.shared)
-            .expect("an offering is configured before its runs share it")
+        Arc::get_mut(&mut self.shared).expect("an offering is configured before its runs share it")
     }
 }
 

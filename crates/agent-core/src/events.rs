@@ -361,7 +361,10 @@ fn decode<T: for<'de> Deserialize<'de> + Default>(payload: &Value) -> T {
 /// Map a processor report to an outcome: failures count as transient when every error was, which
 /// the processors signal by leaving items for the next cycle rather than erring them.
 fn finish(report: CycleReport) -> HandlerOutcome {
-    let transient = report.transient_only();
+    let transient = matches!(
+        crate::policy::next_step(&report, crate::policy::Trigger::Event, 0),
+        crate::policy::Next::RetryAfter(_)
+    );
     HandlerOutcome::from_report(report, transient)
 }
 

@@ -24,6 +24,7 @@ pub mod identity;
 pub mod limits;
 pub mod membership;
 pub mod orders;
+pub mod policy;
 pub mod report;
 pub mod sweeps;
 pub mod tools;

@@ -516,12 +516,6 @@ fn event_key(object_type: &str, body: &serde_json::Value) -> String {
     format!("{kind}:{}", id.unwrap_or(""))
 }
 
-/// Backoff before a transiently failed event goes back to the broker: 2 s, 4 s, ... 60 s for
-/// the same key's consecutive failures.
-fn redelivery_delay(failures: u32) -> Duration {
-    Duration::from_secs(2u64.saturating_pow(failures.clamp(1, 6)).min(60))
-}
-
 /// Handle one offering's events: concurrently (at most `order_concurrency` at a time), in
 /// arrival order per key (see [`event_key`]), each settled only after its handler finished. A
 /// transient failure frees its place at once and goes back to the broker after a backoff, so
@@ -559,7 +553,7 @@ async fn consume(
             } else {
                 // Give the cause time to clear before the broker hands it back, without
                 // holding a place: a timer settles it.
-                let delay = redelivery_delay(failed_before + 1);
+                let delay = agent_core::policy::retry_delay(failed_before + 1);
                 let name = ctx.name().to_owned();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
@@ -684,12 +678,5 @@ mod tests {
         assert_ne!(a, c);
         assert_ne!(d, e);
         assert_eq!(d, "user_role:p1");
-    }
-
-    #[test]
-    fn redelivery_backs_off_up_to_a_minute() {
-        assert_eq!(redelivery_delay(1), Duration::from_secs(2));
-        assert_eq!(redelivery_delay(3), Duration::from_secs(8));
-        assert_eq!(redelivery_delay(50), Duration::from_secs(60));
     }
 }
