@@ -9,6 +9,7 @@ pub mod expand;
 pub mod load;
 pub mod model;
 pub mod names;
+pub mod redact;
 
 pub use load::{
     ConfigError, ConfigErrors, ConfigIssue, ConfigWarning, Loaded, MAX_CONFIG_FILE_BYTES,
@@ -18,3 +19,4 @@ pub use load::{
 pub use model::{
     AccountingType, AgentConfig, BackendComponent, BackendRole, LogShipping, OfferingConfig, Secret,
 };
+pub use redact::Redactor;

@@ -29,6 +29,9 @@ pub struct CoreSettings {
     pub order_concurrency: usize,
     /// Agent version for identity registration.
     pub agent_version: String,
+    /// Scrubs every configured secret from text the agent writes to Waldur (the log writer uses
+    /// the same one).
+    pub redactor: agent_config::Redactor,
 }
 
 impl Default for CoreSettings {
@@ -39,6 +42,7 @@ impl Default for CoreSettings {
             expose_backend_error_details: true,
             order_concurrency: 8,
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            redactor: agent_config::Redactor::default(),
         }
     }
 }
@@ -55,6 +59,7 @@ impl CoreSettings {
             reporting_periods: config.reporting_periods.clamp(1, 12),
             expose_backend_error_details: config.expose_backend_error_details,
             order_concurrency: config.order_concurrency.max(1),
+            redactor: agent_config::Redactor::new(agent_config::secret_values_of(config).iter()),
             ..CoreSettings::default()
         })
     }
@@ -356,9 +361,11 @@ impl OfferingContext {
     /// text and its structured detail; when not, a backend's own message (its errors are written
     /// for users) without detail, except the raw output of a site command, and a generic message
     /// for anything else (Waldur or internal failures).
+    /// Every configured secret is scrubbed from both: a site's error output may echo one.
     pub fn error_details(&self, error: &CoreError) -> (String, String) {
+        let scrub = |text: String| self.settings.redactor.scrub(&text);
         if self.settings.expose_backend_error_details {
-            return (error.to_string(), format!("{error:?}"));
+            return (scrub(error.to_string()), scrub(format!("{error:?}")));
         }
         let message = match error {
             CoreError::Backend(BackendError::Command { exit, .. }) => {
@@ -367,7 +374,7 @@ impl OfferingContext {
             CoreError::Backend(e) => e.to_string(),
             _ => GENERIC_ERROR_MESSAGE.to_owned(),
         };
-        (message, String::new())
+        (scrub(message), String::new())
     }
 
     /// The message part of [`OfferingContext::error_details`].

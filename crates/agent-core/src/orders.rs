@@ -378,6 +378,7 @@ async fn prepare_inner(
         OrderState::Executing => {}
         OrderState::PendingProvider => {
             if let Some(reason) = refused_pending_limits(backend.as_ref(), order) {
+                let reason = ctx.settings.redactor.scrub(&reason);
                 ctx.client
                     .reject_order_by_provider(&order.uuid, Some(&reason))
                     .await?;

@@ -222,6 +222,24 @@ async fn permanent_site_failure_errs_the_order_with_the_reason() {
     );
 }
 
+/// Text the agent writes to Waldur goes through the same scrubber as the log: a configured secret
+/// that a site's error output echoes never reaches the order's error message.
+#[tokio::test]
+async fn secrets_are_scrubbed_from_error_messages_written_to_waldur() {
+    let w = world().await;
+    // Stands for a password that a site command echoed in its error output.
+    w.ctx.settings.redactor.add(["permanent failure in create"]);
+    let order = w.create_order("alloc-echo", 3).await;
+    w.site.fail_next("create", Fault::Permanent, 1);
+    order_process(&w.ctx).await;
+    assert_eq!(w.order_state(&order).await, "erred");
+    let message = w.order_error(&order);
+    assert!(
+        !message.contains("permanent failure in create") && message.contains("***"),
+        "{message}"
+    );
+}
+
 /// Only pending-provider and executing orders are processed; done, erred and pending-consumer
 /// orders are left exactly as they are.
 #[tokio::test]

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
@@ -19,62 +19,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
-/// The set of strings never to print. Shared, so secrets learnt later can be added.
-#[derive(Clone, Default)]
-pub struct Redactor {
-    secrets: Arc<RwLock<Vec<String>>>,
-}
-
-impl std::fmt::Debug for Redactor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.secrets.read().map(|s| s.len()).unwrap_or(0);
-        write!(f, "Redactor({n} secrets)")
-    }
-}
-
-impl Redactor {
-    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Self {
-        let r = Redactor::default();
-        r.add(secrets);
-        r
-    }
-
-    pub fn add<'a>(&self, secrets: impl IntoIterator<Item = &'a str>) {
-        let Ok(mut list) = self.secrets.write() else {
-            return;
-        };
-        for s in secrets {
-            let s = s.trim();
-            if s.is_empty() || list.iter().any(|x| x == s) {
-                continue;
-            }
-            list.push(s.to_owned());
-            // Also the JSON-escaped spelling, which is what appears inside a JSON log line.
-            let escaped = serde_json::to_string(s).unwrap_or_default();
-            let escaped = escaped.trim_matches('"');
-            if escaped != s && !escaped.is_empty() {
-                list.push(escaped.to_owned());
-            }
-        }
-        // Longest first, so a secret containing another is replaced whole.
-        list.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    }
-
-    /// `text` with every secret replaced by `***`.
-    pub fn scrub(&self, text: &str) -> String {
-        let Ok(list) = self.secrets.read() else {
-            // A poisoned lock must not leak: print nothing rather than a secret.
-            return "*** (redaction unavailable)".to_owned();
-        };
-        let mut out = text.to_owned();
-        for s in list.iter() {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "***");
-            }
-        }
-        out
-    }
-}
+pub use agent_config::Redactor;
 
 /// A `MakeWriter` whose writers buffer one event and write it scrubbed when dropped.
 #[derive(Clone)]
