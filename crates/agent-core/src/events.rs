@@ -51,8 +51,10 @@ pub fn object_types_for(ctx: &OfferingContext) -> Vec<&'static str> {
             OFFERING_USER,
         ]);
     }
+    // Resource import and SLURM periodic limits are not implemented by any backend of ours:
+    // subscribing would only have their events acknowledged unread. Say so instead.
     if config.resource_import_enabled {
-        types.push(IMPORTABLE_RESOURCES);
+        tracing::warn!(offering = %ctx.name(), "resource_import_enabled is set, but this agent does not import resources; no importable_resources events are subscribed");
     }
     let periodic = config
         .backend_settings
@@ -61,7 +63,7 @@ pub fn object_types_for(ctx: &OfferingContext) -> Vec<&'static str> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     if periodic {
-        types.push(RESOURCE_PERIODIC_LIMITS);
+        tracing::warn!(offering = %ctx.name(), "backend_settings.periodic_limits.enabled is set, but SLURM periodic limits are not implemented by this agent; no resource_periodic_limits events are subscribed");
     }
     types
 }
@@ -323,6 +325,9 @@ pub async fn handle_event(
             finish(membership::process_resource_by_uuid(ctx, &m.resource_uuid).await)
         }
         object_type::OFFERING_USER => handle_offering_user(ctx, payload).await,
+        object_type::OFFERING_RESOURCES_SYNC => {
+            finish(membership::process_offering_resources_sync(ctx).await)
+        }
         object_type::SERVICE_ACCOUNT | object_type::COURSE_ACCOUNT => {
             // Accounts are members of the project's resources: re-sync that project's teams.
             let m: AccountMessage = decode(payload);

@@ -522,6 +522,11 @@ async fn sync_user_limits(
 ) {
     let site = match backend.user_limits(view).await {
         Ok(l) => l,
+        Err(BackendError::Unsupported { .. }) => {
+            // The site has no per-user limits: nothing to read from Waldur either.
+            tracing::debug!(resource = %resource.uuid, "backend has no per-user limits");
+            return;
+        }
         Err(e) => {
             tracing::warn!(resource = %resource.uuid, error = %e, "cannot read per-user limits");
             return;

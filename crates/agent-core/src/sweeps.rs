@@ -2,6 +2,10 @@
 //! what a lost message left behind is picked up periodically (default every 60 minutes).
 //! Each sweep covers one offering and returns a [`CycleReport`]; the caller isolates offerings.
 //!
+//! The event mode's reconciliation pass (the binary's `reconcile`) runs these plus a full order
+//! and membership pass; the membership pass also moves projects whose customer changed
+//! (`MembershipBackend::sync_projects`: Waldur sends no event for that).
+//!
 //! Not here, on purpose: the username-reconciliation sweep (`sync_offering_user_usernames` is a
 //! federation hook no backend of ours has) and the API-key sweep (no backend supports resource
 //! API keys).
@@ -93,24 +97,6 @@ pub async fn stuck_offering_users(ctx: &OfferingContext) -> CycleReport {
         Ok(run) => run_into_report(&mut report, &run),
         Err(e) => report.fail("username state machine", e),
     }
-    report
-}
-
-/// Project hierarchy catch-up (Waldur sends no event when a project moves to another customer).
-/// Upstream calls the backend's `sync_resource_project` for every resource; no backend of ours
-/// keeps a project hierarchy that depends on the customer (the backend API has no such hook),
-/// so this does nothing and says so.
-pub async fn project_hierarchy(ctx: &OfferingContext) -> CycleReport {
-    tracing::debug!(offering = %ctx.name(), "project hierarchy sync: the backend keeps no customer-dependent hierarchy");
-    CycleReport::new(ctx.name())
-}
-
-/// All sweeps of one offering, in upstream's order.
-pub async fn run_all(ctx: &OfferingContext, older_than: Duration) -> CycleReport {
-    let mut report = CycleReport::new(ctx.name());
-    report.merge(stuck_orders(ctx, older_than).await);
-    report.merge(stuck_offering_users(ctx).await);
-    report.merge(project_hierarchy(ctx).await);
     report
 }
 

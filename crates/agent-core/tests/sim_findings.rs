@@ -1,5 +1,5 @@
-//! Scenarios against the simulator that exposed processor bugs (reported to the lead; the
-//! processors are not ours to edit). Each test states the expected behaviour.
+//! Regression scenarios against the simulator: each once exposed a processor bug, and each test
+//! states the behaviour that fixed it.
 
 mod sim_common;
 

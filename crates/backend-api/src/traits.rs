@@ -179,22 +179,24 @@ pub trait MembershipBackend: BackendHealth {
         Ok(0)
     }
 
-    /// Per-user limits on the site (username → Waldur-unit limits).
+    /// Per-user limits on the site (username → Waldur-unit limits). Default: the site has no
+    /// per-user limits ([`BackendError::Unsupported`]); the core then leaves Waldur's alone.
     async fn user_limits(
         &self,
         _resource: &ResourceView,
     ) -> BackendResult<BTreeMap<String, Limits>> {
-        Ok(BTreeMap::new())
+        Err(unsupported(self.kind(), "per-user limits"))
     }
 
-    /// Set (or, with an empty map, clear) one user's limits (Waldur units in).
+    /// Set (or, with an empty map, clear) one user's limits (Waldur units in). Default:
+    /// [`BackendError::Unsupported`], never a silent success.
     async fn set_user_limits(
         &self,
         _resource: &ResourceView,
         _username: &str,
         _limits: &Limits,
     ) -> BackendResult<()> {
-        Ok(())
+        Err(unsupported(self.kind(), "per-user limits"))
     }
 }
 
