@@ -476,3 +476,131 @@ async fn a_username_set_later_is_applied() {
     drop(agent);
     cleanup(&conf, &tag);
 }
+
+/// Brings SLURM back (idempotent) when dropped.
+struct SlurmBack(PathBuf);
+
+impl Drop for SlurmBack {
+    fn drop(&mut self) {
+        let _ = Process::new("bash")
+            .arg(self.0.join("scripts/services/slurm-up.sh"))
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+/// Stop slurmdbd (the site is down for writes and reads) without touching the rest of SLURM.
+fn stop_slurmdbd() {
+    let pid_file = "/tmp/waldur-services/slurm/run/slurmdbd.pid.bg";
+    let pid = std::fs::read_to_string(pid_file).expect("slurmdbd pid file");
+    let _ = Process::new("kill").args(["-TERM", pid.trim()]).status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while port_open(6819) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!port_open(6819), "slurmdbd did not stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_site_down_membership_events_go_on_and_orders_complete_when_it_returns() {
+    let _serial = SERIAL.lock().await;
+    let Some(conf) = services(false) else { return };
+    let sim = sim_with_brokers(false).await;
+    let demo = sim.demo().clone();
+    let tag = format!("evd{}", std::process::id() % 100_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(&cfg, config(&sim, &tag, "stomp")).expect("config");
+    // The default 60-minute sweep: only events and their redelivery can do the work.
+    let agent = Agent::start(&cfg, &conf, "60", dir.path().join("agent.log"));
+    assert!(
+        agent
+            .wait_log("\"status\":\"Connected\"", 1, Duration::from_secs(30))
+            .await,
+        "{}",
+        agent.log()
+    );
+    let consumer = ConsumerClient::new(&demo.api_url, &demo.consumer_token);
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+
+    stop_slurmdbd();
+    // Whatever happens below, SLURM is whole again for the tests after this one.
+    let _restart = SlurmBack(repo.clone());
+    let mut orders = Vec::new();
+    for i in 0..20 {
+        orders.push(
+            consumer
+                .create_order(
+                    &demo.offering_uuid,
+                    &demo.project_uuid,
+                    Some(&demo.plan_uuid),
+                    limits(&[("cpu", 1)]),
+                    &format!("down {i}"),
+                )
+                .await
+                .expect("create order"),
+        );
+    }
+    // Five membership events for the project, behind the twenty orders in the queue: three
+    // users join, two of them leave again.
+    let members: Vec<_> = demo.users.iter().take(3).cloned().collect();
+    assert_eq!(members.len(), 3, "the demo has three ordinary users");
+    for user in &members {
+        consumer
+            .add_user_to_project(&demo.project_uuid, &user.uuid, "PROJECT.MEMBER")
+            .await
+            .expect("add user");
+    }
+    for user in members.iter().take(2) {
+        consumer
+            .remove_user_from_project(&demo.project_uuid, &user.uuid, "PROJECT.MEMBER")
+            .await
+            .expect("remove user");
+    }
+    // The membership events are handled while every order is still waiting for the site.
+    let started = Instant::now();
+    let handled_roles = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("\"user_role\"") && l.contains("event handled"))
+            .count()
+    };
+    while handled_roles(&agent.log()) < 5 && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let handled = handled_roles(&agent.log()) >= 5;
+    let mut waiting = 0;
+    for o in &orders {
+        if consumer.order(o).await.expect("order")["state"] != "done" {
+            waiting += 1;
+        }
+    }
+    assert!(
+        handled,
+        "membership events were held up behind the failing orders:\n{}",
+        agent.log()
+    );
+    assert_eq!(waiting, 20, "no order can be done while slurmdbd is down");
+
+    let up = Process::new("bash")
+        .arg(repo.join("scripts/services/slurm-up.sh"))
+        .status()
+        .expect("up script");
+    assert!(up.success(), "SLURM did not come back");
+    for o in &orders {
+        let (state, _) = wait_order(&consumer, o, Duration::from_secs(120)).await;
+        assert_eq!(state, "done", "order {o}:\n{}", agent.log());
+    }
+    let stats = sim.stats();
+    assert_eq!(
+        stats.count("POST", "/api/marketplace-orders/{uuid}/set_state_done/"),
+        20,
+        "each order marked done once"
+    );
+    assert_eq!(
+        stats.count("POST", "/api/marketplace-orders/{uuid}/set_state_erred/"),
+        0,
+        "no order erred because the site was down"
+    );
+    drop(agent);
+    cleanup(&conf, &tag);
+}
