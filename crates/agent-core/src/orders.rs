@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use backend_api::{
     BackendError, BackendResourceInfo, CreateRequest, Limits, OrderBackend, PendingOrderDecision,
-    ResourceView, UserContext, UserGrant,
+    ResourceView, SiteCheck, UserContext, UserGrant,
 };
 use futures::StreamExt;
 use waldur_client::{
@@ -851,7 +851,7 @@ async fn waldur_backend_ids(ctx: &OfferingContext) -> CoreResult<BTreeMap<String
 
 /// Give every new Create a backend id that is free everywhere, then record it in Waldur before
 /// the site create (a failure after the create then never leaves an account Waldur does not
-/// know about). All candidates of a round go to the site in one `existing_ids` call; taken ones
+/// know about). All candidates of a round go to the site in one `check_ids` call; taken ones
 /// move on to their next candidate. Each round uses up a candidate of every order still
 /// looking, so the plans' limits bound the loop, and nothing is recorded while it collides.
 async fn reserve_ids(
@@ -859,8 +859,9 @@ async fn reserve_ids(
     backend: &Arc<dyn OrderBackend>,
     creates: Vec<PendingCreate>,
     ledger: &mut IdLedger,
-) -> (Vec<PendingCreate>, Vec<(String, OrderOutcome)>) {
+) -> Reservation {
     let mut failed = Vec::new();
+    let mut last_check = None;
     let (mut reserved, mut todo): (Vec<PendingCreate>, Vec<PendingCreate>) =
         creates.into_iter().partition(|p| p.reused_id);
     for p in &reserved {
@@ -899,8 +900,12 @@ async fn reserve_ids(
             break;
         }
         let requests: Vec<CreateRequest> = asking.iter().map(|p| p.request.clone()).collect();
-        let existing = match backend.existing_ids(&requests).await {
-            Ok(existing) => existing,
+        let existing = match backend.check_ids(&requests).await {
+            Ok(check) => {
+                let existing = check.existing.clone();
+                last_check = Some(check);
+                existing
+            }
             Err(e) if e.is_transient() => {
                 let message = e.to_string();
                 for p in asking.drain(..) {
@@ -917,9 +922,9 @@ async fn reserve_ids(
                 let mut existing = BTreeSet::new();
                 let mut answered = Vec::new();
                 for p in asking.drain(..) {
-                    match backend.existing_ids(std::slice::from_ref(&p.request)).await {
-                        Ok(ids) => {
-                            existing.extend(ids);
+                    match backend.check_ids(std::slice::from_ref(&p.request)).await {
+                        Ok(check) => {
+                            existing.extend(check.existing);
                             answered.push(p);
                         }
                         Err(e) => {
@@ -975,7 +980,19 @@ async fn reserve_ids(
             Err(f) => failed.push(f),
         }
     }
-    (ready, failed)
+    Reservation {
+        ready,
+        failed,
+        check: last_check,
+    }
+}
+
+/// What [`reserve_ids`] leaves: the creates with their ids recorded in Waldur, the orders that
+/// failed on the way, and the site check of the last round (the create may reuse its reads).
+struct Reservation {
+    ready: Vec<PendingCreate>,
+    failed: Vec<(String, OrderOutcome)>,
+    check: Option<SiteCheck>,
 }
 
 /// Creates, start to finish: reserve ids, one batched site call, record the results. An id the
@@ -991,14 +1008,21 @@ async fn run_creates(
     let mut ledger = IdLedger::default();
     let mut todo = creates;
     while !todo.is_empty() {
-        let (ready, failed) =
-            reserve_ids(ctx, backend, std::mem::take(&mut todo), &mut ledger).await;
+        let Reservation {
+            ready,
+            failed,
+            check,
+        } = reserve_ids(ctx, backend, std::mem::take(&mut todo), &mut ledger).await;
         results.extend(failed);
         if ready.is_empty() {
             break;
         }
         let requests = ready.iter().map(|p| p.request.clone()).collect();
-        let mut created = backend.create_resources(requests).await.into_iter();
+        let created = match check {
+            Some(check) => backend.create_checked(requests, check).await,
+            None => backend.create_resources(requests).await,
+        };
+        let mut created = created.into_iter();
         let mut paired = Vec::new();
         for mut pending in ready {
             let result = created.next().unwrap_or_else(|| {

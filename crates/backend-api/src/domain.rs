@@ -265,3 +265,21 @@ impl Diagnostics {
         self.checks.iter().all(|c| c.ok)
     }
 }
+
+/// What a backend found when it checked a batch's backend ids ([`crate::OrderBackend::check_ids`]):
+/// the ids the site has, and whatever else it read in the same round that the create may reuse.
+/// A value the create consumes ([`crate::OrderBackend::create_checked`]), never a cache.
+pub struct SiteCheck {
+    pub existing: std::collections::BTreeSet<String>,
+    /// Backend-specific reads (for SLURM: the account states and users' defaults).
+    pub reads: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for SiteCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SiteCheck")
+            .field("existing", &self.existing)
+            .field("reads", &self.reads.is_some())
+            .finish()
+    }
+}

@@ -58,12 +58,10 @@ pub trait OrderBackend: BackendHealth {
 
     /// Which of the requests' backend ids already exist on the site. The core asks before it
     /// records a new id in Waldur, so that a resource never points at someone else's site object.
-    /// The whole requests are given so a backend can also look at what the create will need
-    /// (parents) in the same call. Default: one `pull_resource` per request.
-    async fn existing_ids(
-        &self,
-        requests: &[CreateRequest],
-    ) -> BackendResult<std::collections::BTreeSet<String>> {
+    /// The whole requests are given so a backend can also read what the create will need
+    /// (parents) in the same round and hand it over in [`SiteCheck::reads`], for
+    /// [`OrderBackend::create_checked`]. Default: one `pull_resource` per request.
+    async fn check_ids(&self, requests: &[CreateRequest]) -> BackendResult<SiteCheck> {
         let mut existing = std::collections::BTreeSet::new();
         for request in requests {
             let probe = ResourceView {
@@ -74,7 +72,10 @@ pub trait OrderBackend: BackendHealth {
                 existing.insert(request.backend_id.clone());
             }
         }
-        Ok(existing)
+        Ok(SiteCheck {
+            existing,
+            reads: None,
+        })
     }
 
     /// Create a resource with `request.backend_id` and its limits. Fails with
@@ -103,6 +104,17 @@ pub trait OrderBackend: BackendHealth {
     /// fractions allowed: for backends that store Waldur amounts as they are).
     fn check_limits(&self, _resource: &ResourceView, limits: &Limits) -> BackendResult<()> {
         check_plain_limits(limits)
+    }
+
+    /// [`OrderBackend::create_resources`] after a [`OrderBackend::check_ids`] of the same
+    /// requests: a backend may use what the check read instead of reading it again (it must
+    /// verify that the reads cover the requests). Default: the check is not needed.
+    async fn create_checked(
+        &self,
+        requests: Vec<CreateRequest>,
+        _check: SiteCheck,
+    ) -> Vec<BackendResult<BackendResourceInfo>> {
+        self.create_resources(requests).await
     }
 
     /// Set the resource's limits (Waldur units in).

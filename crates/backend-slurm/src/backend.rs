@@ -16,7 +16,7 @@ use backend_api::names::{validate_site_name, validate_site_token};
 use backend_api::{
     BackendError, BackendHealth, BackendResourceInfo, BackendResult, BillingPeriod, Capabilities,
     Check, CreateRequest, Diagnostics, Limits, MembershipBackend, OrderBackend, ResourceView,
-    UsageBackend, UsageReport, UserGrant,
+    SiteCheck, UsageBackend, UsageReport, UserGrant,
 };
 
 use crate::gate::ClusterGate;
@@ -32,10 +32,11 @@ use crate::usage::{aggregate, sacct_window};
 
 /// How long the cluster's TRES list is trusted before it is read again.
 const TRES_CACHE_TTL: Duration = Duration::from_secs(600);
-/// How long an `existing_ids` answer may stand in for the create's own existence check.
+/// How long a `check_ids` answer may stand in for the create's own existence check.
 const SNAPSHOT_TTL: Duration = Duration::from_secs(5);
 
-/// The account states read by `existing_ids`, with what was asked and when.
+/// The account states read by `check_ids`, with what was asked and when; handed to the create
+/// in [`backend_api::SiteCheck::reads`].
 struct ExistenceSnapshot {
     taken: Instant,
     queried: BTreeSet<String>,
@@ -80,8 +81,6 @@ pub struct SlurmBackend {
     /// The cluster `sacctmgr load` files name when `cluster_name` is not configured: the only
     /// cluster of the accounting database, found once.
     discovered_cluster: Mutex<Option<String>>,
-    /// The answer of the last `existing_ids`, used once by the create right after it.
-    existence_snapshot: Mutex<Option<ExistenceSnapshot>>,
     /// (account, user) associations made by a batch create, consumed by `add_users_after_create`
     /// so the same associations are not checked again right after.
     fresh_assocs: Mutex<BTreeSet<(String, String)>>,
@@ -227,7 +226,6 @@ impl SlurmBackend {
             gate,
             tres_cache: Mutex::new(None),
             discovered_cluster: Mutex::new(None),
-            existence_snapshot: Mutex::new(None),
             fresh_assocs: Mutex::new(BTreeSet::new()),
             local_tz: TimeZone::system(),
         })
@@ -614,13 +612,12 @@ impl SlurmBackend {
         .await
     }
 
-    /// Batched creation; see the crate docs for the call pattern.
-    /// Account states `existing_ids` just read, when they cover `names` (used once).
+    /// The account states a `check_ids` read, when they are recent and cover `names`.
     fn fresh_snapshot(
-        &self,
+        snapshot: Option<ExistenceSnapshot>,
         names: &[String],
     ) -> Option<(BTreeMap<String, AccountState>, Option<UserDefaults>)> {
-        let snapshot = lock(&self.existence_snapshot).take()?;
+        let snapshot = snapshot?;
         let fresh = snapshot.taken.elapsed() < SNAPSHOT_TTL;
         if !fresh || !names.iter().all(|n| snapshot.queried.contains(n)) {
             return None;
@@ -633,9 +630,11 @@ impl SlurmBackend {
         Some((states, snapshot.user_defaults))
     }
 
+    /// Batched creation; see the crate docs for the call pattern.
     async fn create_batch(
         &self,
         requests: Vec<CreateRequest>,
+        snapshot: Option<ExistenceSnapshot>,
     ) -> Vec<BackendResult<BackendResourceInfo>> {
         // The whole read → add → read-back sequence runs alone on the cluster: an account seen
         // missing below cannot be created by another batch of this machine before we add it.
@@ -683,7 +682,7 @@ impl SlurmBackend {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let (states, user_defaults) = match self.fresh_snapshot(&all_names) {
+        let (states, user_defaults) = match Self::fresh_snapshot(snapshot, &all_names) {
             Some((states, defaults)) => (Ok(states), defaults),
             None => (self.account_states(&all_names).await, None),
         };
@@ -996,7 +995,7 @@ impl SlurmBackend {
             .flat_map(|p| p.users.iter().cloned())
             .collect();
         let known_defaults = UserDefaults::covering(user_defaults, &load_users);
-        // load + read-back, plus `list user` unless `existing_ids` already read it.
+        // load + read-back, plus `list user` unless `check_ids` already read it.
         let load_calls = 2 + usize::from(!load_users.is_empty() && known_defaults.is_none());
         let per_command_calls = groups.len() + user_groups.len();
         if load_calls >= per_command_calls {
@@ -1672,7 +1671,7 @@ impl BackendHealth for SlurmBackend {
 
 #[async_trait]
 impl OrderBackend for SlurmBackend {
-    async fn existing_ids(&self, requests: &[CreateRequest]) -> BackendResult<BTreeSet<String>> {
+    async fn check_ids(&self, requests: &[CreateRequest]) -> BackendResult<SiteCheck> {
         // One `show assoc` for the ids and everything their creation will look at (parents,
         // anchors); the create that follows reuses the answer instead of asking again.
         let mut names: BTreeSet<String> = self.load_anchor_accounts().into_iter().collect();
@@ -1717,13 +1716,16 @@ impl OrderBackend for SlurmBackend {
             .filter(|r| states.contains_key(&r.backend_id.to_lowercase()))
             .map(|r| r.backend_id.clone())
             .collect();
-        *lock(&self.existence_snapshot) = Some(ExistenceSnapshot {
+        let reads: Box<dyn std::any::Any + Send + Sync> = Box::new(ExistenceSnapshot {
             taken: Instant::now(),
             queried: names,
             states,
             user_defaults,
         });
-        Ok(existing)
+        Ok(SiteCheck {
+            existing,
+            reads: Some(reads),
+        })
     }
 
     fn backend_id_for(&self, base_slug: &str) -> BackendResult<String> {
@@ -1745,7 +1747,7 @@ impl OrderBackend for SlurmBackend {
     }
 
     async fn create_resource(&self, request: CreateRequest) -> BackendResult<BackendResourceInfo> {
-        self.create_batch(vec![request])
+        self.create_batch(vec![request], None)
             .await
             .pop()
             .unwrap_or_else(|| Err(BackendError::permanent("no result for create")))
@@ -1755,7 +1757,19 @@ impl OrderBackend for SlurmBackend {
         &self,
         requests: Vec<CreateRequest>,
     ) -> Vec<BackendResult<BackendResourceInfo>> {
-        self.create_batch(requests).await
+        self.create_batch(requests, None).await
+    }
+
+    async fn create_checked(
+        &self,
+        requests: Vec<CreateRequest>,
+        check: SiteCheck,
+    ) -> Vec<BackendResult<BackendResourceInfo>> {
+        let snapshot = check
+            .reads
+            .and_then(|reads| reads.downcast::<ExistenceSnapshot>().ok())
+            .map(|snapshot| *snapshot);
+        self.create_batch(requests, snapshot).await
     }
 
     fn check_limits(&self, resource: &ResourceView, limits: &Limits) -> BackendResult<()> {

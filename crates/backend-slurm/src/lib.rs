@@ -65,7 +65,7 @@
 //! reduced to safe characters by [`sacctmgr::load_file_value`], and whatever the read-back lacks,
 //! plus associations with partitions or QoS, goes the per-command way below, item by item. Load
 //! is used only when it saves calls and the tree top exists on the cluster (`load` would create an
-//! unknown cluster). When the agent reserves the backend ids first (`existing_ids`, as
+//! unknown cluster). When the agent reserves the backend ids first (`check_ids`, as
 //! order processing does), that `show assoc`, the `list user` and the cluster's TRES list are read
 //! in one concurrent round and the create reuses them: a lone order in a new project (event mode)
 //! then costs that round, one load and the read-back instead of three sequential writes. Measured

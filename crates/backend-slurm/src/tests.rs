@@ -932,7 +932,7 @@ async fn batch_create_uses_one_load_and_existing_users_keep_their_default() {
 
 #[tokio::test]
 async fn a_lone_order_with_a_new_project_is_created_by_one_load_after_one_read_round() {
-    // Event mode: one order at a time. `existing_ids` reads the tree and the users' defaults
+    // Event mode: one order at a time. `check_ids` reads the tree and the users' defaults
     // together, so the create needs only the load and its read-back (2 writes of the
     // per-command path, add account project + add account allocation + add user, become 1).
     let (backend, runner, files) = load_site();
@@ -942,16 +942,22 @@ async fn a_lone_order_with_a_new_project_is_created_by_one_load_after_one_read_r
         "p_proj|c_cust||||\na_r1|p_proj||cpu=600000|||\na_r1||alice||||\n".to_owned(),
     );
     let req = request(resource("r1", "proj", "cust"), &["alice"]);
-    let existing = backend
-        .existing_ids(std::slice::from_ref(&req))
+    let check = backend
+        .check_ids(std::slice::from_ref(&req))
         .await
         .expect("existence check");
-    assert!(existing.is_empty());
-    let info = backend.create_resource(req).await.expect("created");
+    assert!(check.existing.is_empty());
+    // The check's reads are a value the create consumes.
+    let info = backend
+        .create_checked(vec![req], check)
+        .await
+        .pop()
+        .expect("one result")
+        .expect("created");
     assert_eq!(info.users, vec!["alice"]);
     assert_eq!(files.lock().expect("files").len(), 1, "one load");
     let mut lines = runner.lines();
-    // The reads of `existing_ids` (tree, users' defaults, the cluster's TRES) run
+    // The reads of `check_ids` (tree, users' defaults, the cluster's TRES) run
     // concurrently: their order is not fixed.
     lines[..3].sort();
     let commands: Vec<String> = lines
