@@ -1365,3 +1365,30 @@ async fn prepaid_months_are_checked_after_multiplying() {
         .expect("0.5 × 60 × 3 = 90 minutes");
     assert_eq!(writes(&runner), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn one_hostile_slug_fails_only_its_own_create_and_names_the_character() {
+    let (backend, runner) = backend_with(settings());
+    let requests = vec![
+        request(resource("r1", "proj", "cust"), &["alice"]),
+        // U+202E RIGHT-TO-LEFT OVERRIDE in a project slug: invisible, not a control character.
+        request(resource("r2", "evil\u{202e}gnp", "cust"), &["alice"]),
+        request(resource("r3", "proj#x", "cust"), &[]),
+        request(resource("r4", "proj", "cust"), &[]),
+    ];
+    let results = backend.create_resources(requests).await;
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(results[3].is_ok(), "{:?}", results[3]);
+    let rtl = results[1].as_ref().expect_err("U+202E refused").to_string();
+    assert!(rtl.contains("U+202E"), "{rtl}");
+    let hash = results[2].as_ref().expect_err("'#' refused").to_string();
+    assert!(hash.contains("U+0023"), "{hash}");
+    assert!(
+        runner
+            .lines()
+            .iter()
+            .all(|l| !l.contains('\u{202e}') && !l.contains("proj#x")),
+        "a refused name never reaches sacctmgr: {:#?}",
+        runner.lines()
+    );
+}
