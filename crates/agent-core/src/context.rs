@@ -95,6 +95,9 @@ pub struct Offering {
     busy_resources: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Fires on shutdown: processors finish the item in hand and start no new one.
     cancel: tokio_util::sync::CancellationToken,
+    /// (resource uuid, billing period) → fingerprint of the usage Waldur confirmed for it, so a
+    /// report cycle reads and sends only what changed since (see `report.rs`).
+    pub(crate) reported: std::sync::Mutex<HashMap<(String, String), u64>>,
 }
 
 /// One run of a processor (a polling cycle, an event, a sweep): the [`Offering`] (reached
@@ -199,6 +202,7 @@ impl OfferingContext {
             identity_unsupported: AtomicBool::new(false),
             busy_resources: Default::default(),
             cancel: tokio_util::sync::CancellationToken::new(),
+            reported: Default::default(),
         }))
     }
 

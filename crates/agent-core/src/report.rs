@@ -8,7 +8,11 @@
 //! - usage may only go down when the backend says so (anomaly check excludes records that are
 //!   parents of per-user usage);
 //! - if the month changes while usage is pulled, the current month is skipped this cycle;
-//! - a past month rejected with "backfilling past billing periods" is expected (info log).
+//! - a past month rejected with "backfilling past billing periods" is expected (info log);
+//! - zero usage is not reported for a month that ended before the resource was created;
+//! - the cycle's cost is the changes: usage Waldur confirmed is remembered per resource and month
+//!   (a fingerprint in the long-lived `Offering`), and a month in which no resource's usage
+//!   changed since is neither listed nor sent. A restart lists everything once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,9 +42,58 @@ pub const REPORT_RESOURCE_FIELDS: &[&str] = &[
     "attributes",
     "offering_plugin_options",
     "offering_backend_id",
+    "created",
 ];
 
+/// A stable fingerprint of what would be sent for one resource and month (rounded totals of the
+/// offering's components and rounded per-user usage).
+fn usage_fingerprint(report: &UsageReport, known_components: &BTreeSet<String>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for (component, amount) in report
+        .total
+        .iter()
+        .filter(|(c, _)| known_components.contains(*c))
+    {
+        component.hash(&mut hasher);
+        round2(*amount).to_bits().hash(&mut hasher);
+    }
+    for (user, amounts) in &report.per_user {
+        user.hash(&mut hasher);
+        for (component, amount) in amounts {
+            component.hash(&mut hasher);
+            round2(*amount).to_bits().hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
+/// Nothing used at all.
+fn is_zero(report: &UsageReport) -> bool {
+    report.total.values().all(|v| round2(*v) == 0.0)
+        && report
+            .per_user
+            .values()
+            .all(|u| u.values().all(|v| round2(*v) == 0.0))
+}
+
+/// Whether the resource existed before `period` ended (unknown creation date: assume so).
+fn existed_in(resource: &waldur_client::ProviderResource, period: &BillingPeriod) -> bool {
+    let Some(created) = resource.created.as_deref() else {
+        return true;
+    };
+    match created.parse::<jiff::Timestamp>() {
+        Ok(created) => created < period.end().timestamp(),
+        Err(_) => true,
+    }
+}
+
 const BACKFILL_MARKER: &str = "backfilling past billing periods";
+
+/// Waldur closed the past month: expected, and final.
+fn is_backfill_refusal(e: &CoreError) -> bool {
+    matches!(e, CoreError::Waldur(w) if w.status == Some(400) && w.body_contains(BACKFILL_MARKER))
+}
 
 /// The billing months to report: `count` months ending with the one containing `now`,
 /// oldest first.
@@ -154,8 +207,26 @@ async fn run(
             tracing::warn!(offering = %ctx.name(), "billing month changed while pulling usage; skipping current month this cycle");
             continue;
         }
-        // What Waldur already has for the month, for all resources in one listing.
         let billing_period = period.first_day().to_string();
+        // Only resources that existed in the month and whose usage changed since Waldur last
+        // confirmed it are read and sent.
+        let changed: Vec<(&waldur_client::ProviderResource, &UsageReport, u64)> = {
+            let reported = ctx.reported.lock().unwrap_or_else(|p| p.into_inner());
+            resources
+                .iter()
+                .filter_map(|r| usage.get(r.backend_id.trim()).map(|report| (r, report)))
+                .filter(|(r, report)| existed_in(r, period) || !is_zero(report))
+                .map(|(r, report)| (r, report, usage_fingerprint(report, &known_components)))
+                .filter(|(r, _, print)| {
+                    reported.get(&(r.uuid.clone(), billing_period.clone())) != Some(print)
+                })
+                .collect()
+        };
+        if changed.is_empty() {
+            tracing::debug!(offering = %ctx.name(), period = %billing_period, "no usage changed since the last report");
+            continue;
+        }
+        // What Waldur already has for the month, for all resources in one listing.
         let mut recorded: BTreeMap<String, Vec<ComponentUsage>> = BTreeMap::new();
         match ctx
             .client
@@ -175,10 +246,9 @@ async fn run(
             }
             Err(e) => return Err(CoreError::Waldur(e)),
         }
-        let has_per_user = resources
+        let has_per_user = changed
             .iter()
-            .filter_map(|r| usage.get(r.backend_id.trim()))
-            .any(|report| !report.per_user.is_empty());
+            .any(|(_, report, _)| !report.per_user.is_empty());
         let user_recorded = if has_per_user {
             recorded_user_usages(ctx, &billing_period).await
         } else {
@@ -188,10 +258,10 @@ async fn run(
         let concurrency = ctx.settings.order_concurrency.max(1);
         let known_components = &known_components;
         // Futures built eagerly (not by a closure over the stream) so the cycle stays `Send`.
-        let submissions: Vec<_> = resources
+        let billing_period = &billing_period;
+        let submissions: Vec<_> = changed
             .iter()
-            .filter_map(|r| usage.get(r.backend_id.trim()).map(|report| (r, report)))
-            .map(|(resource, report)| {
+            .map(|&(resource, report, print)| {
                 let existing = recorded.remove(&resource.uuid).unwrap_or_default();
                 async move {
                     if ctx.is_cancelled() {
@@ -209,6 +279,13 @@ async fn run(
                         user_recorded,
                     )
                     .await;
+                    // Done for this fingerprint: accepted, or a past month Waldur closed.
+                    if result.is_ok() || result.as_ref().is_err_and(is_backfill_refusal) {
+                        ctx.reported
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert((resource.uuid.clone(), billing_period.clone()), print);
+                    }
                     (resource.uuid.as_str(), result)
                 }
             })
@@ -221,8 +298,7 @@ async fn run(
             match result {
                 Ok(()) => {}
                 Err(e) if !is_current => {
-                    let is_backfill = matches!(&e, CoreError::Waldur(w) if w.status == Some(400) && w.body_contains(BACKFILL_MARKER));
-                    if is_backfill {
+                    if is_backfill_refusal(&e) {
                         tracing::info!(resource = %resource_uuid, period = %period.first_day(), "past period closed for backfilling; skipped");
                     } else {
                         tracing::warn!(resource = %resource_uuid, period = %period.first_day(), error = %e, "past-period usage not accepted");

@@ -387,8 +387,9 @@ async fn usage_records_are_read_once_per_month_for_the_whole_offering() {
     assert_clean(&report(&w.ctx).await);
     assert_eq!(
         w.count("GET", "/api/marketplace-component-usages/"),
-        2,
-        "one listing per month, whatever the number of resources"
+        1,
+        "one listing for the changed month, whatever the number of resources; none for the \
+         month that did not change"
     );
     assert_eq!(w.count("POST", SET_USAGE), 4, "only the changed month");
     assert_eq!(w.count("POST", SET_USER_USAGES), 4);
@@ -456,4 +457,47 @@ async fn unchanged_per_user_usage_is_not_resent() {
             .collect()
     };
     assert_eq!(ghost_cpu, vec![70]);
+}
+
+/// A cycle with nothing new costs the same few requests whatever the number of resources: the
+/// offering and the resource listing, no usage listing, nothing sent.
+#[tokio::test]
+async fn a_report_cycle_with_nothing_new_reads_no_usage_and_sends_nothing() {
+    for n in [2, 12] {
+        let w = World::start(with_periods(2)).await;
+        let [past, current]: [BillingPeriod; 2] = periods(2).try_into().expect("two periods");
+        for i in 0..n {
+            let (_, backend_id) = w.provisioned(&format!("alloc-steady-{i}"), 3).await;
+            w.site_usage(&backend_id, &past, totals(&[("cpu", 1.0)]));
+            w.site_usage(&backend_id, &current, totals(&[("cpu", 2.0)]));
+        }
+        assert_clean(&report(&w.ctx).await);
+        w.sim.reset_stats();
+        assert_clean(&report(&w.ctx).await);
+        let stats = w.sim.stats();
+        assert_eq!(
+            w.count("GET", "/api/marketplace-component-usages/"),
+            0,
+            "{n} resources"
+        );
+        assert_eq!(w.count("POST", SET_USAGE), 0, "{n} resources");
+        assert!(stats.total <= 3, "{n} resources: {} requests", stats.total);
+    }
+}
+
+/// No zeros for a month that ended before the resource was created.
+#[tokio::test]
+async fn no_zero_usage_for_a_month_before_the_resource_existed() {
+    let w = World::start(with_periods(2)).await;
+    let [past, current]: [BillingPeriod; 2] = periods(2).try_into().expect("two periods");
+    let (_, backend_id) = w.provisioned("alloc-new", 3).await;
+    w.site_usage(&backend_id, &past, totals(&[("cpu", 0.0)]));
+    w.site_usage(&backend_id, &current, totals(&[("cpu", 2.0)]));
+    assert_clean(&report(&w.ctx).await);
+    assert_eq!(
+        w.cents(&past, "cpu"),
+        None,
+        "created this month: no zero for the last one"
+    );
+    assert_eq!(w.cents(&current, "cpu"), Some(200));
 }

@@ -165,7 +165,7 @@ impl Params {
 }
 
 /// Page size used when fetching all pages (upstream uses 100; Mastermind caps at 300).
-pub const PAGE_SIZE: u32 = 100;
+pub const PAGE_SIZE: u32 = 300;
 /// OIDC tokens are refreshed this long before they expire.
 const OIDC_REFRESH_MARGIN: Duration = Duration::from_secs(30);
 /// Lifetime assumed when the token endpoint omits `expires_in`.
@@ -457,7 +457,7 @@ impl WaldurClient {
         self.get_json(path, params).await
     }
 
-    /// Every item of a list endpoint: `page_size=100`, following `Link: <…>; rel="next"`.
+    /// Every item of a list endpoint: `page_size=300` (Mastermind's maximum), following `Link: <…>; rel="next"`.
     ///
     /// A chain that does not end is an error, never a silent truncation: more than `max_pages`
     /// pages, or a `next` link that does not move forward (the same or an earlier page).

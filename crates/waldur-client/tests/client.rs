@@ -57,7 +57,7 @@ async fn list_all_follows_link_next_over_three_pages() {
         .await;
     Mock::given(method("GET"))
         .and(path("/api/marketplace-orders/"))
-        .and(query_param("page_size", "100"))
+        .and(query_param("page_size", "300"))
         .and(query_param("state", "pending-provider"))
         .and(query_param(
             "offering_uuid",
