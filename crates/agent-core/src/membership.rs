@@ -54,7 +54,21 @@ pub const MEMBERSHIP_RESOURCE_FIELDS: &[&str] = &[
     "customer_name",
     "end_date",
     "project_end_date",
+    "last_sync",
 ];
+
+/// How stale Waldur's `last_sync` of a resource may get before a cycle refreshes it: a steady
+/// membership cycle then writes nothing to Waldur, and "last synced" stays within the hour.
+pub const LAST_SYNC_REFRESH: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Whether `last_sync` (as Waldur stores it) is older than [`LAST_SYNC_REFRESH`] or unknown.
+fn last_sync_is_stale(last_sync: Option<&str>) -> bool {
+    let Some(at) = last_sync.and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
+        return true;
+    };
+    let age = jiff::Timestamp::now().duration_since(at);
+    age.is_negative() || age.unsigned_abs() >= LAST_SYNC_REFRESH
+}
 
 fn backend(ctx: &OfferingContext) -> CoreResult<Arc<dyn MembershipBackend>> {
     ctx.backends
@@ -262,7 +276,11 @@ async fn sync_one(
     }
 
     let metadata = backend.resource_metadata(view).await?;
-    if metadata != view.backend_metadata {
+    // Waldur keeps keys of its own next to ours: only a key of ours that differs is a change.
+    let differs = metadata
+        .iter()
+        .any(|(key, value)| view.backend_metadata.get(key) != Some(value));
+    if differs {
         ctx.client
             .set_resource_backend_metadata(&resource.uuid, &metadata)
             .await?;
@@ -280,9 +298,11 @@ async fn sync_one(
         sync_user_limits(ctx, backend, resource, view, &members).await;
     }
 
-    ctx.client
-        .refresh_resource_last_sync(&resource.uuid)
-        .await?;
+    if last_sync_is_stale(resource.last_sync.as_deref()) {
+        ctx.client
+            .refresh_resource_last_sync(&resource.uuid)
+            .await?;
+    }
     if resource.state == ResourceState::Erred {
         ctx.client.set_resource_ok(&resource.uuid).await?;
     }
@@ -826,4 +846,23 @@ pub async fn recreate_missing_resources(
         }
     }
     cycle
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_sync_is_refreshed_only_when_older_than_an_hour_or_unknown() {
+        let now = jiff::Timestamp::now();
+        let ago = |secs: i64| {
+            now.checked_sub(jiff::SignedDuration::from_secs(secs))
+                .expect("timestamp")
+                .to_string()
+        };
+        assert!(!last_sync_is_stale(Some(&ago(60))));
+        assert!(last_sync_is_stale(Some(&ago(2 * 3600))));
+        assert!(last_sync_is_stale(None));
+        assert!(last_sync_is_stale(Some("not a time")));
+    }
 }

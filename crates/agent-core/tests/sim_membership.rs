@@ -477,3 +477,38 @@ async fn account_listing_errors_and_old_mastermind_never_err_the_resource() {
         );
     }
 }
+
+/// A membership cycle with nothing changed writes nothing to Waldur, even when Waldur keeps
+/// metadata keys of its own next to the backend's.
+#[tokio::test]
+async fn a_steady_state_membership_cycle_makes_no_waldur_writes() {
+    let w = world().await;
+    let (resource, _) = w.provisioned("alloc-steady", 2).await;
+    w.add_member("alice").await;
+    assert_clean(&membership_sync(&w.ctx).await);
+    // Waldur's copy carries a key the backend never sends.
+    let id = uuid(&resource);
+    w.sim
+        .mutate(|s| {
+            let r = s.resources.get_mut(&id).expect("resource");
+            r.backend_metadata
+                .insert("waldur_default".into(), serde_json::json!(true));
+            Ok(())
+        })
+        .expect("mutation");
+    assert_clean(&membership_sync(&w.ctx).await);
+    w.sim.reset_stats();
+    assert_clean(&membership_sync(&w.ctx).await);
+    let writes: Vec<String> = w
+        .sim
+        .stats()
+        .routes
+        .iter()
+        .filter(|(route, stats)| route.starts_with("POST") && stats.count > 0)
+        .map(|(route, stats)| format!("{route}: {}", stats.count))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "writes in a steady-state cycle: {writes:?}"
+    );
+}
