@@ -31,6 +31,7 @@ async fn stats(ctx: Ctx) -> ApiResult<Response> {
     Ok(axum::Json(json!({
         "total": snap.total,
         "routes": snap.routes,
+        "by_client": snap.by_client,
         "log": ctx.state.stats.log(limit),
         "publishing": ctx.state.publish_stats.snapshot(),
     }))
