@@ -15,7 +15,9 @@ use waldur_sim::consumer::ConsumerClient;
 use waldur_sim::{BrokerOptions, SimOptions, SimServer};
 
 mod common;
-use common::{limits, require, sacctmgr_users, slurm_conf};
+use common::{
+    CPU_KHOURS, SlurmOffering, limits, require, sacctmgr_users, slurm_conf, slurm_config,
+};
 const RABBITMQ_ADMIN: &str = "http://waldur:waldur@127.0.0.1:15672";
 
 /// One test at a time: one of them restarts RabbitMQ.
@@ -125,27 +127,15 @@ fn config(sim: &SimServer, tag: &str, transport: &str) -> String {
         ),
         _ => "    mqtt_enabled: true\n    websocket_use_tls: false\n    mqtt_host: \"127.0.0.1\"\n    mqtt_port: 9001\n    mqtt_use_websocket: true\n    mqtt_ws_path: \"/\"\n".to_owned(),
     };
-    format!(
-        r#"offerings:
-  - name: events-{tag}
-    waldur_api_url: "{api}"
-    waldur_api_token: "{token}"
-    waldur_offering_uuid: "{offering}"
-    backend_type: slurm
-    order_processing_backend: slurm
-    membership_sync_backend: slurm
-{events}    backend_settings:
-      default_account: root
-      customer_prefix: "{tag}_c_"
-      project_prefix: "{tag}_p_"
-      allocation_prefix: "{tag}_a_"
-      enable_user_homedir_account_creation: false
-    backend_components:
-      cpu: {{limit: 10, measured_unit: k-Hours, unit_factor: 60000, accounting_type: usage, label: CPU}}
-"#,
-        api = demo.api_url,
-        token = demo.provider_token,
-        offering = demo.offering_uuid,
+    slurm_config(
+        demo,
+        SlurmOffering {
+            name: &format!("events-{tag}"),
+            tag,
+            offering_extra: &events,
+            settings: "",
+            components: CPU_KHOURS,
+        },
     )
 }
 

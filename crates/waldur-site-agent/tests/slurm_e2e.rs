@@ -15,7 +15,7 @@ use waldur_sim::SimServer;
 use waldur_sim::consumer::ConsumerClient;
 
 mod common;
-use common::{limits, slurm_conf};
+use common::{CPU_KHOURS, GPU_HOURS, SlurmOffering, limits, slurm_conf, slurm_config};
 
 /// One test at a time: concurrent sacctmgr writers see each other's accounts late.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -130,36 +130,15 @@ async fn orders_members_pause_and_terminate_reach_real_slurm() {
     let config = dir.path().join("config.yaml");
     std::fs::write(
         &config,
-        format!(
-            r#"offerings:
-  - name: e2e
-    waldur_api_url: "{api}"
-    waldur_api_token: "{token}"
-    waldur_offering_uuid: "{offering}"
-    backend_type: slurm
-    order_processing_backend: slurm
-    membership_sync_backend: slurm
-    reporting_backend: slurm
-    backend_settings:
-      default_account: root
-      customer_prefix: "{tag}_c_"
-      project_prefix: "{tag}_p_"
-      allocation_prefix: "{tag}_a_"
-      qos_paused: waldur_e2e_paused
-      qos_default: normal
-      enable_user_homedir_account_creation: false
-    backend_components:
-      cpu: {{limit: 10, measured_unit: k-Hours, unit_factor: 60000, accounting_type: usage, label: CPU}}
-      gpu:
-        measured_unit: gpu-Hours
-        accounting_type: limit
-        label: GPU
-        target_components:
-          gres/gpu: {{factor: 60}}
-"#,
-            api = demo.api_url,
-            token = demo.provider_token,
-            offering = demo.offering_uuid,
+        slurm_config(
+            &demo,
+            SlurmOffering {
+                name: "e2e",
+                tag: &tag,
+                offering_extra: "",
+                settings: "      qos_paused: waldur_e2e_paused\n      qos_default: normal\n",
+                components: &format!("{CPU_KHOURS}{GPU_HOURS}"),
+            },
         ),
     )
     .expect("config written");
@@ -421,28 +400,15 @@ async fn report_posts_exactly_what_sacct_shows_for_real_jobs() {
     let config = dir.path().join("config.yaml");
     std::fs::write(
         &config,
-        format!(
-            r#"offerings:
-  - name: report-e2e
-    waldur_api_url: "{api}"
-    waldur_api_token: "{token}"
-    waldur_offering_uuid: "{offering}"
-    backend_type: slurm
-    order_processing_backend: slurm
-    membership_sync_backend: slurm
-    reporting_backend: slurm
-    backend_settings:
-      default_account: root
-      customer_prefix: "{tag}_c_"
-      project_prefix: "{tag}_p_"
-      allocation_prefix: "{tag}_a_"
-      enable_user_homedir_account_creation: false
-    backend_components:
-      cpu: {{limit: 1000, measured_unit: CPU-minutes, unit_factor: 1, accounting_type: usage, label: CPU}}
-"#,
-            api = demo.api_url,
-            token = demo.provider_token,
-            offering = demo.offering_uuid,
+        slurm_config(
+            &demo,
+            SlurmOffering {
+                name: "report-e2e",
+                tag: &tag,
+                offering_extra: "",
+                settings: "",
+                components: "      cpu: {limit: 1000, measured_unit: CPU-minutes, unit_factor: 1, accounting_type: usage, label: CPU}\n",
+            },
         ),
     )
     .expect("config");
@@ -585,34 +551,15 @@ async fn out_of_range_limits_are_refused_and_never_reach_real_slurm() {
     let config = dir.path().join("config.yaml");
     std::fs::write(
         &config,
-        format!(
-            r#"offerings:
-  - name: limits-e2e
-    waldur_api_url: "{api}"
-    waldur_api_token: "{token}"
-    waldur_offering_uuid: "{offering}"
-    backend_type: slurm
-    order_processing_backend: slurm
-    membership_sync_backend: slurm
-    reporting_backend: slurm
-    backend_settings:
-      default_account: root
-      customer_prefix: "{tag}_c_"
-      project_prefix: "{tag}_p_"
-      allocation_prefix: "{tag}_a_"
-      enable_user_homedir_account_creation: false
-    backend_components:
-      cpu: {{limit: 10, measured_unit: k-Hours, unit_factor: 60000, accounting_type: usage, label: CPU}}
-      gpu:
-        measured_unit: gpu-Hours
-        accounting_type: limit
-        label: GPU
-        target_components:
-          gres/gpu: {{factor: 60}}
-"#,
-            api = demo.api_url,
-            token = demo.provider_token,
-            offering = demo.offering_uuid,
+        slurm_config(
+            &demo,
+            SlurmOffering {
+                name: "limits-e2e",
+                tag: &tag,
+                offering_extra: "",
+                settings: "",
+                components: &format!("{CPU_KHOURS}{GPU_HOURS}"),
+            },
         ),
     )
     .expect("config written");

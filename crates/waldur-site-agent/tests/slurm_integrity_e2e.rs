@@ -17,7 +17,7 @@ use waldur_sim::SimServer;
 use waldur_sim::consumer::ConsumerClient;
 
 mod common;
-use common::{limits, slurm_conf};
+use common::{CPU_KHOURS, SlurmOffering, limits, slurm_conf, slurm_config};
 
 /// One test at a time: both drive the same SLURM.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -42,26 +42,15 @@ impl Scenario {
         let config = dir.path().join("config.yaml");
         std::fs::write(
             &config,
-            format!(
-                r#"offerings:
-  - name: integrity
-    waldur_api_url: "{api}"
-    waldur_api_token: "{token}"
-    waldur_offering_uuid: "{offering}"
-    backend_type: slurm
-    order_processing_backend: slurm
-    backend_settings:
-      default_account: root
-      customer_prefix: "{tag}_c_"
-      project_prefix: "{tag}_p_"
-      allocation_prefix: "{tag}_a_"
-      enable_user_homedir_account_creation: false
-    backend_components:
-      cpu: {{limit: 10, measured_unit: k-Hours, unit_factor: 60000, accounting_type: usage, label: CPU}}
-"#,
-                api = demo.api_url,
-                token = demo.provider_token,
-                offering = demo.offering_uuid,
+            slurm_config(
+                &demo,
+                SlurmOffering {
+                    name: "integrity",
+                    tag: &tag,
+                    offering_extra: "",
+                    settings: "",
+                    components: CPU_KHOURS,
+                },
             ),
         )
         .expect("config written");

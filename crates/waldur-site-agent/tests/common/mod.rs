@@ -80,3 +80,45 @@ pub fn limits(pairs: &[(&str, i64)]) -> Map<String, Value> {
         .map(|(k, v)| ((*k).to_owned(), json!(v)))
         .collect()
 }
+
+/// CPU in k-Hours as a usage component (a 10 k-Hour cap), one line of `backend_components`.
+pub const CPU_KHOURS: &str = "      cpu: {limit: 10, measured_unit: k-Hours, unit_factor: 60000, accounting_type: usage, label: CPU}\n";
+
+/// GPU-hours as a limit component written as `gres/gpu` minutes.
+pub const GPU_HOURS: &str = "      gpu:\n        measured_unit: gpu-Hours\n        accounting_type: limit\n        label: GPU\n        target_components:\n          gres/gpu: {factor: 60}\n";
+
+/// One SLURM offering as the end-to-end tests configure it against the simulator's demo
+/// offering: the order, membership and reporting roles on `slurm`, `{tag}_c_` / `{tag}_p_` /
+/// `{tag}_a_` account prefixes (so runs never meet each other's accounts), no home directories.
+pub struct SlurmOffering<'a> {
+    pub name: &'a str,
+    pub tag: &'a str,
+    /// Extra offering-level lines (event settings), indented by four spaces.
+    pub offering_extra: &'a str,
+    /// Extra `backend_settings` lines, indented by six spaces.
+    pub settings: &'a str,
+    /// `backend_components` lines, indented by six spaces ([`CPU_KHOURS`], [`GPU_HOURS`], ...).
+    pub components: &'a str,
+}
+
+/// The YAML configuration of `offering`.
+pub fn slurm_config(demo: &waldur_sim::DemoInfo, offering: SlurmOffering) -> String {
+    let SlurmOffering {
+        name,
+        tag,
+        offering_extra,
+        settings,
+        components,
+    } = offering;
+    format!(
+        "offerings:\n  - name: {name}\n    waldur_api_url: \"{api}\"\n    waldur_api_token: \"{token}\"\n    \
+         waldur_offering_uuid: \"{uuid}\"\n    backend_type: slurm\n    order_processing_backend: slurm\n    \
+         membership_sync_backend: slurm\n    reporting_backend: slurm\n{offering_extra}    backend_settings:\n      \
+         default_account: root\n      customer_prefix: \"{tag}_c_\"\n      project_prefix: \"{tag}_p_\"\n      \
+         allocation_prefix: \"{tag}_a_\"\n      enable_user_homedir_account_creation: false\n{settings}    \
+         backend_components:\n{components}",
+        api = demo.api_url,
+        token = demo.provider_token,
+        uuid = demo.offering_uuid,
+    )
+}
