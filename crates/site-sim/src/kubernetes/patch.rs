@@ -293,14 +293,14 @@ mod tests {
                 "$setElementOrder/subjects": [{"name": "b"}]
             }),
         )
-        .unwrap();
+        .expect("test value");
         assert_eq!(
             t,
             json!({"metadata": {"finalizers": ["a", "b"], "labels": {"z": "3"}},
                              "spec": {"hard": {"cpu": "1"}},
                              "subjects": [{"kind": "User", "name": "b"}]})
         );
-        strategic_merge_patch(&mut t, &json!({"$deleteFromPrimitiveList/metadata": [], "metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}})).unwrap();
+        strategic_merge_patch(&mut t, &json!({"$deleteFromPrimitiveList/metadata": [], "metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}})).expect("test value");
         assert_eq!(t["metadata"]["finalizers"], json!(["b"]));
         assert!(strategic_merge_patch(&mut t, &json!({"$patch": "bogus"})).is_err());
     }
@@ -319,7 +319,7 @@ mod tests {
                 {"op": "copy", "from": "/spec/hard/cpu", "path": "/spec/hard/x~1y"}
             ]),
         )
-        .unwrap();
+        .expect("test value");
         assert_eq!(
             d,
             json!({"spec": {"hard": {"cpu": "2", "pods": "3", "x/y": "2"}}, "l": [2, 3]})

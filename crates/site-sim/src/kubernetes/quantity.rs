@@ -142,7 +142,7 @@ impl Quantity {
         }
     }
 
-    pub fn add(self, other: Quantity) -> Quantity {
+    pub fn plus(self, other: Quantity) -> Quantity {
         Quantity {
             nanos: self.nanos.saturating_add(other.nanos),
             format: self.format,
@@ -235,13 +235,16 @@ mod tests {
 
     #[test]
     fn sums_keep_the_first_format() {
-        let a = Quantity::parse("512Mi").unwrap();
-        let b = Quantity::parse("1Gi").unwrap();
-        assert_eq!(a.add(b).to_string(), "1536Mi");
+        let a = Quantity::parse("512Mi").expect("test value");
+        let b = Quantity::parse("1Gi").expect("test value");
+        assert_eq!(a.plus(b).to_string(), "1536Mi");
         let c = Quantity::parse("250m")
-            .unwrap()
-            .add(Quantity::parse("750m").unwrap());
+            .expect("test value")
+            .plus(Quantity::parse("750m").expect("test value"));
         assert_eq!(c.to_string(), "1");
-        assert_eq!(Quantity::parse("1500m").unwrap().ceil_units(), 2);
+        assert_eq!(
+            Quantity::parse("1500m").expect("test value").ceil_units(),
+            2
+        );
     }
 }

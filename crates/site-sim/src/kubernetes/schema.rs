@@ -454,13 +454,13 @@ mod tests {
     #[test]
     fn unknown_fields_are_dropped_or_refused() {
         let body = br#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a","bogus":1},"spec":{"x":1}}"#;
-        let (v, unknown) = decode(&NAMESPACES, body, false).unwrap();
+        let (v, unknown) = decode(&NAMESPACES, body, false).expect("test value");
         assert_eq!(
             unknown,
             vec!["metadata.bogus".to_string(), "spec.x".to_string()]
         );
         assert_eq!(v["metadata"], json!({"name": "a"}));
-        let e = decode(&NAMESPACES, body, true).unwrap_err();
+        let e = decode(&NAMESPACES, body, true).expect_err("test error");
         assert!(
             e.message
                 .starts_with("strict decoding error: unknown field \"metadata.bogus\""),
@@ -476,16 +476,16 @@ mod tests {
             br#"{"kind":"Pod","metadata":{"name":"a"}}"#,
             false,
         )
-        .unwrap_err();
+        .expect_err("test error");
         assert_eq!(e.code, 400);
-        let e = decode(&NAMESPACES, br#"{"metadata":{"name":5}}"#, false).unwrap_err();
+        let e = decode(&NAMESPACES, br#"{"metadata":{"name":5}}"#, false).expect_err("test error");
         assert_eq!(e.code, 400);
         let e = decode(
             &RESOURCE_QUOTAS,
             br#"{"metadata":{"name":"q"},"spec":{"hard":{"cpu":"x"}}}"#,
             false,
         )
-        .unwrap_err();
+        .expect_err("test error");
         assert_eq!(e.code, 400);
     }
 
@@ -496,19 +496,19 @@ mod tests {
             &json!({"metadata": {"name": "Bad_Name"}}),
             None,
         )
-        .unwrap_err();
+        .expect_err("test error");
         assert_eq!((e.code, e.reason), (422, "Invalid"));
         assert_eq!(
-            e.details.as_ref().unwrap()["causes"][0]["field"],
+            e.details.as_ref().expect("test value")["causes"][0]["field"],
             "metadata.name"
         );
         let rb = json!({"metadata": {"name": "waldur-alice@example.com"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]});
-        validate(&ROLE_BINDINGS, &rb, None).unwrap();
+        validate(&ROLE_BINDINGS, &rb, None).expect("test value");
         let mut changed = rb.clone();
         changed["roleRef"]["name"] = json!("view");
-        let e = validate(&ROLE_BINDINGS, &changed, Some(&rb)).unwrap_err();
+        let e = validate(&ROLE_BINDINGS, &changed, Some(&rb)).expect_err("test error");
         assert!(e.message.contains("cannot change roleRef"), "{}", e.message);
         let mut q = json!({"metadata": {"name": "q"}, "spec": {"hard": {"cpu": "1000m", "requests.memory": "1.5Gi"}}});
         default_and_canonicalize(&RESOURCE_QUOTAS, &mut q);

@@ -206,7 +206,7 @@ mod tests {
     #[test]
     fn label_selectors() {
         let obj = json!({"metadata": {"labels": {"app": "web", "tier": "db", "n": "5"}}});
-        let m = |s: &str| LabelSelector::parse(s).unwrap().matches(&obj);
+        let m = |s: &str| LabelSelector::parse(s).expect("test value").matches(&obj);
         assert!(m("app=web"));
         assert!(m("app==web,tier"));
         assert!(!m("app!=web"));
@@ -225,20 +225,20 @@ mod tests {
             json!({"metadata": {"name": "a", "namespace": "ns"}, "status": {"phase": "Active"}});
         assert!(
             FieldSelector::parse("metadata.name=a", &[])
-                .unwrap()
+                .expect("test value")
                 .matches(&obj)
         );
         assert!(
             !FieldSelector::parse("metadata.name!=a", &[])
-                .unwrap()
+                .expect("test value")
                 .matches(&obj)
         );
         assert!(
             FieldSelector::parse("status.phase=Active", &["status.phase"])
-                .unwrap()
+                .expect("test value")
                 .matches(&obj)
         );
-        let e = FieldSelector::parse("spec.x=1", &[]).unwrap_err();
+        let e = FieldSelector::parse("spec.x=1", &[]).expect_err("test error");
         assert_eq!((e.code, e.reason), (400, "BadRequest"));
     }
 }

@@ -63,7 +63,7 @@ fn sum<'a>(values: impl Iterator<Item = Option<&'a String>>) -> String {
     for v in values.flatten() {
         if let Ok(q) = Quantity::parse(v) {
             total = Some(match total {
-                Some(t) => t.add(q),
+                Some(t) => t.plus(q),
                 None => q,
             });
         }
@@ -617,7 +617,7 @@ mod tests {
             "pods": "10", "requests.cpu": "4", "limits.cpu": "8", "requests.memory": "16Gi",
             "requests.storage": "100Gi", "services": "5"
         }))
-        .unwrap();
+        .expect("test value");
         let usage = Usage {
             pods: vec![
                 PodUsage {

@@ -104,7 +104,10 @@ fn subjects_of(obj: &Value, kind: &str) -> String {
 }
 
 /// Columns and cells of a type.
-fn layout(def: &ResourceDef) -> (Vec<Value>, fn(&Value) -> Vec<Value>) {
+/// How a row's cells are made from an object.
+type Cells = fn(&Value) -> Vec<Value>;
+
+fn layout(def: &ResourceDef) -> (Vec<Value>, Cells) {
     let name = column(
         "Name",
         "string",
