@@ -35,6 +35,8 @@ pub struct User {
 pub enum Target {
     Version,
     Health,
+    OpenApiRoot,
+    OpenApiDoc(String),
     CoreVersions,
     Groups,
     Group(String),
@@ -50,6 +52,11 @@ pub fn parse_path(openshift: bool, path: &str) -> Option<Target> {
         ["version"] => return Some(Target::Version),
         ["healthz"] | ["livez"] | ["readyz"] => return Some(Target::Health),
         ["api"] => return Some(Target::CoreVersions),
+        ["openapi", "v3"] => return Some(Target::OpenApiRoot),
+        ["openapi", "v3", gv @ ..] => {
+            let gv = gv.join("/");
+            return super::openapi::document(openshift, &gv).map(|_| Target::OpenApiDoc(gv));
+        }
         ["apis"] => return Some(Target::Groups),
         ["apis", g] => {
             return resources::groups(openshift)
@@ -93,7 +100,9 @@ pub fn route_template(openshift: bool, path: &str) -> String {
         Some(Target::Version)
         | Some(Target::Health)
         | Some(Target::CoreVersions)
-        | Some(Target::Groups) => path.to_string(),
+        | Some(Target::Groups)
+        | Some(Target::OpenApiRoot)
+        | Some(Target::OpenApiDoc(_)) => path.to_string(),
         Some(Target::Group(g)) => format!("/apis/{g}"),
         Some(Target::ResourceList(g, v)) => {
             if g.is_empty() {
@@ -269,6 +278,10 @@ fn handle(st: &Arc<KubeState>, path: &str, req: &Req<'_>) -> KubeResult<Reply> {
         Target::Version => get_only(resources::version()),
         Target::Health => Ok(Reply::Raw((StatusCode::OK, "ok").into_response())),
         Target::CoreVersions => get_only(resources::api_versions(&st.server_address())),
+        Target::OpenApiRoot => get_only(super::openapi::root(st.openshift)),
+        Target::OpenApiDoc(gv) => get_only(
+            super::openapi::document(st.openshift, &gv).ok_or_else(KubeError::no_such_path)?,
+        ),
         Target::Groups => get_only(resources::api_group_list(st.openshift)),
         Target::Group(g) => {
             get_only(resources::api_group(st.openshift, &g).ok_or_else(KubeError::no_such_path)?)
@@ -511,7 +524,7 @@ fn create(
     ns: &str,
     req: &Req<'_>,
 ) -> KubeResult<Reply> {
-    let (mut obj, unknown) = schema::decode(def, req.body, req.strict())?;
+    let (mut obj, unknown) = schema::decode(def, req.content_type(), req.body, req.strict())?;
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
@@ -626,7 +639,7 @@ fn update(
     name: &str,
     req: &Req<'_>,
 ) -> KubeResult<Reply> {
-    let (mut obj, unknown) = schema::decode(def, req.body, req.strict())?;
+    let (mut obj, unknown) = schema::decode(def, req.content_type(), req.body, req.strict())?;
     let body_name = meta_str(&obj, "name").to_string();
     if body_name != name {
         return Err(KubeError::bad_request(format!(
@@ -876,7 +889,8 @@ fn project_object(st: &Arc<KubeState>, name: &str, verb: &str, req: &Req<'_>) ->
         }
         _ => {
             let (project, unknown) = if verb == "update" {
-                let (p, unknown) = schema::decode(&PROJECTS, req.body, req.strict())?;
+                let (p, unknown) =
+                    schema::decode(&PROJECTS, req.content_type(), req.body, req.strict())?;
                 if meta_str(&p, "name") != name {
                     return Err(KubeError::bad_request(format!(
                         "the name of the object ({}) does not match the name on the URL ({name})",
@@ -910,7 +924,7 @@ fn project_object(st: &Arc<KubeState>, name: &str, verb: &str, req: &Req<'_>) ->
 }
 
 fn create_project(st: &Arc<KubeState>, req: &Req<'_>) -> KubeResult<Reply> {
-    let (project, unknown) = schema::decode(&PROJECTS, req.body, req.strict())?;
+    let (project, unknown) = schema::decode(&PROJECTS, req.content_type(), req.body, req.strict())?;
     let name = meta_str(&project, "name").to_string();
     schema::validate(&PROJECTS, &project, None)?;
     let mut store = st.lock();
@@ -940,7 +954,7 @@ fn create_project(st: &Arc<KubeState>, req: &Req<'_>) -> KubeResult<Reply> {
 /// the request's own metadata are not copied: the template does not use them.
 fn project_request(st: &Arc<KubeState>, req: &Req<'_>) -> KubeResult<Reply> {
     let def = &resources::PROJECT_REQUESTS;
-    let (pr, unknown) = schema::decode(def, req.body, req.strict())?;
+    let (pr, unknown) = schema::decode(def, req.content_type(), req.body, req.strict())?;
     let name = meta_str(&pr, "name").to_string();
     schema::validate(def, &pr, None)?;
     if name.len() < 2 {
@@ -1047,13 +1061,42 @@ fn watch(
         let store = st.lock();
         let mut expired = false;
         let rx = store.subscribe();
-        let initial: Vec<Bytes> = if rv_param.is_empty() || rv_param == "0" {
-            store
+        let send_initial = req.q("sendInitialEvents") == "true";
+        if send_initial
+            && (req.q("resourceVersionMatch") != "NotOlderThan"
+                || req.q("allowWatchBookmarks") != "true")
+        {
+            return Err(KubeError::invalid(
+                def,
+                "",
+                vec![Cause::forbidden(
+                    "resourceVersionMatch",
+                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan and allowWatchBookmarks to true",
+                )],
+            ));
+        }
+        let initial: Vec<Bytes> = if send_initial || rv_param.is_empty() || rv_param == "0" {
+            let mut lines: Vec<Bytes> = store
                 .list(source, ns.as_deref())
                 .into_iter()
                 .filter(|o| labels.matches(o) && fields.matches(o))
                 .map(|o| event_line("ADDED", &render(view(o))))
-                .collect()
+                .collect();
+            if send_initial {
+                // The bookmark closing the initial events of a watch list.
+                lines.push(event_line(
+                    "BOOKMARK",
+                    &json!({
+                        "kind": def.kind,
+                        "apiVersion": def.api_version(),
+                        "metadata": {
+                            "resourceVersion": store.resource_version().to_string(),
+                            "annotations": {"k8s.io/initial-events-end": "true"},
+                        },
+                    }),
+                ));
+            }
+            lines
         } else {
             let rv: u64 = rv_param.parse().map_err(|_| {
                 KubeError::invalid(

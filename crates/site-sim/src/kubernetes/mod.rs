@@ -17,7 +17,9 @@
 
 pub mod admin;
 pub mod api;
+pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod quantity;
 pub mod resources;
 pub mod schema;

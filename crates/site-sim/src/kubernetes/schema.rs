@@ -137,10 +137,37 @@ fn prune(
 
 /// Decodes a written object: drops unknown fields (their paths are returned, for the
 /// `Warning` header) or refuses them when `strict`; refuses wrong JSON types.
-pub fn decode(def: &ResourceDef, body: &[u8], strict: bool) -> KubeResult<(Value, Vec<String>)> {
-    let mut v: Value = serde_json::from_slice(body).map_err(|e| {
-        KubeError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-    })?;
+pub fn decode(
+    def: &ResourceDef,
+    content_type: &str,
+    body: &[u8],
+    strict: bool,
+) -> KubeResult<(Value, Vec<String>)> {
+    let mut v: Value = match content_type {
+        "" | "application/json" => serde_json::from_slice(body).map_err(|e| {
+            KubeError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?,
+        super::protobuf::CONTENT_TYPE
+            if matches!(def.kind, "Namespace" | "ResourceQuota" | "RoleBinding") =>
+        {
+            super::protobuf::decode(body, def.kind, &def.api_version()).map_err(|e| {
+                KubeError::bad_request(format!(
+                    "{kind} in version \"{v}\" cannot be handled as a {kind}: {e}",
+                    kind = def.kind,
+                    v = def.version
+                ))
+            })?
+        }
+        other => {
+            return Err(KubeError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {other:?})"
+                ),
+            ));
+        }
+    };
     if !v.is_object() {
         return Err(KubeError::bad_request(format!(
             "couldn't get version/kind; json parse error: expected an object, got {}",
@@ -454,13 +481,13 @@ mod tests {
     #[test]
     fn unknown_fields_are_dropped_or_refused() {
         let body = br#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a","bogus":1},"spec":{"x":1}}"#;
-        let (v, unknown) = decode(&NAMESPACES, body, false).expect("test value");
+        let (v, unknown) = decode(&NAMESPACES, "", body, false).expect("test value");
         assert_eq!(
             unknown,
             vec!["metadata.bogus".to_string(), "spec.x".to_string()]
         );
         assert_eq!(v["metadata"], json!({"name": "a"}));
-        let e = decode(&NAMESPACES, body, true).expect_err("test error");
+        let e = decode(&NAMESPACES, "", body, true).expect_err("test error");
         assert!(
             e.message
                 .starts_with("strict decoding error: unknown field \"metadata.bogus\""),
@@ -473,15 +500,18 @@ mod tests {
     fn wrong_kind_and_types_are_bad_requests() {
         let e = decode(
             &NAMESPACES,
+            "",
             br#"{"kind":"Pod","metadata":{"name":"a"}}"#,
             false,
         )
         .expect_err("test error");
         assert_eq!(e.code, 400);
-        let e = decode(&NAMESPACES, br#"{"metadata":{"name":5}}"#, false).expect_err("test error");
+        let e =
+            decode(&NAMESPACES, "", br#"{"metadata":{"name":5}}"#, false).expect_err("test error");
         assert_eq!(e.code, 400);
         let e = decode(
             &RESOURCE_QUOTAS,
+            "",
             br#"{"metadata":{"name":"q"},"spec":{"hard":{"cpu":"x"}}}"#,
             false,
         )
