@@ -971,9 +971,9 @@ fn project_request(st: &Arc<KubeState>, req: &Req<'_>) -> KubeResult<Reply> {
     let mut store = st.lock();
     if store.get(&NAMESPACES, "", &name).is_some() {
         return Err(KubeError {
-            details: Some(
+            details: Some(Box::new(
                 json!({"name": name, "group": "project.openshift.io", "kind": "project"}),
-            ),
+            )),
             ..KubeError::new(
                 409,
                 "AlreadyExists",

@@ -12,7 +12,8 @@ pub struct KubeError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    /// Boxed: the error travels in every `Result` of the handlers.
+    pub details: Option<Box<Value>>,
     /// `Retry-After` seconds, for 429 and 5xx.
     pub retry_after: Option<u32>,
 }
@@ -84,7 +85,7 @@ impl KubeError {
     /// `namespaces "x" not found`.
     pub fn not_found(def: &ResourceDef, name: &str) -> KubeError {
         KubeError {
-            details: Some(details(def, name, def.plural)),
+            details: Some(Box::new(details(def, name, def.plural))),
             ..Self::new(
                 404,
                 "NotFound",
@@ -96,7 +97,7 @@ impl KubeError {
     /// A path the server does not serve.
     pub fn no_such_path() -> KubeError {
         KubeError {
-            details: Some(json!({})),
+            details: Some(Box::new(json!({}))),
             ..Self::new(
                 404,
                 "NotFound",
@@ -107,7 +108,7 @@ impl KubeError {
 
     pub fn already_exists(def: &ResourceDef, name: &str) -> KubeError {
         KubeError {
-            details: Some(details(def, name, def.plural)),
+            details: Some(Box::new(details(def, name, def.plural))),
             ..Self::new(
                 409,
                 "AlreadyExists",
@@ -119,7 +120,7 @@ impl KubeError {
     /// 409 Conflict, e.g. a stale `resourceVersion`.
     pub fn conflict(def: &ResourceDef, name: &str, why: &str) -> KubeError {
         KubeError {
-            details: Some(details(def, name, def.plural)),
+            details: Some(Box::new(details(def, name, def.plural))),
             ..Self::new(
                 409,
                 "Conflict",
@@ -159,7 +160,7 @@ impl KubeError {
                 .collect(),
         );
         KubeError {
-            details: Some(d),
+            details: Some(Box::new(d)),
             ..Self::new(
                 422,
                 "Invalid",
@@ -175,7 +176,7 @@ impl KubeError {
     /// `namespaces "x" is forbidden: <why>`.
     pub fn forbidden(def: &ResourceDef, name: &str, why: &str) -> KubeError {
         KubeError {
-            details: Some(details(def, name, def.plural)),
+            details: Some(Box::new(details(def, name, def.plural))),
             ..Self::new(
                 403,
                 "Forbidden",
@@ -190,7 +191,7 @@ impl KubeError {
 
     pub fn method_not_allowed() -> KubeError {
         KubeError {
-            details: Some(json!({})),
+            details: Some(Box::new(json!({}))),
             ..Self::new(
                 405,
                 "MethodNotAllowed",
@@ -233,7 +234,7 @@ impl KubeError {
         };
         KubeError {
             retry_after: Some(1),
-            details: Some(json!({"retryAfterSeconds": 1})),
+            details: Some(Box::new(json!({"retryAfterSeconds": 1}))),
             ..Self::new(code, reason, message)
         }
     }
@@ -249,7 +250,7 @@ impl KubeError {
             "code": self.code,
         });
         if let Some(d) = &self.details {
-            v["details"] = d.clone();
+            v["details"] = (**d).clone();
         }
         v
     }
