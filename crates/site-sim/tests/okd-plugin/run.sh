@@ -18,10 +18,14 @@ PID=""
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-if ! "$VENV/bin/python" -c "import waldur_site_agent_okd, kubernetes_validate" 2>/dev/null; then
-  "${PYTHON:-python3}" -m venv "$VENV" || exit 1
-  "$VENV/bin/pip" install -q "waldur-site-agent==$AGENT_VERSION" "waldur-site-agent-okd==$AGENT_VERSION" kubernetes-validate || exit 1
-fi
+# One venv for both Python checks; the lock keeps two checks running at once from both making it.
+(
+  flock 9
+  if ! "$VENV/bin/python" -c "import waldur_site_agent_okd, kubernetes_validate" 2>/dev/null; then
+    "${PYTHON:-python3}" -m venv "$VENV" || exit 1
+    "$VENV/bin/pip" install -q "waldur-site-agent==$AGENT_VERSION" "waldur-site-agent-okd==$AGENT_VERSION" kubernetes-validate || exit 1
+  fi
+) 9>"$VENV.lock" || { echo "FAIL: making the venv $VENV"; exit 1; }
 if [ -z "${SITE_SIM:-}" ]; then
   (cd "$REPO" && CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build -q -p site-sim) || exit 1
   SITE_SIM="$REPO/target/debug/site-sim"
