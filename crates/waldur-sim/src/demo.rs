@@ -9,6 +9,10 @@
 //!   `gpu` (gpu-Hours, unit factor 60), and one plan "Default";
 //! - plugin options: `username_generation_policy` (`waldur_username` by default),
 //!   `service_provider_can_create_offering_user: true`, `account_name_generation_policy: project_slug`.
+//!
+//! `--offering-kind okd` replaces the SLURM offering by "Demo OKD cluster" (the site-agent type
+//! `Marketplace.Slurm`, backend id `okd`) with the OKD plugin's `limit` components `cpu` (Core),
+//! `memory` (GB), `storage` (GB) and `pods` (Count), unit factor 1, and one plan "Default".
 
 use serde::Serialize;
 use serde_json::json;
@@ -67,10 +71,70 @@ impl std::fmt::Debug for DemoInfo {
 }
 
 pub const DEMO_OFFERING: &str = "Demo SLURM cluster";
+pub const DEMO_OKD_OFFERING: &str = "Demo OKD cluster";
+
+/// Which demo offering `--demo` seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DemoOfferingKind {
+    #[default]
+    Slurm,
+    Okd,
+}
+
+impl DemoOfferingKind {
+    pub const NAMES: &'static [&'static str] = &["slurm", "okd"];
+
+    pub fn offering_name(self) -> &'static str {
+        match self {
+            DemoOfferingKind::Slurm => DEMO_OFFERING,
+            DemoOfferingKind::Okd => DEMO_OKD_OFFERING,
+        }
+    }
+}
+
+impl std::str::FromStr for DemoOfferingKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "slurm" => Ok(DemoOfferingKind::Slurm),
+            "okd" => Ok(DemoOfferingKind::Okd),
+            other => Err(format!(
+                "unknown offering kind {other:?} (known: {})",
+                Self::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+/// The OKD offering's components: the plugin's quota components, all `limit`-based.
+fn okd_components() -> Vec<SeedComponent> {
+    [
+        ("cpu", "CPU", "Core"),
+        ("memory", "Memory", "GB"),
+        ("storage", "Storage", "GB"),
+        ("pods", "Pods", "Count"),
+    ]
+    .into_iter()
+    .map(|(type_, name, unit)| SeedComponent {
+        type_: type_.into(),
+        name: Some(name.into()),
+        measured_unit: unit.into(),
+        billing_type: "limit".into(),
+        unit_factor: 1,
+        ..Default::default()
+    })
+    .collect()
+}
 pub const DEMO_PROJECT: &str = "Demo project";
 pub const DEMO_USERS: &[&str] = &["alice", "bob", "carol"];
 
 pub fn demo_seed(username_policy: &str) -> Seed {
+    demo_seed_of_kind(username_policy, DemoOfferingKind::Slurm)
+}
+
+/// The demo dataset with the demo offering of `kind`.
+pub fn demo_seed_of_kind(username_policy: &str, kind: DemoOfferingKind) -> Seed {
     let user = |name: &str, full: &str, staff: bool| SeedUser {
         username: name.into(),
         full_name: Some(full.into()),
@@ -95,7 +159,7 @@ pub fn demo_seed(username_policy: &str) -> Seed {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    Seed {
+    let mut seed = Seed {
         users,
         customers: vec![
             SeedCustomer {
@@ -166,10 +230,23 @@ pub fn demo_seed(username_policy: &str) -> Seed {
             ..Default::default()
         }],
         ..Default::default()
+    };
+    if kind == DemoOfferingKind::Okd
+        && let Some(o) = seed.offerings.first_mut()
+    {
+        o.name = DEMO_OKD_OFFERING.into();
+        o.backend_id = "okd".into();
+        o.partitions = vec![];
+        o.components = okd_components();
     }
+    seed
 }
 
 pub fn demo_info(store: &Store, api_url: &str) -> DemoInfo {
+    demo_info_of_kind(store, api_url, DemoOfferingKind::Slurm)
+}
+
+pub fn demo_info_of_kind(store: &Store, api_url: &str, kind: DemoOfferingKind) -> DemoInfo {
     let token = |name: &str| {
         store
             .users
@@ -178,7 +255,10 @@ pub fn demo_info(store: &Store, api_url: &str) -> DemoInfo {
             .map(|u| u.token.clone())
             .unwrap_or_default()
     };
-    let offering = store.offerings.values().find(|o| o.name == DEMO_OFFERING);
+    let offering = store
+        .offerings
+        .values()
+        .find(|o| o.name == kind.offering_name());
     let project = store.projects.values().find(|p| p.name == DEMO_PROJECT);
     let provider = offering.map(|o| o.customer);
     DemoInfo {

@@ -40,7 +40,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 pub use broker::{BrokerOptions, PublishCounters};
-pub use demo::{DemoInfo, DemoUser};
+pub use demo::{DemoInfo, DemoOfferingKind, DemoUser};
 pub use error::{ApiError, SimError};
 pub use events::{Delivery, EventRecord, EventSink};
 pub use faults::{FaultConfig, FaultRule};
@@ -62,6 +62,8 @@ pub struct SimOptions {
     pub demo: bool,
     /// `username_generation_policy` of the demo offering.
     pub demo_username_policy: String,
+    /// Which demo offering `demo` seeds (SLURM by default).
+    pub demo_offering_kind: DemoOfferingKind,
     /// Public base URL for hyperlinks (default `http://<bound address>`).
     pub public_url: Option<String>,
     pub faults: FaultConfig,
@@ -77,6 +79,7 @@ impl Default for SimOptions {
             seed: None,
             demo: false,
             demo_username_policy: "waldur_username".into(),
+            demo_offering_kind: DemoOfferingKind::Slurm,
             public_url: None,
             faults: FaultConfig::default(),
             brokers: BrokerOptions::default(),
@@ -109,14 +112,15 @@ impl SimServer {
             .unwrap_or_else(|| format!("http://{addr}"));
         let mut store = Store::new(base.clone());
         if opts.demo {
-            demo::demo_seed(&opts.demo_username_policy).apply(&mut store)?;
+            demo::demo_seed_of_kind(&opts.demo_username_policy, opts.demo_offering_kind)
+                .apply(&mut store)?;
         }
         if let Some(seed) = &opts.seed {
             seed.apply(&mut store)?;
         }
         let api_url = format!("{base}/api/");
         let mut demo = if opts.demo {
-            demo::demo_info(&store, &api_url)
+            demo::demo_info_of_kind(&store, &api_url, opts.demo_offering_kind)
         } else {
             DemoInfo {
                 api_url,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use waldur_sim::consumer::{ConsumerClient, parse_limits};
-use waldur_sim::{BrokerOptions, FaultConfig, Seed, SimOptions, SimServer};
+use waldur_sim::{BrokerOptions, DemoOfferingKind, FaultConfig, Seed, SimOptions, SimServer};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +29,9 @@ struct Cli {
     /// username_generation_policy of the demo offering (waldur_username or service_provider).
     #[arg(long, default_value = "waldur_username")]
     username_policy: String,
+    /// Kind of the demo offering: slurm (default) or okd.
+    #[arg(long, default_value = "slurm")]
+    offering_kind: DemoOfferingKind,
     /// Public base URL used in hyperlinks (default http://LISTEN).
     #[arg(long)]
     public_url: Option<String>,
@@ -260,6 +263,7 @@ async fn main() -> anyhow::Result<()> {
         seed,
         demo: cli.demo,
         demo_username_policy: cli.username_policy,
+        demo_offering_kind: cli.offering_kind,
         public_url: cli.public_url,
         faults,
         brokers,

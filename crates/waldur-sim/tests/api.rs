@@ -923,3 +923,66 @@ async fn order_limits_are_checked_against_min_and_max_value_like_mastermind() {
         "within bounds; usage components are not bounded: {v}"
     );
 }
+
+#[tokio::test]
+async fn demo_offering_kind_okd_seeds_the_okd_offering() {
+    let sim = SimServer::start(SimOptions {
+        demo: true,
+        demo_offering_kind: waldur_sim::DemoOfferingKind::Okd,
+        ..Default::default()
+    })
+    .await
+    .expect("simulator starts");
+    let api = Api::new(&sim);
+    let demo = sim.demo().clone();
+    assert!(!demo.offering_uuid.is_empty() && !demo.plan_uuid.is_empty());
+    let (status, _, o) = api
+        .get(
+            &format!("marketplace-provider-offerings/{}/", demo.offering_uuid),
+            &demo.provider_token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{o}");
+    assert_eq!(o["name"], "Demo OKD cluster");
+    assert_eq!(o["type"], "Marketplace.Slurm");
+    let comps: Vec<(String, String, String)> = o["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap_or("").to_string(),
+                c["billing_type"].as_str().unwrap_or("").to_string(),
+                c["measured_unit"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("cpu", "Core"),
+        ("memory", "GB"),
+        ("storage", "GB"),
+        ("pods", "Count"),
+    ];
+    assert_eq!(comps.len(), 4, "{comps:?}");
+    for (t, unit) in want {
+        assert!(
+            comps.contains(&(t.to_string(), "limit".to_string(), unit.to_string())),
+            "{t}: {comps:?}"
+        );
+    }
+    // The default stays the SLURM offering.
+    let slurm = SimServer::start_demo().await.expect("simulator starts");
+    let (_, _, o) = api
+        .get(
+            &format!(
+                "{}marketplace-provider-offerings/{}/",
+                slurm.api_url(),
+                slurm.demo().offering_uuid
+            ),
+            &slurm.demo().provider_token,
+        )
+        .await;
+    assert_eq!(o["name"], "Demo SLURM cluster");
+    assert!("okd".parse::<waldur_sim::DemoOfferingKind>().is_ok());
+    assert!("rancher".parse::<waldur_sim::DemoOfferingKind>().is_err());
+}

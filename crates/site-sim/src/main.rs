@@ -1,0 +1,99 @@
+//! `site-sim`: run a site double until killed; prints one JSON line with its URL and credentials.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use site_sim::{FaultConfig, KubeOptions, KubeServer};
+
+#[derive(Parser)]
+#[command(
+    name = "site-sim",
+    version,
+    about = "Site doubles for the Waldur site agent"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// A Kubernetes API server, with OpenShift's project API unless --no-openshift.
+    Kubernetes(KubeArgs),
+}
+
+#[derive(clap::Args)]
+struct KubeArgs {
+    /// Address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Plain Kubernetes: no project.openshift.io group.
+    #[arg(long)]
+    no_openshift: bool,
+    /// Serve HTTPS with a CA made at start (its path is printed as ca_file).
+    #[arg(long)]
+    tls: bool,
+    /// Where to write the CA certificate (with --tls).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Administrator token (random by default).
+    #[arg(long, env = "SITE_SIM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Service account token (random by default).
+    #[arg(long, env = "SITE_SIM_SA_TOKEN", hide_env_values = true)]
+    sa_token: Option<String>,
+    /// File the service account token is written to, and rewritten on rotation.
+    #[arg(long)]
+    sa_token_file: Option<PathBuf>,
+    /// Demo data: the waldur-system namespace of the demo service account.
+    #[arg(long)]
+    demo: bool,
+    /// How long a deleted namespace stays Terminating, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    terminating_ms: u64,
+    /// JSON file with a fault configuration ({"seed": 1, "rules": [...]}).
+    #[arg(long)]
+    faults: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let Command::Kubernetes(a) = Cli::parse().command;
+    let faults: FaultConfig = match &a.faults {
+        Some(p) => serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?,
+        None => FaultConfig::default(),
+    };
+    faults.check().map_err(anyhow::Error::msg)?;
+    let server = KubeServer::start(KubeOptions {
+        listen: a.listen,
+        openshift: !a.no_openshift,
+        tls: a.tls,
+        ca_file: a.ca_file,
+        token: a.token,
+        sa_token: a.sa_token,
+        sa_token_file: a.sa_token_file,
+        demo: a.demo,
+        terminate_after: Duration::from_millis(a.terminating_ms),
+        faults,
+    })
+    .await?;
+    println!("{}", serde_json::to_string(server.info())?);
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    server.shutdown().await;
+    Ok(())
+}
