@@ -131,6 +131,10 @@ def main():
     rows = [bench(a, args.orders if a == "rust" else args.python_orders, pybin, env) for a in args.agents.split(",")]
     out = os.path.join(HERE, "results", "events.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
+    # Rows of agents not run this time stay (a Rust-only run keeps the Python figures).
+    if os.path.exists(out):
+        ran = {r["agent"] for r in rows}
+        rows = [r for r in json.load(open(out)) if r.get("agent") not in ran] + rows
     with open(out, "w") as f:
         json.dump(rows, f, indent=1)
     print(f"written {out}", file=sys.stderr)
