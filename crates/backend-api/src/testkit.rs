@@ -1,5 +1,7 @@
-//! Test support: [`MemoryBackend`], an in-memory site with fault injection and a call log, and
-//! [`conformance`], the lifecycle checks every real backend must pass.
+//! Test support: [`MemoryBackend`], an in-memory site with fault injection and a call log;
+//! [`RecordingRunner`], the command runner of CLI backend tests (records every command, answers
+//! from responders, then from a stateful [`SiteDouble`] of the site); and [`conformance`], the
+//! checks every real backend must pass.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -447,6 +449,142 @@ impl UsernameBackend for MemoryBackend {
     }
 }
 
+/// What a test double answers to one command: `Ok(stdout)` or `Err(output of a failed command)`.
+pub type Answer = Result<String, String>;
+
+/// A stateful stand-in for a site's CLI tools (e.g. `backend_slurm::double::SlurmDouble`): it
+/// keeps the site's objects and answers the commands it models, `None` for the others.
+pub trait SiteDouble: Send + Sync {
+    fn answer(&self, command: &crate::command::CommandLine) -> Option<Answer>;
+}
+
+type Responder = Box<dyn Fn(&str) -> Option<Answer> + Send + Sync>;
+
+/// A [`crate::command::CommandRunner`] for tests: records every command, answers with the first
+/// responder matching the displayed command line (newest rules are not preferred: first added
+/// wins), else from its [`SiteDouble`], else with empty success. A failed answer becomes a
+/// [`BackendError::Command`] classified by the backend's [`crate::command::TransientRule`], as
+/// the process runner would. [`RecordingRunner::set_down`] makes every command fail as a site
+/// that is away does.
+pub struct RecordingRunner {
+    seen: Mutex<Vec<crate::command::CommandLine>>,
+    responders: Mutex<Vec<Responder>>,
+    site: Option<Arc<dyn SiteDouble>>,
+    transient: crate::command::TransientRule,
+    down: Mutex<Option<String>>,
+}
+
+impl Default for RecordingRunner {
+    fn default() -> Self {
+        RecordingRunner::new()
+    }
+}
+
+impl RecordingRunner {
+    pub fn new() -> Self {
+        RecordingRunner {
+            seen: Mutex::new(Vec::new()),
+            responders: Mutex::new(Vec::new()),
+            site: None,
+            transient: crate::command::generic_transient,
+            down: Mutex::new(None),
+        }
+    }
+
+    /// Answer what no responder answers from `site`.
+    pub fn with_site(mut self, site: Arc<dyn SiteDouble>) -> Self {
+        self.site = Some(site);
+        self
+    }
+
+    /// Classify failed answers with the backend's own rule.
+    pub fn with_transient_rule(mut self, rule: crate::command::TransientRule) -> Self {
+        self.transient = rule;
+        self
+    }
+
+    /// Add a responder: given the displayed command line, `Some(answer)` or `None` to pass.
+    pub fn respond(&self, f: impl Fn(&str) -> Option<Answer> + Send + Sync + 'static) {
+        lock(&self.responders).push(Box::new(f));
+    }
+
+    /// From now on every command fails with `output` (a site that is down); `None` brings it back.
+    pub fn set_down(&self, output: Option<&str>) {
+        *lock(&self.down) = output.map(str::to_owned);
+    }
+
+    /// Every command run so far.
+    pub fn commands(&self) -> Vec<crate::command::CommandLine> {
+        lock(&self.seen).clone()
+    }
+
+    /// Commands as `program-file-name args…`, leaving out the arguments in `skip` (fixed flags).
+    pub fn lines_without(&self, skip: &[&str]) -> Vec<String> {
+        lock(&self.seen)
+            .iter()
+            .map(|c| {
+                let prog = c
+                    .program
+                    .file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let args: Vec<&str> = c
+                    .args
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|a| !skip.contains(a))
+                    .collect();
+                format!("{prog} {}", args.join(" "))
+            })
+            .collect()
+    }
+
+    /// Forget the commands recorded so far (the responders and the site stay).
+    pub fn clear(&self) {
+        lock(&self.seen).clear();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[async_trait]
+impl crate::command::CommandRunner for RecordingRunner {
+    async fn run(
+        &self,
+        command: &crate::command::CommandLine,
+    ) -> Result<crate::command::CommandOutput, BackendError> {
+        lock(&self.seen).push(command.clone());
+        let line = command.display();
+        let down = lock(&self.down).clone();
+        let answer = match down {
+            Some(output) => Some(Err(output)),
+            None => lock(&self.responders)
+                .iter()
+                .find_map(|r| r(&line))
+                .or_else(|| self.site.as_ref().and_then(|s| s.answer(command))),
+        };
+        match answer {
+            Some(Err(output)) => Err(BackendError::Command {
+                command: line,
+                exit: "1".into(),
+                transient: (self.transient)(&output),
+                output,
+            }),
+            Some(Ok(stdout)) => Ok(crate::command::CommandOutput {
+                stdout,
+                stderr: String::new(),
+            }),
+            None => Ok(crate::command::CommandOutput::default()),
+        }
+    }
+
+    fn calls(&self) -> u64 {
+        lock(&self.seen).len() as u64
+    }
+}
+
 /// Lifecycle checks every backend must pass against its real (or faithfully faked) site.
 pub mod conformance {
     use super::*;
@@ -665,6 +803,42 @@ mod tests {
         };
         conformance::order_and_membership_lifecycle(&backend, fixture).await;
         assert!(backend.count_calls("create") == 2);
+    }
+
+    #[tokio::test]
+    async fn recording_runner_answers_responders_then_site_and_classifies() {
+        use crate::command::{CommandLine, CommandRunner};
+        struct Echo;
+        impl SiteDouble for Echo {
+            fn answer(&self, command: &CommandLine) -> Option<Answer> {
+                command.args.first().map(|a| Ok(format!("site:{a}")))
+            }
+        }
+        let runner = RecordingRunner::new()
+            .with_site(Arc::new(Echo))
+            .with_transient_rule(|out| out.contains("away"));
+        runner.respond(|line| line.contains("special").then(|| Err("away".to_owned())));
+        let out = runner
+            .run(&CommandLine::new("/bin/tool").arg("x"))
+            .await
+            .expect("site answers");
+        assert_eq!(out.stdout, "site:x");
+        let err = runner
+            .run(&CommandLine::new("/bin/tool").arg("special"))
+            .await
+            .expect_err("responder fails it");
+        assert!(err.is_transient());
+        runner.set_down(Some("broken"));
+        let err = runner
+            .run(&CommandLine::new("/bin/tool").arg("x"))
+            .await
+            .expect_err("down");
+        assert!(!err.is_transient());
+        assert_eq!(
+            runner.lines_without(&[]),
+            vec!["tool x", "tool special", "tool x"]
+        );
+        assert_eq!(runner.calls(), 3);
     }
 
     #[tokio::test]

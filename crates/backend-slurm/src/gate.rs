@@ -106,8 +106,11 @@ impl FileLock {
             // The sacctmgr started under this lock inherits it: if the agent dies (kill -9,
             // OOM) the command goes on, and so must the lock, or the next agent would write
             // alongside it. The lock is released when both have closed it.
-            nix::fcntl::fcntl(&*locked, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            nix::fcntl::fcntl(
+                &*locked,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            )
+            .map_err(|e| format!("{}: {e}", path.display()))?;
             Ok::<_, String>(locked)
         })
         .await;

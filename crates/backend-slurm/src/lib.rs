@@ -14,7 +14,7 @@
 //! With `parent_account` set the tree is flat: `parent_account → project → allocation`, no customer
 //! tier. All names are lower-cased (SLURM folds case) and pass
 //! [`backend_api::names::validate_site_name`] before any command runs. The tree logic lives in
-//! [`hierarchy`] and knows nothing of sacctmgr, so other accounting tools can reuse it; [`sacctmgr`]
+//! [`backend_api::hierarchy`] and knows nothing of sacctmgr, so MOAB can reuse it; [`sacctmgr`]
 //! turns it into argument vectors. A project whose customer changed is moved by
 //! [`SlurmBackend::sync_resource_projects`]; the project account is removed with its last
 //! allocation, customer accounts never.
@@ -82,8 +82,11 @@
 //! `ReqTRES × Elapsed`.
 
 pub mod backend;
+#[cfg(any(test, feature = "testkit"))]
+pub mod double;
 pub mod gate;
-pub mod hierarchy;
+/// The account tree, shared with other accounting backends.
+pub use backend_api::hierarchy;
 pub mod sacctmgr;
 pub mod settings;
 pub mod tres;
@@ -105,7 +108,9 @@ pub use settings::{DefaultAccountPolicy, SlurmSettings};
 pub fn build(ctx: &BuildContext<'_>) -> Result<BackendHandles, BackendError> {
     let settings = SlurmSettings::from_map(&ctx.offering.backend_settings)?;
     let runner: Arc<dyn CommandRunner> =
-        ProcessRunner::new(Duration::from_secs(settings.command_timeout_seconds.max(1))).shared();
+        ProcessRunner::new(Duration::from_secs(settings.command_timeout_seconds.max(1)))
+            .with_transient_rule(sacctmgr::is_transient_output)
+            .shared();
     let backend = Arc::new(SlurmBackend::new(
         settings,
         ctx.offering.backend_components.clone(),

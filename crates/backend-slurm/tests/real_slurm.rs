@@ -95,7 +95,11 @@ fn slurm(tag: &str) -> Option<Slurm> {
 
 impl Slurm {
     fn runner(&self) -> Arc<dyn CommandRunner> {
-        Arc::new(ProcessRunner::new(Duration::from_secs(60)).with_env("SLURM_CONF", &self.conf))
+        Arc::new(
+            ProcessRunner::new(Duration::from_secs(60))
+                .with_transient_rule(backend_slurm::sacctmgr::is_transient_output)
+                .with_env("SLURM_CONF", &self.conf),
+        )
     }
 
     fn settings(&self) -> SlurmSettings {
