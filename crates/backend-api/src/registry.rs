@@ -28,6 +28,17 @@ pub struct BackendHandles {
 /// Everything a constructor may read.
 pub struct BuildContext<'a> {
     pub offering: &'a OfferingConfig,
+    /// The agent's `global_proxy`: every HTTP backend sends its requests through it.
+    pub global_proxy: Option<&'a str>,
+}
+
+impl<'a> BuildContext<'a> {
+    pub fn new(offering: &'a OfferingConfig) -> Self {
+        BuildContext {
+            offering,
+            global_proxy: None,
+        }
+    }
 }
 
 pub type Constructor = fn(&BuildContext<'_>) -> Result<BackendHandles, BackendError>;
@@ -46,6 +57,7 @@ pub struct OfferingBackends {
 #[derive(Default)]
 pub struct Registry {
     constructors: BTreeMap<&'static str, Constructor>,
+    global_proxy: Option<String>,
 }
 
 impl Registry {
@@ -55,6 +67,12 @@ impl Registry {
 
     pub fn register(&mut self, name: &'static str, constructor: Constructor) -> &mut Self {
         self.constructors.insert(name, constructor);
+        self
+    }
+
+    /// Give every backend built by this registry the agent's `global_proxy`.
+    pub fn with_global_proxy(mut self, proxy: Option<String>) -> Self {
+        self.global_proxy = proxy.filter(|p| !p.trim().is_empty());
         self
     }
 
@@ -74,7 +92,10 @@ impl Registry {
         offering: &OfferingConfig,
     ) -> Result<OfferingBackends, BackendError> {
         let mut built: BTreeMap<&str, BackendHandles> = BTreeMap::new();
-        let ctx = BuildContext { offering };
+        let ctx = BuildContext {
+            offering,
+            global_proxy: self.global_proxy.as_deref(),
+        };
         let mut get = |role: BackendRole| -> Result<Option<BackendHandles>, BackendError> {
             let Some(name) = offering.role_backend(role) else {
                 return Ok(None);

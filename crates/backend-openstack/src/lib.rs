@@ -2,8 +2,9 @@
 //!
 //! - [`settings`]: `backend_settings` of the offering ([`OpenStackSettings`]).
 //! - [`keystone`]: a small Keystone v3 client (tokens, projects, users, roles, unified limits).
-//! - [`backend`]: [`OpenStackBackend`], implementing orders, membership, health and an empty usage
-//!   report (Keystone records no usage).
+//! - [`backend`]: [`OpenStackBackend`], implementing orders, membership and health. Keystone
+//!   records no usage, so the backend has no reporting role (`reporting_backend: openstack` is
+//!   refused by `validate-config` and at start-up).
 //!
 //! Registered by the binary under the name `openstack` through [`build`].
 
@@ -28,17 +29,18 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<BackendHandles, BackendError> {
     let offering = ctx.offering;
     let settings =
         OpenStackSettings::from_backend_settings(&offering.name, &offering.backend_settings)?;
-    let backend = Arc::new(OpenStackBackend::new(
+    let backend = Arc::new(OpenStackBackend::with_proxy(
         &offering.name,
         settings,
         offering.backend_components.clone(),
+        ctx.global_proxy,
     )?);
     Ok(BackendHandles {
         kind: BACKEND_NAME,
         health: backend.clone(),
         orders: Some(backend.clone()),
-        membership: Some(backend.clone()),
-        usage: Some(backend),
+        membership: Some(backend),
+        usage: None,
         usernames: None,
     })
 }

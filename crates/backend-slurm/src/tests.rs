@@ -652,10 +652,7 @@ fn build_reads_settings_and_components_from_the_offering() {
                                         "accounting_type": "limit", "label": "CPU"}}
     }))
     .expect("offering");
-    let handles = crate::build(&backend_api::BuildContext {
-        offering: &offering,
-    })
-    .expect("build");
+    let handles = crate::build(&backend_api::BuildContext::new(&offering)).expect("build");
     assert_eq!(handles.kind, "slurm");
     let orders = handles.orders.expect("orders");
     assert_eq!(orders.backend_id_for("Res-1").expect("id"), "hpc_res-1");
@@ -664,7 +661,7 @@ fn build_reads_settings_and_components_from_the_offering() {
     let mut bad = offering.clone();
     bad.backend_settings
         .insert("execution_mode".into(), serde_json::json!("rest"));
-    let err = crate::build(&backend_api::BuildContext { offering: &bad })
+    let err = crate::build(&backend_api::BuildContext::new(&bad))
         .err()
         .expect("rest refused");
     assert!(matches!(err, BackendError::Config(_)));

@@ -17,6 +17,11 @@
 
 use backend_api::Registry;
 
+/// The registry for running `config`: backends get its `global_proxy`.
+pub fn registry_for(config: &agent_config::AgentConfig) -> Registry {
+    registry().with_global_proxy(config.global_proxy.clone())
+}
+
 pub fn registry() -> Registry {
     #[allow(unused_mut)]
     let mut registry = Registry::new();

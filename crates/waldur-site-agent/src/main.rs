@@ -134,7 +134,11 @@ async fn tool_contexts(
 ) -> Option<(Loaded, Vec<Arc<agent_core::OfferingContext>>)> {
     let loaded = load_or_report(config)?;
     let agent = Arc::new(loaded.config.clone());
-    match Offerings::new(agent, Arc::new(backends::registry()), mode) {
+    match Offerings::new(
+        agent.clone(),
+        Arc::new(backends::registry_for(&agent)),
+        mode,
+    ) {
         Ok(offerings) => {
             let contexts = offerings.contexts().await;
             Some((loaded, contexts))
@@ -421,7 +425,11 @@ async fn diagnostics(cli: &Cli, offline: bool) -> ExitCode {
     }
     if !offline {
         let agent = Arc::new(cfg.clone());
-        if let Ok(offerings) = Offerings::new(agent, Arc::new(backends::registry()), cli.modes[0]) {
+        if let Ok(offerings) = Offerings::new(
+            agent.clone(),
+            Arc::new(backends::registry_for(&agent)),
+            cli.modes[0],
+        ) {
             for ctx in offerings.contexts().await {
                 let mut report = agent_core::tools::diagnostics(&ctx).await;
                 report.scrub(
@@ -518,7 +526,7 @@ async fn run_agent(cli: &Cli) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!(path = w.path.as_str(), "Configuration: {}", w.reason);
     }
-    let registry = backends::registry();
+    let registry = backends::registry_for(cfg);
     for e in
         agent_config::validate_backend_names(cfg, |r, n| registry.knows(r, n), &registry.names())
     {
