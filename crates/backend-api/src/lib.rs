@@ -7,7 +7,9 @@
 //!   the backend's own transient rule) and the `|`-separated output reader.
 //! - [`hierarchy`]: the customer → project → allocation account tree of accounting backends.
 //! - [`names`]: refusal of names that could inject arguments into site tools or paths.
-//! - [`registry`]: config backend names → constructors.
+//! - [`registry`]: config backend names → their [`spec::BackendSpec`] (roles, settings, check,
+//!   constructor).
+//! - [`spec`]: what a backend declares, and the offline check `validate-config` runs with it.
 //! - `testkit` (feature `testkit`): an in-memory backend, a recording command runner and the
 //!   conformance checks every backend runs.
 
@@ -17,6 +19,7 @@ pub mod error;
 pub mod hierarchy;
 pub mod names;
 pub mod registry;
+pub mod spec;
 pub mod traits;
 pub mod units;
 

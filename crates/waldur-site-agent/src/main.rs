@@ -108,8 +108,20 @@ fn validate_config(path: &Path, known_override: Option<&[String]>) -> ExitCode {
             &registry.names(),
         ),
     };
+    let (backend_errors, backend_warnings) = check_backends(&loaded.config, &registry);
+    let errors: Vec<_> = errors.into_iter().chain(backend_errors).collect();
+    let warnings: Vec<_> = loaded
+        .warnings
+        .iter()
+        .cloned()
+        .chain(
+            backend_warnings
+                .into_iter()
+                .map(|w| w.in_file(origin.clone())),
+        )
+        .collect();
     let mut err = std::io::stderr().lock();
-    for w in &loaded.warnings {
+    for w in &warnings {
         let _ = writeln!(err, "warning: {w}");
     }
     for e in &errors {
@@ -119,12 +131,38 @@ fn validate_config(path: &Path, known_override: Option<&[String]>) -> ExitCode {
         println!(
             "{origin}: OK ({} offering(s), {} warning(s))",
             loaded.config.offerings.len(),
-            loaded.warnings.len()
+            warnings.len()
         );
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Each offering against the declarations of the backends it names, offline: roles the backend
+/// lacks and wrong values are errors, unknown `backend_settings` keys warnings (key paths under
+/// `offerings[i]`, no origin yet).
+fn check_backends(
+    config: &agent_config::AgentConfig,
+    registry: &backend_api::Registry,
+) -> (
+    Vec<agent_config::ConfigIssue>,
+    Vec<agent_config::ConfigIssue>,
+) {
+    let specs = registry.specs();
+    let issue = |i: usize, s: backend_api::spec::SettingIssue| agent_config::ConfigIssue {
+        origin: String::new(),
+        line: None,
+        path: format!("offerings[{i}].{}", s.path),
+        reason: s.reason,
+    };
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    for (i, offering) in config.offerings.iter().enumerate() {
+        let check = backend_api::spec::check_offering(offering, &specs);
+        errors.extend(check.errors.into_iter().map(|s| issue(i, s)));
+        warnings.extend(check.warnings.into_iter().map(|s| issue(i, s)));
+    }
+    (errors, warnings)
 }
 
 /// Contexts for a helper tool (User-Agent of `mode`), or every problem printed.
