@@ -164,6 +164,63 @@ impl BackendSpec {
         })
     }
 
+    /// JSON Schema of one `backend_components` entry (the fields every backend reads, plus what
+    /// this backend makes of the keys in `description`).
+    pub fn component_schema(&self) -> Value {
+        let mut properties = Map::new();
+        let typed = [
+            ("measured_unit", json!({"type": "string"})),
+            (
+                "unit_factor",
+                json!({"type": "number", "exclusiveMinimum": 0}),
+            ),
+            (
+                "unit_factor_reporting",
+                json!({"type": "number", "exclusiveMinimum": 0}),
+            ),
+            (
+                "accounting_type",
+                json!({"type": "string", "enum": ["usage", "limit", "one", "fixed"]}),
+            ),
+            ("label", json!({"type": "string"})),
+            ("limit", json!({"type": "number", "minimum": 0})),
+            ("target_components", json!({"type": "object"})),
+            (
+                "limit_period",
+                json!({"type": "string", "enum": ["annual", "month", "quarterly", "total"]}),
+            ),
+        ];
+        for (key, schema) in typed {
+            properties.insert(key.to_owned(), schema);
+        }
+        for key in agent_config::WALDUR_COMPONENT_FIELDS {
+            properties
+                .entry(key.to_string())
+                .or_insert_with(|| json!({"description": "passed to Waldur by load-components"}));
+        }
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": format!("{} backend_components entry", self.name),
+            "description": self.components,
+            "type": "object",
+            "required": ["measured_unit", "accounting_type"],
+            "properties": properties,
+            "additionalProperties": true,
+        })
+    }
+
+    /// This backend's entry of the plugin catalogue.
+    pub fn catalogue_entry(&self) -> Value {
+        json!({
+            "name": self.name,
+            "description": self.description,
+            "roles": self.roles.iter().map(|r| r.config_key()).collect::<Vec<_>>(),
+            "settings_schema": self.settings_schema(),
+            "component_schema": self.component_schema(),
+            "secret_fields": self.secret_fields(),
+        })
+    }
+
     /// The settings table of `docs/backends/<name>.md` (between the `settings-table` markers).
     pub fn settings_table(&self) -> String {
         let mut out = String::from("| key | type | default | meaning |\n|---|---|---|---|\n");
@@ -179,6 +236,20 @@ impl BackendSpec {
         }
         out
     }
+}
+
+/// Version of the catalogue's layout (bumped when a field changes meaning).
+pub const CATALOGUE_VERSION: u32 = 1;
+
+/// The plugin catalogue (`export-plugin-catalogue`): what each backend of this build is, its
+/// roles and the JSON Schemas of its settings and components, from the same declarations the
+/// agent runs with.
+pub fn catalogue(agent_version: &str, specs: &[&BackendSpec]) -> Value {
+    json!({
+        "catalogue_version": CATALOGUE_VERSION,
+        "agent_version": agent_version,
+        "backends": specs.iter().map(|s| s.catalogue_entry()).collect::<Vec<_>>(),
+    })
 }
 
 /// The table between `<!-- settings-table:begin -->` and `<!-- settings-table:end -->` in `page`.

@@ -44,6 +44,9 @@ async fn run(cli: Cli) -> ExitCode {
             println!("waldur-site-agent {VERSION}");
             ExitCode::SUCCESS
         }
+        Some(Command::ExportPluginCatalogue { output }) => {
+            export_plugin_catalogue(output.as_deref())
+        }
         Some(Command::ValidateConfig { known_backends }) => {
             validate_config(&cli.config_file, known_backends.as_deref())
         }
@@ -64,6 +67,34 @@ async fn run(cli: Cli) -> ExitCode {
         Some(Command::LoadComponents) => load_components(&cli.config_file).await,
         Some(Command::SyncOfferingUsers) => sync_offering_users(&cli.config_file).await,
         None => run_agent(&cli).await,
+    }
+}
+
+/// `export-plugin-catalogue`: the catalogue as pretty JSON, to `output` or stdout. Needs no
+/// configuration file.
+fn export_plugin_catalogue(output: Option<&Path>) -> ExitCode {
+    let catalogue = backend_api::spec::catalogue(VERSION, &backends::registry().specs());
+    let text = match serde_json::to_string_pretty(&catalogue) {
+        Ok(t) => t + "\n",
+        Err(e) => {
+            eprintln!("cannot render the catalogue: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = match output {
+        Some(path) => {
+            std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        None => std::io::stdout()
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("cannot write to standard output: {e}")),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
