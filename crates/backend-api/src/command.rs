@@ -13,19 +13,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use agent_config::Secret;
 use async_trait::async_trait;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use crate::error::BackendError;
 
-/// One command to run: program and arguments, never interpreted by a shell.
+/// One command to run: program and arguments, never interpreted by a shell; optionally text
+/// written to its standard input (kept as a [`Secret`]: it may carry credentials, and `Debug`
+/// does not show it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandLine {
     pub program: PathBuf,
     pub args: Vec<String>,
+    pub stdin: Option<Secret>,
 }
 
 impl CommandLine {
@@ -33,7 +37,13 @@ impl CommandLine {
         CommandLine {
             program: program.into(),
             args: Vec::new(),
+            stdin: None,
         }
+    }
+    /// Write `input` to the command's standard input (then close it).
+    pub fn stdin(mut self, input: impl Into<String>) -> Self {
+        self.stdin = Some(Secret::new(input.into()));
+        self
     }
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
@@ -137,7 +147,11 @@ impl CommandRunner for ProcessRunner {
         let mut cmd = Command::new(&command.program);
         cmd.args(&command.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            .stdin(if command.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -156,6 +170,8 @@ impl CommandRunner for ProcessRunner {
             }
         })?;
         let pid = child.id();
+        let mut stdin = child.stdin.take();
+        let input = command.stdin.clone();
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
         let collect = async {
@@ -171,7 +187,15 @@ impl CommandRunner for ProcessRunner {
                     let _ = s.read_to_end(&mut err).await;
                 }
             };
-            tokio::join!(read_out, read_err);
+            let write_in = async {
+                if let (Some(pipe), Some(text)) = (stdin.as_mut(), input.as_ref()) {
+                    // A program that exits without reading is not an error of ours.
+                    let _ = pipe.write_all(text.expose().as_bytes()).await;
+                    let _ = pipe.shutdown().await;
+                }
+                drop(stdin.take());
+            };
+            tokio::join!(read_out, read_err, write_in);
             let status = child.wait().await;
             (status, out, err)
         };
@@ -288,6 +312,15 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("exit 3") && msg.contains("boom"), "{msg}");
         assert!(!err.is_transient());
+    }
+
+    #[tokio::test]
+    async fn stdin_is_written_and_not_shown() {
+        let runner = ProcessRunner::new(Duration::from_secs(5));
+        let cmd = CommandLine::new("cat").stdin("{\"password\": \"hunter2\"}");
+        assert!(!format!("{cmd:?}").contains("hunter2"));
+        let out = runner.run(&cmd).await.expect("cat runs");
+        assert_eq!(out.stdout, "{\"password\": \"hunter2\"}");
     }
 
     #[tokio::test]

@@ -27,6 +27,8 @@ pub fn registry() -> Registry {
     registry.register(&backend_slurm::SPEC);
     #[cfg(feature = "openstack")]
     registry.register(&backend_openstack::SPEC);
+    #[cfg(feature = "command")]
+    registry.register(&backend_command::SPEC);
     registry
 }
 
