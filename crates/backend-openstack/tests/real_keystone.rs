@@ -695,3 +695,61 @@ async fn application_credentials_authenticate_and_manage_projects() {
         .await
         .expect("cleanup credential");
 }
+
+#[tokio::test]
+async fn extended_conformance_on_real_keystone() {
+    let Some((env, backend)) = setup().await else {
+        return;
+    };
+    let id = run_id();
+    let view = |suffix: &str| {
+        let mut r = resource(&format!("{id}{suffix}"));
+        r.uuid = format!("res{id}{suffix}");
+        r
+    };
+    conformance::batch_partial_failure_and_order(
+        &backend,
+        conformance::BatchFixture {
+            first: view("b1"),
+            second: view("b2"),
+            third: view("b3"),
+            limits: limits(&[("cores", 2), ("ram", 4)]),
+        },
+    )
+    .await;
+    let user = format!("wt-x-{id}");
+    conformance::idempotent_writes_and_unit_round_trip(
+        &backend,
+        Fixture {
+            resource: view("idem"),
+            initial_limits: limits(&[("cores", 4), ("ram", 8)]),
+            updated_limits: limits(&[("cores", 6), ("ram", 16)]),
+            users: vec![UserGrant {
+                username: user.clone(),
+                ..Default::default()
+            }],
+        },
+        &[],
+    )
+    .await;
+    cleanup_users(backend.client(), &[user]).await;
+    // The same Keystone behind a closed port: every call transient, no password shown.
+    let down = backend_with(
+        &env,
+        json!({"auth_url": "http://127.0.0.1:9/v3", "max_retries": 0}),
+    );
+    conformance::site_down_is_transient(
+        &down,
+        &Fixture {
+            resource: view("down"),
+            initial_limits: limits(&[("cores", 1)]),
+            updated_limits: limits(&[("cores", 2)]),
+            users: vec![UserGrant {
+                username: format!("wt-down-{id}"),
+                ..Default::default()
+            }],
+        },
+        &[env.password.as_str()],
+    )
+    .await;
+}

@@ -1240,3 +1240,60 @@ async fn conformance_lifecycle_against_the_slurm_double() {
     assert!(runner.db.account("p_proj").is_none());
     assert!(runner.db.account("c_cust").is_some());
 }
+
+#[tokio::test]
+async fn extended_conformance_against_the_slurm_double() {
+    use backend_api::testkit::conformance;
+    let (backend, runner) = backend_with(settings());
+    runner.seed("root", "");
+    let limits: backend_api::Limits = [("cpu".to_owned(), 7.0), ("mem".to_owned(), 3.0)].into();
+    conformance::batch_partial_failure_and_order(
+        &backend,
+        conformance::BatchFixture {
+            first: resource("b1", "proj", "cust"),
+            second: resource("b2", "proj", "cust"),
+            third: resource("b3", "proj2", "cust"),
+            limits: limits.clone(),
+        },
+    )
+    .await;
+    let fixture = || conformance::Fixture {
+        resource: resource("idem", "proj", "cust"),
+        initial_limits: limits.clone(),
+        updated_limits: [("cpu".to_owned(), 11.0), ("mem".to_owned(), 5.0)].into(),
+        users: vec![grant("alice"), grant("bob")],
+    };
+    // 0.0005 k-Hours = 30 CPU-minutes and 0.25 GB-hours = 15360 MB-minutes: exact in TRES-minutes.
+    conformance::idempotent_writes_and_unit_round_trip(
+        &backend,
+        fixture(),
+        &[[("cpu".to_owned(), 0.0005), ("mem".to_owned(), 0.25)].into()],
+    )
+    .await;
+
+    // Usage: 2 CPUs and 1 GiB for an hour = 120 CPU-minutes (0.002 k-Hours) and 61440
+    // MB-minutes (1 GB-hour).
+    runner
+        .db
+        .add_job("a_used", "alice", "cpu=2,mem=1024M", 3600);
+    let report = backend_api::UsageReport {
+        total: [("cpu".to_owned(), 0.002), ("mem".to_owned(), 1.0)].into(),
+        per_user: [(
+            "alice".to_owned(),
+            [("cpu".to_owned(), 0.002), ("mem".to_owned(), 1.0)].into(),
+        )]
+        .into(),
+    };
+    conformance::usage_round_trip(
+        &backend,
+        &["a_used".to_owned()],
+        &BillingPeriod::new(2025, 3, TimeZone::UTC),
+        &[("a_used".to_owned(), report)].into(),
+    )
+    .await;
+
+    runner.runner.set_down(Some(
+        "sacctmgr: error: slurmdbd is down: Connection refused",
+    ));
+    conformance::site_down_is_transient(&backend, &fixture(), &[]).await;
+}
