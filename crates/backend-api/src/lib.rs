@@ -28,6 +28,8 @@ pub mod testkit;
 
 pub use domain::*;
 pub use error::{BackendError, BackendResult};
+/// The one retry policy (the HTTP kit's), for backends that retry something other than HTTP.
+pub use http_kit::RetryPolicy;
 pub use registry::{BackendHandles, BuildContext, OfferingBackends, Registry};
 pub use traits::{
     BackendHealth, BaseUsernameBackend, MembershipBackend, OrderBackend, UsageBackend,

@@ -37,6 +37,26 @@ impl RetryPolicy {
         }
     }
 
+    /// Run `op` until it succeeds, fails with an error `retryable` refuses, or the retries are
+    /// used up, sleeping [`RetryPolicy::delay`] between attempts. The one retry loop for
+    /// callers that are not HTTP requests (e.g. a CLI answer that says "not visible yet").
+    pub async fn run<T, E, F, Fut>(&self, mut op: F, retryable: impl Fn(&E) -> bool) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Err(e) if attempt < self.max_retries && retryable(&e) => {
+                    tokio::time::sleep(self.delay(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The delay before retry number `attempt` (0-based).
     pub fn delay(&self, attempt: u32) -> Duration {
         let full = (self.base_delay * (1u32 << attempt.min(16))).min(self.max_delay);
@@ -51,6 +71,38 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn run_retries_only_what_is_retryable_and_stops_at_the_limit() {
+        let policy = RetryPolicy {
+            max_retries: 2,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            jitter: true,
+        };
+        let mut calls = 0;
+        let out: Result<(), &str> = policy
+            .run(
+                || {
+                    calls += 1;
+                    async { Err("busy") }
+                },
+                |e| *e == "busy",
+            )
+            .await;
+        assert_eq!((out, calls), (Err("busy"), 3));
+        let mut calls = 0;
+        let out: Result<(), &str> = policy
+            .run(
+                || {
+                    calls += 1;
+                    async { Err("broken") }
+                },
+                |e| *e == "busy",
+            )
+            .await;
+        assert_eq!((out, calls), (Err("broken"), 1));
+    }
 
     #[test]
     fn delays_double_up_to_the_cap_with_jitter_below_them() {
