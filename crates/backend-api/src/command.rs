@@ -1,7 +1,10 @@
 //! Running site CLIs (sacctmgr, sacct, mam-*): one runner for every CLI backend.
 //!
 //! Argument vectors only, never a shell; a timeout that kills the whole process group (sacctmgr can
-//! hang on a dead slurmdbd and leave children behind); stderr captured into the error.
+//! hang on a dead slurmdbd and leave children behind); stderr captured into the error. Which
+//! failures are transient is the backend's own rule ([`TransientRule`], given with
+//! [`ProcessRunner::with_transient_rule`]); this module knows no tool's messages. [`parsable`]
+//! reads the `|`-separated output most accounting CLIs print (`--parsable2`, `mam-* --format csv`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -10,19 +13,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use agent_config::Secret;
 use async_trait::async_trait;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use crate::error::BackendError;
 
-/// One command to run: program and arguments, never interpreted by a shell.
+/// One command to run: program and arguments, never interpreted by a shell; optionally text
+/// written to its standard input (kept as a [`Secret`]: it may carry credentials, and `Debug`
+/// does not show it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandLine {
     pub program: PathBuf,
     pub args: Vec<String>,
+    pub stdin: Option<Secret>,
 }
 
 impl CommandLine {
@@ -30,7 +37,13 @@ impl CommandLine {
         CommandLine {
             program: program.into(),
             args: Vec::new(),
+            stdin: None,
         }
+    }
+    /// Write `input` to the command's standard input (then close it).
+    pub fn stdin(mut self, input: impl Into<String>) -> Self {
+        self.stdin = Some(Secret::new(input.into()));
+        self
     }
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
@@ -71,9 +84,31 @@ pub trait CommandRunner: Send + Sync {
     fn calls(&self) -> u64;
 }
 
+/// Decides from a failed command's output (stderr, else stdout) whether retrying later can help.
+/// Each CLI backend has its own (SLURM: `slurmdbd is down`, ...); [`generic_transient`] is the
+/// default.
+pub type TransientRule = fn(&str) -> bool;
+
+/// The default [`TransientRule`]: operating-system and network messages every tool passes on
+/// (connection refused, timed out, temporarily unavailable, try again). No tool-specific text.
+pub fn generic_transient(output: &str) -> bool {
+    let lower = output.to_ascii_lowercase();
+    [
+        "connection refused",
+        "connection reset",
+        "unable to connect",
+        "timed out",
+        "temporarily unavailable",
+        "try again",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+}
+
 /// Runs real processes with a timeout.
 pub struct ProcessRunner {
     timeout: Duration,
+    transient: TransientRule,
     calls: AtomicU64,
     /// Extra environment (e.g. `SLURM_CONF`).
     env: Vec<(OsString, OsString)>,
@@ -83,9 +118,16 @@ impl ProcessRunner {
     pub fn new(timeout: Duration) -> Self {
         ProcessRunner {
             timeout,
+            transient: generic_transient,
             calls: AtomicU64::new(0),
             env: Vec::new(),
         }
+    }
+
+    /// Use the backend's own rule for which failures are transient.
+    pub fn with_transient_rule(mut self, rule: TransientRule) -> Self {
+        self.transient = rule;
+        self
     }
 
     pub fn with_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
@@ -105,7 +147,11 @@ impl CommandRunner for ProcessRunner {
         let mut cmd = Command::new(&command.program);
         cmd.args(&command.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            .stdin(if command.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -124,6 +170,8 @@ impl CommandRunner for ProcessRunner {
             }
         })?;
         let pid = child.id();
+        let mut stdin = child.stdin.take();
+        let input = command.stdin.clone();
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
         let collect = async {
@@ -139,7 +187,15 @@ impl CommandRunner for ProcessRunner {
                     let _ = s.read_to_end(&mut err).await;
                 }
             };
-            tokio::join!(read_out, read_err);
+            let write_in = async {
+                if let (Some(pipe), Some(text)) = (stdin.as_mut(), input.as_ref()) {
+                    // A program that exits without reading is not an error of ours.
+                    let _ = pipe.write_all(text.expose().as_bytes()).await;
+                    let _ = pipe.shutdown().await;
+                }
+                drop(stdin.take());
+            };
+            tokio::join!(read_out, read_err, write_in);
             let status = child.wait().await;
             (status, out, err)
         };
@@ -178,7 +234,7 @@ impl CommandRunner for ProcessRunner {
                 .code()
                 .map_or_else(|| "killed by signal".to_owned(), |c| c.to_string()),
             output: output.to_owned(),
-            transient: looks_transient(output),
+            transient: (self.transient)(output),
         })
     }
 
@@ -187,20 +243,48 @@ impl CommandRunner for ProcessRunner {
     }
 }
 
-/// Heuristic for CLI failures that clear by themselves (daemon restarting, connection refused).
-fn looks_transient(output: &str) -> bool {
-    let lower = output.to_ascii_lowercase();
-    [
-        "connection refused",
-        "unable to connect",
-        "timed out",
-        "temporarily unavailable",
-        "try again",
-        "slurmdbd is down",
-        "socket timed out",
-    ]
-    .iter()
-    .any(|needle| lower.contains(needle))
+/// Reading `|`-separated CLI output (`sacctmgr --parsable2`, `sacct --parsable2`, MOAB's
+/// `mam-list-* --format csv` with `|`): one helper instead of one `split('|')` per parser.
+pub mod parsable {
+    /// The rows of `output` that hold a separator, each split into trimmed fields.
+    pub fn rows(output: &str) -> impl Iterator<Item = Row<'_>> {
+        output.lines().filter(|l| l.contains('|')).map(|line| Row {
+            line,
+            fields: line.split('|').map(str::trim).collect(),
+        })
+    }
+
+    /// One row; missing fields read as empty, so short rows need no special case.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Row<'a> {
+        /// The row as printed (for warnings about rows that do not parse).
+        pub line: &'a str,
+        pub fields: Vec<&'a str>,
+    }
+
+    impl<'a> Row<'a> {
+        /// Field `i`, trimmed, `""` when the row is shorter.
+        pub fn get(&self, i: usize) -> &'a str {
+            self.fields.get(i).copied().unwrap_or("")
+        }
+        pub fn len(&self) -> usize {
+            self.fields.len()
+        }
+        pub fn is_empty(&self) -> bool {
+            self.fields.is_empty()
+        }
+    }
+
+    /// The first field of every non-empty line (with or without separators).
+    pub fn first_column(output: &str) -> Vec<String> {
+        output
+            .lines()
+            .filter_map(|l| l.split('|').next())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -228,6 +312,47 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("exit 3") && msg.contains("boom"), "{msg}");
         assert!(!err.is_transient());
+    }
+
+    #[tokio::test]
+    async fn stdin_is_written_and_not_shown() {
+        let runner = ProcessRunner::new(Duration::from_secs(5));
+        let cmd = CommandLine::new("cat").stdin("{\"password\": \"hunter2\"}");
+        assert!(!format!("{cmd:?}").contains("hunter2"));
+        let out = runner.run(&cmd).await.expect("cat runs");
+        assert_eq!(out.stdout, "{\"password\": \"hunter2\"}");
+    }
+
+    #[tokio::test]
+    async fn the_backend_rule_decides_what_is_transient() {
+        let script = ["-c", "echo 'site daemon is down' >&2; exit 1"];
+        let runner = ProcessRunner::new(Duration::from_secs(5));
+        let err = runner
+            .run(&CommandLine::new("sh").args(script))
+            .await
+            .expect_err("exit 1");
+        assert!(!err.is_transient(), "the generic rule knows no tool text");
+        let runner = ProcessRunner::new(Duration::from_secs(5))
+            .with_transient_rule(|out| out.contains("daemon is down"));
+        let err = runner
+            .run(&CommandLine::new("sh").args(script))
+            .await
+            .expect_err("exit 1");
+        assert!(err.is_transient(), "{err}");
+        assert!(generic_transient("Connection refused"));
+        assert!(!generic_transient("Nothing new added"));
+    }
+
+    #[test]
+    fn parsable_rows_pad_short_rows() {
+        let rows: Vec<_> = parsable::rows("a| b |c\nno separator\nx|\n").collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[0].get(0), rows[0].get(1), rows[0].get(5)),
+            ("a", "b", "")
+        );
+        assert_eq!(rows[1].get(1), "");
+        assert_eq!(parsable::first_column("a|b\n\n c \n"), vec!["a", "c"]);
     }
 
     #[tokio::test]

@@ -95,3 +95,25 @@ impl BackendError {
 }
 
 pub type BackendResult<T> = Result<T, BackendError>;
+
+/// The one mapping of HTTP failures (any REST backend on [`http_kit`]): credentials refused or a
+/// client that cannot be built → `Config`; timeouts → `Timeout`; unreachable, 5xx, 429 →
+/// `Transient`; anything else → `Permanent`. The message keeps the API's own words.
+impl From<http_kit::HttpError> for BackendError {
+    fn from(err: http_kit::HttpError) -> Self {
+        if err.is_config() {
+            return BackendError::Config(err.to_string());
+        }
+        if let Some(seconds) = err.timeout_seconds() {
+            return BackendError::Timeout {
+                what: err.to_string(),
+                seconds,
+            };
+        }
+        if err.is_transient() {
+            BackendError::Transient(err.to_string())
+        } else {
+            BackendError::Permanent(err.to_string())
+        }
+    }
+}

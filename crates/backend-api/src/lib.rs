@@ -3,16 +3,23 @@
 //! - [`traits`]: one trait per capability (orders, membership, usage, usernames, health).
 //! - [`domain`]: the types backends see — never Waldur's wire DTOs.
 //! - [`units`]: `unit_factor` conversion, in one place.
-//! - [`command`]: the runner every CLI backend uses (argument vectors, timeouts, process groups).
+//! - [`command`]: the runner every CLI backend uses (argument vectors, timeouts, process groups,
+//!   the backend's own transient rule) and the `|`-separated output reader.
+//! - [`hierarchy`]: the customer → project → allocation account tree of accounting backends.
 //! - [`names`]: refusal of names that could inject arguments into site tools or paths.
-//! - [`registry`]: config backend names → constructors.
-//! - `testkit` (feature `testkit`): an in-memory backend and the conformance checks every backend runs.
+//! - [`registry`]: config backend names → their [`spec::BackendSpec`] (roles, settings, check,
+//!   constructor).
+//! - [`spec`]: what a backend declares, and the offline check `validate-config` runs with it.
+//! - `testkit` (feature `testkit`): an in-memory backend, a recording command runner and the
+//!   conformance checks every backend runs.
 
 pub mod command;
 pub mod domain;
 pub mod error;
+pub mod hierarchy;
 pub mod names;
 pub mod registry;
+pub mod spec;
 pub mod traits;
 pub mod units;
 
@@ -21,6 +28,8 @@ pub mod testkit;
 
 pub use domain::*;
 pub use error::{BackendError, BackendResult};
+/// The one retry policy (the HTTP kit's), for backends that retry something other than HTTP.
+pub use http_kit::RetryPolicy;
 pub use registry::{BackendHandles, BuildContext, OfferingBackends, Registry};
 pub use traits::{
     BackendHealth, BaseUsernameBackend, MembershipBackend, OrderBackend, UsageBackend,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use agent_config::{BackendRole, OfferingConfig};
 
 use crate::error::BackendError;
+use crate::spec::BackendSpec;
 use crate::traits::{
     BackendHealth, BaseUsernameBackend, MembershipBackend, OrderBackend, UsageBackend,
     UsernameBackend,
@@ -28,6 +29,17 @@ pub struct BackendHandles {
 /// Everything a constructor may read.
 pub struct BuildContext<'a> {
     pub offering: &'a OfferingConfig,
+    /// The agent's `global_proxy`: every HTTP backend sends its requests through it.
+    pub global_proxy: Option<&'a str>,
+}
+
+impl<'a> BuildContext<'a> {
+    pub fn new(offering: &'a OfferingConfig) -> Self {
+        BuildContext {
+            offering,
+            global_proxy: None,
+        }
+    }
 }
 
 pub type Constructor = fn(&BuildContext<'_>) -> Result<BackendHandles, BackendError>;
@@ -45,7 +57,8 @@ pub struct OfferingBackends {
 
 #[derive(Default)]
 pub struct Registry {
-    constructors: BTreeMap<&'static str, Constructor>,
+    specs: BTreeMap<&'static str, &'static BackendSpec>,
+    global_proxy: Option<String>,
 }
 
 impl Registry {
@@ -53,19 +66,31 @@ impl Registry {
         Registry::default()
     }
 
-    pub fn register(&mut self, name: &'static str, constructor: Constructor) -> &mut Self {
-        self.constructors.insert(name, constructor);
+    /// Add a backend by its declaration ([`BackendSpec`]: name, roles, settings, constructor).
+    pub fn register(&mut self, spec: &'static BackendSpec) -> &mut Self {
+        self.specs.insert(spec.name, spec);
+        self
+    }
+
+    /// The declarations of the registered backends, by name.
+    pub fn specs(&self) -> Vec<&'static BackendSpec> {
+        self.specs.values().copied().collect()
+    }
+
+    /// Give every backend built by this registry the agent's `global_proxy`.
+    pub fn with_global_proxy(mut self, proxy: Option<String>) -> Self {
+        self.global_proxy = proxy.filter(|p| !p.trim().is_empty());
         self
     }
 
     pub fn names(&self) -> Vec<&'static str> {
-        self.constructors.keys().copied().collect()
+        self.specs.keys().copied().collect()
     }
 
-    /// Whether `name` can be used for `role` (`base` is always a username backend).
+    /// Whether `name` is a backend of this build (`base` is always a username backend). Whether
+    /// it supports `role` is [`crate::spec::check_offering`]'s error, with a better message.
     pub fn knows(&self, role: BackendRole, name: &str) -> bool {
-        (role == BackendRole::UsernameManagement && name == "base")
-            || self.constructors.contains_key(name)
+        (role == BackendRole::UsernameManagement && name == "base") || self.specs.contains_key(name)
     }
 
     /// Build the backends named by the offering's role keys.
@@ -74,7 +99,10 @@ impl Registry {
         offering: &OfferingConfig,
     ) -> Result<OfferingBackends, BackendError> {
         let mut built: BTreeMap<&str, BackendHandles> = BTreeMap::new();
-        let ctx = BuildContext { offering };
+        let ctx = BuildContext {
+            offering,
+            global_proxy: self.global_proxy.as_deref(),
+        };
         let mut get = |role: BackendRole| -> Result<Option<BackendHandles>, BackendError> {
             let Some(name) = offering.role_backend(role) else {
                 return Ok(None);
@@ -85,7 +113,7 @@ impl Registry {
             if let Some(h) = built.get(name) {
                 return Ok(Some(h.clone()));
             }
-            let constructor = self.constructors.get(name).ok_or_else(|| {
+            let spec = self.specs.get(name).ok_or_else(|| {
                 BackendError::Config(format!(
                     "offering '{}': {} names backend '{}', which this build does not have (available: {})",
                     offering.name,
@@ -94,7 +122,16 @@ impl Registry {
                     self.names().join(", ")
                 ))
             })?;
-            let handles = constructor(&ctx)?;
+            if !spec.supports(role) {
+                return Err(BackendError::Config(format!(
+                    "offering '{}': {} is '{}', but that backend does not support {}",
+                    offering.name,
+                    role.config_key(),
+                    name,
+                    crate::spec::role_name(role)
+                )));
+            }
+            let handles = (spec.build)(&ctx)?;
             built.insert(name, handles.clone());
             Ok(Some(handles))
         };

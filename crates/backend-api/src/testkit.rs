@@ -1,5 +1,7 @@
-//! Test support: [`MemoryBackend`], an in-memory site with fault injection and a call log, and
-//! [`conformance`], the lifecycle checks every real backend must pass.
+//! Test support: [`MemoryBackend`], an in-memory site with fault injection and a call log;
+//! [`RecordingRunner`], the command runner of CLI backend tests (records every command, answers
+//! from responders, then from a stateful [`SiteDouble`] of the site); and [`conformance`], the
+//! checks every real backend must pass.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -447,6 +449,142 @@ impl UsernameBackend for MemoryBackend {
     }
 }
 
+/// What a test double answers to one command: `Ok(stdout)` or `Err(output of a failed command)`.
+pub type Answer = Result<String, String>;
+
+/// A stateful stand-in for a site's CLI tools (e.g. `backend_slurm::double::SlurmDouble`): it
+/// keeps the site's objects and answers the commands it models, `None` for the others.
+pub trait SiteDouble: Send + Sync {
+    fn answer(&self, command: &crate::command::CommandLine) -> Option<Answer>;
+}
+
+type Responder = Box<dyn Fn(&str) -> Option<Answer> + Send + Sync>;
+
+/// A [`crate::command::CommandRunner`] for tests: records every command, answers with the first
+/// responder matching the displayed command line (newest rules are not preferred: first added
+/// wins), else from its [`SiteDouble`], else with empty success. A failed answer becomes a
+/// [`BackendError::Command`] classified by the backend's [`crate::command::TransientRule`], as
+/// the process runner would. [`RecordingRunner::set_down`] makes every command fail as a site
+/// that is away does.
+pub struct RecordingRunner {
+    seen: Mutex<Vec<crate::command::CommandLine>>,
+    responders: Mutex<Vec<Responder>>,
+    site: Option<Arc<dyn SiteDouble>>,
+    transient: crate::command::TransientRule,
+    down: Mutex<Option<String>>,
+}
+
+impl Default for RecordingRunner {
+    fn default() -> Self {
+        RecordingRunner::new()
+    }
+}
+
+impl RecordingRunner {
+    pub fn new() -> Self {
+        RecordingRunner {
+            seen: Mutex::new(Vec::new()),
+            responders: Mutex::new(Vec::new()),
+            site: None,
+            transient: crate::command::generic_transient,
+            down: Mutex::new(None),
+        }
+    }
+
+    /// Answer what no responder answers from `site`.
+    pub fn with_site(mut self, site: Arc<dyn SiteDouble>) -> Self {
+        self.site = Some(site);
+        self
+    }
+
+    /// Classify failed answers with the backend's own rule.
+    pub fn with_transient_rule(mut self, rule: crate::command::TransientRule) -> Self {
+        self.transient = rule;
+        self
+    }
+
+    /// Add a responder: given the displayed command line, `Some(answer)` or `None` to pass.
+    pub fn respond(&self, f: impl Fn(&str) -> Option<Answer> + Send + Sync + 'static) {
+        lock(&self.responders).push(Box::new(f));
+    }
+
+    /// From now on every command fails with `output` (a site that is down); `None` brings it back.
+    pub fn set_down(&self, output: Option<&str>) {
+        *lock(&self.down) = output.map(str::to_owned);
+    }
+
+    /// Every command run so far.
+    pub fn commands(&self) -> Vec<crate::command::CommandLine> {
+        lock(&self.seen).clone()
+    }
+
+    /// Commands as `program-file-name args…`, leaving out the arguments in `skip` (fixed flags).
+    pub fn lines_without(&self, skip: &[&str]) -> Vec<String> {
+        lock(&self.seen)
+            .iter()
+            .map(|c| {
+                let prog = c
+                    .program
+                    .file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let args: Vec<&str> = c
+                    .args
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|a| !skip.contains(a))
+                    .collect();
+                format!("{prog} {}", args.join(" "))
+            })
+            .collect()
+    }
+
+    /// Forget the commands recorded so far (the responders and the site stay).
+    pub fn clear(&self) {
+        lock(&self.seen).clear();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[async_trait]
+impl crate::command::CommandRunner for RecordingRunner {
+    async fn run(
+        &self,
+        command: &crate::command::CommandLine,
+    ) -> Result<crate::command::CommandOutput, BackendError> {
+        lock(&self.seen).push(command.clone());
+        let line = command.display();
+        let down = lock(&self.down).clone();
+        let answer = match down {
+            Some(output) => Some(Err(output)),
+            None => lock(&self.responders)
+                .iter()
+                .find_map(|r| r(&line))
+                .or_else(|| self.site.as_ref().and_then(|s| s.answer(command))),
+        };
+        match answer {
+            Some(Err(output)) => Err(BackendError::Command {
+                command: line,
+                exit: "1".into(),
+                transient: (self.transient)(&output),
+                output,
+            }),
+            Some(Ok(stdout)) => Ok(crate::command::CommandOutput {
+                stdout,
+                stderr: String::new(),
+            }),
+            None => Ok(crate::command::CommandOutput::default()),
+        }
+    }
+
+    fn calls(&self) -> u64 {
+        lock(&self.seen).len() as u64
+    }
+}
+
 /// Lifecycle checks every backend must pass against its real (or faithfully faked) site.
 pub mod conformance {
     use super::*;
@@ -634,6 +772,293 @@ pub mod conformance {
             .await
             .expect("step 12: deleting again succeeds");
     }
+    /// Which resources the batch check creates: three fresh resources (unique slugs) whose
+    /// limits the site accepts.
+    pub struct BatchFixture {
+        pub first: ResourceView,
+        pub second: ResourceView,
+        pub third: ResourceView,
+        pub limits: Limits,
+    }
+
+    fn request_for<B: OrderBackend>(
+        backend: &B,
+        resource: &ResourceView,
+        limits: &Limits,
+    ) -> CreateRequest {
+        let mut resource = resource.clone();
+        resource.limits = limits.clone();
+        let backend_id = backend
+            .backend_id_for(&resource.slug)
+            .expect("backend_id_for accepts an ordinary slug");
+        resource.backend_id = backend_id.clone();
+        CreateRequest {
+            resource,
+            backend_id,
+            context: UserContext::default(),
+        }
+    }
+
+    /// `create_resources` with `[first, unwritable limits, second, first again, third]`: results
+    /// come back in request order, the refused one and the duplicate inside the batch fail
+    /// alone (the duplicate as [`BackendError::Duplicate`], never a success on someone else's
+    /// object), the others are created with their ids and read back. Everything is removed
+    /// afterwards.
+    pub async fn batch_partial_failure_and_order<B>(backend: &B, fixture: BatchFixture)
+    where
+        B: OrderBackend,
+    {
+        let first = request_for(backend, &fixture.first, &fixture.limits);
+        let second = request_for(backend, &fixture.second, &fixture.limits);
+        let third = request_for(backend, &fixture.third, &fixture.limits);
+        let mut refused = request_for(backend, &fixture.third, &fixture.limits);
+        if let Some(key) = fixture.limits.keys().next() {
+            refused.resource.limits.insert(key.clone(), f64::NAN);
+        }
+        refused.backend_id = format!("{}-refused", second.backend_id);
+        refused.resource.backend_id = refused.backend_id.clone();
+        let batch = vec![
+            first.clone(),
+            refused.clone(),
+            second.clone(),
+            first.clone(),
+            third.clone(),
+        ];
+        let results = backend.create_resources(batch).await;
+        assert_eq!(results.len(), 5, "batch: one result per request");
+        for (i, request) in [(0, &first), (2, &second), (4, &third)] {
+            match &results[i] {
+                Ok(info) => assert_eq!(
+                    info.backend_id, request.backend_id,
+                    "batch: result {i} belongs to request {i}"
+                ),
+                Err(e) => panic!("batch: request {i} must succeed, got {e}"),
+            }
+        }
+        match &results[1] {
+            Err(e) => assert!(
+                !e.is_transient(),
+                "batch: a refused limit is permanent: {e}"
+            ),
+            Ok(_) => panic!("batch: a NaN limit must be refused"),
+        }
+        match &results[3] {
+            Err(BackendError::Duplicate { .. }) => {}
+            other => {
+                panic!("batch: the same id twice in one batch must be a Duplicate, got {other:?}")
+            }
+        }
+        for request in [&first, &second, &third] {
+            let pulled = backend
+                .pull_resource(&request.resource)
+                .await
+                .expect("pull")
+                .unwrap_or_else(|| panic!("batch: {} was created", request.backend_id));
+            assert_eq!(pulled.limits, fixture.limits, "batch: limits read back");
+        }
+        assert!(
+            backend
+                .pull_resource(&refused.resource)
+                .await
+                .expect("pull")
+                .is_none(),
+            "batch: nothing was created for the refused request"
+        );
+        let gone = backend
+            .delete_resources(&[
+                first.resource.clone(),
+                second.resource.clone(),
+                third.resource.clone(),
+            ])
+            .await;
+        assert!(gone.iter().all(Result::is_ok), "batch cleanup: {gone:?}");
+    }
+
+    /// Every write twice: `set_limits` with the same limits, `add_users`, `remove_users`,
+    /// `pause`, `restore` and `delete_resource` succeed the second time and change nothing;
+    /// `create_resource` of an existing id is a `Duplicate`. Each listed value in `limit_steps`
+    /// (Waldur units, e.g. fractions the site can hold exactly) is written and read back
+    /// unchanged: the unit round trip.
+    pub async fn idempotent_writes_and_unit_round_trip<B>(
+        backend: &B,
+        fixture: Fixture,
+        limit_steps: &[Limits],
+    ) where
+        B: OrderBackend + MembershipBackend,
+    {
+        let request = request_for(backend, &fixture.resource, &fixture.initial_limits);
+        let resource = request.resource.clone();
+        backend
+            .create_resource(request.clone())
+            .await
+            .expect("idempotency: create");
+        for limits in limit_steps.iter().chain([&fixture.updated_limits]) {
+            for round in 0..2 {
+                backend
+                    .set_limits(&resource, limits)
+                    .await
+                    .unwrap_or_else(|e| panic!("idempotency: set_limits round {round}: {e}"));
+                let pulled = backend
+                    .pull_resource(&resource)
+                    .await
+                    .expect("pull")
+                    .expect("exists");
+                assert_eq!(
+                    &pulled.limits, limits,
+                    "unit round trip: limits read back exactly (round {round})"
+                );
+            }
+        }
+        match backend.create_resource(request).await {
+            Err(BackendError::Duplicate { .. }) => {}
+            other => {
+                panic!("idempotency: create of an existing id must be Duplicate, got {other:?}")
+            }
+        }
+        for round in 0..2 {
+            backend
+                .add_users(&resource, &fixture.users)
+                .await
+                .unwrap_or_else(|e| panic!("idempotency: add_users round {round}: {e}"));
+        }
+        let names: Vec<String> = fixture.users.iter().map(|u| u.username.clone()).collect();
+        for round in 0..2 {
+            backend
+                .remove_users(&resource, &names)
+                .await
+                .unwrap_or_else(|e| panic!("idempotency: remove_users round {round}: {e}"));
+        }
+        let changed: Vec<bool> = vec![
+            backend.pause(&resource).await.expect("pause"),
+            backend.pause(&resource).await.expect("pause again"),
+            backend.restore(&resource).await.expect("restore"),
+            backend.restore(&resource).await.expect("restore again"),
+        ];
+        assert_eq!(
+            changed,
+            vec![true, false, true, false],
+            "idempotency: pause/restore"
+        );
+        for round in 0..2 {
+            backend
+                .delete_resource(&resource)
+                .await
+                .unwrap_or_else(|e| panic!("idempotency: delete round {round}: {e}"));
+        }
+    }
+
+    /// Usage of `backend_ids` over `period` equals `expected` (Waldur units, per resource total
+    /// and per user, compared to 1e-9 relative), and an id the site does not know is absent or
+    /// zero: the usage round trip. The caller put `expected` on the site in site units.
+    pub async fn usage_round_trip<B>(
+        backend: &B,
+        backend_ids: &[String],
+        period: &BillingPeriod,
+        expected: &BTreeMap<String, UsageReport>,
+    ) where
+        B: UsageBackend,
+    {
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+        let mut ids = backend_ids.to_vec();
+        ids.push("conformance-unknown-id".to_owned());
+        let report = backend
+            .usage_report(&ids, period)
+            .await
+            .expect("usage_report");
+        for (id, want) in expected {
+            let got = report
+                .get(id)
+                .unwrap_or_else(|| panic!("usage: {id} missing from {report:?}"));
+            for (component, amount) in &want.total {
+                let have = got.total.get(component).copied().unwrap_or(0.0);
+                assert!(
+                    close(have, *amount),
+                    "usage: {id} {component}: {have} != {amount}"
+                );
+            }
+            for (user, amounts) in &want.per_user {
+                for (component, amount) in amounts {
+                    let have = got
+                        .per_user
+                        .get(user)
+                        .and_then(|a| a.get(component))
+                        .copied()
+                        .unwrap_or(0.0);
+                    assert!(
+                        close(have, *amount),
+                        "usage: {id} {user} {component}: {have} != {amount}"
+                    );
+                }
+            }
+        }
+        if let Some(unknown) = report.get("conformance-unknown-id") {
+            assert!(
+                unknown.total.values().all(|v| *v == 0.0),
+                "usage: an unknown id reports nothing: {unknown:?}"
+            );
+        }
+    }
+
+    /// With the site down (or answering 5xx), every call fails transiently, so orders are left
+    /// for the next cycle instead of being erred; and no error shows any of `secrets` (in
+    /// `Display` or `Debug`).
+    pub async fn site_down_is_transient<B>(backend: &B, fixture: &Fixture, secrets: &[&str])
+    where
+        B: OrderBackend + MembershipBackend,
+    {
+        let request = request_for(backend, &fixture.resource, &fixture.initial_limits);
+        let resource = request.resource.clone();
+        let errors: Vec<(&str, BackendError)> = vec![
+            ("ping", backend.ping().await.err()),
+            (
+                "pull_resource",
+                OrderBackend::pull_resource(backend, &resource).await.err(),
+            ),
+            (
+                "create_resource",
+                backend.create_resource(request).await.err(),
+            ),
+            (
+                "set_limits",
+                backend
+                    .set_limits(&resource, &fixture.updated_limits)
+                    .await
+                    .err(),
+            ),
+            (
+                "pull_resources",
+                backend
+                    .pull_resources(std::slice::from_ref(&resource))
+                    .await
+                    .err(),
+            ),
+            (
+                "add_users",
+                backend.add_users(&resource, &fixture.users).await.err(),
+            ),
+        ]
+        .into_iter()
+        .map(|(op, e)| (op, e.unwrap_or_else(|| panic!("site down: {op} must fail"))))
+        .collect();
+        for (op, e) in &errors {
+            assert!(
+                e.is_transient(),
+                "site down: {op} must be transient, got {e:?}"
+            );
+        }
+        let all: Vec<&BackendError> = errors.iter().map(|(_, e)| e).collect();
+        assert_no_secret(&all, secrets);
+    }
+
+    /// No error shows a secret, in `Display` or `Debug`.
+    pub fn assert_no_secret(errors: &[&BackendError], secrets: &[&str]) {
+        for e in errors {
+            for secret in secrets.iter().filter(|s| !s.is_empty()) {
+                let shown = format!("{e} {e:?}");
+                assert!(!shown.contains(secret), "an error shows a secret: {shown}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -665,6 +1090,100 @@ mod tests {
         };
         conformance::order_and_membership_lifecycle(&backend, fixture).await;
         assert!(backend.count_calls("create") == 2);
+    }
+
+    fn view(slug: &str) -> ResourceView {
+        ResourceView {
+            uuid: format!("uuid-{slug}"),
+            slug: slug.into(),
+            project_slug: "proj".into(),
+            ..Default::default()
+        }
+    }
+
+    fn fixture(slug: &str) -> conformance::Fixture {
+        conformance::Fixture {
+            resource: view(slug),
+            initial_limits: [("cpu".to_owned(), 10.0)].into(),
+            updated_limits: [("cpu".to_owned(), 20.5)].into(),
+            users: vec![UserGrant {
+                username: "alice".into(),
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_backend_passes_the_extended_checks() {
+        let backend = MemoryBackend::new();
+        conformance::batch_partial_failure_and_order(
+            &backend,
+            conformance::BatchFixture {
+                first: view("b1"),
+                second: view("b2"),
+                third: view("b3"),
+                limits: [("cpu".to_owned(), 4.0)].into(),
+            },
+        )
+        .await;
+        conformance::idempotent_writes_and_unit_round_trip(
+            &backend,
+            fixture("idem"),
+            &[[("cpu".to_owned(), 0.25)].into()],
+        )
+        .await;
+        let usage = UsageReport {
+            total: [("cpu".to_owned(), 1.5)].into(),
+            per_user: [("alice".to_owned(), [("cpu".to_owned(), 1.5)].into())].into(),
+        };
+        backend.set_usage("u1", 2025, 3, usage.clone());
+        conformance::usage_round_trip(
+            &backend,
+            &["u1".to_owned()],
+            &BillingPeriod::new(2025, 3, jiff::tz::TimeZone::UTC),
+            &[("u1".to_owned(), usage)].into(),
+        )
+        .await;
+        for op in ["ping", "pull", "create", "set_limits", "add_users"] {
+            backend.fail_next(op, Fault::Transient, 2);
+        }
+        conformance::site_down_is_transient(&backend, &fixture("down"), &["s3cret"]).await;
+    }
+
+    #[tokio::test]
+    async fn recording_runner_answers_responders_then_site_and_classifies() {
+        use crate::command::{CommandLine, CommandRunner};
+        struct Echo;
+        impl SiteDouble for Echo {
+            fn answer(&self, command: &CommandLine) -> Option<Answer> {
+                command.args.first().map(|a| Ok(format!("site:{a}")))
+            }
+        }
+        let runner = RecordingRunner::new()
+            .with_site(Arc::new(Echo))
+            .with_transient_rule(|out| out.contains("away"));
+        runner.respond(|line| line.contains("special").then(|| Err("away".to_owned())));
+        let out = runner
+            .run(&CommandLine::new("/bin/tool").arg("x"))
+            .await
+            .expect("site answers");
+        assert_eq!(out.stdout, "site:x");
+        let err = runner
+            .run(&CommandLine::new("/bin/tool").arg("special"))
+            .await
+            .expect_err("responder fails it");
+        assert!(err.is_transient());
+        runner.set_down(Some("broken"));
+        let err = runner
+            .run(&CommandLine::new("/bin/tool").arg("x"))
+            .await
+            .expect_err("down");
+        assert!(!err.is_transient());
+        assert_eq!(
+            runner.lines_without(&[]),
+            vec!["tool x", "tool special", "tool x"]
+        );
+        assert_eq!(runner.calls(), 3);
     }
 
     #[tokio::test]

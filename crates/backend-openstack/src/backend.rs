@@ -19,9 +19,8 @@ use async_trait::async_trait;
 use backend_api::names::validate_site_name;
 use backend_api::units::{SiteLimits, check_plain_limit, limits_from_site, limits_to_site};
 use backend_api::{
-    BackendError, BackendHealth, BackendResourceInfo, BackendResult, BillingPeriod, Capabilities,
-    CreateRequest, Diagnostics, Limits, MembershipBackend, OrderBackend, ResourceView,
-    UsageBackend, UsageReport, UserGrant,
+    BackendError, BackendHealth, BackendResourceInfo, BackendResult, Capabilities, CreateRequest,
+    Diagnostics, Limits, MembershipBackend, OrderBackend, ResourceView, UserGrant,
 };
 use indexmap::IndexMap;
 use serde_json::{Map, Value, json};
@@ -125,7 +124,18 @@ impl OpenStackBackend {
         settings: OpenStackSettings,
         components: IndexMap<String, BackendComponent>,
     ) -> BackendResult<Self> {
-        let client = KeystoneClient::new(offering, &settings)?;
+        Self::with_proxy(offering, settings, components, None)
+    }
+
+    /// Like [`OpenStackBackend::new`], every Keystone request going through `proxy`
+    /// (the agent's `global_proxy`).
+    pub fn with_proxy(
+        offering: &str,
+        settings: OpenStackSettings,
+        components: IndexMap<String, BackendComponent>,
+        proxy: Option<&str>,
+    ) -> BackendResult<Self> {
+        let client = KeystoneClient::with_proxy(offering, &settings, proxy)?;
         Ok(OpenStackBackend {
             offering: offering.to_owned(),
             settings,
@@ -1012,19 +1022,6 @@ impl MembershipBackend for OpenStackBackend {
             .await?
             .map(|p| self.metadata(&p))
             .unwrap_or_default())
-    }
-}
-
-/// Keystone keeps no usage records, so this backend reports nothing: every report is empty.
-/// Configure `reporting_backend` with another backend (or leave it empty) when billing needs usage.
-#[async_trait]
-impl UsageBackend for OpenStackBackend {
-    async fn usage_report(
-        &self,
-        _backend_ids: &[String],
-        _period: &BillingPeriod,
-    ) -> BackendResult<BTreeMap<String, UsageReport>> {
-        Ok(BTreeMap::new())
     }
 }
 

@@ -1,121 +1,38 @@
-//! A small Keystone v3 client on reqwest: token issue and caching, typed look-ups, role grants,
-//! role assignments and unified limits.
+//! A small Keystone v3 client on the HTTP kit ([`http_kit`]): token issue and caching, typed
+//! look-ups, role grants, role assignments and unified limits.
 //!
-//! Reliability rules:
-//! - every request has a timeout (`timeout_seconds`);
-//! - the token is re-issued shortly before it expires and once after a 401;
-//! - transient failures (connect errors, timeouts, 5xx) are retried with exponential backoff, but
-//!   only for idempotent calls (GET/HEAD/PUT/DELETE and our absolute-value PATCHes); creates
-//!   (POST) are never blindly repeated — callers look the object up after a conflict instead;
+//! Reliability rules (the kit's, configured from `backend_settings`):
+//! - every request has a timeout (`timeout_seconds`) and goes through `global_proxy` when set;
+//! - the token is re-issued shortly before it expires and once after a 401
+//!   ([`http_kit::LoginToken`]);
+//! - transient failures (connect errors, timeouts, 5xx) are retried with jittered exponential
+//!   backoff, but only for idempotent calls (GET/HEAD/PUT/DELETE and our absolute-value
+//!   PATCHes); creates (POST) are never blindly repeated — callers look the object up after a
+//!   conflict instead;
 //! - tokens and passwords never appear in logs, errors or `Debug` output.
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
 
 use agent_config::Secret;
-use backend_api::BackendError;
+use async_trait::async_trait;
+use http_kit::{
+    AuthScheme, HttpError, HttpErrorKind, HttpSettings, Issued, Login, LoginToken, Request,
+    RestClient, RetryPolicy,
+};
 use jiff::Timestamp;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
 use crate::settings::{Credentials, OpenStackSettings, Scope};
 
-/// Errors of Keystone calls, classified for the agent core.
-#[derive(Debug, thiserror::Error)]
-pub enum KeystoneError {
-    /// Connection refused, DNS failure, TLS failure: Keystone may come back.
-    #[error("{context}: Keystone at {auth_url} is unreachable: {detail}")]
-    Unreachable {
-        context: String,
-        auth_url: String,
-        detail: String,
-    },
-    #[error("{context}: {what} timed out after {seconds} s (Keystone at {auth_url})")]
-    Timeout {
-        context: String,
-        auth_url: String,
-        what: String,
-        seconds: u64,
-    },
-    /// Keystone refused our credentials: a configuration problem, retrying will not help.
-    #[error(
-        "{context}: Keystone at {auth_url} rejected the credentials of {principal} (HTTP {status}); \
-         check backend_settings (username/password or application credential)"
-    )]
-    AuthRejected {
-        context: String,
-        auth_url: String,
-        principal: String,
-        status: u16,
-    },
-    /// Any other non-success answer.
-    #[error("{context}: Keystone {method} {path} answered HTTP {status}: {message}")]
-    Http {
-        context: String,
-        method: String,
-        path: String,
-        status: u16,
-        message: String,
-    },
-    /// A success answer we could not understand.
-    #[error("{context}: unexpected answer to {what}: {detail}")]
-    Decode {
-        context: String,
-        what: String,
-        detail: String,
-    },
-    #[error("{context}: {message}")]
-    Setup { context: String, message: String },
-}
-
-impl KeystoneError {
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            KeystoneError::Http { status, .. } | KeystoneError::AuthRejected { status, .. } => {
-                Some(*status)
-            }
-            _ => None,
-        }
-    }
-
-    pub fn is_transient(&self) -> bool {
-        match self {
-            KeystoneError::Unreachable { .. } | KeystoneError::Timeout { .. } => true,
-            KeystoneError::Http { status, .. } => *status >= 500 || *status == 429,
-            _ => false,
-        }
-    }
-}
-
-impl From<KeystoneError> for BackendError {
-    fn from(err: KeystoneError) -> Self {
-        match &err {
-            KeystoneError::AuthRejected { .. } | KeystoneError::Setup { .. } => {
-                BackendError::Config(err.to_string())
-            }
-            KeystoneError::Timeout { seconds, .. } => BackendError::Timeout {
-                what: err.to_string(),
-                seconds: *seconds,
-            },
-            _ if err.is_transient() => BackendError::Transient(err.to_string()),
-            _ => BackendError::Permanent(err.to_string()),
-        }
-    }
-}
+/// Errors of Keystone calls: the kit's classified HTTP error (`status()`, `is_transient()`;
+/// `BackendError::from` maps it).
+pub type KeystoneError = HttpError;
 
 pub type KsResult<T> = Result<T, KeystoneError>;
-
-/// A token and what came with it.
-#[derive(Clone)]
-struct CachedToken {
-    value: Secret,
-    issued_at: Timestamp,
-    expires_at: Timestamp,
-    info: TokenInfo,
-}
 
 /// The non-secret parts of the token body: who we are, the scope and the service catalog.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -251,97 +168,17 @@ enum Replay {
     Once,
 }
 
-/// The Keystone v3 client. Cheap to share behind an `Arc`; the token is cached inside.
-pub struct KeystoneClient {
-    http: reqwest::Client,
-    base: String,
+/// Keystone's login: `POST /v3/auth/tokens` with the configured credentials; the token comes in
+/// the `X-Subject-Token` header, its lifetime and the catalog in the body.
+struct KeystoneLogin {
     credentials: Credentials,
     principal: String,
-    /// Names the offering in every error.
-    context: String,
-    timeout: Duration,
-    max_retries: u32,
-    retry_base_delay: Duration,
-    token: Mutex<Option<CachedToken>>,
 }
 
-impl fmt::Debug for KeystoneClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeystoneClient")
-            .field("auth_url", &self.base)
-            .field("principal", &self.principal)
-            .field("token", &"***")
-            .finish()
-    }
-}
+const AUTH_HINT: &str = "backend_settings (username/password or application credential)";
 
-impl KeystoneClient {
-    /// Build the client (no network traffic yet). `offering` names the offering in errors.
-    pub fn new(offering: &str, settings: &OpenStackSettings) -> KsResult<Self> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let context = format!("offering '{offering}'");
-        let setup = |message: String| KeystoneError::Setup {
-            context: context.clone(),
-            message,
-        };
-        let mut builder = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!(
-                "waldur-site-agent-openstack/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .tls_danger_accept_invalid_certs(!settings.verify_ssl);
-        if let Some(path) = &settings.ca_bundle {
-            let pem = std::fs::read(path).map_err(|e| {
-                setup(format!(
-                    "backend_settings.ca_bundle '{}' cannot be read: {e}",
-                    path.display()
-                ))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                setup(format!(
-                    "backend_settings.ca_bundle '{}' is not a PEM bundle: {e}",
-                    path.display()
-                ))
-            })?;
-            if certs.is_empty() {
-                return Err(setup(format!(
-                    "backend_settings.ca_bundle '{}' holds no certificate",
-                    path.display()
-                )));
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder
-            .build()
-            .map_err(|e| setup(format!("cannot build the HTTP client: {e}")))?;
-        Ok(KeystoneClient {
-            http,
-            base: settings.auth_url.as_str().trim_end_matches('/').to_owned(),
-            credentials: settings.credentials.clone(),
-            principal: settings.principal(),
-            context,
-            timeout: settings.timeout,
-            max_retries: settings.max_retries,
-            retry_base_delay: settings.retry_base_delay,
-            token: Mutex::new(None),
-        })
-    }
-
-    pub fn auth_url(&self) -> &str {
-        &self.base
-    }
-
-    pub fn principal(&self) -> &str {
-        &self.principal
-    }
-
-    // ---- tokens -------------------------------------------------------------------------------
-
-    fn auth_body(&self) -> Value {
+impl KeystoneLogin {
+    fn body(&self) -> Value {
         match &self.credentials {
             Credentials::ApplicationCredential { id, secret } => json!({"auth": {"identity": {
                 "methods": ["application_credential"],
@@ -368,171 +205,173 @@ impl KeystoneClient {
             }
         }
     }
+}
+
+/// Read an issued token from a successful `POST /auth/tokens` answer.
+fn read_token(answer: &http_kit::Response) -> KsResult<Issued<TokenInfo>> {
+    let value = answer
+        .header("x-subject-token")
+        .map(str::to_owned)
+        .ok_or_else(|| answer.decode_error("no X-Subject-Token header"))?;
+    #[derive(Deserialize)]
+    struct Body {
+        token: TokenInfo,
+    }
+    let body: Body = serde_json::from_slice(&answer.body)
+        .map_err(|e| answer.decode_error(format!("token body: {e}")))?;
+    let expires_at: Timestamp =
+        body.token.expires_at.parse().map_err(|e| {
+            answer.decode_error(format!("expires_at '{}': {e}", body.token.expires_at))
+        })?;
+    let issued_at = body
+        .token
+        .issued_at
+        .parse()
+        .unwrap_or_else(|_| Timestamp::now());
+    Ok(Issued {
+        token: Secret::new(value),
+        issued_at,
+        expires_at,
+        info: body.token,
+    })
+}
+
+#[async_trait]
+impl Login for KeystoneLogin {
+    type Info = TokenInfo;
 
     /// Issue a new token (retried on transient failures: issuing a token changes nothing).
-    async fn issue_token(&self) -> KsResult<CachedToken> {
-        let url = format!("{}/auth/tokens", self.base);
-        let body = self.auth_body();
-        let mut attempt = 0;
-        loop {
-            let err = match self.http.post(&url).json(&body).send().await {
-                Err(e) => self.transport_error(&e, "POST /auth/tokens"),
-                Ok(resp) => {
-                    let status = resp.status();
-                    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                        return Err(KeystoneError::AuthRejected {
-                            context: self.context.clone(),
-                            auth_url: self.base.clone(),
-                            principal: self.principal.clone(),
-                            status: status.as_u16(),
-                        });
-                    }
-                    if status.is_success() {
-                        return self.read_token(resp).await;
-                    }
-                    self.http_error(Method::POST, "/auth/tokens", resp).await
-                }
-            };
-            if !err.is_transient() || attempt >= self.max_retries {
-                return Err(err);
-            }
-            tokio::time::sleep(self.backoff(attempt)).await;
-            attempt += 1;
+    async fn login(&self, http: &RestClient) -> KsResult<Issued<TokenInfo>> {
+        let answer = http
+            .send(
+                Request::post("/auth/tokens")
+                    .json(self.body())
+                    .without_auth()
+                    .idempotent(true)
+                    .accept(&[StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN]),
+            )
+            .await?;
+        if !answer.status.is_success() {
+            return Err(http.auth_rejected(&self.principal, answer.status.as_u16(), AUTH_HINT));
         }
+        read_token(&answer)
+    }
+}
+
+/// Keystone's error bodies: `{"error": {"code", "message", "title"}}`.
+fn keystone_error_body(text: &str) -> Option<String> {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+}
+
+/// The Keystone v3 client. Cheap to share behind an `Arc`; the token is cached inside.
+pub struct KeystoneClient {
+    /// Authenticated with [`KeystoneClient::login`].
+    rest: RestClient,
+    /// Without a token (logins of other principals, token validation).
+    plain: RestClient,
+    login: Arc<LoginToken<KeystoneLogin>>,
+    principal: String,
+}
+
+impl fmt::Debug for KeystoneClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeystoneClient")
+            .field("auth_url", &self.rest.base_url())
+            .field("principal", &self.principal)
+            .field("token", &"***")
+            .finish()
+    }
+}
+
+impl KeystoneClient {
+    /// Build the client (no network traffic yet). `offering` names the offering in errors.
+    pub fn new(offering: &str, settings: &OpenStackSettings) -> KsResult<Self> {
+        Self::with_proxy(offering, settings, None)
     }
 
-    async fn read_token(&self, resp: reqwest::Response) -> KsResult<CachedToken> {
-        let decode = |detail: String| KeystoneError::Decode {
-            context: self.context.clone(),
-            what: "POST /auth/tokens".into(),
-            detail,
+    /// Like [`KeystoneClient::new`], sending every request through `proxy` (`global_proxy`).
+    pub fn with_proxy(
+        offering: &str,
+        settings: &OpenStackSettings,
+        proxy: Option<&str>,
+    ) -> KsResult<Self> {
+        let mut http = HttpSettings::new(
+            format!("offering '{offering}'"),
+            "Keystone",
+            settings.auth_url.clone(),
+        );
+        http.counter = Some("openstack".to_owned());
+        http.verify_tls = settings.verify_ssl;
+        http.ca_bundle = settings.ca_bundle.clone();
+        http.proxy = proxy.map(str::to_owned);
+        http.timeout = settings.timeout;
+        http.connect_timeout = settings.timeout.min(std::time::Duration::from_secs(10));
+        http.user_agent = concat!("waldur-site-agent-openstack/", env!("CARGO_PKG_VERSION")).into();
+        http.retry = RetryPolicy {
+            max_retries: settings.max_retries,
+            base_delay: settings.retry_base_delay,
+            ..RetryPolicy::default()
         };
-        let value = resp
-            .headers()
-            .get("x-subject-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .ok_or_else(|| decode("no X-Subject-Token header".into()))?;
-        #[derive(Deserialize)]
-        struct Body {
-            token: TokenInfo,
-        }
-        let body: Body = resp
-            .json()
-            .await
-            .map_err(|e| decode(format!("token body: {e}")))?;
-        let expires_at: Timestamp = body
-            .token
-            .expires_at
-            .parse()
-            .map_err(|e| decode(format!("expires_at '{}': {e}", body.token.expires_at)))?;
-        let issued_at = body
-            .token
-            .issued_at
-            .parse()
-            .unwrap_or_else(|_| Timestamp::now());
-        Ok(CachedToken {
-            value: Secret::new(value),
-            issued_at,
-            expires_at,
-            info: body.token,
+        let plain = RestClient::new(&http)?.with_error_body(keystone_error_body);
+        let principal = settings.principal();
+        let login = Arc::new(LoginToken::new(
+            KeystoneLogin {
+                credentials: settings.credentials.clone(),
+                principal: principal.clone(),
+            },
+            plain.clone(),
+            AuthScheme::Header("X-Auth-Token"),
+        ));
+        Ok(KeystoneClient {
+            rest: plain.with_auth(login.clone()),
+            plain,
+            login,
+            principal,
         })
     }
 
-    /// Whether a cached token is still good for a while: re-issue when less than a quarter of
-    /// its lifetime (at most 5 minutes) is left.
-    fn still_fresh(token: &CachedToken, now: Timestamp) -> bool {
-        let lifetime = token
-            .expires_at
-            .duration_since(token.issued_at)
-            .as_secs()
-            .max(0);
-        let margin = (lifetime / 4).min(300);
-        token.expires_at.duration_since(now).as_secs() > margin
+    pub fn auth_url(&self) -> &str {
+        self.rest.base_url()
     }
 
-    /// A valid token, issuing one when needed. `stale` = a token the server just refused.
-    async fn token(&self, stale: Option<&Secret>) -> KsResult<CachedToken> {
-        let mut guard = self.token.lock().await;
-        if let Some(cached) = guard.as_ref() {
-            let refused = stale.is_some_and(|s| s == &cached.value);
-            if !refused && Self::still_fresh(cached, Timestamp::now()) {
-                return Ok(cached.clone());
-            }
-        }
-        let fresh = self.issue_token().await?;
-        tracing::debug!(auth_url = %self.base, expires_at = %fresh.expires_at, "issued Keystone token");
-        *guard = Some(fresh.clone());
-        Ok(fresh)
+    pub fn principal(&self) -> &str {
+        &self.principal
     }
+
+    /// Requests sent by every Keystone client of this process (logins and retries included).
+    pub fn requests(&self) -> u64 {
+        self.rest.requests()
+    }
+
+    // ---- tokens -------------------------------------------------------------------------------
 
     /// Authenticate now (or reuse the cached token) and return what the token says.
     pub async fn authenticate(&self) -> KsResult<TokenInfo> {
-        Ok(self.token(None).await?.info)
+        Ok(self.login.issued(None).await?.info)
     }
 
     /// Drop the cached token (tests, credential rotation).
     pub async fn forget_token(&self) {
-        *self.token.lock().await = None;
+        self.login.forget().await;
     }
 
     // ---- requests -----------------------------------------------------------------------------
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32 << attempt.min(6);
-        (self.retry_base_delay * factor).min(Duration::from_secs(10))
-    }
-
-    fn transport_error(&self, e: &reqwest::Error, what: &str) -> KeystoneError {
-        if e.is_timeout() {
-            KeystoneError::Timeout {
-                context: self.context.clone(),
-                auth_url: self.base.clone(),
+    fn decode(&self, what: &str, detail: impl Into<String>) -> KeystoneError {
+        HttpError::new(
+            self.rest.context().to_owned(),
+            HttpErrorKind::Decode {
                 what: what.to_owned(),
-                seconds: self.timeout.as_secs().max(1),
-            }
-        } else {
-            // reqwest's chain holds the cause (refused, DNS, TLS); it never holds headers.
-            let mut detail = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                detail.push_str(": ");
-                detail.push_str(&s.to_string());
-                source = s.source();
-            }
-            KeystoneError::Unreachable {
-                context: self.context.clone(),
-                auth_url: self.base.clone(),
-                detail,
-            }
-        }
+                detail: detail.into(),
+            },
+        )
     }
 
-    async fn http_error(
-        &self,
-        method: Method,
-        path: &str,
-        resp: reqwest::Response,
-    ) -> KeystoneError {
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        // Keystone errors look like {"error": {"code", "message", "title"}}.
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| text.chars().take(300).collect());
-        KeystoneError::Http {
-            context: self.context.clone(),
-            method: method.to_string(),
-            path: path.to_owned(),
-            status,
-            message,
-        }
-    }
-
-    /// Send one call with the token; re-auth once on 401, retry transient failures of idempotent
-    /// calls. Returns the status and the body (JSON, `Null` when empty). Non-2xx answers other than
-    /// those in `accept` become errors.
+    /// Send one call with the token (re-issued once after a 401), retrying transient failures
+    /// of idempotent calls. Returns the status and the body (JSON, `Null` when empty). Non-2xx
+    /// answers other than those in `accept` become errors.
     async fn call(
         &self,
         method: Method,
@@ -542,59 +381,17 @@ impl KeystoneClient {
         replay: Replay,
         accept: &[StatusCode],
     ) -> KsResult<(StatusCode, Value)> {
-        let url = format!("{}{}", self.base, path);
-        let what = format!("{method} {path}");
-        let mut attempt = 0;
-        let mut reauthed = false;
-        let mut stale: Option<Secret> = None;
-        loop {
-            let token = self.token(stale.as_ref()).await?;
-            let mut request = self
-                .http
-                .request(method.clone(), &url)
-                .header("X-Auth-Token", token.value.expose());
-            if !query.is_empty() {
-                request = request.query(query);
-            }
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let err = match request.send().await {
-                Err(e) => self.transport_error(&e, &what),
-                Ok(resp) => {
-                    let status = resp.status();
-                    if status == StatusCode::UNAUTHORIZED && !reauthed {
-                        // The token was revoked or expired early: get a new one, try once more.
-                        reauthed = true;
-                        stale = Some(token.value.clone());
-                        continue;
-                    }
-                    if status.is_success() || accept.contains(&status) {
-                        let bytes = resp
-                            .bytes()
-                            .await
-                            .map_err(|e| self.transport_error(&e, &what))?;
-                        let value = if bytes.is_empty() || method == Method::HEAD {
-                            Value::Null
-                        } else {
-                            serde_json::from_slice(&bytes).map_err(|e| KeystoneError::Decode {
-                                context: self.context.clone(),
-                                what: what.clone(),
-                                detail: e.to_string(),
-                            })?
-                        };
-                        return Ok((status, value));
-                    }
-                    self.http_error(method.clone(), path, resp).await
-                }
-            };
-            if replay == Replay::Once || !err.is_transient() || attempt >= self.max_retries {
-                return Err(err);
-            }
-            tracing::debug!(error = %err, attempt, "transient Keystone failure, retrying");
-            tokio::time::sleep(self.backoff(attempt)).await;
-            attempt += 1;
+        let head = method == Method::HEAD;
+        let mut request = Request::new(method, path)
+            .queries(query)
+            .accept(accept)
+            .idempotent(replay == Replay::Idempotent);
+        if let Some(body) = body {
+            request = request.json(body.clone());
         }
+        let answer = self.rest.send(request).await?;
+        let value = if head { Value::Null } else { answer.value()? };
+        Ok((answer.status, value))
     }
 
     async fn get_list<T: DeserializeOwned>(
@@ -610,33 +407,26 @@ impl KeystoneClient {
     }
 
     fn field<T: DeserializeOwned>(&self, mut body: Value, key: &str, what: &str) -> KsResult<T> {
-        serde_json::from_value(body[key].take()).map_err(|e| KeystoneError::Decode {
-            context: self.context.clone(),
-            what: what.to_owned(),
-            detail: format!("field '{key}': {e}"),
-        })
+        serde_json::from_value(body[key].take())
+            .map_err(|e| self.decode(what, format!("field '{key}': {e}")))
     }
 
     /// Reachability and token validity: `GET /v3/auth/tokens` validating our own token.
     pub async fn ping(&self) -> KsResult<()> {
-        let token = self.token(None).await?;
-        let url = format!("{}/auth/tokens", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .header("X-Auth-Token", token.value.expose())
-            .header("X-Subject-Token", token.value.expose())
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e, "GET /auth/tokens"))?;
-        if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::NOT_FOUND {
+        let token = self.login.issued(None).await?.token;
+        let answer = self
+            .plain
+            .send(
+                Request::get("/auth/tokens")
+                    .secret_header("X-Auth-Token", &token)
+                    .secret_header("X-Subject-Token", &token)
+                    .accept(&[StatusCode::UNAUTHORIZED, StatusCode::NOT_FOUND]),
+            )
+            .await?;
+        if !answer.status.is_success() {
             // Revoked under us: the next call re-issues it.
             self.forget_token().await;
-            self.token(None).await?;
-            return Ok(());
-        }
-        if !resp.status().is_success() {
-            return Err(self.http_error(Method::GET, "/auth/tokens", resp).await);
+            self.login.issued(None).await?;
         }
         Ok(())
     }
@@ -934,11 +724,8 @@ impl KeystoneClient {
             .await?;
         let mut list: Vec<RegisteredLimit> =
             self.field(value.take(), "registered_limits", "POST /registered_limits")?;
-        list.pop().ok_or_else(|| KeystoneError::Decode {
-            context: self.context.clone(),
-            what: "POST /registered_limits".into(),
-            detail: "empty list".into(),
-        })
+        list.pop()
+            .ok_or_else(|| self.decode("POST /registered_limits", "empty list"))
     }
 
     /// `DELETE /v3/registered_limits/{id}` (cleanup tooling); 404 is fine.
@@ -996,11 +783,8 @@ impl KeystoneClient {
             )
             .await?;
         let mut list: Vec<ProjectLimit> = self.field(value, "limits", "POST /limits")?;
-        list.pop().ok_or_else(|| KeystoneError::Decode {
-            context: self.context.clone(),
-            what: "POST /limits".into(),
-            detail: "empty list".into(),
-        })
+        list.pop()
+            .ok_or_else(|| self.decode("POST /limits", "empty list"))
     }
 
     /// `PATCH /v3/limits/{id}`; returns the limit as Keystone stored it (callers must check it:
@@ -1098,52 +882,18 @@ impl KeystoneClient {
                 "password": password.expose()}}},
             "scope": {"project": {"id": project_id}}
         }});
-        let resp = self
-            .http
-            .post(format!("{}/auth/tokens", self.base))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e, "POST /auth/tokens"))?;
-        if !resp.status().is_success() {
-            return Err(self.http_error(Method::POST, "/auth/tokens", resp).await);
-        }
-        Ok(self.read_token(resp).await?.info)
+        let answer = self
+            .plain
+            .send(Request::post("/auth/tokens").json(body).idempotent(false))
+            .await?;
+        Ok(read_token(&answer)?.info)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn token(issued: &str, expires: &str) -> CachedToken {
-        CachedToken {
-            value: Secret::new("t"),
-            issued_at: issued.parse().expect("ts"),
-            expires_at: expires.parse().expect("ts"),
-            info: TokenInfo::default(),
-        }
-    }
-
-    #[test]
-    fn tokens_are_renewed_before_expiry() {
-        let day = token("2025-01-01T00:00:00Z", "2025-01-02T00:00:00Z");
-        let now: Timestamp = "2025-01-01T23:50:00Z".parse().expect("ts");
-        assert!(
-            KeystoneClient::still_fresh(&day, now),
-            "10 min left of 24 h"
-        );
-        let now: Timestamp = "2025-01-01T23:56:00Z".parse().expect("ts");
-        assert!(!KeystoneClient::still_fresh(&day, now), "4 min left: renew");
-        let short = token("2025-01-01T00:00:00Z", "2025-01-01T00:04:00Z");
-        let now: Timestamp = "2025-01-01T00:02:00Z".parse().expect("ts");
-        assert!(
-            KeystoneClient::still_fresh(&short, now),
-            "short tokens keep a quarter margin"
-        );
-        let now: Timestamp = "2025-01-01T00:03:30Z".parse().expect("ts");
-        assert!(!KeystoneClient::still_fresh(&short, now));
-    }
+    use backend_api::BackendError;
 
     fn settings_with(extra: Value) -> OpenStackSettings {
         let mut map = json!({"auth_url": "https://k:5000/v3", "username": "a", "password": "p",
@@ -1185,31 +935,39 @@ mod tests {
 
     #[test]
     fn errors_are_classified() {
-        let http = |status| KeystoneError::Http {
-            context: "c".into(),
-            method: "GET".into(),
-            path: "/p".into(),
-            status,
-            message: "m".into(),
+        let http = |status| {
+            HttpError::new(
+                "c",
+                HttpErrorKind::Status {
+                    what: "Keystone GET /p".into(),
+                    status,
+                    message: "m".into(),
+                },
+            )
         };
         assert!(http(503).is_transient());
         assert!(!http(404).is_transient());
         assert!(BackendError::from(http(502)).is_transient());
         assert!(!BackendError::from(http(403)).is_transient());
-        let rejected = KeystoneError::AuthRejected {
-            context: "offering 'x'".into(),
-            auth_url: "http://k/v3".into(),
-            principal: "user 'admin'".into(),
-            status: 401,
-        };
+        let rejected = HttpError::new(
+            "offering 'x'",
+            HttpErrorKind::AuthRejected {
+                target: "Keystone at http://k/v3".into(),
+                principal: "user 'admin'".into(),
+                status: 401,
+                hint: AUTH_HINT.into(),
+            },
+        );
         let backend = BackendError::from(rejected);
         assert!(matches!(backend, BackendError::Config(_)));
         assert!(backend.to_string().contains("http://k/v3"));
-        let unreachable = KeystoneError::Unreachable {
-            context: "c".into(),
-            auth_url: "u".into(),
-            detail: "refused".into(),
-        };
+        let unreachable = HttpError::new(
+            "c",
+            HttpErrorKind::Unreachable {
+                target: "u".into(),
+                detail: "refused".into(),
+            },
+        );
         assert!(BackendError::from(unreachable).is_transient());
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use agent_config::Secret;
 use backend_api::BackendError;
-use serde::Deserialize;
+use backend_api::spec::{Kind, Setting};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -44,7 +45,7 @@ pub enum Scope {
 }
 
 /// Where one Waldur component goes in Keystone unified limits.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitTarget {
     /// Service **type** (`compute`) or, when no service has that type, service **name** (`nova`).
@@ -86,7 +87,7 @@ pub struct OpenStackSettings {
 }
 
 /// The raw YAML shape; every key optional so that errors can name the missing one.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Serialize, Default)]
 #[serde(default)]
 struct RawSettings {
     auth_url: Option<String>,
@@ -113,6 +114,166 @@ struct RawSettings {
     timeout_seconds: Option<f64>,
     max_retries: Option<u32>,
     retry_base_delay_ms: Option<u64>,
+}
+
+/// Every key of `backend_settings` for `openstack`, documented: the source of
+/// `docs/backends/openstack.md`'s table, the catalogue's schema and the unknown-key check.
+pub const SETTINGS: &[Setting] = &[
+    Setting::new(
+        "auth_url",
+        Kind::Url,
+        "required",
+        "Keystone URL. `https://host:5000`, `https://host:5000/v3` and `https://host/identity/v3/` are accepted; `/v3` is appended when missing.",
+    ),
+    Setting::new(
+        "username",
+        Kind::String,
+        "none",
+        "user the agent authenticates as (required unless an application credential is set)",
+    ),
+    Setting::new(
+        "password",
+        Kind::String,
+        "none",
+        "its password (never logged, `Debug` prints `***`)",
+    )
+    .secret(),
+    Setting::new(
+        "user_domain_name",
+        Kind::String,
+        "`domain_name`",
+        "domain of `username`",
+    ),
+    Setting::new(
+        "project_name",
+        Kind::String,
+        "none",
+        "project the token is scoped to (required for password auth unless `system_scope`)",
+    ),
+    Setting::new(
+        "project_domain_name",
+        Kind::String,
+        "`domain_name`",
+        "domain of `project_name`",
+    ),
+    Setting::new(
+        "system_scope",
+        Kind::Bool,
+        "false",
+        "scope the token to `system: all` instead of a project",
+    ),
+    Setting::new(
+        "domain_name",
+        Kind::String,
+        "`Default`",
+        "domain where projects and users are looked up and created",
+    ),
+    Setting::new(
+        "domain_id",
+        Kind::String,
+        "none",
+        "skip the domain look-up (for credentials that may not list domains)",
+    ),
+    Setting::new(
+        "application_credential_id",
+        Kind::String,
+        "none",
+        "authenticate with an application credential instead of a password (with `application_credential_secret`; the credential carries its own scope)",
+    ),
+    Setting::new(
+        "application_credential_secret",
+        Kind::String,
+        "none",
+        "the application credential's secret",
+    )
+    .secret(),
+    Setting::new(
+        "default_role",
+        Kind::String,
+        "`member`",
+        "role granted to members on their project. If `_member_` (the seed's value, used by pre-Queens Keystone) does not exist but `member` does, `member` is used with a warning.",
+    ),
+    Setting::new(
+        "create_users_if_not_exist",
+        Kind::Bool,
+        "true",
+        "create missing Keystone users (without password: they log in through federation/SSO, or an operator sets one). When `false`, members without a Keystone user are skipped with a warning.",
+    ),
+    Setting::new(
+        "sync_user_emails",
+        Kind::Bool,
+        "true",
+        "set the Keystone user's email from Waldur when they differ",
+    ),
+    Setting::new(
+        "verify_ssl",
+        Kind::Bool,
+        "true",
+        "verify Keystone's TLS certificate (set `false` only for testing)",
+    ),
+    Setting::new(
+        "ca_bundle",
+        Kind::Path,
+        "none",
+        "PEM file with extra CA certificates to trust (e.g. a private CA)",
+    ),
+    Setting::new(
+        "project_prefix",
+        Kind::Prefix,
+        "`allocation_prefix`",
+        "prefix of Keystone project names",
+    ),
+    Setting::new(
+        "allocation_prefix",
+        Kind::Prefix,
+        "empty",
+        "prefix of Keystone project names when `project_prefix` is not set",
+    ),
+    Setting::new(
+        "limits_mapping",
+        Kind::Object,
+        "empty",
+        "Waldur component → `{service, resource_name}` unified limit (see below)",
+    ),
+    Setting::new(
+        "region_id",
+        Kind::String,
+        "none",
+        "region of registered and project limits (none = region-less)",
+    ),
+    Setting::new(
+        "create_registered_limits",
+        Kind::Bool,
+        "true",
+        "create a missing registered limit (default limit 0)",
+    ),
+    Setting::new(
+        "timeout_seconds",
+        Kind::Number,
+        "30",
+        "timeout of every Keystone request",
+    ),
+    Setting::new(
+        "max_retries",
+        Kind::Integer,
+        "3",
+        "retries of idempotent calls after transient failures (≤ 10)",
+    ),
+    Setting::new(
+        "retry_base_delay_ms",
+        Kind::Integer,
+        "200",
+        "first backoff delay, doubled per retry with jitter (capped at 10 s)",
+    ),
+];
+
+/// The keys [`OpenStackSettings::from_backend_settings`] reads (for the test that keeps
+/// [`SETTINGS`] complete).
+pub fn read_keys() -> Vec<String> {
+    match serde_json::to_value(RawSettings::default()) {
+        Ok(Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn non_blank(value: Option<String>) -> Option<String> {
@@ -278,6 +439,15 @@ mod tests {
             panic!("test input must be an object")
         };
         OpenStackSettings::from_backend_settings("os-test", &map)
+    }
+
+    #[test]
+    fn every_read_key_is_documented_and_nothing_else() {
+        let mut documented: Vec<String> = SETTINGS.iter().map(|s| s.key.to_owned()).collect();
+        documented.sort();
+        let mut read = read_keys();
+        read.sort();
+        assert_eq!(read, documented);
     }
 
     #[test]

@@ -197,3 +197,23 @@ async fn auth_rejection_is_not_retried_and_hides_the_password() {
     assert!(!msg.contains("pw-mock"));
     assert!(!format!("{client:?}").contains("pw-mock"));
 }
+
+/// `global_proxy` reaches Keystone: with a proxy that does not answer, Keystone is unreachable
+/// through it (the direct address would have answered).
+#[tokio::test]
+async fn global_proxy_reaches_keystone() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/auth/tokens"))
+        .respond_with(token_response("tok", jiff::SignedDuration::from_hours(1)))
+        .mount(&server)
+        .await;
+    let direct = KeystoneClient::new("mock", &settings(&server.uri())).expect("client");
+    direct.authenticate().await.expect("direct works");
+    let proxied =
+        KeystoneClient::with_proxy("mock", &settings(&server.uri()), Some("http://127.0.0.1:9"))
+            .expect("client");
+    let err = proxied.authenticate().await.expect_err("proxy is closed");
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(count(&server, "POST", "/v3/auth/tokens").await, 1);
+}

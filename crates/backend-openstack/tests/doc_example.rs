@@ -21,7 +21,7 @@ fn documented_example_loads_and_builds() {
     let offering = &config.offerings[0];
     assert_eq!(offering.backend_type, "openstack");
     assert_eq!(offering.backend_components["ram"].unit_factor, 1024.0);
-    let handles = backend_openstack::build(&BuildContext { offering }).expect("builds");
+    let handles = backend_openstack::build(&BuildContext::new(offering)).expect("builds");
     assert_eq!(handles.kind, "openstack");
     let settings = backend_openstack::OpenStackSettings::from_backend_settings(
         &offering.name,

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use agent_config::{AccountingType, BackendComponent, OfferingConfig, Secret};
 use backend_api::testkit::conformance::{self, Fixture};
 use backend_api::{
-    BackendError, BackendHealth, BillingPeriod, BuildContext, CreateRequest, MembershipBackend,
-    OrderBackend, ResourceView, UserContext, UserGrant,
+    BackendError, BackendHealth, BuildContext, CreateRequest, MembershipBackend, OrderBackend,
+    ResourceView, UserContext, UserGrant,
 };
 use backend_openstack::{KeystoneClient, OpenStackBackend, OpenStackSettings};
 use indexmap::IndexMap;
@@ -56,7 +56,7 @@ async fn keystone() -> Option<KeystoneEnv> {
     let Some(auth_url) = get("OS_AUTH_URL") else {
         return missing(format!("no OS_AUTH_URL and no {ENV_FILE}"));
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    http_kit::install_crypto_provider();
     let up = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -586,22 +586,14 @@ async fn build_registers_every_capability_and_usage_is_empty() {
         "backend_settings": settings_json(&env, json!({})),
     }))
     .expect("offering config");
-    let handles = backend_openstack::build(&BuildContext {
-        offering: &offering,
-    })
-    .expect("build");
+    let handles = backend_openstack::build(&BuildContext::new(&offering)).expect("build");
     assert_eq!(handles.kind, "openstack");
     assert!(handles.orders.is_some() && handles.membership.is_some());
+    assert!(
+        handles.usage.is_none(),
+        "Keystone records no usage: no reporting role"
+    );
     handles.health.ping().await.expect("ping real Keystone");
-    let usage = handles.usage.expect("usage handle");
-    let report = usage
-        .usage_report(
-            &["wt-anything".to_owned()],
-            &BillingPeriod::new(2025, 1, jiff::tz::TimeZone::UTC),
-        )
-        .await
-        .expect("usage");
-    assert!(report.is_empty(), "Keystone records no usage");
     let diagnostics = handles.health.diagnostics().await;
     let usage_check = diagnostics
         .checks
@@ -625,7 +617,7 @@ async fn build_registers_every_capability_and_usage_is_empty() {
 
     let mut bad = offering.clone();
     bad.backend_settings.remove("auth_url");
-    let err = backend_openstack::build(&BuildContext { offering: &bad })
+    let err = backend_openstack::build(&BuildContext::new(&bad))
         .err()
         .expect("missing auth_url refused");
     assert!(err.to_string().contains("os-build") && err.to_string().contains("auth_url"));
@@ -702,4 +694,62 @@ async fn application_credentials_authenticate_and_manage_projects() {
         .delete_application_credential(&user_id, &cred_id)
         .await
         .expect("cleanup credential");
+}
+
+#[tokio::test]
+async fn extended_conformance_on_real_keystone() {
+    let Some((env, backend)) = setup().await else {
+        return;
+    };
+    let id = run_id();
+    let view = |suffix: &str| {
+        let mut r = resource(&format!("{id}{suffix}"));
+        r.uuid = format!("res{id}{suffix}");
+        r
+    };
+    conformance::batch_partial_failure_and_order(
+        &backend,
+        conformance::BatchFixture {
+            first: view("b1"),
+            second: view("b2"),
+            third: view("b3"),
+            limits: limits(&[("cores", 2), ("ram", 4)]),
+        },
+    )
+    .await;
+    let user = format!("wt-x-{id}");
+    conformance::idempotent_writes_and_unit_round_trip(
+        &backend,
+        Fixture {
+            resource: view("idem"),
+            initial_limits: limits(&[("cores", 4), ("ram", 8)]),
+            updated_limits: limits(&[("cores", 6), ("ram", 16)]),
+            users: vec![UserGrant {
+                username: user.clone(),
+                ..Default::default()
+            }],
+        },
+        &[],
+    )
+    .await;
+    cleanup_users(backend.client(), &[user]).await;
+    // The same Keystone behind a closed port: every call transient, no password shown.
+    let down = backend_with(
+        &env,
+        json!({"auth_url": "http://127.0.0.1:9/v3", "max_retries": 0}),
+    );
+    conformance::site_down_is_transient(
+        &down,
+        &Fixture {
+            resource: view("down"),
+            initial_limits: limits(&[("cores", 1)]),
+            updated_limits: limits(&[("cores", 2)]),
+            users: vec![UserGrant {
+                username: format!("wt-down-{id}"),
+                ..Default::default()
+            }],
+        },
+        &[env.password.as_str()],
+    )
+    .await;
 }

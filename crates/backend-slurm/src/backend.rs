@@ -576,21 +576,24 @@ impl SlurmBackend {
         accounts: &[String],
         options: &UserAssocOptions,
     ) -> BackendResult<bool> {
-        let mut delay = Duration::from_millis(300);
-        for _ in 0..3 {
-            match self
-                .exec_change(self.commands.add_users(users, accounts, options))
-                .await
-            {
-                Err(BackendError::Command { output, .. }) if output.contains("doesn't exist") => {
-                    tracing::debug!("accounts not visible yet; retrying add user");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                other => return other,
-            }
-        }
-        self.exec_change(self.commands.add_users(users, accounts, options))
+        let policy = backend_api::RetryPolicy {
+            max_retries: 3,
+            base_delay: Duration::from_millis(300),
+            max_delay: Duration::from_millis(2400),
+            jitter: true,
+        };
+        policy
+            .run(
+                || self.exec_change(self.commands.add_users(users, accounts, options)),
+                |e| {
+                    let not_visible = matches!(e, BackendError::Command { output, .. }
+                        if output.contains("doesn't exist"));
+                    if not_visible {
+                        tracing::debug!("accounts not visible yet; retrying add user");
+                    }
+                    not_visible
+                },
+            )
             .await
     }
 

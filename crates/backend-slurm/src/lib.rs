@@ -14,37 +14,18 @@
 //! With `parent_account` set the tree is flat: `parent_account → project → allocation`, no customer
 //! tier. All names are lower-cased (SLURM folds case) and pass
 //! [`backend_api::names::validate_site_name`] before any command runs. The tree logic lives in
-//! [`hierarchy`] and knows nothing of sacctmgr, so other accounting tools can reuse it; [`sacctmgr`]
+//! [`backend_api::hierarchy`] and knows nothing of sacctmgr, so MOAB can reuse it; [`sacctmgr`]
 //! turns it into argument vectors. A project whose customer changed is moved by
 //! [`SlurmBackend::sync_resource_projects`]; the project account is removed with its last
 //! allocation, customer accounts never.
 //!
 //! # Settings (`backend_settings`)
 //!
-//! | key | default | meaning |
-//! |---|---|---|
-//! | `default_account` | required with policy `common` | `DefaultAccount=` of new users; fallback root |
-//! | `root_account` | `default_account`, then `root` | parent of customer accounts |
-//! | `default_account_policy` | `common` | `common` / `individual` (the allocation) / `none` (no token) |
-//! | `customer_prefix`, `project_prefix`, `allocation_prefix` | `""` | account name prefixes |
-//! | `parent_account` | none | flat mode parent |
-//! | `cluster_name` | none | `cluster=` / `--cluster=` on every command |
-//! | `slurm_bin_path` | `/usr/bin` | where sacctmgr, sacct, scancel live; `""` = `PATH` |
-//! | `default_partition` | none | `Partition=` for new associations |
-//! | `enforce_offering_partitions` | false | use the offering's `plugin_options.partitions` |
-//! | `qos_default` / `qos_paused` / `qos_downscaled` | `normal` / none / none | restore, pause, downscale QoS |
-//! | `qos_enforcement_enabled`, `enforce_offering_qos` | false / none | QoS grants per association; pause by `GrpSubmitJobs` |
-//! | `soft_delete` | false | zero the limits instead of removing the account |
-//! | `enable_user_homedir_account_creation` | true | `mkhomedir_helper <user> <umask>` for users without a home |
-//! | `default_homedir_umask` | `0077` | umask for new homes |
-//! | `homedir_base_path` | none | where homes are checked (else the passwd entry) |
-//! | `mkhomedir_helper_path` | `/sbin/mkhomedir_helper` | (extension) |
-//! | `command_timeout_seconds` | 120 | (extension) kill a hung SLURM command |
-//! | `batch_load` | true | (extension) one `sacctmgr load` per batch of creates; needs `cluster_name` |
-//! | `write_lock_dir` | `/run/lock` | (extension) lock file dir serialising writes across processes; `""` = in-process only |
-//! | `execution_mode` | `cli` | `rest` (slurmrestd) is not implemented and refused at startup |
+//! Declared once in [`settings::SETTINGS`] (type, default, meaning of every key); the table of
+//! `docs/backends/slurm.md` is generated from it, and `validate-config` checks offerings with it
+//! and with [`SlurmSettings::parse`] (the same parse [`build`] does).
 //!
-//! Unknown keys are ignored. Components (`backend_components`) are TRES names (`cpu`, `mem`,
+//! Unknown keys are ignored at run time (warned about by `validate-config`). Components (`backend_components`) are TRES names (`cpu`, `mem`,
 //! `gres/gpu`); `unit_factor` converts Waldur units into TRES-minutes (`mem` in MB-minutes), or
 //! `target_components: {tres: {factor: f}}` maps one Waldur component onto several TRES. Prepaid
 //! (`accounting_type: one`) limits are multiplied by the subscription's months. Limits read back are
@@ -82,8 +63,11 @@
 //! `ReqTRES × Elapsed`.
 
 pub mod backend;
+#[cfg(any(test, feature = "testkit"))]
+pub mod double;
 pub mod gate;
-pub mod hierarchy;
+/// The account tree, shared with other accounting backends.
+pub use backend_api::hierarchy;
 pub mod sacctmgr;
 pub mod settings;
 pub mod tres;
@@ -95,17 +79,62 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_config::{BackendRole, OfferingConfig};
 use backend_api::command::{CommandRunner, ProcessRunner};
+use backend_api::names::validate_site_token;
+use backend_api::spec::{BackendSpec, SettingIssue};
 use backend_api::{BackendError, BackendHandles, BuildContext};
 
 pub use backend::SlurmBackend;
 pub use settings::{DefaultAccountPolicy, SlurmSettings};
 
+/// What the `slurm` backend is, for the registry, `validate-config` and the plugin catalogue.
+pub static SPEC: BackendSpec = BackendSpec {
+    name: "slurm",
+    description: "SLURM accounting through sacctmgr/sacct: allocations as accounts under \
+                  customer and project accounts, limits as GrpTRESMins, usage from sacct",
+    roles: &[
+        BackendRole::OrderProcessing,
+        BackendRole::MembershipSync,
+        BackendRole::Reporting,
+    ],
+    settings: settings::SETTINGS,
+    components: "keys are TRES names (`cpu`, `mem`, `gres/gpu`); `unit_factor` converts Waldur \
+                 units into TRES-minutes (`mem` in MB-minutes); `target_components: {tres: \
+                 {factor: f}}` maps one Waldur component onto several TRES",
+    check,
+    build,
+};
+
+/// The start-up checks of [`build`], without running anything.
+fn check(offering: &OfferingConfig) -> Vec<SettingIssue> {
+    let mut issues = SlurmSettings::parse(&offering.backend_settings)
+        .err()
+        .unwrap_or_default();
+    for key in offering.backend_components.keys() {
+        if let Err(e) = validate_site_token("component (TRES) name", key) {
+            issues.push(SettingIssue::component(key, e.to_string()));
+        }
+    }
+    let components = tres::ComponentMap::new(offering.backend_components.clone());
+    for name in components.tres_names() {
+        if let Err(e) = validate_site_token("target TRES name", &name) {
+            issues.push(SettingIssue {
+                path: "backend_components".to_owned(),
+                reason: e.to_string(),
+            });
+        }
+    }
+    issues
+}
+
 /// Registry constructor for backend name `slurm`.
 pub fn build(ctx: &BuildContext<'_>) -> Result<BackendHandles, BackendError> {
     let settings = SlurmSettings::from_map(&ctx.offering.backend_settings)?;
     let runner: Arc<dyn CommandRunner> =
-        ProcessRunner::new(Duration::from_secs(settings.command_timeout_seconds.max(1))).shared();
+        ProcessRunner::new(Duration::from_secs(settings.command_timeout_seconds.max(1)))
+            .with_transient_rule(sacctmgr::is_transient_output)
+            .shared();
     let backend = Arc::new(SlurmBackend::new(
         settings,
         ctx.offering.backend_components.clone(),

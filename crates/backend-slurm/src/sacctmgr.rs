@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use backend_api::command::CommandLine;
+use backend_api::command::{CommandLine, parsable};
 
 /// Builds command lines for one cluster.
 #[derive(Clone, Debug)]
@@ -316,21 +316,15 @@ pub struct AssocRow {
 
 /// Parse `show assoc format=ASSOC_FORMAT` output; short rows are padded.
 pub fn parse_assoc_rows(output: &str) -> Vec<AssocRow> {
-    output
-        .lines()
-        .filter(|l| l.contains('|'))
-        .map(|line| {
-            let f: Vec<&str> = line.split('|').collect();
-            let get = |i: usize| f.get(i).map_or(String::new(), |s| s.trim().to_owned());
-            AssocRow {
-                account: get(0).to_lowercase(),
-                parent: get(1).to_lowercase(),
-                user: get(2),
-                grp_tres_mins: get(3),
-                qos: get(4),
-                grp_submit_jobs: get(5),
-                max_tres_mins: get(6),
-            }
+    parsable::rows(output)
+        .map(|row| AssocRow {
+            account: row.get(0).to_lowercase(),
+            parent: row.get(1).to_lowercase(),
+            user: row.get(2).to_owned(),
+            grp_tres_mins: row.get(3).to_owned(),
+            qos: row.get(4).to_owned(),
+            grp_submit_jobs: row.get(5).to_owned(),
+            max_tres_mins: row.get(6).to_owned(),
         })
         .collect()
 }
@@ -373,13 +367,9 @@ pub fn accounts_from_rows(rows: &[AssocRow]) -> BTreeMap<String, AccountState> {
 
 /// `list tres` rows `type|name|id` → `type/name` or `type`.
 pub fn parse_tres_names(output: &str) -> Vec<String> {
-    output
-        .lines()
-        .filter(|l| l.contains('|'))
-        .filter_map(|l| {
-            let mut f = l.split('|');
-            let kind = f.next()?.trim();
-            let name = f.next().unwrap_or("").trim();
+    parsable::rows(output)
+        .filter_map(|row| {
+            let (kind, name) = (row.get(0), row.get(1));
             if kind.is_empty() {
                 None
             } else if name.is_empty() {
@@ -393,13 +383,22 @@ pub fn parse_tres_names(output: &str) -> Vec<String> {
 
 /// First field of each non-empty line.
 pub fn parse_first_column(output: &str) -> Vec<String> {
-    output
-        .lines()
-        .filter_map(|l| l.split('|').next())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    parsable::first_column(output)
+}
+
+/// SLURM's transient failures: the generic ones plus slurmdbd/slurmctld being away
+/// ([`backend_api::command::TransientRule`] of this backend).
+pub fn is_transient_output(output: &str) -> bool {
+    let lower = output.to_ascii_lowercase();
+    backend_api::command::generic_transient(output)
+        || [
+            "slurmdbd is down",
+            "socket timed out",
+            "unable to contact slurm controller",
+            "problem talking to the database",
+        ]
+        .iter()
+        .any(|needle| lower.contains(needle))
 }
 
 /// sacctmgr's "no-op" answers, which come with exit status 1.
@@ -504,13 +503,9 @@ pub fn render_load_file(cluster: &str, accounts: &[LoadAccount], users: &[LoadUs
 
 /// `list user … format=User,DefaultAccount` → user → default account (may be empty).
 pub fn parse_user_defaults(output: &str) -> BTreeMap<String, String> {
-    output
-        .lines()
-        .filter(|l| l.contains('|'))
-        .filter_map(|l| {
-            let mut f = l.split('|');
-            let user = f.next()?.trim();
-            let default = f.next().unwrap_or("").trim();
+    parsable::rows(output)
+        .filter_map(|row| {
+            let (user, default) = (row.get(0), row.get(1));
             (!user.is_empty()).then(|| (user.to_owned(), default.to_lowercase()))
         })
         .collect()

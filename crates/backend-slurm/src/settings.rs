@@ -1,13 +1,14 @@
 //! `backend_settings` of a SLURM offering, with the defaults of the Python agent.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use backend_api::BackendError;
 use backend_api::names::validate_site_name;
+use backend_api::spec::{Kind, Setting, SettingIssue};
 
 /// Which `DefaultAccount=` a new user association gets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DefaultAccountPolicy {
     /// `DefaultAccount=<default_account>`.
@@ -19,8 +20,10 @@ pub enum DefaultAccountPolicy {
     None,
 }
 
-/// The SLURM backend settings (`backend_settings:` of an offering). Unknown keys are ignored.
-#[derive(Clone, Debug, Deserialize)]
+/// The SLURM backend settings (`backend_settings:` of an offering). Unknown keys are ignored
+/// here and warned about by `validate-config`; [`SETTINGS`] documents every field (a test keeps
+/// the two in step).
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
 pub struct SlurmSettings {
     /// `DefaultAccount=` for new users (policy `common`) and fallback root of the hierarchy.
@@ -107,29 +110,193 @@ fn default_lock_dir() -> String {
     }
 }
 
+/// Every key of [`SlurmSettings`], documented: the source of `docs/backends/slurm.md`'s table,
+/// the catalogue's JSON Schema and `validate-config`'s unknown-key check.
+pub const SETTINGS: &[Setting] = &[
+    Setting::new(
+        "default_account",
+        Kind::Name,
+        "required (policy `common`)",
+        "`DefaultAccount=` of new users; fallback root",
+    ),
+    Setting::new(
+        "root_account",
+        Kind::Name,
+        "`default_account`, then `root`",
+        "parent of customer accounts",
+    ),
+    Setting::new(
+        "default_account_policy",
+        Kind::Enum(&["common", "individual", "none"]),
+        "`common`",
+        "`DefaultAccount=` of new users: `default_account`, the allocation, or none",
+    ),
+    Setting::new(
+        "customer_prefix",
+        Kind::Prefix,
+        "`\"\"`",
+        "prefix of customer account names",
+    ),
+    Setting::new(
+        "project_prefix",
+        Kind::Prefix,
+        "`\"\"`",
+        "prefix of project account names",
+    ),
+    Setting::new(
+        "allocation_prefix",
+        Kind::Prefix,
+        "`\"\"`",
+        "prefix of allocation account names",
+    ),
+    Setting::new(
+        "parent_account",
+        Kind::Name,
+        "none",
+        "flat tree under this account (no customer tier)",
+    ),
+    Setting::new(
+        "cluster_name",
+        Kind::Name,
+        "none",
+        "`cluster=` on every command; `diagnostics` fails when it differs from the offering's `backend_id`",
+    ),
+    Setting::new(
+        "execution_mode",
+        Kind::String,
+        "`cli`",
+        "only `cli` is implemented; `rest` (slurmrestd) is refused",
+    ),
+    Setting::new(
+        "slurm_bin_path",
+        Kind::Path,
+        "`/usr/bin`",
+        "directory of `sacctmgr`, `sacct`, `scancel`; `\"\"` = `PATH`",
+    ),
+    Setting::new(
+        "default_partition",
+        Kind::Name,
+        "none",
+        "`Partition=` of new associations",
+    ),
+    Setting::new(
+        "enforce_offering_partitions",
+        Kind::Bool,
+        "false",
+        "use the offering's partitions for new associations",
+    ),
+    Setting::new("qos_default", Kind::Name, "`normal`", "QoS set by restore"),
+    Setting::new("qos_paused", Kind::Name, "none", "QoS set by pause"),
+    Setting::new("qos_downscaled", Kind::Name, "none", "QoS set by downscale"),
+    Setting::new(
+        "qos_enforcement_enabled",
+        Kind::Bool,
+        "false",
+        "per-association QoS grants",
+    ),
+    Setting::new(
+        "enforce_offering_qos",
+        Kind::Bool,
+        "none",
+        "with `qos_enforcement_enabled`: use the offering's QoS; pause by `GrpSubmitJobs=0`",
+    ),
+    Setting::new(
+        "soft_delete",
+        Kind::Bool,
+        "false",
+        "terminate zeroes the limits instead of removing the account",
+    ),
+    Setting::new(
+        "enable_user_homedir_account_creation",
+        Kind::Bool,
+        "true",
+        "`mkhomedir_helper <user> <umask>` for users without a home",
+    ),
+    Setting::new(
+        "default_homedir_umask",
+        Kind::String,
+        "`0077`",
+        "umask of new homes (octal)",
+    ),
+    Setting::new(
+        "homedir_base_path",
+        Kind::Path,
+        "none",
+        "where homes are looked for (else the passwd entry)",
+    ),
+    Setting::new(
+        "mkhomedir_helper_path",
+        Kind::Path,
+        "`/sbin/mkhomedir_helper`",
+        "ours: the home-directory helper",
+    ),
+    Setting::new(
+        "command_timeout_seconds",
+        Kind::Integer,
+        "120",
+        "ours: a SLURM command running longer is killed with its process group",
+    ),
+    Setting::new(
+        "batch_load",
+        Kind::Bool,
+        "true",
+        "ours: one `sacctmgr load` per batch of creates (needs `cluster_name`)",
+    ),
+    Setting::new(
+        "write_lock_dir",
+        Kind::Path,
+        "`/run/lock` (else the temp dir)",
+        "ours: where the lock file lives that keeps agents of other processes (one systemd unit per mode) from writing to the same cluster at once; `\"\"` = lock within the process only",
+    ),
+];
+
 impl SlurmSettings {
     /// Parse and validate an offering's `backend_settings`.
     pub fn from_map(map: &Map<String, Value>) -> Result<Self, BackendError> {
-        let settings: SlurmSettings = serde_json::from_value(Value::Object(map.clone()))
-            .map_err(|e| BackendError::Config(format!("slurm backend_settings: {e}")))?;
-        settings.validate()?;
-        Ok(settings)
+        Self::parse(map).map_err(|issues| {
+            let text: Vec<String> = issues
+                .iter()
+                .map(|i| format!("slurm {}: {}", i.path, i.reason))
+                .collect();
+            BackendError::Config(text.join("; "))
+        })
     }
 
-    fn validate(&self) -> Result<(), BackendError> {
-        let config = |msg: String| Err(BackendError::Config(msg));
+    /// Parse and validate, every problem with its key path (`validate-config` shows them all).
+    pub fn parse(map: &Map<String, Value>) -> Result<Self, Vec<SettingIssue>> {
+        let settings: SlurmSettings =
+            serde_json::from_value(Value::Object(map.clone())).map_err(|e| {
+                vec![SettingIssue {
+                    path: "backend_settings".to_owned(),
+                    reason: format!("not valid for slurm: {e}"),
+                }]
+            })?;
+        let issues = settings.issues();
+        if issues.is_empty() {
+            Ok(settings)
+        } else {
+            Err(issues)
+        }
+    }
+
+    fn issues(&self) -> Vec<SettingIssue> {
+        let mut issues = Vec::new();
+        let mut issue = |key: &str, reason: String| issues.push(SettingIssue::setting(key, reason));
         if self.execution_mode != "cli" {
-            return config(format!(
-                "slurm backend_settings.execution_mode '{}' is not supported by this agent; use 'cli'",
-                self.execution_mode
-            ));
+            issue(
+                "execution_mode",
+                format!(
+                    "'{}' is not supported by this agent (slurmrestd is not implemented; any rest_api settings are unused); use 'cli'",
+                    self.execution_mode.escape_default()
+                ),
+            );
         }
         if self.default_account.is_none()
             && self.default_account_policy == DefaultAccountPolicy::Common
         {
-            return config(
-                "slurm backend_settings.default_account is required (or set default_account_policy: none)"
-                    .to_owned(),
+            issue(
+                "default_account",
+                "is required (or set default_account_policy: none)".to_owned(),
             );
         }
         let named = [
@@ -143,10 +310,10 @@ impl SlurmSettings {
             ("qos_downscaled", self.qos_downscaled.as_deref()),
         ];
         for (key, value) in named {
-            if let Some(v) = value {
-                validate_site_name("setting value", v).map_err(|e| {
-                    BackendError::Config(format!("slurm backend_settings.{key}: {e}"))
-                })?;
+            if let Some(v) = value
+                && let Err(e) = validate_site_name("setting value", v)
+            {
+                issue(key, e.to_string());
             }
         }
         // Prefixes become part of account names; an empty prefix is fine.
@@ -155,31 +322,38 @@ impl SlurmSettings {
             ("project_prefix", &self.project_prefix),
             ("allocation_prefix", &self.allocation_prefix),
         ] {
-            if !value.is_empty() {
-                validate_site_name("prefix", value).map_err(|e| {
-                    BackendError::Config(format!("slurm backend_settings.{key}: {e}"))
-                })?;
+            if !value.is_empty()
+                && let Err(e) = validate_site_name("prefix", value)
+            {
+                issue(key, e.to_string());
             }
         }
         if u32::from_str_radix(self.default_homedir_umask.trim(), 8).is_err()
             || self.default_homedir_umask.trim().len() > 4
         {
-            return config(format!(
-                "slurm backend_settings.default_homedir_umask '{}' is not an octal umask like 0077",
-                self.default_homedir_umask
-            ));
+            issue(
+                "default_homedir_umask",
+                format!(
+                    "'{}' is not an octal umask like 0077",
+                    self.default_homedir_umask
+                ),
+            );
+        }
+        if self.command_timeout_seconds == 0 {
+            issue("command_timeout_seconds", "must be at least 1".to_owned());
         }
         if self.qos_enforcement_enabled
             && self.enforce_offering_qos == Some(true)
             && (self.qos_paused.is_some() || self.qos_downscaled.is_some())
         {
-            return config(
-                "slurm backend_settings: qos_paused/qos_downscaled cannot be combined with \
-                 qos_enforcement_enabled and enforce_offering_qos: true (pausing uses GrpSubmitJobs then)"
+            issue(
+                "qos_paused",
+                "qos_paused/qos_downscaled cannot be combined with qos_enforcement_enabled and \
+                 enforce_offering_qos: true (pausing uses GrpSubmitJobs then)"
                     .to_owned(),
             );
         }
-        Ok(())
+        issues
     }
 
     /// Parent of customer accounts (`root_account` → `default_account` → `root`).
@@ -218,6 +392,28 @@ mod tests {
         assert!(s.enable_user_homedir_account_creation);
         assert_eq!(s.default_homedir_umask, "0077");
         assert_eq!(s.root(), "root");
+    }
+
+    #[test]
+    fn every_field_is_documented_and_nothing_else() {
+        let mut fields: Vec<String> = match serde_json::to_value(SlurmSettings::default()) {
+            Ok(Value::Object(m)) => m.keys().cloned().collect(),
+            other => panic!("settings serialize to an object, got {other:?}"),
+        };
+        fields.sort();
+        let mut documented: Vec<String> = SETTINGS.iter().map(|s| s.key.to_owned()).collect();
+        documented.sort();
+        assert_eq!(fields, documented, "SlurmSettings fields vs SETTINGS");
+    }
+
+    #[test]
+    fn execution_mode_rest_is_an_error_at_its_key() {
+        let issues = SlurmSettings::parse(&map(serde_json::json!({
+            "default_account": "root", "execution_mode": "rest",
+            "rest_api": {"url": "http://slurmrestd:6820"}
+        })))
+        .expect_err("rest is refused");
+        assert_eq!(issues[0].path, "backend_settings.execution_mode");
     }
 
     #[test]

@@ -3,6 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use backend_api::testkit::RecordingRunner;
+
+use crate::double::SlurmDouble;
+
 use async_trait::async_trait;
 use indexmap::IndexMap;
 use jiff::tz::TimeZone;
@@ -16,194 +20,49 @@ use backend_api::{
 
 use crate::{SlurmBackend, SlurmSettings};
 
-type Responder = Box<dyn Fn(&str) -> Option<Result<String, String>> + Send + Sync>;
-
-/// Records every command; answers with the first responder that matches, else from a small
-/// in-memory accounting database that understands the sacctmgr commands the backend issues
-/// (`add/remove/modify account`, `add user`, `show assoc`), else with empty success.
-#[derive(Default)]
+/// The testkit's recording runner answering from the stateful SLURM double
+/// ([`crate::double::SlurmDouble`]) after the test's own responders.
 struct FakeRunner {
-    seen: Mutex<Vec<CommandLine>>,
-    responders: Mutex<Vec<Responder>>,
-    db: Mutex<BTreeMap<String, FakeAccount>>,
+    runner: RecordingRunner,
+    db: Arc<SlurmDouble>,
 }
 
-#[derive(Clone, Default)]
-struct FakeAccount {
-    parent: String,
-    grp_tres_mins: String,
-    users: std::collections::BTreeSet<String>,
-}
-
-/// `key=a,b` → `[a, b]` from the argument that starts with `key=`.
-fn list_arg(args: &[String], key: &str) -> Vec<String> {
-    args.iter()
-        .find_map(|a| a.strip_prefix(key))
-        .map(|v| v.split(',').map(str::to_owned).collect())
-        .unwrap_or_default()
+impl Default for FakeRunner {
+    fn default() -> Self {
+        let db = Arc::new(SlurmDouble::new());
+        FakeRunner {
+            runner: RecordingRunner::new()
+                .with_site(db.clone())
+                .with_transient_rule(crate::sacctmgr::is_transient_output),
+            db,
+        }
+    }
 }
 
 impl FakeRunner {
     /// Put an account into the in-memory database.
     fn seed(&self, name: &str, parent: &str) {
-        self.db.lock().expect("db lock").insert(
-            name.to_owned(),
-            FakeAccount {
-                parent: parent.to_owned(),
-                ..Default::default()
-            },
-        );
-    }
-
-    /// What the in-memory database answers; `None` for commands it does not model.
-    fn answer_from_db(&self, args: &[String]) -> Option<Result<String, String>> {
-        let words: Vec<&str> = args
-            .iter()
-            .map(String::as_str)
-            .filter(|a| !a.starts_with("--"))
-            .collect();
-        let mut db = self.db.lock().expect("db lock");
-        match words.as_slice() {
-            ["add", "account", names, ..] => {
-                let parent = list_arg(args, "parent=").join(",");
-                let grp = list_arg(args, "GrpTRESMins=").join(",");
-                let mut added = 0;
-                for name in names.split(',') {
-                    if !db.contains_key(name) {
-                        db.insert(
-                            name.to_owned(),
-                            FakeAccount {
-                                parent: parent.clone(),
-                                grp_tres_mins: grp.clone(),
-                                ..Default::default()
-                            },
-                        );
-                        added += 1;
-                    }
-                }
-                Some(if added == 0 {
-                    Err(" Nothing new added.".to_owned())
-                } else {
-                    Ok(" Adding Account(s)\n".to_owned())
-                })
-            }
-            ["add", "user", users, ..] => {
-                for account in list_arg(args, "account=") {
-                    if let Some(a) = db.get_mut(&account) {
-                        a.users.extend(users.split(',').map(str::to_owned));
-                    }
-                }
-                Some(Ok(String::new()))
-            }
-            ["remove", "account", "where", ..] => {
-                let mut removed = 0;
-                for name in list_arg(args, "name=") {
-                    removed += usize::from(db.remove(&name).is_some());
-                }
-                Some(if removed == 0 {
-                    Err(" Nothing deleted".to_owned())
-                } else {
-                    Ok(" Deleting accounts...\n".to_owned())
-                })
-            }
-            ["modify", "account", "where", ..] => {
-                let grp = args
-                    .iter()
-                    .find_map(|a| a.strip_prefix("GrpTRESMins="))
-                    .map(str::to_owned)?;
-                for name in list_arg(args, "name=") {
-                    if let Some(a) = db.get_mut(&name) {
-                        a.grp_tres_mins = grp.clone();
-                    }
-                }
-                Some(Ok(String::new()))
-            }
-            ["show", "assoc", _, "where", filter, ..] => {
-                let mut out = String::new();
-                let mut row = |name: &str, a: &FakeAccount| {
-                    out.push_str(&format!(
-                        "{name}|{}||{}|normal||\n",
-                        a.parent, a.grp_tres_mins
-                    ));
-                    for u in &a.users {
-                        out.push_str(&format!("{name}||{u}||normal||\n"));
-                    }
-                };
-                if let Some(names) = filter.strip_prefix("accounts=") {
-                    for name in names.split(',') {
-                        if let Some(a) = db.get(name) {
-                            row(name, a);
-                        }
-                    }
-                } else if let Some(parent) = filter.strip_prefix("parent=") {
-                    for (name, a) in db.iter().filter(|(_, a)| a.parent == parent) {
-                        row(name, a);
-                    }
-                }
-                Some(Ok(out))
-            }
-            _ => None,
-        }
+        self.db.seed(name, parent);
     }
 
     fn respond(&self, f: impl Fn(&str) -> Option<Result<String, String>> + Send + Sync + 'static) {
-        self.responders
-            .lock()
-            .expect("responders lock")
-            .push(Box::new(f));
+        self.runner.respond(f);
     }
+
     /// Command lines without the program path and the fixed sacctmgr flags.
     fn lines(&self) -> Vec<String> {
-        self.seen
-            .lock()
-            .expect("seen lock")
-            .iter()
-            .map(|c| {
-                let prog = c
-                    .program
-                    .file_name()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let args: Vec<&str> = c
-                    .args
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|a| !["--parsable2", "--noheader", "--immediate"].contains(a))
-                    .collect();
-                format!("{prog} {}", args.join(" "))
-            })
-            .collect()
+        self.runner
+            .lines_without(&["--parsable2", "--noheader", "--immediate"])
     }
 }
 
 #[async_trait]
 impl CommandRunner for FakeRunner {
     async fn run(&self, command: &CommandLine) -> Result<CommandOutput, BackendError> {
-        self.seen.lock().expect("seen lock").push(command.clone());
-        let line = command.display();
-        let answer = self
-            .responders
-            .lock()
-            .expect("responders lock")
-            .iter()
-            .find_map(|r| r(&line))
-            .or_else(|| self.answer_from_db(&command.args));
-        match answer {
-            Some(Err(output)) => Err(BackendError::Command {
-                command: line,
-                exit: "1".into(),
-                output,
-                transient: false,
-            }),
-            Some(Ok(stdout)) => Ok(CommandOutput {
-                stdout,
-                stderr: String::new(),
-            }),
-            None => Ok(CommandOutput::default()),
-        }
+        self.runner.run(command).await
     }
     fn calls(&self) -> u64 {
-        self.seen.lock().expect("seen lock").len() as u64
+        self.runner.calls()
     }
 }
 
@@ -793,10 +652,7 @@ fn build_reads_settings_and_components_from_the_offering() {
                                         "accounting_type": "limit", "label": "CPU"}}
     }))
     .expect("offering");
-    let handles = crate::build(&backend_api::BuildContext {
-        offering: &offering,
-    })
-    .expect("build");
+    let handles = crate::build(&backend_api::BuildContext::new(&offering)).expect("build");
     assert_eq!(handles.kind, "slurm");
     let orders = handles.orders.expect("orders");
     assert_eq!(orders.backend_id_for("Res-1").expect("id"), "hpc_res-1");
@@ -805,7 +661,7 @@ fn build_reads_settings_and_components_from_the_offering() {
     let mut bad = offering.clone();
     bad.backend_settings
         .insert("execution_mode".into(), serde_json::json!("rest"));
-    let err = crate::build(&backend_api::BuildContext { offering: &bad })
+    let err = crate::build(&backend_api::BuildContext::new(&bad))
         .err()
         .expect("rest refused");
     assert!(matches!(err, BackendError::Config(_)));
@@ -1166,7 +1022,7 @@ async fn a_batch_of_removals_is_one_remove_one_read_back_and_one_project_removal
         "allocations at once, then the project: {lines:#?}"
     );
     assert!(removes[1].contains("name=p_proj"));
-    assert!(runner.db.lock().expect("db").keys().all(|k| k == "c_cust"));
+    assert!(runner.db.account_names().iter().all(|k| k == "c_cust"));
     assert_eq!(lines.len(), 5, "{lines:#?}");
 }
 
@@ -1391,4 +1247,86 @@ async fn one_hostile_slug_fails_only_its_own_create_and_names_the_character() {
         "a refused name never reaches sacctmgr: {:#?}",
         runner.lines()
     );
+}
+
+// ---------------------------------------------------------------- conformance against the double
+
+fn grant(name: &str) -> UserGrant {
+    UserGrant {
+        username: name.to_owned(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn conformance_lifecycle_against_the_slurm_double() {
+    let (backend, runner) = backend_with(settings());
+    runner.seed("root", "");
+    let fixture = backend_api::testkit::conformance::Fixture {
+        resource: resource("life", "proj", "cust"),
+        initial_limits: [("cpu".to_owned(), 7.0), ("mem".to_owned(), 3.0)].into(),
+        updated_limits: [("cpu".to_owned(), 11.0), ("mem".to_owned(), 5.0)].into(),
+        users: vec![grant("alice"), grant("bob")],
+    };
+    backend_api::testkit::conformance::order_and_membership_lifecycle(&backend, fixture).await;
+    // The empty project went with its last allocation; the customer stays.
+    assert!(runner.db.account("p_proj").is_none());
+    assert!(runner.db.account("c_cust").is_some());
+}
+
+#[tokio::test]
+async fn extended_conformance_against_the_slurm_double() {
+    use backend_api::testkit::conformance;
+    let (backend, runner) = backend_with(settings());
+    runner.seed("root", "");
+    let limits: backend_api::Limits = [("cpu".to_owned(), 7.0), ("mem".to_owned(), 3.0)].into();
+    conformance::batch_partial_failure_and_order(
+        &backend,
+        conformance::BatchFixture {
+            first: resource("b1", "proj", "cust"),
+            second: resource("b2", "proj", "cust"),
+            third: resource("b3", "proj2", "cust"),
+            limits: limits.clone(),
+        },
+    )
+    .await;
+    let fixture = || conformance::Fixture {
+        resource: resource("idem", "proj", "cust"),
+        initial_limits: limits.clone(),
+        updated_limits: [("cpu".to_owned(), 11.0), ("mem".to_owned(), 5.0)].into(),
+        users: vec![grant("alice"), grant("bob")],
+    };
+    // 0.0005 k-Hours = 30 CPU-minutes and 0.25 GB-hours = 15360 MB-minutes: exact in TRES-minutes.
+    conformance::idempotent_writes_and_unit_round_trip(
+        &backend,
+        fixture(),
+        &[[("cpu".to_owned(), 0.0005), ("mem".to_owned(), 0.25)].into()],
+    )
+    .await;
+
+    // Usage: 2 CPUs and 1 GiB for an hour = 120 CPU-minutes (0.002 k-Hours) and 61440
+    // MB-minutes (1 GB-hour).
+    runner
+        .db
+        .add_job("a_used", "alice", "cpu=2,mem=1024M", 3600);
+    let report = backend_api::UsageReport {
+        total: [("cpu".to_owned(), 0.002), ("mem".to_owned(), 1.0)].into(),
+        per_user: [(
+            "alice".to_owned(),
+            [("cpu".to_owned(), 0.002), ("mem".to_owned(), 1.0)].into(),
+        )]
+        .into(),
+    };
+    conformance::usage_round_trip(
+        &backend,
+        &["a_used".to_owned()],
+        &BillingPeriod::new(2025, 3, TimeZone::UTC),
+        &[("a_used".to_owned(), report)].into(),
+    )
+    .await;
+
+    runner.runner.set_down(Some(
+        "sacctmgr: error: slurmdbd is down: Connection refused",
+    ));
+    conformance::site_down_is_transient(&backend, &fixture(), &[]).await;
 }

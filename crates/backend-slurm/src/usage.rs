@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use backend_api::BillingPeriod;
+use backend_api::command::parsable;
 use jiff::tz::TimeZone;
 
 use crate::tres::{parse_elapsed_minutes, parse_tres_list, suffix_multiplier};
@@ -21,13 +22,14 @@ pub struct AccountUsage {
 /// (`[D-]HH:MM:SS`) is accepted too. Rows that do not parse are skipped with a warning.
 pub fn aggregate(output: &str, wanted: &BTreeSet<String>) -> BTreeMap<String, AccountUsage> {
     let mut result: BTreeMap<String, AccountUsage> = BTreeMap::new();
-    for line in output.lines().filter(|l| l.contains('|')) {
-        let fields: Vec<&str> = line.split('|').collect();
-        let [account, tres, elapsed, user, ..] = fields.as_slice() else {
+    for row in parsable::rows(output) {
+        let line = row.line;
+        if row.len() < 4 {
             tracing::warn!(line, "skipping sacct row with too few fields");
             continue;
-        };
-        let account = account.trim().to_lowercase();
+        }
+        let (tres, elapsed, user) = (row.get(1), row.get(2), row.get(3));
+        let account = row.get(0).to_lowercase();
         if account.is_empty() {
             continue;
         }
@@ -42,7 +44,7 @@ pub fn aggregate(output: &str, wanted: &BTreeSet<String>) -> BTreeMap<String, Ac
             },
         };
         let entry = result.entry(account).or_default();
-        let user_entry = entry.per_user.entry(user.trim().to_owned()).or_default();
+        let user_entry = entry.per_user.entry(user.to_owned()).or_default();
         for (key, number, suffix) in parse_tres_list(tres) {
             if !wanted.contains(&key) {
                 continue;

@@ -95,7 +95,11 @@ fn slurm(tag: &str) -> Option<Slurm> {
 
 impl Slurm {
     fn runner(&self) -> Arc<dyn CommandRunner> {
-        Arc::new(ProcessRunner::new(Duration::from_secs(60)).with_env("SLURM_CONF", &self.conf))
+        Arc::new(
+            ProcessRunner::new(Duration::from_secs(60))
+                .with_transient_rule(backend_slurm::sacctmgr::is_transient_output)
+                .with_env("SLURM_CONF", &self.conf),
+        )
     }
 
     fn settings(&self) -> SlurmSettings {
@@ -728,5 +732,40 @@ async fn per_command_path_without_load_on_real_slurm() {
     let pulled = backend.pull_resources(&views).await.expect("pull");
     assert_eq!(pulled.len(), 3);
     assert!(pulled.values().all(|i| i.users.len() == 2));
+    s.cleanup();
+}
+
+#[tokio::test]
+async fn extended_conformance_on_real_slurm() {
+    let _serial = SERIAL.lock().await;
+    let Some(s) = slurm("extended") else {
+        return;
+    };
+    let qos = format!("{}paused", s.prefix);
+    let (ok, out) = s.sacctmgr(&["add", "qos", &qos]);
+    assert!(ok, "create test QoS: {out}");
+    let backend = s.backend(s.settings());
+    let limits: backend_api::Limits = [("cpu".to_owned(), 7.0), ("mem".to_owned(), 3.0)].into();
+    conformance::batch_partial_failure_and_order(
+        &backend,
+        conformance::BatchFixture {
+            first: resource(&s, "b1", "proj", "cust"),
+            second: resource(&s, "b2", "proj", "cust"),
+            third: resource(&s, "b3", "proj2", "cust"),
+            limits: limits.clone(),
+        },
+    )
+    .await;
+    conformance::idempotent_writes_and_unit_round_trip(
+        &backend,
+        Fixture {
+            resource: resource(&s, "idem", "proj", "cust"),
+            initial_limits: limits,
+            updated_limits: [("cpu".to_owned(), 11.0), ("mem".to_owned(), 5.0)].into(),
+            users: vec![grant(&format!("{}alice", s.prefix))],
+        },
+        &[],
+    )
+    .await;
     s.cleanup();
 }

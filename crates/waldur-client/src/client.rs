@@ -3,43 +3,20 @@
 
 use std::fmt;
 use std::sync::{Arc, Once};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use http_kit::{HttpSettings, OAuth2Grant, OAuth2Token, RestClient, RetryPolicy, TokenSource};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, LINK};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::sync::Mutex;
 use url::Url;
 
 use crate::error::{WaldurError, safe_url};
 
-/// A credential. `Debug` and `Display` print `***`; only the request builder reads it.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The secret text, for the single place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+/// A credential: the agent's one secret type (`Debug` and `Display` print `***`).
+pub use http_kit::Secret;
 
 /// How the agent authenticates to Mastermind.
 #[derive(Clone, Debug)]
@@ -166,10 +143,8 @@ impl Params {
 
 /// Page size used when fetching all pages (upstream uses 100; Mastermind caps at 300).
 pub const PAGE_SIZE: u32 = 300;
-/// OIDC tokens are refreshed this long before they expire.
-const OIDC_REFRESH_MARGIN: Duration = Duration::from_secs(30);
-/// Lifetime assumed when the token endpoint omits `expires_in`.
-const OIDC_DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// Timeout of one OIDC token request.
+const OIDC_TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 static INSTALL_CRYPTO: Once = Once::new();
 
@@ -184,14 +159,10 @@ struct Inner {
     /// Origin plus any path prefix, without trailing `/` and without `/api`.
     base: String,
     auth: Auth,
-    oidc_token: Mutex<Option<CachedToken>>,
+    /// The OIDC client-credentials token source (the HTTP kit's), for `Auth::Oidc`.
+    oidc: Option<OAuth2Token>,
     max_response_bytes: u64,
     max_pages: u32,
-}
-
-struct CachedToken {
-    token: Secret,
-    refresh_at: Instant,
 }
 
 impl fmt::Debug for WaldurClient {
@@ -212,6 +183,37 @@ pub fn strip_api_suffix(api_url: &str) -> String {
         .or_else(|| trimmed.strip_suffix("/api"))
         .unwrap_or(trimmed);
     without.trim_end_matches('/').to_owned()
+}
+
+/// The OIDC client-credentials source on the HTTP kit: same TLS verification, proxy and response
+/// cap as the Waldur requests; no retries (a failed token request fails the call, as any other).
+fn oidc_source(
+    options: &ClientOptions,
+    token_url: &str,
+    client_id: &str,
+    client_secret: &Secret,
+) -> Result<OAuth2Token, WaldurError> {
+    let url = Url::parse(token_url)
+        .map_err(|e| WaldurError::config(format!("invalid OIDC token URL: {e}")))?;
+    let mut settings = HttpSettings::new("Waldur OIDC login", "waldur-oidc", url);
+    settings.verify_tls = options.verify_tls;
+    settings.proxy = options.proxy.clone();
+    settings.timeout = OIDC_TOKEN_TIMEOUT;
+    settings.connect_timeout = options.connect_timeout;
+    settings.user_agent = options.user_agent.clone();
+    settings.retry = RetryPolicy::none();
+    settings.max_response_bytes = options.max_response_bytes.max(1);
+    let http = RestClient::new(&settings)
+        .map_err(|e| WaldurError::config(format!("cannot build the OIDC client: {e}")))?;
+    Ok(OAuth2Token::new(
+        token_url,
+        OAuth2Grant::ClientCredentials {
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.clone(),
+            scope: None,
+        },
+        http,
+    ))
 }
 
 /// A decoded response: status, headers and the raw body.
@@ -250,12 +252,20 @@ impl WaldurClient {
         let http = builder
             .build()
             .map_err(|e| WaldurError::config(format!("cannot build HTTP client: {e}")))?;
+        let oidc = match &options.auth {
+            Auth::Token(_) => None,
+            Auth::Oidc {
+                token_url,
+                client_id,
+                client_secret,
+            } => Some(oidc_source(&options, token_url, client_id, client_secret)?),
+        };
         Ok(WaldurClient {
             inner: Arc::new(Inner {
                 http,
                 base,
                 auth: options.auth,
-                oidc_token: Mutex::new(None),
+                oidc,
                 max_response_bytes: options.max_response_bytes.max(1),
                 max_pages: options.max_pages.max(1),
             }),
@@ -278,75 +288,19 @@ impl WaldurClient {
     }
 
     async fn authorization(&self) -> Result<String, WaldurError> {
-        match &self.inner.auth {
-            Auth::Token(token) => Ok(format!("Token {}", token.expose())),
-            Auth::Oidc {
-                token_url,
-                client_id,
-                client_secret,
-            } => {
-                let mut cached = self.inner.oidc_token.lock().await;
-                if let Some(entry) = cached.as_ref() {
-                    if Instant::now() < entry.refresh_at {
-                        return Ok(format!("Bearer {}", entry.token.expose()));
-                    }
-                }
-                let fresh = self
-                    .fetch_oidc_token(token_url, client_id, client_secret)
-                    .await?;
-                let header = format!("Bearer {}", fresh.token.expose());
-                *cached = Some(fresh);
-                Ok(header)
+        match (&self.inner.auth, &self.inner.oidc) {
+            (Auth::Oidc { token_url, .. }, Some(source)) => {
+                let token = source.token(None).await.map_err(|e| {
+                    let shown = Url::parse(token_url)
+                        .map(|u| format!("POST {}", safe_url(&u)))
+                        .unwrap_or_else(|_| "POST <OIDC token URL>".to_owned());
+                    WaldurError::from_http(shown, &e)
+                })?;
+                Ok(format!("Bearer {}", token.expose()))
             }
+            (Auth::Token(token), _) => Ok(format!("Token {}", token.expose())),
+            (Auth::Oidc { .. }, None) => Err(WaldurError::config("OIDC token source missing")),
         }
-    }
-
-    async fn fetch_oidc_token(
-        &self,
-        token_url: &str,
-        client_id: &str,
-        client_secret: &Secret,
-    ) -> Result<CachedToken, WaldurError> {
-        let url = Url::parse(token_url)
-            .map_err(|e| WaldurError::config(format!("invalid OIDC token URL: {e}")))?;
-        let shown = format!("POST {}", safe_url(&url));
-        let response = self
-            .inner
-            .http
-            .post(url)
-            .timeout(Duration::from_secs(30))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id),
-                ("client_secret", client_secret.expose()),
-            ])
-            .send()
-            .await
-            .map_err(|e| WaldurError::transport(shown.clone(), &e))?;
-        let status = response.status();
-        let body = read_body(response, self.inner.max_response_bytes, &shown).await?;
-        if !status.is_success() {
-            return Err(WaldurError::from_status(status.as_u16(), shown, &body));
-        }
-        #[derive(serde::Deserialize)]
-        struct TokenResponse {
-            access_token: String,
-            #[serde(default)]
-            expires_in: Option<f64>,
-        }
-        let parsed: TokenResponse = serde_json::from_str(&body).map_err(|e| {
-            // The body holds the token: never include it in the error.
-            WaldurError::decode(shown.clone(), e, "<token response withheld>")
-        })?;
-        let ttl = parsed
-            .expires_in
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(Duration::from_secs_f64)
-            .unwrap_or(OIDC_DEFAULT_TTL);
-        Ok(CachedToken {
-            token: Secret::new(parsed.access_token),
-            refresh_at: Instant::now() + ttl.saturating_sub(OIDC_REFRESH_MARGIN),
-        })
     }
 
     /// Send one request; non-2xx statuses become classified errors.
@@ -388,8 +342,8 @@ impl WaldurClient {
         let text = read_body(response, self.inner.max_response_bytes, &shown).await?;
         if status == StatusCode::UNAUTHORIZED {
             // An OIDC token may have been revoked early: fetch a new one next time.
-            if matches!(self.inner.auth, Auth::Oidc { .. }) {
-                *self.inner.oidc_token.lock().await = None;
+            if let Some(source) = &self.inner.oidc {
+                source.forget().await;
             }
         }
         if !status.is_success() {

@@ -134,6 +134,29 @@ impl WaldurError {
         }
     }
 
+    /// A failure of the OIDC token request (made through the HTTP kit).
+    pub(crate) fn from_http(url: String, err: &http_kit::HttpError) -> Self {
+        let kind = match (&err.kind, err.status()) {
+            (http_kit::HttpErrorKind::AuthRejected { .. }, _) => ErrorKind::Unauthorized,
+            (http_kit::HttpErrorKind::Setup(_), _) => ErrorKind::Config,
+            (
+                http_kit::HttpErrorKind::Decode { .. } | http_kit::HttpErrorKind::TooLarge { .. },
+                _,
+            ) => ErrorKind::Decode,
+            _ if err.is_transient() => ErrorKind::Transient,
+            (_, Some(404)) => ErrorKind::NotFound,
+            (_, Some(409)) => ErrorKind::Conflict,
+            (_, Some(401 | 403)) => ErrorKind::Unauthorized,
+            _ => ErrorKind::Permanent,
+        };
+        WaldurError {
+            kind,
+            status: err.status(),
+            url,
+            message: redact_urls(&err.to_string()),
+        }
+    }
+
     pub(crate) fn config(message: impl Into<String>) -> Self {
         WaldurError {
             kind: ErrorKind::Config,

@@ -1,29 +1,34 @@
 //! The backends compiled into this binary.
 //!
 //! Each backend crate sits behind a default-on cargo feature of the same name and exposes a
-//! `build(&BuildContext) -> Result<BackendHandles, BackendError>` constructor. Registration goes
-//! here, one line per backend:
+//! `static SPEC: backend_api::spec::BackendSpec` (name, roles, settings, offline check,
+//! constructor). Registration goes here, one line per backend:
 //!
 //! ```text
 //! #[cfg(feature = "slurm")]
-//! registry.register("slurm", backend_slurm::build);
-//! #[cfg(feature = "openstack")]
-//! registry.register("openstack", backend_openstack::build);
+//! registry.register(&backend_slurm::SPEC);
 //! ```
 //!
 //! `validate-config` checks the config's backend names against this list (its hidden
-//! `--known-backends` flag overrides the list for tests). `base` is always accepted as a username
-//! backend.
+//! `--known-backends` flag overrides the list for tests) and each offering against the specs
+//! (`backend_api::spec::check_offering`). `base` is always accepted as a username backend.
 
 use backend_api::Registry;
+
+/// The registry for running `config`: backends get its `global_proxy`.
+pub fn registry_for(config: &agent_config::AgentConfig) -> Registry {
+    registry().with_global_proxy(config.global_proxy.clone())
+}
 
 pub fn registry() -> Registry {
     #[allow(unused_mut)]
     let mut registry = Registry::new();
     #[cfg(feature = "slurm")]
-    registry.register("slurm", backend_slurm::build);
+    registry.register(&backend_slurm::SPEC);
     #[cfg(feature = "openstack")]
-    registry.register("openstack", backend_openstack::build);
+    registry.register(&backend_openstack::SPEC);
+    #[cfg(feature = "command")]
+    registry.register(&backend_command::SPEC);
     registry
 }
 

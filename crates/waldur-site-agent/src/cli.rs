@@ -29,6 +29,7 @@ EXAMPLES:
   waldur-site-agent -m order_process,report,membership_sync -c config.yaml
   waldur-site-agent -m report -c config.yaml --once
   waldur-site-agent validate-config -c config.yaml
+  waldur-site-agent export-plugin-catalogue -o catalogue.json
   waldur-site-agent healthz -c config.yaml --liveness-only --max-age 300";
 
 #[derive(Debug, Parser)]
@@ -99,6 +100,13 @@ pub enum Command {
         /// Heartbeat file (default: heartbeat_path from the config, else /tmp/waldur-site-agent-heartbeat)
         #[arg(long)]
         heartbeat_file: Option<PathBuf>,
+    },
+    /// Print the plugin catalogue (JSON): every backend of this build with its roles, settings
+    /// schema, component schema and secret fields
+    ExportPluginCatalogue {
+        /// Write to this file instead of standard output
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
     },
     /// Print the version
     Version,

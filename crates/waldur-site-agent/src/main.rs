@@ -44,6 +44,9 @@ async fn run(cli: Cli) -> ExitCode {
             println!("waldur-site-agent {VERSION}");
             ExitCode::SUCCESS
         }
+        Some(Command::ExportPluginCatalogue { output }) => {
+            export_plugin_catalogue(output.as_deref())
+        }
         Some(Command::ValidateConfig { known_backends }) => {
             validate_config(&cli.config_file, known_backends.as_deref())
         }
@@ -64,6 +67,34 @@ async fn run(cli: Cli) -> ExitCode {
         Some(Command::LoadComponents) => load_components(&cli.config_file).await,
         Some(Command::SyncOfferingUsers) => sync_offering_users(&cli.config_file).await,
         None => run_agent(&cli).await,
+    }
+}
+
+/// `export-plugin-catalogue`: the catalogue as pretty JSON, to `output` or stdout. Needs no
+/// configuration file.
+fn export_plugin_catalogue(output: Option<&Path>) -> ExitCode {
+    let catalogue = backend_api::spec::catalogue(VERSION, &backends::registry().specs());
+    let text = match serde_json::to_string_pretty(&catalogue) {
+        Ok(t) => t + "\n",
+        Err(e) => {
+            eprintln!("cannot render the catalogue: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = match output {
+        Some(path) => {
+            std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        None => std::io::stdout()
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("cannot write to standard output: {e}")),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -108,8 +139,20 @@ fn validate_config(path: &Path, known_override: Option<&[String]>) -> ExitCode {
             &registry.names(),
         ),
     };
+    let (backend_errors, backend_warnings) = check_backends(&loaded.config, &registry);
+    let errors: Vec<_> = errors.into_iter().chain(backend_errors).collect();
+    let warnings: Vec<_> = loaded
+        .warnings
+        .iter()
+        .cloned()
+        .chain(
+            backend_warnings
+                .into_iter()
+                .map(|w| w.in_file(origin.clone())),
+        )
+        .collect();
     let mut err = std::io::stderr().lock();
-    for w in &loaded.warnings {
+    for w in &warnings {
         let _ = writeln!(err, "warning: {w}");
     }
     for e in &errors {
@@ -119,12 +162,38 @@ fn validate_config(path: &Path, known_override: Option<&[String]>) -> ExitCode {
         println!(
             "{origin}: OK ({} offering(s), {} warning(s))",
             loaded.config.offerings.len(),
-            loaded.warnings.len()
+            warnings.len()
         );
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Each offering against the declarations of the backends it names, offline: roles the backend
+/// lacks and wrong values are errors, unknown `backend_settings` keys warnings (key paths under
+/// `offerings[i]`, no origin yet).
+fn check_backends(
+    config: &agent_config::AgentConfig,
+    registry: &backend_api::Registry,
+) -> (
+    Vec<agent_config::ConfigIssue>,
+    Vec<agent_config::ConfigIssue>,
+) {
+    let specs = registry.specs();
+    let issue = |i: usize, s: backend_api::spec::SettingIssue| agent_config::ConfigIssue {
+        origin: String::new(),
+        line: None,
+        path: format!("offerings[{i}].{}", s.path),
+        reason: s.reason,
+    };
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    for (i, offering) in config.offerings.iter().enumerate() {
+        let check = backend_api::spec::check_offering(offering, &specs);
+        errors.extend(check.errors.into_iter().map(|s| issue(i, s)));
+        warnings.extend(check.warnings.into_iter().map(|s| issue(i, s)));
+    }
+    (errors, warnings)
 }
 
 /// Contexts for a helper tool (User-Agent of `mode`), or every problem printed.
@@ -134,7 +203,11 @@ async fn tool_contexts(
 ) -> Option<(Loaded, Vec<Arc<agent_core::OfferingContext>>)> {
     let loaded = load_or_report(config)?;
     let agent = Arc::new(loaded.config.clone());
-    match Offerings::new(agent, Arc::new(backends::registry()), mode) {
+    match Offerings::new(
+        agent.clone(),
+        Arc::new(backends::registry_for(&agent)),
+        mode,
+    ) {
         Ok(offerings) => {
             let contexts = offerings.contexts().await;
             Some((loaded, contexts))
@@ -421,7 +494,11 @@ async fn diagnostics(cli: &Cli, offline: bool) -> ExitCode {
     }
     if !offline {
         let agent = Arc::new(cfg.clone());
-        if let Ok(offerings) = Offerings::new(agent, Arc::new(backends::registry()), cli.modes[0]) {
+        if let Ok(offerings) = Offerings::new(
+            agent.clone(),
+            Arc::new(backends::registry_for(&agent)),
+            cli.modes[0],
+        ) {
             for ctx in offerings.contexts().await {
                 let mut report = agent_core::tools::diagnostics(&ctx).await;
                 report.scrub(
@@ -518,7 +595,7 @@ async fn run_agent(cli: &Cli) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!(path = w.path.as_str(), "Configuration: {}", w.reason);
     }
-    let registry = backends::registry();
+    let registry = backends::registry_for(cfg);
     for e in
         agent_config::validate_backend_names(cfg, |r, n| registry.knows(r, n), &registry.names())
     {

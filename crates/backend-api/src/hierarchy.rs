@@ -1,14 +1,14 @@
-//! The account hierarchy, independent of any accounting tool.
+//! The account hierarchy of accounting-tool backends (SLURM, MOAB), independent of any tool.
 //!
 //! A resource lives in `root → customer → project → allocation` (or `parent_account → project →
 //! allocation` in flat mode). This module decides which accounts a resource needs and, for a batch of
 //! resources, which accounts are still missing and how they group into few "add" calls. It knows
-//! nothing about sacctmgr, so a MOAB (`mam-*`) backend can reuse it.
+//! nothing about sacctmgr or `mam-*`: each backend turns [`AddGroup`]s into its own commands.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use backend_api::names::validate_site_name;
-use backend_api::{BackendError, ResourceView};
+use crate::names::validate_site_name;
+use crate::{BackendError, ResourceView};
 
 /// Where an account sits in the tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
