@@ -12,6 +12,7 @@ Needs: release builds, real SLURM and RabbitMQ with the management API
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -114,6 +115,10 @@ def bench(kind, n, pybin, env):
                     agent.wait(15)
                 except subprocess.TimeoutExpired:
                     agent.kill()
+            # BENCH_LOG_DIR keeps the agent's log (warnings and errors) for a look at the tail.
+            if os.environ.get("BENCH_LOG_DIR"):
+                os.makedirs(os.environ["BENCH_LOG_DIR"], exist_ok=True)
+                shutil.copy(os.path.join(work, "agent.log"), os.path.join(os.environ["BENCH_LOG_DIR"], f"events-{kind}.log"))
             sim.terminate()
             cleanup_accounts(tag, env)
 
