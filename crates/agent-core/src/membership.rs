@@ -674,6 +674,67 @@ async fn sync_user_limits(
     }
 }
 
+/// Upstream 1.0.8's resource status pass (event mode, every
+/// `WALDUR_SITE_AGENT_RESOURCE_STATUS_RECONCILIATION_MINUTES`): re-apply every resource's
+/// paused / downscaled / restored status, in case its `resource` message was lost or failed.
+/// Each resource is re-read just before it is applied (a message handled meanwhile is not
+/// overwritten with the listing's older flags); one failure is logged and the rest still run;
+/// it never sets a resource erred.
+pub async fn reconcile_resource_statuses(ctx: &OfferingContext) -> CycleReport {
+    let this_run = ctx.new_run();
+    let ctx = &this_run;
+    let mut cycle = CycleReport::new(ctx.name());
+    let backend = match backend(ctx) {
+        Ok(b) => b,
+        Err(e) => {
+            cycle.record("membership", e);
+            return cycle;
+        }
+    };
+    let listed = match handled_resources(ctx, &backend, None).await {
+        Ok(r) => r,
+        Err(e) => {
+            cycle.record("list resources", e);
+            return cycle;
+        }
+    };
+    let handled = backend.capabilities().handled_resource_states.clone();
+    for listed in listed {
+        if ctx.is_cancelled() {
+            break;
+        }
+        let result = async {
+            let fresh = ctx
+                .client
+                .get_resource(&listed.uuid, MEMBERSHIP_RESOURCE_FIELDS)
+                .await?;
+            if !handled.contains(&fresh.state.as_str().to_owned())
+                || fresh.backend_id.trim().is_empty()
+            {
+                return Ok::<_, CoreError>(());
+            }
+            let view = resource_view(&fresh);
+            if view.paused {
+                backend.pause(&view).await?;
+            } else if view.downscaled {
+                backend.downscale(&view).await?;
+            } else {
+                backend.restore(&view).await?;
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => cycle.ok(),
+            Err(e) => {
+                tracing::warn!(resource = %listed.uuid, error = %e, "cannot re-apply the resource's status; next pass");
+                cycle.record(&format!("resource {}", listed.uuid), e);
+            }
+        }
+    }
+    cycle
+}
+
 /// Event: a project role was granted or revoked for one user. `role_name` (e.g.
 /// `PROJECT.MEMBER`) reaches the backend as [`UserGrant::role`].
 pub async fn process_user_role_changed(

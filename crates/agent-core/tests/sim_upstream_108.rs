@@ -151,3 +151,33 @@ async fn only_the_decreasing_component_is_omitted_when_asked() {
         }
     }
 }
+
+/// Event mode's status pass (upstream 1.0.8): a resource paused in Waldur whose `resource`
+/// message was lost is paused on the site by the next pass; unpaused, it is restored.
+#[tokio::test]
+async fn the_status_pass_reapplies_paused_and_restored() {
+    let w = world().await;
+    let (resource, backend_id) = w.provisioned("alloc-status", 2).await;
+    let staff = w.staff_uuid();
+    let id = uuid(&resource);
+    let flag = |value: bool| {
+        w.sim
+            .mutate(|s| {
+                s.set_resource_flag(
+                    staff,
+                    id,
+                    waldur_sim::resources::ResourceFlag::Paused,
+                    value,
+                )
+            })
+            .expect("flag");
+    };
+    flag(true);
+    assert!(!w.site.resource(&backend_id).expect("site").paused);
+    assert_clean(&agent_core::membership::reconcile_resource_statuses(&w.ctx).await);
+    assert!(w.site.resource(&backend_id).expect("site").paused);
+    flag(false);
+    assert_clean(&agent_core::membership::reconcile_resource_statuses(&w.ctx).await);
+    assert!(!w.site.resource(&backend_id).expect("site").paused);
+    assert_eq!(w.waldur_resource_state(&resource), "OK");
+}

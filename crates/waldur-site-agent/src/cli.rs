@@ -96,9 +96,13 @@ pub enum Command {
         /// Only check the heartbeat file
         #[arg(long)]
         liveness_only: bool,
-        /// Heartbeat file (default: heartbeat_path from the config, else /tmp/waldur-site-agent-heartbeat)
+        /// Heartbeat file (default: $WALDUR_SITE_AGENT_HEARTBEAT_PATH, else heartbeat_path from
+        /// the config, else /tmp/waldur-site-agent-heartbeat)
         #[arg(long)]
         heartbeat_file: Option<PathBuf>,
+        /// Seconds the readiness call to Waldur may take (below the probe's own timeout)
+        #[arg(long, default_value_t = 5.0)]
+        readiness_timeout: f64,
     },
     /// Print the version
     Version,
