@@ -778,6 +778,14 @@ fn validate_root(cfg: &mut AgentConfig, ctx: &mut Ctx<'_>) {
     }
     if let Some(proxy) = &cfg.global_proxy {
         match url::Url::parse(proxy) {
+            Ok(u) if u.scheme() == "https" && cfg.offerings.iter().any(|o| o.stomp_enabled) => {
+                // As upstream 1.0.8: REST calls use it; the event WebSocket cannot be tunnelled
+                // through TLS to the proxy and connects without it.
+                ctx.warn(
+                    "global_proxy",
+                    "an https:// proxy carries the REST calls, but not the STOMP WebSocket, which connects directly; use http:// or socks5:// to route it too",
+                );
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https" | "socks5" | "socks5h") => {}
             Ok(u) => ctx.error(
                 "global_proxy",

@@ -121,6 +121,14 @@ impl Offerings {
         self.slots.len()
     }
 
+    /// `global_proxy`, when set: REST calls and the event WebSocket go through it.
+    pub fn global_proxy(&self) -> Option<String> {
+        self.agent
+            .global_proxy
+            .clone()
+            .filter(|p| !p.trim().is_empty())
+    }
+
     async fn context(&self, index: usize) -> Result<Arc<OfferingContext>, String> {
         let slot = &self.slots[index];
         let mut guard = slot.ctx.lock().await;
@@ -385,6 +393,7 @@ fn api_host(offering: &OfferingConfig) -> String {
 pub fn source_configs(
     offering: &OfferingConfig,
     plans: &[SubscriptionPlan],
+    proxy: Option<&str>,
 ) -> Vec<EventSourceConfig> {
     let mut out = Vec::new();
     let passcode = offering.waldur_api_token.expose().to_owned();
@@ -401,6 +410,7 @@ pub fn source_configs(
                 plan.queue.clone(),
             );
             c.tls = tls;
+            c.proxy = proxy.map(str::to_owned);
             c.object_type = plan.object_type.clone();
             c.destination = Some(plan.stomp_destination());
             out.push(EventSourceConfig::Stomp(c));
@@ -494,7 +504,8 @@ impl EventListeners {
             }
             let (tx, rx) = mpsc::channel(256);
             let unified = plans.iter().find(|p| p.unified).map(|p| p.queue.clone());
-            for config in source_configs(&ctx.config, &plans) {
+            let proxy = offerings.global_proxy();
+            for config in source_configs(&ctx.config, &plans, proxy.as_deref()) {
                 tracing::info!(offering = %ctx.name(), source = %config.describe(), "listening for events");
                 let is_unified = matches!(&config, EventSourceConfig::Stomp(c) if Some(&c.queue) == unified.as_ref());
                 let handle = EventSource::spawn(config, tx.clone(), cancel.clone());
