@@ -948,6 +948,11 @@ impl Store {
             "config_file_path": i.config_file_path,
             "config_file_content": i.config_file_content,
             "last_restarted": ts(&i.last_restarted),
+            // Newer Mastermind (py-client 8.1.3) reports whether the agent's version is supported.
+            "compatibility": match i.version.as_deref().filter(|v| !v.is_empty()) {
+                Some(_) => json!({"status": "compatible", "message": ""}),
+                None => json!({"status": "unknown", "message": "The agent reports no version."}),
+            },
         })
     }
 
