@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use waldur_site_agent::cli::{self, Cli, Command, Mode};
 use waldur_site_agent::logging::{self, Redactor};
 use waldur_site_agent::metrics::{self, Metrics};
-use waldur_site_agent::modes::{EventListeners, Offerings, PollingRunner, StatusReconciliation};
+use waldur_site_agent::modes::{
+    EventListeners, EventlessPolling, Offerings, PollingRunner, StatusReconciliation,
+};
 use waldur_site_agent::scheduler::{self, ModeRunner, Scheduler};
 use waldur_site_agent::{backends, healthz};
 
@@ -584,6 +586,22 @@ async fn run_agent(cli: &Cli) -> ExitCode {
         if *mode == Mode::EventProcess && !cli.once {
             let started =
                 EventListeners::start(&offerings, scheduler.metrics(), cancel.clone()).await;
+            if !started.without_events.is_empty() {
+                // Offerings without events are polled at the order_process period.
+                let (name, default) = Mode::OrderProcess.period_env();
+                let minutes =
+                    cli::parse_period_minutes(name, std::env::var(name).ok().as_deref(), default)
+                        .unwrap_or(default);
+                if let Ok(o) = Offerings::new(agent.clone(), registry.clone(), *mode) {
+                    scheduler.add_after_first_period(
+                        Arc::new(EventlessPolling::new(
+                            o.with_cancellation(cancel.clone()),
+                            started.without_events.clone(),
+                        )),
+                        Duration::from_secs_f64(minutes * 60.0),
+                    );
+                }
+            }
             let watchdog = Arc::new(started.watchdog());
             scheduler
                 .set_liveness_gate(Arc::new(move || watchdog.check(std::time::Instant::now())));

@@ -312,6 +312,55 @@ impl ModeRunner for PollingRunner {
     }
 }
 
+/// Event mode for offerings that got no event source: the reconciliation pass (orders,
+/// membership, sweeps) at the order_process period, so a Mastermind without event subscriptions
+/// (2024) is served within minutes instead of at the hourly sweep.
+pub struct EventlessPolling {
+    offerings: Offerings,
+    names: Vec<String>,
+}
+
+impl EventlessPolling {
+    pub fn new(offerings: Offerings, names: Vec<String>) -> Self {
+        EventlessPolling { offerings, names }
+    }
+}
+
+#[async_trait]
+impl ModeRunner for EventlessPolling {
+    fn mode(&self) -> Mode {
+        Mode::EventProcess
+    }
+
+    async fn run_cycle(&self, cancel: &CancellationToken) -> CycleOutcome {
+        let mut outcome = CycleOutcome::default();
+        for i in 0..self.offerings.len() {
+            let name = &self.offerings.slots[i].config.name;
+            if cancel.is_cancelled() || !self.names.contains(name) {
+                continue;
+            }
+            let ctx = match self.offerings.context(i).await {
+                Ok(ctx) => ctx,
+                Err(e) => {
+                    outcome.offerings_failed.push((name.clone(), e));
+                    continue;
+                }
+            };
+            let report = reconcile(&ctx).await;
+            outcome.processed += report.processed as u64;
+            outcome.failed += report.failed as u64;
+            if report.has_failures() {
+                outcome
+                    .offerings_failed
+                    .push((name.clone(), report.failure_summary(FAILURES_SHOWN)));
+            } else {
+                outcome.offerings_ok.push(name.clone());
+            }
+        }
+        outcome
+    }
+}
+
 /// Event mode's resource status pass (upstream 1.0.8): for offerings whose membership runs on
 /// events, re-apply paused/downscaled/restored on the site.
 pub struct StatusReconciliation {
@@ -467,6 +516,9 @@ pub struct EventListeners {
     consumers: Vec<tokio::task::JoinHandle<()>>,
     /// When each running event handler started (for the liveness watchdog).
     handlers: Arc<crate::watchdog::HandlerClock>,
+    /// Offerings with events on that got no event source (a Mastermind without event
+    /// subscriptions, e.g. from 2024, or a registration that failed): polled instead.
+    pub without_events: Vec<String>,
 }
 
 impl EventListeners {
@@ -476,6 +528,7 @@ impl EventListeners {
         let mut handles = Vec::new();
         let mut consumers = Vec::new();
         let handlers = Arc::new(crate::watchdog::HandlerClock::default());
+        let mut without_events = Vec::new();
         let started = Timestamp::now();
         for ctx in offerings.contexts().await {
             if !ctx.config.events_enabled() {
@@ -490,8 +543,14 @@ impl EventListeners {
             .await
             {
                 RegistrationOutcome::Registered(r) => r,
+                RegistrationOutcome::Unsupported => {
+                    tracing::warn!(offering = %ctx.name(), "this Waldur has no agent identities or event subscriptions (an older Mastermind): the offering is polled at the order_process period instead");
+                    without_events.push(ctx.name().to_owned());
+                    continue;
+                }
                 other => {
-                    tracing::error!(offering = %ctx.name(), outcome = ?other, "cannot register the agent identity; no event subscriptions for this offering (polling reconciliation still runs)");
+                    tracing::error!(offering = %ctx.name(), outcome = ?other, "cannot register the agent identity; no event subscriptions for this offering: it is polled at the order_process period instead");
+                    without_events.push(ctx.name().to_owned());
                     continue;
                 }
             };
@@ -501,6 +560,10 @@ impl EventListeners {
                 events::register_subscriptions(&ctx, &registration, prefer_unified).await;
             for e in &report.errors {
                 tracing::warn!(offering = %ctx.name(), "{e}");
+            }
+            if plans.is_empty() {
+                tracing::warn!(offering = %ctx.name(), "no event subscription could be registered: the offering is polled at the order_process period instead");
+                without_events.push(ctx.name().to_owned());
             }
             let (tx, rx) = mpsc::channel(256);
             let unified = plans.iter().find(|p| p.unified).map(|p| p.queue.clone());
@@ -537,6 +600,7 @@ impl EventListeners {
             handles,
             consumers,
             handlers,
+            without_events,
         };
         listeners.watch_health(metrics, cancel);
         listeners

@@ -240,3 +240,98 @@ async fn a_2024_mastermind_is_served_through_a_whole_lifecycle_on_real_slurm() {
     assert_eq!(sim.stats().count("POST", SET_STATE_ERRED), 0);
     cleanup(&conf, &tag);
 }
+
+/// `event_process` with `stomp_enabled` against a 2024 server, which has no event subscriptions:
+/// the agent says so and polls the offering at the order_process period instead of leaving its
+/// orders to the hourly sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_mode_on_a_2024_mastermind_polls_instead() {
+    let Some(conf) = slurm_conf() else { return };
+    let sim = SimServer::start(SimOptions {
+        demo: true,
+        api_profile: ApiProfile::Mastermind2024,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator");
+    let demo = sim.demo().clone();
+    let tag = format!("m24e{}", std::process::id() % 100_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"offerings:
+  - name: m2024-events
+    waldur_api_url: "{api}"
+    waldur_api_token: "{token}"
+    waldur_offering_uuid: "{offering}"
+    backend_type: slurm
+    order_processing_backend: slurm
+    membership_sync_backend: slurm
+    stomp_enabled: true
+    websocket_use_tls: false
+    stomp_ws_host: 127.0.0.1
+    stomp_ws_port: 9
+    backend_settings:
+      default_account: root
+      customer_prefix: "{tag}_c_"
+      project_prefix: "{tag}_p_"
+      allocation_prefix: "{tag}_a_"
+      enable_user_homedir_account_creation: false
+    backend_components:
+      cpu: {{limit: 10, measured_unit: k-Hours, unit_factor: 60000, accounting_type: usage, label: CPU}}
+"#,
+            api = demo.api_url,
+            token = demo.provider_token,
+            offering = demo.offering_uuid,
+        ),
+    )
+    .expect("config written");
+    let log_path = dir.path().join("agent.log");
+    let log_file = std::fs::File::create(&log_path).expect("log");
+    let mut child = Process::new(assert_cmd::cargo::cargo_bin("waldur-site-agent"))
+        .env("SLURM_CONF", &conf)
+        .env("WALDUR_SITE_AGENT_LOG_LEVEL", "INFO")
+        .env("WALDUR_SITE_AGENT_ORDER_PROCESS_PERIOD_MINUTES", "0.05")
+        .env("WALDUR_SITE_AGENT_HEARTBEAT_PATH", dir.path().join("hb"))
+        .args(["-m", "event_process", "--tick-seconds", "1", "-c"])
+        .arg(&config)
+        .stdout(log_file.try_clone().expect("log"))
+        .stderr(log_file)
+        .spawn()
+        .expect("agent starts");
+    let consumer = ConsumerClient::new(&demo.api_url, &demo.consumer_token);
+    // Placed after the initial pass, so only the fallback polling can do it.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let order = consumer
+        .create_order(
+            &demo.offering_uuid,
+            &demo.project_uuid,
+            Some(&demo.plan_uuid),
+            limits(&[("cpu", 1)]),
+            "polled in event mode",
+        )
+        .await
+        .expect("create order");
+    let mut state = String::new();
+    for _ in 0..60 {
+        state = consumer.order(&order).await.expect("order")["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if state == "done" || state == "erred" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let _ = Process::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert_eq!(state, "done", "{log}");
+    assert!(log.contains("polled at the order_process period"), "{log}");
+    cleanup(&conf, &tag);
+}
