@@ -778,6 +778,14 @@ fn validate_root(cfg: &mut AgentConfig, ctx: &mut Ctx<'_>) {
     }
     if let Some(proxy) = &cfg.global_proxy {
         match url::Url::parse(proxy) {
+            Ok(u) if u.scheme() == "https" && cfg.offerings.iter().any(|o| o.stomp_enabled) => {
+                // As upstream 1.0.8: REST calls use it; the event WebSocket cannot be tunnelled
+                // through TLS to the proxy and connects without it.
+                ctx.warn(
+                    "global_proxy",
+                    "an https:// proxy carries the REST calls, but not the STOMP WebSocket, which connects directly; use http:// or socks5:// to route it too",
+                );
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https" | "socks5" | "socks5h") => {}
             Ok(u) => ctx.error(
                 "global_proxy",
@@ -915,6 +923,35 @@ fn validate_offering(o: &mut OfferingConfig, i: usize, token_key_present: bool, 
         && let Err(reason) = check_http_url(u)
     {
         ctx.error(key("oidc_token_url"), reason);
+    }
+    let oidc_set = [
+        o.oidc_token_url.is_some(),
+        o.oidc_client_id.is_some(),
+        o.oidc_client_secret.is_some(),
+    ];
+    if !o.waldur_api_token.is_empty() && oidc_set.contains(&true) && oidc_set.contains(&false) {
+        // Upstream 1.0.8: the three OIDC keys go together, even next to a static token.
+        let missing: Vec<&str> = ["oidc_token_url", "oidc_client_id", "oidc_client_secret"]
+            .into_iter()
+            .zip(oidc_set)
+            .filter(|(_, set)| !set)
+            .map(|(k, _)| k)
+            .collect();
+        ctx.error(
+            key(missing[0]),
+            format!(
+                "oidc_token_url, oidc_client_id and oidc_client_secret must be set together; missing: {}",
+                missing.join(", ")
+            ),
+        );
+    }
+    if o.stomp_enabled && o.waldur_api_token.is_empty() && !oidc_set.contains(&false) {
+        // RabbitMQ takes the static token as the STOMP passcode: an OIDC-only offering gets no
+        // events (upstream 1.0.8 refuses the configuration too).
+        ctx.error(
+            key("stomp_enabled"),
+            "stomp_enabled needs waldur_api_token: the STOMP session logs in with the static API token, which an OIDC-only offering does not have (use polling, or set waldur_api_token)",
+        );
     }
     if o.waldur_api_token.is_empty() {
         let missing: Vec<&str> = [

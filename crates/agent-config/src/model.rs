@@ -141,6 +141,14 @@ pub struct OfferingConfig {
     pub resource_import_enabled: bool,
     #[serde(default)]
     pub username_reconciliation_enabled: bool,
+    /// Upstream 1.0.7: keep site users Waldur never knew as offering users of this offering
+    /// (any state) instead of removing every site user who is not on the resource's team.
+    #[serde(default)]
+    pub preserve_unmanaged_backend_users: bool,
+    /// Upstream 1.0.7: when a component's usage would go down, leave out only that component
+    /// and report the others (default: the whole submission is held back).
+    #[serde(default)]
+    pub omit_anomalous_usage_components: bool,
 
     // Event processing (STOMP over WebSocket, MQTT).
     #[serde(default)]

@@ -573,3 +573,96 @@ fn backend_names_are_checked_against_the_build() {
         "c.yaml: offerings[1].order_processing_backend: unknown backend 'moab' (this build has: slurm)"
     );
 }
+
+// ---------------------------------------------------------------- upstream 1.0.8 rules
+
+fn offering_with(extra: Value) -> Result<Loaded, ConfigErrors> {
+    let mut offering = template_offering();
+    if let Value::Object(m) = extra {
+        offering.extend(m);
+    }
+    load_json(serde_json::json!({ "offerings": [offering] }), "rules.yaml")
+}
+
+/// The three OIDC keys go together, also next to a static token (upstream 1.0.8).
+#[test]
+fn oidc_keys_are_all_set_or_all_unset() {
+    let err = offering_with(serde_json::json!({
+        "oidc_token_url": "https://sso.example.com/token",
+        "oidc_client_id": "agent"
+    }))
+    .expect_err("two of three OIDC keys");
+    assert_eq!(
+        rendered(&err),
+        [
+            "rules.yaml: offerings[0].oidc_client_secret: oidc_token_url, oidc_client_id and oidc_client_secret must be set together; missing: oidc_client_secret"
+        ]
+    );
+    offering_with(serde_json::json!({
+        "oidc_token_url": "https://sso.example.com/token",
+        "oidc_client_id": "agent",
+        "oidc_client_secret": "s3cret"
+    }))
+    .expect("all three, next to a token");
+}
+
+/// STOMP logs in with the static token: an OIDC-only offering cannot have `stomp_enabled`.
+#[test]
+fn stomp_needs_a_static_token() {
+    let oidc_only = serde_json::json!({
+        "waldur_api_token": "",
+        "oidc_token_url": "https://sso.example.com/token",
+        "oidc_client_id": "agent",
+        "oidc_client_secret": "s3cret",
+        "stomp_enabled": true
+    });
+    let err = offering_with(oidc_only).expect_err("stomp with OIDC only");
+    assert_eq!(rendered(&err).len(), 1);
+    assert!(
+        rendered(&err)[0].starts_with(
+            "rules.yaml: offerings[0].stomp_enabled: stomp_enabled needs waldur_api_token"
+        ),
+        "{:?}",
+        rendered(&err)
+    );
+    offering_with(serde_json::json!({"stomp_enabled": true})).expect("token and STOMP");
+}
+
+/// The two 1.0.7 offering keys load (default off).
+#[test]
+fn upstream_107_offering_keys_load() {
+    let loaded = offering_with(serde_json::json!({
+        "preserve_unmanaged_backend_users": true,
+        "omit_anomalous_usage_components": true
+    }))
+    .expect("loads");
+    let o = &loaded.config.offerings[0];
+    assert!(o.preserve_unmanaged_backend_users && o.omit_anomalous_usage_components);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let plain = offering_with(serde_json::json!({})).expect("loads");
+    assert!(!plain.config.offerings[0].preserve_unmanaged_backend_users);
+    assert!(!plain.config.offerings[0].omit_anomalous_usage_components);
+}
+
+/// `global_proxy`: http, https, socks5 and socks5h; anything else is refused.
+#[test]
+fn global_proxy_schemes() {
+    for proxy in [
+        "http://proxy:3128",
+        "https://proxy:3129",
+        "socks5://proxy:1080",
+        "socks5h://user:pw@proxy:1080",
+    ] {
+        let mut root = serde_json::json!({ "offerings": [template_offering()] });
+        root["global_proxy"] = Value::String(proxy.into());
+        load_json(root, "proxy.yaml").unwrap_or_else(|e| panic!("{proxy}: {:?}", rendered(&e)));
+    }
+    let mut root = serde_json::json!({ "offerings": [template_offering()] });
+    root["global_proxy"] = Value::String("ftp://proxy:21".into());
+    let err = load_json(root, "proxy.yaml").expect_err("ftp proxy");
+    assert!(
+        rendered(&err)[0].contains("global_proxy"),
+        "{:?}",
+        rendered(&err)
+    );
+}

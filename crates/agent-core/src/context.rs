@@ -90,6 +90,8 @@ pub struct Offering {
     pub(crate) sync_statuses_refused: AtomicBool,
     /// Set once a Mastermind without agent-identity endpoints was seen (logged once).
     pub(crate) identity_unsupported: AtomicBool,
+    /// What was learnt about the server: endpoints it lacks (each logged once).
+    pub features: crate::features::ServerFeatures,
     /// Resources whose orders are being applied right now (by a polling pass, an event handler
     /// or a reconciliation pass), so that no two of them work on one resource at once.
     busy_resources: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -200,6 +202,7 @@ impl OfferingContext {
             accounts_unsupported: AtomicBool::new(false),
             sync_statuses_refused: AtomicBool::new(false),
             identity_unsupported: AtomicBool::new(false),
+            features: Default::default(),
             busy_resources: Default::default(),
             cancel: tokio_util::sync::CancellationToken::new(),
             reported: Default::default(),

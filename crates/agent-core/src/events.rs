@@ -32,7 +32,13 @@ pub mod object_type {
     pub const RESOURCE_PERIODIC_LIMITS: &str = "resource_periodic_limits";
     pub const OFFERING_RESOURCES_SYNC: &str = "offering_resources_sync";
     pub const RESOURCE_API_KEY_ROTATION: &str = "resource_api_key_rotation";
+    /// Upstream 1.0.8 (for username backends that keep project groups; none of ours does).
+    pub const SERVICE_PROVIDER_PROJECT_GROUP: &str = "service_provider_project_group";
 }
+
+/// Object types a server older than the agent may not know: `register_queue` answering 400 is
+/// tried again without them (upstream 1.0.8), instead of losing every event of the offering.
+const OPTIONAL_OBJECT_TYPES: &[&str] = &[object_type::SERVICE_PROVIDER_PROJECT_GROUP];
 
 /// The object types an offering subscribes to, from its configured roles (§3.4.1).
 pub fn object_types_for(ctx: &OfferingContext) -> Vec<&'static str> {
@@ -49,6 +55,7 @@ pub fn object_types_for(ctx: &OfferingContext) -> Vec<&'static str> {
             SERVICE_ACCOUNT,
             COURSE_ACCOUNT,
             OFFERING_USER,
+            OFFERING_RESOURCES_SYNC,
         ]);
     }
     // Resource import and SLURM periodic limits are not implemented by any backend of ours:
@@ -121,21 +128,9 @@ pub async fn register_subscriptions(
         return (Vec::new(), report);
     }
     if prefer_unified {
-        match ctx
-            .client
-            .register_agent_queue(&registration.identity_uuid, Some(&types))
-            .await
-        {
-            Ok(queue) => {
+        match register_unified_queue(ctx, &registration.identity_uuid, &types).await {
+            Ok(plan) => {
                 report.ok();
-                let plan = SubscriptionPlan {
-                    object_type: None,
-                    vhost: normalize_uuid(&queue.vhost),
-                    login: queue.rmq_username,
-                    queue: queue.queue_name,
-                    subscription_uuid: None,
-                    unified: true,
-                };
                 return (vec![plan], report);
             }
             Err(e) if e.is_not_found() => {
@@ -204,6 +199,59 @@ pub async fn register_subscriptions(
         }
     }
     (plans, report)
+}
+
+/// `POST marketplace-site-agent-identities/{identity}/register_queue/ {object_types}` (upstream
+/// 1.0.7/1.0.8): the one `consumer_…` queue of the identity, carrying every object type. The call
+/// is idempotent (200 for an existing queue, whose RabbitMQ password is reset to the token), so
+/// it is also how a queue the broker lost (`NOT_FOUND` on SUBSCRIBE) is declared again. A 400 for
+/// a list with object types an older server does not know is tried once more without them.
+pub async fn register_unified_queue(
+    ctx: &OfferingContext,
+    identity_uuid: &str,
+    types: &[String],
+) -> Result<SubscriptionPlan, waldur_client::WaldurError> {
+    let plan = |queue: waldur_client::AgentQueue| SubscriptionPlan {
+        object_type: None,
+        vhost: normalize_uuid(&queue.vhost),
+        login: queue.rmq_username,
+        queue: queue.queue_name,
+        subscription_uuid: None,
+        unified: true,
+    };
+    match ctx
+        .client
+        .register_agent_queue(identity_uuid, Some(types))
+        .await
+    {
+        Ok(queue) => Ok(plan(queue)),
+        Err(e)
+            if e.status == Some(400)
+                && types
+                    .iter()
+                    .any(|t| OPTIONAL_OBJECT_TYPES.contains(&t.as_str())) =>
+        {
+            tracing::warn!(offering = %ctx.name(), error = %e, "queue registration refused; trying again without the object types this Waldur may predate");
+            let known: Vec<String> = types
+                .iter()
+                .filter(|t| !OPTIONAL_OBJECT_TYPES.contains(&t.as_str()))
+                .cloned()
+                .collect();
+            ctx.client
+                .register_agent_queue(identity_uuid, Some(&known))
+                .await
+                .map(plan)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The object types `register_subscriptions` asks for, as owned strings.
+pub fn subscribed_types(ctx: &OfferingContext) -> Vec<String> {
+    object_types_for(ctx)
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// What became of one message.

@@ -46,8 +46,12 @@ pub async fn register_agent(
     started_at: Timestamp,
 ) -> RegistrationOutcome {
     match try_register(ctx, mode, processor_name, started_at).await {
-        Ok(registration) => RegistrationOutcome::Registered(registration),
+        Ok(registration) => {
+            ctx.features.set_agent_identities(true);
+            RegistrationOutcome::Registered(registration)
+        }
         Err(e) if e.is_not_found() => {
+            ctx.features.set_agent_identities(false);
             if ctx.mark_identity_unsupported() {
                 tracing::warn!(
                     offering = %ctx.name(),

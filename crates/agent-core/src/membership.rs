@@ -28,6 +28,7 @@ use waldur_client::{
 use crate::context::{AccountLists, OfferingContext};
 use crate::convert::{limits_from_amounts, resource_view, user_grant};
 use crate::error::{CoreError, CoreResult, CycleReport};
+use crate::features::{Absence, endpoint, optional};
 use crate::usernames;
 
 /// Fields membership sync reads from each resource.
@@ -161,7 +162,16 @@ pub async fn membership_sync(ctx: &OfferingContext) -> CycleReport {
         }
     };
     match handled_resources(ctx, &backend, None).await {
-        Ok(resources) => sync_resources(ctx, &backend, resources, true, &mut cycle).await,
+        Ok(resources) => {
+            let views: Vec<ResourceView> = resources.iter().map(resource_view).collect();
+            sync_resources(ctx, &backend, resources, true, &mut cycle).await;
+            // Upstream 1.0.8: carry out Waldur's deletion requests every cycle.
+            if !ctx.is_cancelled() {
+                cycle.merge(
+                    crate::members::process_departed_offering_users(ctx, &backend, &views).await,
+                );
+            }
+        }
         Err(e) => cycle.record("list resources", e),
     }
     cycle
@@ -198,6 +208,12 @@ async fn sync_resources(
     };
     let offering_users = refreshed_offering_users(ctx).await;
     let accounts = ctx.accounts().await;
+    let known = if ctx.config.preserve_unmanaged_backend_users {
+        Some(known_site_usernames(ctx, &offering_users).await)
+    } else {
+        None
+    };
+    let known = known.as_ref();
     for (resource, view) in resources.iter().zip(views.iter()) {
         if ctx.is_cancelled() {
             tracing::info!(offering = %ctx.name(), "shutting down: the rest of the membership cycle is left for the next run");
@@ -216,6 +232,7 @@ async fn sync_resources(
                 info,
                 &offering_users,
                 &accounts,
+                known,
             )
             .await
         } else {
@@ -227,6 +244,7 @@ async fn sync_resources(
                 info,
                 &offering_users,
                 &accounts,
+                known,
             )
             .await
             .map(|_| ())
@@ -251,6 +269,26 @@ async fn sync_resources(
     }
 }
 
+/// `preserve_unmanaged_backend_users`: the usernames Waldur has ever known for the offering
+/// (any state, restricted ones too). When that listing fails, only the users confirmed as
+/// offering users this cycle count as Waldur's, so nobody unknown is removed on a guess.
+async fn known_site_usernames(
+    ctx: &OfferingContext,
+    offering_users: &[OfferingUser],
+) -> BTreeSet<String> {
+    match crate::members::known_usernames(ctx).await {
+        Ok(known) => known,
+        Err(e) => {
+            tracing::error!(offering = %ctx.name(), error = %e, "cannot list every offering user; only confirmed offering users are removed from the site this cycle");
+            offering_users
+                .iter()
+                .filter_map(|u| u.username().map(str::to_owned))
+                .collect()
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn sync_one(
     ctx: &OfferingContext,
     backend: &Arc<dyn MembershipBackend>,
@@ -259,8 +297,19 @@ async fn sync_one(
     info: &BackendResourceInfo,
     offering_users: &[OfferingUser],
     accounts: &AccountLists,
+    known: Option<&BTreeSet<String>>,
 ) -> CoreResult<()> {
-    let synced = sync_users(ctx, backend, resource, view, info, offering_users, accounts).await?;
+    let synced = sync_users(
+        ctx,
+        backend,
+        resource,
+        view,
+        info,
+        offering_users,
+        accounts,
+        known,
+    )
+    .await?;
     if let Some(statuses) = &synced.statuses {
         report_sync_statuses(ctx, resource, statuses).await;
     }
@@ -288,10 +337,17 @@ async fn sync_one(
 
     // The site is the source of truth for limits, but only real differences are pushed: a
     // value that reads back equal (after unit rounding) is never echoed, so limits cannot creep.
+    // Endpoints a Mastermind from 2024 lacks are skipped (logged once), never a reason to err
+    // the resource: an erred resource refuses usage, so billing would stop.
     if !info.limits.is_empty() && info.limits != limits_from_amounts(&resource.limits) {
-        ctx.client
-            .set_resource_limits(&resource.uuid, &info.limits)
-            .await?;
+        optional(
+            ctx,
+            endpoint::SET_LIMITS,
+            "site limits are not copied back to Waldur",
+            Absence::Warn,
+            ctx.client.set_resource_limits(&resource.uuid, &info.limits),
+        )
+        .await?;
     }
 
     if !view.restrict_member_access {
@@ -299,12 +355,24 @@ async fn sync_one(
     }
 
     if last_sync_is_stale(resource.last_sync.as_deref()) {
-        ctx.client
-            .refresh_resource_last_sync(&resource.uuid)
-            .await?;
+        optional(
+            ctx,
+            endpoint::REFRESH_LAST_SYNC,
+            "resources show no last sync time",
+            Absence::Info,
+            ctx.client.refresh_resource_last_sync(&resource.uuid),
+        )
+        .await?;
     }
     if resource.state == ResourceState::Erred {
-        ctx.client.set_resource_ok(&resource.uuid).await?;
+        optional(
+            ctx,
+            endpoint::SET_AS_OK,
+            "an erred resource stays erred after a good sync",
+            Absence::Warn,
+            ctx.client.set_resource_ok(&resource.uuid),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -317,7 +385,9 @@ struct SyncedUsers {
     statuses: Option<Vec<Value>>,
 }
 
-/// Team diff for one resource, then its service and course accounts.
+/// Team diff for one resource, then its service and course accounts. `known`: with
+/// `preserve_unmanaged_backend_users`, the usernames Waldur knows; site users outside it stay.
+#[allow(clippy::too_many_arguments)]
 async fn sync_users(
     ctx: &OfferingContext,
     backend: &Arc<dyn MembershipBackend>,
@@ -326,6 +396,7 @@ async fn sync_users(
     info: &BackendResourceInfo,
     offering_users: &[OfferingUser],
     accounts: &AccountLists,
+    known: Option<&BTreeSet<String>>,
 ) -> CoreResult<SyncedUsers> {
     let team = ctx
         .team(
@@ -339,15 +410,8 @@ async fn sync_users(
     let mut member_usernames: Vec<Option<String>> = Vec::with_capacity(team.len());
     for member in team.iter() {
         let ou = offering_users.iter().find(|u| u.user_uuid == member.uuid);
-        let username = ou
-            .filter(|u| u.state == OfferingUserState::Ok)
-            .and_then(|u| u.username().map(str::to_owned))
-            .or_else(|| {
-                member
-                    .offering_user_username
-                    .clone()
-                    .filter(|u| !u.trim().is_empty())
-            });
+        // The same rule as a Create's (see `members::site_username`).
+        let username = crate::members::site_username(member, ou);
         if let Some(username) = &username {
             grants.insert(username.clone(), user_grant(member, ou, username));
         }
@@ -366,11 +430,19 @@ async fn sync_users(
     // Stale = site users − team (not intersected with offering users: people who left every
     // project must lose access too). Active service/course accounts are not team members but
     // belong there.
-    let stale: Vec<String> = local
+    let mut stale: Vec<String> = local
         .difference(&team_names)
         .filter(|u| !active_accounts.contains(*u))
         .cloned()
         .collect();
+    if let Some(known) = known {
+        let (managed, unmanaged): (Vec<String>, Vec<String>) =
+            stale.into_iter().partition(|u| known.contains(u));
+        if !unmanaged.is_empty() {
+            tracing::info!(resource = %resource.uuid, users = %unmanaged.join(", "), "preserving site users Waldur never knew (preserve_unmanaged_backend_users)");
+        }
+        stale = managed;
+    }
     let wants_statuses = truthy(
         resource
             .offering_plugin_options
@@ -444,6 +516,12 @@ async fn report_sync_statuses(
     resource: &ProviderResource,
     statuses: &[Value],
 ) {
+    if ctx
+        .features
+        .is_missing(endpoint::SET_MEMBERSHIP_SYNC_STATUSES)
+    {
+        return;
+    }
     match ctx
         .client
         .set_membership_sync_statuses(&resource.uuid, statuses)
@@ -453,6 +531,12 @@ async fn report_sync_statuses(
             tracing::info!(resource = %resource.uuid, skipped = ?result.skipped, "Waldur skipped some membership statuses");
         }
         Ok(_) => {}
+        Err(e) if e.is_missing_route() => crate::features::note_missing(
+            ctx,
+            endpoint::SET_MEMBERSHIP_SYNC_STATUSES,
+            "per-member sync statuses are not reported",
+            Absence::Info,
+        ),
         Err(e) if e.status == Some(409) || e.is_not_found() => {
             if !ctx.sync_statuses_refused.swap(true, Ordering::Relaxed) {
                 tracing::warn!(offering = %ctx.name(), error = %e, "Waldur does not accept membership sync statuses for this offering");
@@ -552,12 +636,17 @@ async fn sync_user_limits(
             return;
         }
     };
-    let waldur = match ctx
-        .client
-        .list_component_user_usage_limits(&resource.uuid)
-        .await
+    let waldur = match optional(
+        ctx,
+        endpoint::USER_USAGE_LIMITS,
+        "per-user limits are not synced",
+        Absence::Info,
+        ctx.client.list_component_user_usage_limits(&resource.uuid),
+    )
+    .await
     {
-        Ok(l) => l,
+        Ok(Some(l)) => l,
+        Ok(None) => return,
         Err(e) => {
             tracing::warn!(resource = %resource.uuid, error = %e, "cannot read Waldur per-user limits");
             return;
@@ -603,6 +692,67 @@ async fn sync_user_limits(
             }
         }
     }
+}
+
+/// Upstream 1.0.8's resource status pass (event mode, every
+/// `WALDUR_SITE_AGENT_RESOURCE_STATUS_RECONCILIATION_MINUTES`): re-apply every resource's
+/// paused / downscaled / restored status, in case its `resource` message was lost or failed.
+/// Each resource is re-read just before it is applied (a message handled meanwhile is not
+/// overwritten with the listing's older flags); one failure is logged and the rest still run;
+/// it never sets a resource erred.
+pub async fn reconcile_resource_statuses(ctx: &OfferingContext) -> CycleReport {
+    let this_run = ctx.new_run();
+    let ctx = &this_run;
+    let mut cycle = CycleReport::new(ctx.name());
+    let backend = match backend(ctx) {
+        Ok(b) => b,
+        Err(e) => {
+            cycle.record("membership", e);
+            return cycle;
+        }
+    };
+    let listed = match handled_resources(ctx, &backend, None).await {
+        Ok(r) => r,
+        Err(e) => {
+            cycle.record("list resources", e);
+            return cycle;
+        }
+    };
+    let handled = backend.capabilities().handled_resource_states.clone();
+    for listed in listed {
+        if ctx.is_cancelled() {
+            break;
+        }
+        let result = async {
+            let fresh = ctx
+                .client
+                .get_resource(&listed.uuid, MEMBERSHIP_RESOURCE_FIELDS)
+                .await?;
+            if !handled.contains(&fresh.state.as_str().to_owned())
+                || fresh.backend_id.trim().is_empty()
+            {
+                return Ok::<_, CoreError>(());
+            }
+            let view = resource_view(&fresh);
+            if view.paused {
+                backend.pause(&view).await?;
+            } else if view.downscaled {
+                backend.downscale(&view).await?;
+            } else {
+                backend.restore(&view).await?;
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => cycle.ok(),
+            Err(e) => {
+                tracing::warn!(resource = %listed.uuid, error = %e, "cannot re-apply the resource's status; next pass");
+                cycle.record(&format!("resource {}", listed.uuid), e);
+            }
+        }
+    }
+    cycle
 }
 
 /// Event: a project role was granted or revoked for one user. `role_name` (e.g.

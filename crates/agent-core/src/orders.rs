@@ -414,11 +414,21 @@ async fn prepare_inner(
     match order.order_type {
         OrderType::Create | OrderType::Restore => prepare_create(ctx, backend, order).await,
         OrderType::Update => {
+            if let Some(outcome) = not_executing_now(ctx, order).await? {
+                return Ok(Stage::Finished(outcome));
+            }
             update(ctx, backend, order).await?;
+            crate::legacy::allocation_ok(ctx, resource_uuid(order)?).await;
             Ok(Stage::Finished(finalize(ctx, order).await?))
         }
         OrderType::Terminate => {
-            let resource = ctx.client.get_resource(resource_uuid(order)?, &[]).await?;
+            if let Some(outcome) = not_executing_now(ctx, order).await? {
+                return Ok(Stage::Finished(outcome));
+            }
+            let resource = crate::legacy::with_order_slugs(
+                ctx.client.get_resource(resource_uuid(order)?, &[]).await?,
+                order,
+            );
             let view = resource_view(&resource);
             if view.backend_id.is_empty() {
                 tracing::info!(order = %order.uuid, "resource has no backend id; nothing to delete");
@@ -477,6 +487,27 @@ async fn handle_error(
     }
     tracing::error!(order = %order.uuid, error = %message, "order erred");
     OrderOutcome::Erred(message)
+}
+
+/// Re-read an Update or Terminate order before the site is changed: Waldur may have erred or
+/// canceled it meanwhile — a Mastermind from 2024 errs an Update itself right after approving it
+/// when its SLURM allocation is not OK. `Some` (nothing applied) when it is no longer executing.
+async fn not_executing_now(
+    ctx: &OfferingContext,
+    order: &Order,
+) -> CoreResult<Option<OrderOutcome>> {
+    let fresh = ctx
+        .client
+        .get_order(&order.uuid, &["uuid", "state", "error_message"])
+        .await?;
+    if fresh.state == OrderState::Executing {
+        return Ok(None);
+    }
+    tracing::warn!(order = %order.uuid, kind = %order.order_type, state = %fresh.state, error = %fresh.error_message, "order no longer executing in Waldur; the site is left as it is");
+    Ok(Some(OrderOutcome::Skipped(format!(
+        "order is {} in Waldur",
+        fresh.state
+    ))))
 }
 
 /// Re-read the state; `set_state_done` only when Waldur still has the order executing.
@@ -555,6 +586,8 @@ async fn update(
 struct BackendIdPlan {
     /// The slug the first attempt uses (project slug or resource slug).
     base: String,
+    /// `account_name_generation_policy: project_slug`.
+    uses_project_slug: bool,
     check_uniqueness: bool,
     check_all_offerings: bool,
     max_attempts: u32,
@@ -581,6 +614,7 @@ impl BackendIdPlan {
             .map(|n| n.clamp(1, 1000) as u32)
             .unwrap_or(50);
         BackendIdPlan {
+            uses_project_slug: use_project_slug,
             base: if use_project_slug {
                 resource.project_slug.clone()
             } else {
@@ -633,12 +667,17 @@ async fn next_free_id(
         if !plan.check_uniqueness {
             return Ok(id);
         }
-        match ctx
-            .client
-            .check_unique_backend_id(&ctx.offering_uuid, &id, plan.check_all_offerings)
-            .await
+        match crate::features::optional(
+            ctx,
+            crate::features::endpoint::CHECK_UNIQUE_BACKEND_ID,
+            "check_backend_id_uniqueness has no effect; the site and the offering's own ids are still checked",
+            crate::features::Absence::Warn,
+            ctx.client
+                .check_unique_backend_id(&ctx.offering_uuid, &id, plan.check_all_offerings),
+        )
+        .await
         {
-            Ok(check) if !check.is_unique => {
+            Ok(Some(check)) if !check.is_unique => {
                 tracing::info!(backend_id = %id, "backend id taken in Waldur; trying another");
                 continue;
             }
@@ -705,15 +744,9 @@ async fn user_grants(
     let mut grants = Vec::new();
     for member in team.iter() {
         let ou = offering_users.iter().find(|u| u.user_uuid == member.uuid);
-        let username = match ou {
-            Some(u) if u.state == OfferingUserState::Ok => u.username().map(str::to_owned),
-            Some(_) => None,
-            None => (member.offering_user_state == Some(OfferingUserState::Ok))
-                .then(|| member.offering_user_username.clone())
-                .flatten()
-                .filter(|u| !u.trim().is_empty()),
-        };
-        if let Some(username) = username {
+        // The same rule as membership sync, so a Create never grants what the next membership
+        // cycle takes away (or the other way round).
+        if let Some(username) = crate::members::site_username(member, ou) {
             grants.push(user_grant(member, ou, &username));
         }
     }
@@ -725,7 +758,11 @@ async fn prepare_create(
     backend: &Arc<dyn OrderBackend>,
     order: &Order,
 ) -> CoreResult<Stage> {
-    let resource = ctx.client.get_resource(resource_uuid(order)?, &[]).await?;
+    // A Mastermind from 2024 sends resources without project and customer slugs: the order's.
+    let resource = crate::legacy::with_order_slugs(
+        ctx.client.get_resource(resource_uuid(order)?, &[]).await?,
+        order,
+    );
     let view = resource_view(&resource);
     // Before any site call: refused limits err the order with nothing created.
     crate::limits::check_order_limits(
@@ -735,6 +772,19 @@ async fn prepare_create(
         &resource.offering_components,
     )?;
     let mut ids = BackendIdPlan::new(ctx, &resource);
+    if view.backend_id.is_empty() && ids.base.trim().is_empty() {
+        // Validated before anything is reserved or recorded: an empty slug would give every
+        // such order the bare prefix as its id.
+        return Err(CoreError::invalid(format!(
+            "cannot name the site account: neither the resource nor order {} has a {} slug",
+            order.uuid,
+            if ids.uses_project_slug {
+                "project"
+            } else {
+                "resource"
+            }
+        )));
+    }
     let (backend_id, reused_id) = if view.backend_id.is_empty() {
         // Picked by `reserve_ids`, together with every other Create of the cycle.
         (String::new(), false)
@@ -750,6 +800,7 @@ async fn prepare_create(
             tracing::info!(order = %order.uuid, backend_id = %view.backend_id, "restoring the resource's limits on the site");
             backend.set_limits(&view, &view.limits).await?;
         }
+        crate::legacy::allocation_ok(ctx, &view.uuid).await;
         let outcome = finalize(ctx, order).await?;
         add_users_after_create(ctx, backend, &resource, &view).await;
         return Ok(Stage::Finished(outcome));
@@ -1142,9 +1193,14 @@ async fn record_create(
             .await?;
     }
     if !info.limits.is_empty() && info.limits != pending.view.limits {
-        ctx.client
-            .set_resource_limits(resource_uuid, &info.limits)
-            .await?;
+        crate::features::optional(
+            ctx,
+            crate::features::endpoint::SET_LIMITS,
+            "limits read back from the site are not recorded in Waldur (Waldur keeps the ordered ones)",
+            crate::features::Absence::Warn,
+            ctx.client.set_resource_limits(resource_uuid, &info.limits),
+        )
+        .await?;
     }
     if !info.backend_metadata.is_empty() && info.backend_metadata != pending.view.backend_metadata {
         if let Err(e) = ctx
@@ -1164,14 +1220,19 @@ async fn record_create(
                 url: e.url.clone(),
             })
             .collect();
-        if let Err(e) = ctx
-            .client
-            .set_resource_endpoints(resource_uuid, &endpoints)
-            .await
+        if let Err(e) = crate::features::optional(
+            ctx,
+            crate::features::endpoint::SET_ENDPOINTS,
+            "resource endpoints are not shown in Waldur",
+            crate::features::Absence::Info,
+            ctx.client.set_resource_endpoints(resource_uuid, &endpoints),
+        )
+        .await
         {
             tracing::warn!(resource = %resource_uuid, error = %e, "cannot set endpoints");
         }
     }
+    crate::legacy::allocation_ok(ctx, resource_uuid).await;
     finalize(ctx, &pending.order).await
 }
 

@@ -188,7 +188,9 @@ async fn run(
     let decreasing_ok = backend.capabilities().supports_decreasing_usage;
 
     let now = Zoned::now().with_time_zone(ctx.settings.timezone.clone());
-    let periods = reporting_periods(&now, ctx.settings.reporting_periods);
+    let periods =
+        periods_the_server_takes(ctx, reporting_periods(&now, ctx.settings.reporting_periods))
+            .await;
     // Resources whose current month failed or was anomalous: remembered for the tally.
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
     for period in &periods {
@@ -305,6 +307,7 @@ async fn run(
                     }
                 }
                 Err(e) => {
+                    tracing::warn!(resource = %resource_uuid, period = %period.first_day(), error = %e, "usage not reported");
                     failed.insert(resource_uuid.to_owned(), e.to_string());
                 }
             }
@@ -315,6 +318,59 @@ async fn run(
             Some(e) => cycle.fail(&format!("resource {}", resource.uuid), e),
             None => cycle.ok(),
         }
+    }
+    Ok(())
+}
+
+/// The months to report that this server can take: past months only where `set_usage` takes a
+/// billing period. A Mastermind from 2024 writes every `set_usage` into the current month, so
+/// a past month sent there would overwrite this month's usage (see
+/// [`crate::features::takes_billing_period`]).
+async fn periods_the_server_takes(
+    ctx: &OfferingContext,
+    mut periods: Vec<BillingPeriod>,
+) -> Vec<BillingPeriod> {
+    if periods.len() <= 1 {
+        return periods;
+    }
+    match crate::features::takes_billing_period(ctx).await {
+        Some(true) => periods,
+        known => {
+            if known == Some(false) {
+                crate::features::note_missing(
+                    ctx,
+                    crate::features::endpoint::SET_USAGE_BILLING_PERIOD,
+                    "only the current month is reported (this Waldur writes every set_usage into the current month, whatever its date)",
+                    crate::features::Absence::Warn,
+                );
+            }
+            periods.split_off(periods.len() - 1)
+        }
+    }
+}
+
+/// Per-user usage of one component record: in one `set_user_usages` call, or one
+/// `set_user_usage` per user where the server has only that (Mastermind 2024).
+async fn send_user_usages(
+    ctx: &OfferingContext,
+    component_usage: &str,
+    items: &[UserUsageItem],
+) -> CoreResult<()> {
+    use crate::features::{Absence, endpoint, note_missing};
+    if !ctx.features.is_missing(endpoint::SET_USER_USAGES) {
+        match ctx.client.set_user_usages(component_usage, items).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_missing_route() => note_missing(
+                ctx,
+                endpoint::SET_USER_USAGES,
+                "per-user usage is sent one user at a time (set_user_usage)",
+                Absence::Info,
+            ),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for item in items {
+        ctx.client.set_user_usage(component_usage, item).await?;
     }
     Ok(())
 }
@@ -373,10 +429,33 @@ async fn submit(
             tracing::warn!(resource = %resource_uuid, component = %component, "component not in the offering; not reported");
         }
     }
+    // Components left out because their usage would go down (`omit_anomalous_usage_components`).
+    let mut omitted: BTreeSet<String> = BTreeSet::new();
     if !usage_matches_existing(&totals, &existing) {
         if !decreasing_ok {
-            check_anomaly(ctx, resource_uuid, &billing_period, &totals, &existing).await?;
+            let anomalies =
+                anomalous_components(ctx, resource_uuid, &billing_period, &totals, &existing)
+                    .await?;
+            if let Some((_, first)) = anomalies.first() {
+                if !ctx.config.omit_anomalous_usage_components {
+                    return Err(CoreError::invalid(first.clone()));
+                }
+                for (component, reason) in &anomalies {
+                    tracing::warn!(resource = %resource_uuid, period = %billing_period, component = %component, reason = %reason, "usage of this component not reported (omit_anomalous_usage_components); the others are");
+                    totals.remove(component);
+                    omitted.insert(component.clone());
+                }
+                if totals.is_empty() {
+                    return Err(CoreError::invalid(first.clone()));
+                }
+            }
         }
+        // What is left after omitting may be what Waldur has already.
+        let remaining_recorded = !omitted.is_empty()
+            && totals.iter().all(|(k, v)| {
+                let same: Vec<_> = existing.iter().filter(|r| &r.component_type == k).collect();
+                same.len() == 1 && same[0].usage.is_some_and(|old| same_amount(old, *v))
+            });
         let items: Vec<UsageItem> = totals
             .iter()
             .map(|(k, v)| UsageItem {
@@ -384,7 +463,7 @@ async fn submit(
                 amount: format_amount(*v),
             })
             .collect();
-        if !items.is_empty() {
+        if !items.is_empty() && !remaining_recorded {
             ctx.client.set_usage(resource_uuid, &date, &items).await?;
             tracing::info!(resource = %resource_uuid, period = %billing_period, "usage reported");
             // set_usage updates a component's record in place (same uuid); only a component
@@ -416,7 +495,10 @@ async fn submit(
             .map(|u| u.url.clone())
             .filter(|u| !u.is_empty())
     };
-    for record in &existing {
+    for record in existing
+        .iter()
+        .filter(|r| !omitted.contains(&r.component_type))
+    {
         let stored = user_recorded.get(&record.uuid);
         let items: Vec<UserUsageItem> = report
             .per_user
@@ -440,27 +522,29 @@ async fn submit(
             })
             .collect();
         if !items.is_empty() {
-            ctx.client.set_user_usages(&record.uuid, &items).await?;
+            send_user_usages(ctx, &record.uuid, &items).await?;
         }
     }
     Ok(())
 }
 
-/// Refuse to lower reported usage (a backend glitch would otherwise erase billing). Records
-/// that are parents of per-user usage are not aggregates and are left out of the check.
-async fn check_anomaly(
+/// Components whose reported usage would go down, with the reason (a backend glitch would
+/// otherwise erase billing). Records that are parents of per-user usage are not aggregates and
+/// are left out of the check.
+async fn anomalous_components(
     ctx: &OfferingContext,
     resource_uuid: &str,
     billing_period: &str,
     totals: &BTreeMap<String, f64>,
     existing: &[ComponentUsage],
-) -> CoreResult<()> {
+) -> CoreResult<Vec<(String, String)>> {
+    let mut anomalies = Vec::new();
     let suspicious = totals.iter().any(|(k, v)| {
         let same: Vec<_> = existing.iter().filter(|r| &r.component_type == k).collect();
         same.len() > 1 || same.iter().any(|r| r.usage.is_some_and(|old| *v < old))
     });
     if !suspicious {
-        return Ok(());
+        return Ok(anomalies);
     }
     let parents: BTreeSet<String> = ctx
         .client
@@ -475,20 +559,27 @@ async fn check_anomaly(
             .filter(|r| &r.component_type == component && !parents.contains(&r.uuid))
             .collect();
         if aggregates.len() > 1 {
-            return Err(CoreError::invalid(format!(
-                "usage anomaly: {} aggregate records for component '{component}'",
-                aggregates.len()
-            )));
+            anomalies.push((
+                component.clone(),
+                format!(
+                    "usage anomaly: {} aggregate records for component '{component}'",
+                    aggregates.len()
+                ),
+            ));
+            continue;
         }
         if let Some(old) = aggregates.first().and_then(|r| r.usage) {
             if *value < old {
-                return Err(CoreError::invalid(format!(
-                    "usage anomaly: '{component}' would decrease from {old} to {value}; not reported"
-                )));
+                anomalies.push((
+                    component.clone(),
+                    format!(
+                        "usage anomaly: '{component}' would decrease from {old} to {value}; not reported"
+                    ),
+                ));
             }
         }
     }
-    Ok(())
+    Ok(anomalies)
 }
 
 #[cfg(test)]

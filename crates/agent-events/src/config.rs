@@ -46,6 +46,9 @@ pub struct StompSourceConfig {
     pub prefetch: Option<u32>,
     /// Heart-beat both ways (Waldur needs them: RabbitMQ drops silent links after ~30 s).
     pub heartbeat: Duration,
+    /// `global_proxy`: the WebSocket goes through it (`http://` CONNECT, `socks5://`,
+    /// `socks5h://`); an `https://` proxy cannot carry it and the connection goes direct.
+    pub proxy: Option<String>,
 }
 
 impl StompSourceConfig {
@@ -72,6 +75,7 @@ impl StompSourceConfig {
             destination: None,
             prefetch: Some(32),
             heartbeat: Duration::from_secs(10),
+            proxy: None,
         }
     }
 

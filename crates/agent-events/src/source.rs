@@ -202,13 +202,21 @@ impl Runner {
         ack_tx: &mpsc::UnboundedSender<AckRequest>,
         ack_rx: &mut mpsc::UnboundedReceiver<AckRequest>,
     ) -> SessionEnd {
-        let options = match stomp::ConnectOptions::websocket(&config.url()) {
+        let mut options = match stomp::ConnectOptions::websocket(&config.url()) {
             Ok(o) => o
                 .vhost(config.vhost.clone())
                 .credentials(config.login.clone(), config.passcode.clone())
                 .heartbeat(config.heartbeat, config.heartbeat),
             Err(e) => return SessionEnd::Failed(e.to_string()),
         };
+        if let Some(raw) = config.proxy.as_deref().filter(|p| !p.trim().is_empty()) {
+            match stomp::Proxy::parse(raw) {
+                Ok(stomp::ParsedProxy::Tunnel(proxy)) => options = options.proxy(proxy),
+                // Warned about when the configuration is loaded.
+                Ok(stomp::ParsedProxy::HttpsOnly) => {}
+                Err(e) => return SessionEnd::Failed(e.to_string()),
+            }
+        }
         let destination = config.destination();
         let connect = async {
             let (client, messages) = stomp::StompClient::connect(options).await?;

@@ -93,6 +93,8 @@ pub struct ConnectOptions {
     pub max_frame_len: usize,
     /// TLS settings for `wss://`; `None` = ring provider + system roots.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Reach a WebSocket endpoint through this proxy (HTTP CONNECT or SOCKS5).
+    pub proxy: Option<crate::proxy::Proxy>,
 }
 
 impl ConnectOptions {
@@ -109,7 +111,14 @@ impl ConnectOptions {
             write_timeout: Duration::from_secs(30),
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             tls: None,
+            proxy: None,
         }
+    }
+
+    /// Go through `proxy` (WebSocket endpoints only).
+    pub fn proxy(mut self, proxy: crate::proxy::Proxy) -> Self {
+        self.proxy = Some(proxy);
+        self
     }
 
     /// STOMP over WebSocket, e.g. `ws://127.0.0.1:15674/ws` or `wss://host/rmqws-stomp`.
@@ -272,6 +281,7 @@ impl StompClient {
             &options.endpoint,
             options.tls.clone(),
             options.max_frame_len,
+            options.proxy.as_ref(),
         )
         .await?;
         let host = options

@@ -22,6 +22,7 @@
 
 pub mod client;
 pub mod frame;
+pub mod proxy;
 pub mod transport;
 
 pub use client::{
@@ -29,6 +30,7 @@ pub use client::{
     StompClient, negotiate_heartbeat,
 };
 pub use frame::{Command, DecodeError, Decoder, EncodeError, Frame, Item};
+pub use proxy::{ParsedProxy, Proxy, ProxyKind};
 pub use transport::{Endpoint, default_tls_config};
 
 /// A secret string (passcode, token) whose `Debug`/`Display` print `***`.

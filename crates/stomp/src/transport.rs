@@ -71,6 +71,7 @@ pub(crate) async fn open(
     endpoint: &Endpoint,
     tls: Option<Arc<rustls::ClientConfig>>,
     max_frame_len: usize,
+    proxy: Option<&crate::proxy::Proxy>,
 ) -> Result<(Reader, Writer), StompError> {
     match endpoint {
         Endpoint::Tcp { host, port } => {
@@ -105,13 +106,30 @@ pub(crate) async fn open(
             let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
             config.max_message_size = Some(max_frame_len.saturating_add(1024));
             config.max_frame_size = Some(max_frame_len.saturating_add(1024));
-            let (ws, _response) = tokio_tungstenite::connect_async_tls_with_config(
-                request,
-                Some(config),
-                true,
-                Some(connector),
-            )
-            .await
+            let (ws, _response) = match proxy {
+                Some(proxy) => {
+                    let host = url.host_str().unwrap_or_default();
+                    let host = host.trim_start_matches('[').trim_end_matches(']');
+                    let port = url.port_or_known_default().unwrap_or(80);
+                    let stream = proxy.tunnel(host, port).await?;
+                    tokio_tungstenite::client_async_tls_with_config(
+                        request,
+                        stream,
+                        Some(config),
+                        Some(connector),
+                    )
+                    .await
+                }
+                None => {
+                    tokio_tungstenite::connect_async_tls_with_config(
+                        request,
+                        Some(config),
+                        true,
+                        Some(connector),
+                    )
+                    .await
+                }
+            }
             .map_err(|e| StompError::Transport(format!("WebSocket connect {url}: {e}")))?;
             let (sink, stream) = ws.split();
             Ok((Reader::Ws(stream), Writer::Ws(sink)))

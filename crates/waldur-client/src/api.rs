@@ -495,6 +495,25 @@ impl WaldurClient {
             .await
     }
 
+    /// Mastermind 1.0.8-era deletion handshake: claim a departed user (Requested deletion or
+    /// Error deleting → Deleting; a 409 means the user was restored meanwhile).
+    pub async fn offering_user_set_deleting(&self, offering_user_uuid: &str) -> Result<()> {
+        let path = Self::offering_user_action(offering_user_uuid, "set_deleting")?;
+        self.post_action::<Value>(&path, None).await
+    }
+
+    /// Deleting → Deleted, once the site access is gone.
+    pub async fn offering_user_set_deleted(&self, offering_user_uuid: &str) -> Result<()> {
+        let path = Self::offering_user_action(offering_user_uuid, "set_deleted")?;
+        self.post_action::<Value>(&path, None).await
+    }
+
+    /// Requested deletion / Deleting → Error deleting, when the site access could not be removed.
+    pub async fn offering_user_set_error_deleting(&self, offering_user_uuid: &str) -> Result<()> {
+        let path = Self::offering_user_action(offering_user_uuid, "set_error_deleting")?;
+        self.post_action::<Value>(&path, None).await
+    }
+
     // ---------------------------------------------------------------- usage
 
     /// A resource's usage records for one billing month.
@@ -557,6 +576,20 @@ impl WaldurClient {
             .await
     }
 
+    /// One user's usage: what a Mastermind without `set_user_usages` (2024) has. The 2024
+    /// serializer takes `usage`, `username` and `user`, and no date (the record's month counts).
+    pub async fn set_user_usage(
+        &self,
+        component_usage_uuid: &str,
+        usage: &UserUsageItem,
+    ) -> Result<()> {
+        let path = format!(
+            "/api/marketplace-component-usages/{}/set_user_usage/",
+            path_id("component usage", component_usage_uuid)?
+        );
+        self.post_action(&path, Some(usage)).await
+    }
+
     /// Every per-user usage of the offering's resources for one billing month (to send only
     /// what changed).
     pub async fn list_offering_component_user_usages(
@@ -598,6 +631,17 @@ impl WaldurClient {
     ) -> Result<Vec<ComponentUserUsageLimit>> {
         let params = Params::new().add("resource_uuid", id(resource_uuid));
         self.list_all("/api/component-user-usage-limits/", &params)
+            .await
+    }
+
+    /// The state of the SLURM allocation a Mastermind from 2024 keeps behind a Marketplace.Slurm
+    /// resource (`marketplace-slurm-remote/{resource}/set_state/`; gone from later servers).
+    pub async fn set_slurm_allocation_state(&self, resource_uuid: &str, state: &str) -> Result<()> {
+        let path = format!(
+            "/api/marketplace-slurm-remote/{}/set_state/",
+            path_id("resource", resource_uuid)?
+        );
+        self.post_action(&path, Some(&json!({ "state": state })))
             .await
     }
 

@@ -176,6 +176,13 @@ impl WaldurError {
         self.kind == ErrorKind::NotFound
     }
 
+    /// A 404 whose body is not JSON: Django's page for a URL no route matches, i.e. the server
+    /// does not have this endpoint (an older Mastermind). DRF answers a missing *object* with
+    /// JSON (`{"detail": "Not found."}`).
+    pub fn is_missing_route(&self) -> bool {
+        self.kind == ErrorKind::NotFound && !self.message.trim_start().starts_with(['{', '['])
+    }
+
     /// 409 — wrong state for the action.
     pub fn is_conflict(&self) -> bool {
         self.kind == ErrorKind::Conflict
@@ -312,6 +319,20 @@ mod tests {
         );
         assert_eq!(mask_url_password("http://h/a@b:c"), "http://h/a@b:c");
         assert_eq!(mask_url_password("not a url"), "not a url");
+    }
+
+    #[test]
+    fn a_missing_route_is_a_404_that_is_not_json() {
+        let html = WaldurError::from_status(
+            404,
+            "POST x".into(),
+            "\n<!doctype html>\n<html><h1>Not Found</h1></html>",
+        );
+        assert!(html.is_not_found() && html.is_missing_route());
+        let json = WaldurError::from_status(404, "GET x".into(), r#"{"detail": "Not found."}"#);
+        assert!(json.is_not_found() && !json.is_missing_route());
+        let other = WaldurError::from_status(500, "GET x".into(), "<html>oops</html>");
+        assert!(!other.is_missing_route());
     }
 
     #[test]

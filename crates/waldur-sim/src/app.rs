@@ -29,6 +29,8 @@ pub struct Shared {
     /// RabbitMQ management API, when configured: subscriptions and queues are provisioned there.
     pub rabbit: Option<RabbitAdmin>,
     pub publish_stats: PublishStats,
+    /// Which Mastermind the simulator answers as.
+    pub api_profile: crate::profile::ApiProfile,
 }
 
 pub type AppState = Arc<Shared>;

@@ -9,13 +9,28 @@ use serde_json::{Value, json};
 pub struct ApiError {
     pub status: StatusCode,
     pub body: Value,
+    /// Answer with Django's HTML error page instead of DRF's JSON (an unhandled exception on
+    /// the server, see [`crate::profile`]).
+    pub html: bool,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, body: Value) -> Self {
-        Self { status, body }
+        Self {
+            status,
+            body,
+            html: false,
+        }
+    }
+    /// Django's HTML 500 page: what Mastermind answers when a view raises.
+    pub fn server_error_page() -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            body: Value::Null,
+            html: true,
+        }
     }
     pub fn detail(status: StatusCode, msg: impl Into<String>) -> Self {
         Self::new(status, json!({ "detail": msg.into() }))
@@ -63,6 +78,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.html {
+            return crate::profile::django_server_error();
+        }
         let mut resp = (self.status, axum::Json(self.body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()

@@ -20,10 +20,12 @@ pub mod model;
 pub mod offering_users;
 pub mod orders;
 pub mod pagination;
+pub mod profile;
 pub mod query;
 pub mod render;
 pub mod resources;
 pub mod seed;
+pub mod slurm_remote;
 pub mod stats;
 pub mod store;
 pub mod usage;
@@ -44,6 +46,7 @@ pub use demo::{DemoInfo, DemoOfferingKind, DemoUser};
 pub use error::{ApiError, SimError};
 pub use events::{Delivery, EventRecord, EventSink};
 pub use faults::{FaultConfig, FaultRule};
+pub use profile::ApiProfile;
 pub use seed::Seed;
 pub use stats::{RequestLogEntry, RequestStats};
 pub use store::{SimEvent, Store};
@@ -70,6 +73,8 @@ pub struct SimOptions {
     /// Event brokers; fields set here override the seed's `brokers:` section. Empty: events
     /// are only recorded (`/__sim/events`), not sent.
     pub brokers: BrokerOptions,
+    /// Which Mastermind to answer as (see [`profile`]): the current one, or one from 2024.
+    pub api_profile: ApiProfile,
 }
 
 impl Default for SimOptions {
@@ -83,6 +88,7 @@ impl Default for SimOptions {
             public_url: None,
             faults: FaultConfig::default(),
             brokers: BrokerOptions::default(),
+            api_profile: ApiProfile::default(),
         }
     }
 }
@@ -111,12 +117,16 @@ impl SimServer {
             .map(|u| u.trim_end_matches('/').trim_end_matches("/api").to_string())
             .unwrap_or_else(|| format!("http://{addr}"));
         let mut store = Store::new(base.clone());
+        store.api_profile = opts.api_profile;
         if opts.demo {
             demo::demo_seed_of_kind(&opts.demo_username_policy, opts.demo_offering_kind)
                 .apply(&mut store)?;
         }
         if let Some(seed) = &opts.seed {
             seed.apply(&mut store)?;
+        }
+        if opts.api_profile.is_2024() {
+            store.seed_allocations();
         }
         let api_url = format!("{base}/api/");
         let mut demo = if opts.demo {
@@ -143,6 +153,7 @@ impl SimServer {
             base_url: base,
             rabbit: setup.rabbit.clone(),
             publish_stats: Default::default(),
+            api_profile: opts.api_profile,
         });
         setup.spawn_publishers(&shared);
         shared.faults.set(opts.faults.clone());
@@ -156,7 +167,7 @@ impl SimServer {
                 tracing::error!(error = %e, "waldur-sim server stopped with an error");
             }
         });
-        tracing::info!(%addr, "waldur-sim listening");
+        tracing::info!(%addr, profile = %opts.api_profile, "waldur-sim listening");
         Ok(SimServer {
             shared,
             addr,
@@ -182,6 +193,11 @@ impl SimServer {
     /// `http://127.0.0.1:PORT/api/`
     pub fn api_url(&self) -> String {
         self.demo.api_url.clone()
+    }
+
+    /// Which Mastermind this simulator answers as.
+    pub fn api_profile(&self) -> ApiProfile {
+        self.shared.api_profile
     }
 
     pub fn demo(&self) -> &DemoInfo {
@@ -423,6 +439,23 @@ async fn track(State(shared): State<AppState>, req: Request, next: Next) -> Resp
     resp
 }
 
+/// Endpoints the server of this API profile does not have answer as a missing route does.
+async fn gate(State(shared): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    if route.starts_with("/__sim")
+        || shared
+            .api_profile
+            .serves(req.method(), &route, req.uri().path())
+    {
+        return next.run(req).await;
+    }
+    profile::django_not_found()
+}
+
 async fn not_found(State(shared): State<AppState>, req: Request) -> Response {
     shared.stats.record(RequestLogEntry {
         timestamp: store::now().to_string(),
@@ -434,6 +467,9 @@ async fn not_found(State(shared): State<AppState>, req: Request) -> Response {
         user_agent: String::new(),
         fault: None,
     });
+    if shared.api_profile.is_2024() {
+        return profile::django_not_found();
+    }
     ApiError::not_found().into_response()
 }
 
@@ -447,6 +483,8 @@ pub fn router(shared: AppState) -> Router {
         .merge(catalog::routes())
         .merge(admin::routes())
         .merge(accounts::routes())
+        .merge(slurm_remote::routes())
+        .route_layer(axum::middleware::from_fn_with_state(shared.clone(), gate))
         .route_layer(axum::middleware::from_fn_with_state(shared.clone(), track))
         .fallback(not_found)
         .with_state(shared)

@@ -54,6 +54,10 @@ struct Cli {
     /// MQTT-over-WebSocket URL advertised to agents, e.g. ws://127.0.0.1:9001/.
     #[arg(long)]
     mqtt_ws: Option<String>,
+    /// Which Mastermind to answer as: `current`, or `2024` (no agent identities, event
+    /// subscriptions or newer provider actions; see the README).
+    #[arg(long, default_value = "current")]
+    api_profile: waldur_sim::ApiProfile,
 }
 
 #[derive(Subcommand)]
@@ -267,6 +271,7 @@ async fn main() -> anyhow::Result<()> {
         public_url: cli.public_url,
         faults,
         brokers,
+        api_profile: cli.api_profile,
     })
     .await?;
     if cli.demo {

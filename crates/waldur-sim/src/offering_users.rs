@@ -254,30 +254,34 @@ async fn list(ctx: Ctx) -> ApiResult<Response> {
             .map(|ou| store.render_offering_user(ou))
             .collect()
     };
-    ctx.list(
-        items,
-        &[
-            f("offering_uuid", "offering_uuid", Kind::UuidMulti),
-            f("offering", "offering_uuid", Kind::Uuid),
-            f("user_uuid", "user_uuid", Kind::Uuid),
-            f("user_username", "user_username", Kind::Exact),
-            f("state", "state", Kind::Choice(OU_STATES)),
-            f(
-                "runtime_state",
-                "runtime_state",
-                Kind::Choice(&[
-                    "Active",
-                    "Pending account linking",
-                    "Pending additional validation",
-                ]),
-            ),
-            f("is_restricted", "is_restricted", Kind::Bool),
-            f("query", "username", Kind::Contains),
-            f("created", "created", Kind::After),
-            f("modified", "modified", Kind::After),
-            f("modified_before", "modified", Kind::Before),
-        ],
-    )
+    let legacy = ctx.state.api_profile.is_2024();
+    let filters = [
+        f("offering_uuid", "offering_uuid", Kind::UuidMulti),
+        f("offering", "offering_uuid", Kind::Uuid),
+        f("user_uuid", "user_uuid", Kind::Uuid),
+        f("user_username", "user_username", Kind::Exact),
+        f("state", "state", Kind::Choice(OU_STATES)),
+        f(
+            "runtime_state",
+            "runtime_state",
+            Kind::Choice(&[
+                "Active",
+                "Pending account linking",
+                "Pending additional validation",
+            ]),
+        ),
+        f("is_restricted", "is_restricted", Kind::Bool),
+        f("query", "username", Kind::Contains),
+        f("created", "created", Kind::After),
+        f("modified", "modified", Kind::After),
+        f("modified_before", "modified", Kind::Before),
+    ];
+    // A 2024 server has no offering-user state: its filter is an unknown parameter, ignored.
+    let filters: Vec<_> = filters
+        .into_iter()
+        .filter(|flt| !(legacy && matches!(flt.param, "state" | "runtime_state")))
+        .collect();
+    ctx.list(items, &filters)
 }
 
 async fn retrieve(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {

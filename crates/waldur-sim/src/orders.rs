@@ -392,6 +392,15 @@ impl Store {
             _ => {}
         }
         self.emit_order_state(order);
+        if to == "executing"
+            && let Err(message) = self.allocation_on_executing(&type_, &resource)
+        {
+            // The 2024 server's order processor raised: it errs the order itself.
+            if let Some(o) = self.orders.get_mut(order) {
+                o.error_message = message;
+            }
+            self.transition(order, "erred");
+        }
     }
 
     fn provider_order(&self, user: &Uuid, order: &Uuid) -> ApiResult<Order> {
@@ -478,6 +487,10 @@ impl Store {
     ) -> ApiResult<()> {
         let o = self.provider_order(&user, &order)?;
         self.require_offering_type(&o, AGENT_DONE_TYPES)?;
+        if self.api_profile.is_2024() && o.state == "done" {
+            // The 2024 callbacks raise on done → erred: an unhandled exception.
+            return Err(ApiError::server_error_page());
+        }
         self.transition(&order, "erred");
         if let Some(o) = self.orders.get_mut(&order) {
             o.error_message = message;

@@ -335,6 +335,11 @@ impl Store {
         if let Value::Object(x) = rest {
             m.extend(x);
         }
+        if self.api_profile.is_2024() {
+            // The 2024 resource serializer had no slugs of its project and customer.
+            m.remove("project_slug");
+            m.remove("customer_slug");
+        }
         Value::Object(m)
     }
 
@@ -517,6 +522,27 @@ impl Store {
         let user = self.users.get(&ou.user);
         let cust = off.and_then(|o| self.customers.get(&o.customer));
         let s = |f: fn(&User) -> String| user.map(f).unwrap_or_default();
+        if self.api_profile.is_2024() {
+            // The 2024 OfferingUserSerializer: no state, no comments, no profile attributes.
+            return json!({
+                "url": self.url("marketplace-offering-users", &ou.uuid),
+                "uuid": h(&ou.uuid),
+                "user": self.url("users", &ou.user),
+                "offering": self.url("marketplace-provider-offerings", &ou.offering),
+                "username": ou.username,
+                "offering_uuid": h(&ou.offering),
+                "offering_name": off.map(|o| o.name.clone()).unwrap_or_default(),
+                "user_uuid": h(&ou.user),
+                "user_username": s(|u| u.username.clone()),
+                "user_full_name": s(|u| u.full_name.clone()),
+                "created": ts(&ou.created),
+                "modified": ts(&ou.modified),
+                "propagation_date": null,
+                "customer_uuid": cust.map(|c| h(&c.uuid)).unwrap_or_default(),
+                "customer_name": cust.map(|c| c.name.clone()).unwrap_or_default(),
+                "is_restricted": ou.is_restricted,
+            });
+        }
         json!({
             "url": self.url("marketplace-offering-users", &ou.uuid),
             "uuid": h(&ou.uuid),
@@ -858,7 +884,7 @@ impl Store {
             .offering_users
             .values()
             .find(|ou| &ou.offering == offering && ou.user == r.user);
-        json!({
+        let mut member = json!({
             "url": self.url("users", &r.user),
             "uuid": h(&r.user),
             "username": u.map(|u| u.username.clone()).unwrap_or_default(),
@@ -868,7 +894,13 @@ impl Store {
             "offering_user_username": ou.and_then(|o| o.username.clone()),
             "offering_user_state": ou.map(|o| o.state.clone()),
             "email": u.map(|u| u.email.clone()).unwrap_or_default(),
-        })
+        });
+        if self.api_profile.is_2024()
+            && let Value::Object(m) = &mut member
+        {
+            m.remove("offering_user_state");
+        }
+        member
     }
 
     pub fn render_user_role(&self, r: &ProjectRole) -> Value {
@@ -916,6 +948,11 @@ impl Store {
             "config_file_path": i.config_file_path,
             "config_file_content": i.config_file_content,
             "last_restarted": ts(&i.last_restarted),
+            // Newer Mastermind (py-client 8.1.3) reports whether the agent's version is supported.
+            "compatibility": match i.version.as_deref().filter(|v| !v.is_empty()) {
+                Some(_) => json!({"status": "compatible", "message": ""}),
+                None => json!({"status": "unknown", "message": "The agent reports no version."}),
+            },
         })
     }
 

@@ -52,6 +52,11 @@ pub struct Store {
     pub project_accounts: IndexMap<Uuid, crate::accounts::ProjectAccount>,
     /// Whether `set_usage` accepts dates in past billing months.
     pub allow_usage_backfill: bool,
+    /// Which Mastermind the simulator answers as (renderers and transitions differ).
+    pub api_profile: crate::profile::ApiProfile,
+    /// 2024 profile: the SLURM allocation behind a Marketplace.Slurm resource (resource uuid →
+    /// allocation state label), see [`crate::slurm_remote`].
+    pub allocations: IndexMap<Uuid, String>,
     pub outbox: Vec<SimEvent>,
     slug_counter: u64,
 }

@@ -275,7 +275,12 @@ async fn set_usage(ctx: Ctx, body: Body) -> ApiResult<Response> {
             ));
         }
     };
-    let date = parse_date(body.get("date"))?;
+    // A 2024 server has no `date` here: every submission lands in the current month.
+    let date = if ctx.state.api_profile.is_2024() {
+        None
+    } else {
+        parse_date(body.get("date"))?
+    };
     let Some(Value::Array(raw)) = body.get("usages") else {
         return Err(ApiError::required("usages"));
     };

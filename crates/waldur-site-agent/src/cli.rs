@@ -22,6 +22,10 @@ ENVIRONMENT:
   SENTRY_ENVIRONMENT                                 Sentry environment name (with sentry_dsn)
   WALDUR_SITE_AGENT_MAX_RESPONSE_MB                  largest Waldur response body read, in MiB (default 64)
   WALDUR_SITE_AGENT_MAX_PAGES                        most pages one Waldur listing follows (default 10000)
+  WALDUR_SITE_AGENT_HEARTBEAT_PATH                   heartbeat file (default: heartbeat_path from the config)
+  WALDUR_SITE_AGENT_STOMP_UNHEALTHY_AFTER_MINUTES    event outage that stops the heartbeat (default 15)
+  WALDUR_SITE_AGENT_STOMP_HANDLER_STUCK_AFTER_MINUTES  event handler time counted as an outage (default 30)
+  WALDUR_SITE_AGENT_RESOURCE_STATUS_RECONCILIATION_MINUTES  event_process status pass period (default 60, 0 = off)
   Config values may reference ${VAR} and ${VAR:-default}; write $${ for a literal ${.
 
 EXAMPLES:
@@ -97,9 +101,13 @@ pub enum Command {
         /// Only check the heartbeat file
         #[arg(long)]
         liveness_only: bool,
-        /// Heartbeat file (default: heartbeat_path from the config, else /tmp/waldur-site-agent-heartbeat)
+        /// Heartbeat file (default: $WALDUR_SITE_AGENT_HEARTBEAT_PATH, else heartbeat_path from
+        /// the config, else /tmp/waldur-site-agent-heartbeat)
         #[arg(long)]
         heartbeat_file: Option<PathBuf>,
+        /// Seconds the readiness call to Waldur may take (below the probe's own timeout)
+        #[arg(long, default_value_t = 5.0)]
+        readiness_timeout: f64,
     },
     /// Print the plugin catalogue (JSON): every backend of this build with its roles, settings
     /// schema, component schema and secret fields

@@ -29,8 +29,9 @@ pub fn check_liveness(path: &Path, max_age: Duration) -> Result<Duration, String
     }
 }
 
-/// How long one readiness request may take.
-const READINESS_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one readiness request may take by default (upstream 1.0.8: 5 s, below the probe's
+/// own timeout, so a stalled Waldur reads as "not ready" instead of a killed probe).
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `GET <waldur_api_url>users/me/?field=uuid` through the agent's own Waldur client (auth, TLS,
 /// proxy, response cap, errors without credentials or URL user info); the user's UUID on success.
@@ -38,11 +39,12 @@ pub async fn check_offering(
     config: &AgentConfig,
     offering: &OfferingConfig,
     user_agent: &str,
+    timeout: Duration,
 ) -> anyhow::Result<String> {
     let mut options =
         crate::modes::client_options(config, offering, "healthz").map_err(anyhow::Error::msg)?;
     options.user_agent = user_agent.to_owned();
-    options.timeout = READINESS_TIMEOUT;
+    options.timeout = timeout;
     let client = waldur_client::WaldurClient::new(options)?;
     let user = client.current_user_fields(&["uuid"]).await?;
     Ok(if user.uuid.is_empty() {
@@ -56,10 +58,11 @@ pub async fn check_offering(
 pub async fn check_readiness(
     config: &AgentConfig,
     user_agent: &str,
+    timeout: Duration,
 ) -> Result<String, Vec<String>> {
     let mut failures = Vec::new();
     for offering in &config.offerings {
-        match check_offering(config, offering, user_agent).await {
+        match check_offering(config, offering, user_agent, timeout).await {
             Ok(_) => return Ok(offering.name.clone()),
             Err(e) => failures.push(format!("{}: {e}", offering.name)),
         }

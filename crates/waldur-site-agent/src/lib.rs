@@ -9,3 +9,4 @@ pub mod logging;
 pub mod metrics;
 pub mod modes;
 pub mod scheduler;
+pub mod watchdog;

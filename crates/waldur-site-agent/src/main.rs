@@ -14,12 +14,16 @@ use tokio_util::sync::CancellationToken;
 use waldur_site_agent::cli::{self, Cli, Command, Mode};
 use waldur_site_agent::logging::{self, Redactor};
 use waldur_site_agent::metrics::{self, Metrics};
-use waldur_site_agent::modes::{EventListeners, Offerings, PollingRunner};
+use waldur_site_agent::modes::{
+    EventListeners, EventlessPolling, Offerings, PollingRunner, StatusReconciliation,
+};
 use waldur_site_agent::scheduler::{self, ModeRunner, Scheduler};
 use waldur_site_agent::{backends, healthz};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const LOG_LEVEL_ENV: &str = "WALDUR_SITE_AGENT_LOG_LEVEL";
+const STATUS_RECONCILIATION_ENV: &str = "WALDUR_SITE_AGENT_RESOURCE_STATUS_RECONCILIATION_MINUTES";
+const HEARTBEAT_PATH_ENV: &str = "WALDUR_SITE_AGENT_HEARTBEAT_PATH";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -54,12 +58,14 @@ async fn run(cli: Cli) -> ExitCode {
             max_age,
             liveness_only,
             heartbeat_file,
+            readiness_timeout,
         }) => {
             run_healthz(
                 &cli.config_file,
                 Duration::from_secs(*max_age),
                 *liveness_only,
                 heartbeat_file.as_deref(),
+                Duration::from_secs_f64(readiness_timeout.max(0.1)),
             )
             .await
         }
@@ -299,8 +305,15 @@ async fn sync_offering_users(config: &Path) -> ExitCode {
     }
 }
 
-fn default_heartbeat() -> PathBuf {
-    PathBuf::from("/tmp/waldur-site-agent-heartbeat")
+/// The heartbeat file: `WALDUR_SITE_AGENT_HEARTBEAT_PATH` (upstream 1.0.8; agents sharing a
+/// host need one each), else the config's `heartbeat_path`, else the upstream default.
+fn heartbeat_path(configured: Option<&str>) -> PathBuf {
+    std::env::var(HEARTBEAT_PATH_ENV)
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .or_else(|| configured.map(str::to_owned))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/waldur-site-agent-heartbeat"))
 }
 
 async fn run_healthz(
@@ -308,18 +321,17 @@ async fn run_healthz(
     max_age: Duration,
     liveness_only: bool,
     heartbeat_file: Option<&Path>,
+    readiness_timeout: Duration,
 ) -> ExitCode {
     // Liveness must not depend on the config being readable.
-    let loaded = if liveness_only && heartbeat_file.is_some() {
+    let env_path = std::env::var(HEARTBEAT_PATH_ENV).is_ok_and(|p| !p.trim().is_empty());
+    let loaded = if liveness_only && (heartbeat_file.is_some() || env_path) {
         None
     } else {
         agent_config::load_file(config_path).ok()
     };
     let heartbeat = heartbeat_file.map(Path::to_path_buf).unwrap_or_else(|| {
-        loaded
-            .as_ref()
-            .map(|l| PathBuf::from(&l.config.heartbeat_path))
-            .unwrap_or_else(default_heartbeat)
+        heartbeat_path(loaded.as_ref().map(|l| l.config.heartbeat_path.as_str()))
     });
     match healthz::check_liveness(&heartbeat, max_age) {
         Ok(age) => println!("live: heartbeat {}s old", age.as_secs()),
@@ -337,7 +349,7 @@ async fn run_healthz(
     };
     let redactor = Redactor::new(loaded.secrets.iter());
     let ua = format!("waldur-site-agent-healthz/{VERSION}");
-    match healthz::check_readiness(&loaded.config, &ua).await {
+    match healthz::check_readiness(&loaded.config, &ua, readiness_timeout).await {
         Ok(offering) => {
             println!("ready: Waldur answers for offering '{offering}'");
             ExitCode::SUCCESS
@@ -480,7 +492,7 @@ async fn diagnostics(cli: &Cli, offline: bool) -> ExitCode {
         );
         if !offline {
             let ua = format!("waldur-site-agent-{}/{VERSION}", cli.modes[0].as_str());
-            match healthz::check_offering(cfg, o, &ua).await {
+            match healthz::check_offering(cfg, o, &ua, std::time::Duration::from_secs(20)).await {
                 Ok(uuid) => line(
                     &mut out,
                     format!("  waldur: reachable, authenticated as user {uuid}"),
@@ -636,7 +648,7 @@ async fn run_agent(cli: &Cli) -> ExitCode {
     }
 
     let tick = Duration::from_secs_f64(cli.tick_seconds.max(0.01));
-    let mut scheduler = Scheduler::new(tick, PathBuf::from(&cfg.heartbeat_path), metrics);
+    let mut scheduler = Scheduler::new(tick, heartbeat_path(Some(&cfg.heartbeat_path)), metrics);
     let agent = Arc::new(cfg.clone());
     let registry = Arc::new(registry);
     let mut listeners = None;
@@ -649,8 +661,43 @@ async fn run_agent(cli: &Cli) -> ExitCode {
             }
         };
         if *mode == Mode::EventProcess && !cli.once {
-            listeners =
-                Some(EventListeners::start(&offerings, scheduler.metrics(), cancel.clone()).await);
+            let started =
+                EventListeners::start(&offerings, scheduler.metrics(), cancel.clone()).await;
+            if !started.without_events.is_empty() {
+                // Offerings without events are polled at the order_process period.
+                let (name, default) = Mode::OrderProcess.period_env();
+                let minutes =
+                    cli::parse_period_minutes(name, std::env::var(name).ok().as_deref(), default)
+                        .unwrap_or(default);
+                if let Ok(o) = Offerings::new(agent.clone(), registry.clone(), *mode) {
+                    scheduler.add_after_first_period(
+                        Arc::new(EventlessPolling::new(
+                            o.with_cancellation(cancel.clone()),
+                            started.without_events.clone(),
+                        )),
+                        Duration::from_secs_f64(minutes * 60.0),
+                    );
+                }
+            }
+            let watchdog = Arc::new(started.watchdog());
+            scheduler
+                .set_liveness_gate(Arc::new(move || watchdog.check(std::time::Instant::now())));
+            listeners = Some(started);
+            // Upstream 1.0.8: re-apply paused/downscaled every
+            // WALDUR_SITE_AGENT_RESOURCE_STATUS_RECONCILIATION_MINUTES (0: off); the first pass
+            // is one period away (the initial pass has just applied every status).
+            let status_period =
+                waldur_site_agent::watchdog::minutes_from_env(STATUS_RECONCILIATION_ENV, 60.0);
+            if !status_period.is_zero() {
+                let status_offerings = Offerings::new(agent.clone(), registry.clone(), *mode)
+                    .map(|o| o.with_cancellation(cancel.clone()));
+                if let Ok(o) = status_offerings {
+                    scheduler.add_after_first_period(
+                        Arc::new(StatusReconciliation::new(o)),
+                        status_period,
+                    );
+                }
+            }
         }
         // event_process: the runner is the reconciliation pass (the first one at start-up is
         // the initial full processing).

@@ -121,6 +121,14 @@ impl Offerings {
         self.slots.len()
     }
 
+    /// `global_proxy`, when set: REST calls and the event WebSocket go through it.
+    pub fn global_proxy(&self) -> Option<String> {
+        self.agent
+            .global_proxy
+            .clone()
+            .filter(|p| !p.trim().is_empty())
+    }
+
     async fn context(&self, index: usize) -> Result<Arc<OfferingContext>, String> {
         let slot = &self.slots[index];
         let mut guard = slot.ctx.lock().await;
@@ -304,6 +312,109 @@ impl ModeRunner for PollingRunner {
     }
 }
 
+/// Event mode for offerings that got no event source: the reconciliation pass (orders,
+/// membership, sweeps) at the order_process period, so a Mastermind without event subscriptions
+/// (2024) is served within minutes instead of at the hourly sweep.
+pub struct EventlessPolling {
+    offerings: Offerings,
+    names: Vec<String>,
+}
+
+impl EventlessPolling {
+    pub fn new(offerings: Offerings, names: Vec<String>) -> Self {
+        EventlessPolling { offerings, names }
+    }
+}
+
+#[async_trait]
+impl ModeRunner for EventlessPolling {
+    fn mode(&self) -> Mode {
+        Mode::EventProcess
+    }
+
+    async fn run_cycle(&self, cancel: &CancellationToken) -> CycleOutcome {
+        let mut outcome = CycleOutcome::default();
+        for i in 0..self.offerings.len() {
+            let name = &self.offerings.slots[i].config.name;
+            if cancel.is_cancelled() || !self.names.contains(name) {
+                continue;
+            }
+            let ctx = match self.offerings.context(i).await {
+                Ok(ctx) => ctx,
+                Err(e) => {
+                    outcome.offerings_failed.push((name.clone(), e));
+                    continue;
+                }
+            };
+            let report = reconcile(&ctx).await;
+            outcome.processed += report.processed as u64;
+            outcome.failed += report.failed as u64;
+            if report.has_failures() {
+                outcome
+                    .offerings_failed
+                    .push((name.clone(), report.failure_summary(FAILURES_SHOWN)));
+            } else {
+                outcome.offerings_ok.push(name.clone());
+            }
+        }
+        outcome
+    }
+}
+
+/// Event mode's resource status pass (upstream 1.0.8): for offerings whose membership runs on
+/// events, re-apply paused/downscaled/restored on the site.
+pub struct StatusReconciliation {
+    offerings: Offerings,
+}
+
+impl StatusReconciliation {
+    pub fn new(offerings: Offerings) -> Self {
+        StatusReconciliation { offerings }
+    }
+}
+
+#[async_trait]
+impl ModeRunner for StatusReconciliation {
+    fn mode(&self) -> Mode {
+        Mode::EventProcess
+    }
+
+    async fn run_cycle(&self, cancel: &CancellationToken) -> CycleOutcome {
+        let mut outcome = CycleOutcome::default();
+        for i in 0..self.offerings.len() {
+            let config = &self.offerings.slots[i].config;
+            if cancel.is_cancelled()
+                || !config.events_enabled()
+                || config.stomp_membership_sync_enabled == Some(false)
+                || config
+                    .role_backend(agent_config::BackendRole::MembershipSync)
+                    .is_none()
+            {
+                continue;
+            }
+            let ctx = match self.offerings.context(i).await {
+                Ok(ctx) => ctx,
+                Err(e) => {
+                    outcome.offerings_failed.push((config.name.clone(), e));
+                    continue;
+                }
+            };
+            tracing::info!(offering = %config.name, "re-applying resource statuses");
+            let report = agent_core::membership::reconcile_resource_statuses(&ctx).await;
+            outcome.processed += report.processed as u64;
+            outcome.failed += report.failed as u64;
+            if report.has_failures() {
+                outcome
+                    .offerings_failed
+                    .push((config.name.clone(), report.failure_summary(FAILURES_SHOWN)));
+            } else {
+                outcome.offerings_ok.push(config.name.clone());
+            }
+        }
+        outcome
+    }
+}
+
 /// Where `offering`'s STOMP web-socket is: explicit settings, else the API host on 443/80 by
 /// `websocket_use_tls` (upstream keyed the port on `verify_ssl`, which was a bug).
 fn stomp_endpoint(offering: &OfferingConfig) -> (String, u16, String, bool) {
@@ -331,6 +442,7 @@ fn api_host(offering: &OfferingConfig) -> String {
 pub fn source_configs(
     offering: &OfferingConfig,
     plans: &[SubscriptionPlan],
+    proxy: Option<&str>,
 ) -> Vec<EventSourceConfig> {
     let mut out = Vec::new();
     let passcode = offering.waldur_api_token.expose().to_owned();
@@ -347,6 +459,7 @@ pub fn source_configs(
                 plan.queue.clone(),
             );
             c.tls = tls;
+            c.proxy = proxy.map(str::to_owned);
             c.object_type = plan.object_type.clone();
             c.destination = Some(plan.stomp_destination());
             out.push(EventSourceConfig::Stomp(c));
@@ -401,6 +514,11 @@ pub fn source_configs(
 pub struct EventListeners {
     pub handles: Vec<(String, EventSourceHandle)>,
     consumers: Vec<tokio::task::JoinHandle<()>>,
+    /// When each running event handler started (for the liveness watchdog).
+    handlers: Arc<crate::watchdog::HandlerClock>,
+    /// Offerings with events on that got no event source (a Mastermind without event
+    /// subscriptions, e.g. from 2024, or a registration that failed): polled instead.
+    pub without_events: Vec<String>,
 }
 
 impl EventListeners {
@@ -409,6 +527,8 @@ impl EventListeners {
     pub async fn start(offerings: &Offerings, metrics: Metrics, cancel: CancellationToken) -> Self {
         let mut handles = Vec::new();
         let mut consumers = Vec::new();
+        let handlers = Arc::new(crate::watchdog::HandlerClock::default());
+        let mut without_events = Vec::new();
         let started = Timestamp::now();
         for ctx in offerings.contexts().await {
             if !ctx.config.events_enabled() {
@@ -423,8 +543,14 @@ impl EventListeners {
             .await
             {
                 RegistrationOutcome::Registered(r) => r,
+                RegistrationOutcome::Unsupported => {
+                    tracing::warn!(offering = %ctx.name(), "this Waldur has no agent identities or event subscriptions (an older Mastermind): the offering is polled at the order_process period instead");
+                    without_events.push(ctx.name().to_owned());
+                    continue;
+                }
                 other => {
-                    tracing::error!(offering = %ctx.name(), outcome = ?other, "cannot register the agent identity; no event subscriptions for this offering (polling reconciliation still runs)");
+                    tracing::error!(offering = %ctx.name(), outcome = ?other, "cannot register the agent identity; no event subscriptions for this offering: it is polled at the order_process period instead");
+                    without_events.push(ctx.name().to_owned());
                     continue;
                 }
             };
@@ -435,10 +561,25 @@ impl EventListeners {
             for e in &report.errors {
                 tracing::warn!(offering = %ctx.name(), "{e}");
             }
+            if plans.is_empty() {
+                tracing::warn!(offering = %ctx.name(), "no event subscription could be registered: the offering is polled at the order_process period instead");
+                without_events.push(ctx.name().to_owned());
+            }
             let (tx, rx) = mpsc::channel(256);
-            for config in source_configs(&ctx.config, &plans) {
+            let unified = plans.iter().find(|p| p.unified).map(|p| p.queue.clone());
+            let proxy = offerings.global_proxy();
+            for config in source_configs(&ctx.config, &plans, proxy.as_deref()) {
                 tracing::info!(offering = %ctx.name(), source = %config.describe(), "listening for events");
+                let is_unified = matches!(&config, EventSourceConfig::Stomp(c) if Some(&c.queue) == unified.as_ref());
                 let handle = EventSource::spawn(config, tx.clone(), cancel.clone());
+                if is_unified {
+                    register_again_when_missing(
+                        ctx.clone(),
+                        registration.identity_uuid.clone(),
+                        handle.status_receiver(),
+                        cancel.clone(),
+                    );
+                }
                 handles.push((ctx.name().to_owned(), handle));
             }
             drop(tx);
@@ -448,9 +589,19 @@ impl EventListeners {
                 .map(|(_, h)| h.status_receiver())
                 .collect();
             catch_up_on_reconnect(ctx.clone(), statuses, cancel.clone());
-            consumers.push(tokio::spawn(consume(ctx.clone(), rx, cancel.clone())));
+            consumers.push(tokio::spawn(consume(
+                ctx.clone(),
+                rx,
+                cancel.clone(),
+                handlers.clone(),
+            )));
         }
-        let listeners = EventListeners { handles, consumers };
+        let listeners = EventListeners {
+            handles,
+            consumers,
+            handlers,
+            without_events,
+        };
         listeners.watch_health(metrics, cancel);
         listeners
     }
@@ -489,6 +640,16 @@ impl EventListeners {
         });
     }
 
+    /// Upstream 1.0.8's liveness rule over these listeners (see [`crate::watchdog`]).
+    pub fn watchdog(&self) -> crate::watchdog::Watchdog {
+        let sources = self
+            .handles
+            .iter()
+            .map(|(name, h)| (name.clone(), h.status_receiver()))
+            .collect();
+        crate::watchdog::Watchdog::from_env(sources, self.handlers.clone())
+    }
+
     pub async fn join(self) {
         for c in self.consumers {
             let _ = c.await;
@@ -525,6 +686,7 @@ async fn consume(
     ctx: Arc<OfferingContext>,
     mut rx: mpsc::Receiver<agent_events::Event>,
     cancel: CancellationToken,
+    clock: Arc<crate::watchdog::HandlerClock>,
 ) {
     use std::collections::{HashMap, VecDeque};
     let limit = ctx.settings.order_concurrency.max(1);
@@ -538,7 +700,9 @@ async fn consume(
                  event: agent_events::Event| {
         let ctx = ctx.clone();
         let failed_before = failures.get(&key).copied().unwrap_or(0);
+        let clock = clock.clone();
         running.spawn(async move {
+            let _running = clock.start();
             let outcome = events::handle_event(
                 &ctx,
                 Some(event.object_type.as_str()).filter(|t| !t.is_empty()),
@@ -601,6 +765,47 @@ async fn consume(
     // in hand finish (the binary bounds how long it waits for them).
     drop(queued);
     while running.join_next().await.is_some() {}
+}
+
+/// The broker has no unified queue any more (SUBSCRIBE answered `NOT_FOUND`: deleted by an
+/// operator, or lost with the broker's data): register it again, which makes Waldur declare it
+/// (upstream 1.0.8 does the same on the ERROR frame); the source's next reconnect subscribes.
+fn register_again_when_missing(
+    ctx: Arc<OfferingContext>,
+    identity_uuid: String,
+    mut status: tokio::sync::watch::Receiver<ConnectionStatus>,
+    cancel: CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                changed = status.changed() => if changed.is_err() { return },
+            }
+            let now = status.borrow_and_update().clone();
+            let ConnectionStatus::Reconnecting { last_error, .. } = now else {
+                continue;
+            };
+            if !last_error.to_ascii_lowercase().contains("not_found") {
+                continue;
+            }
+            tracing::warn!(offering = %ctx.name(), error = %last_error, "the broker has no event queue for this agent; registering it again");
+            match events::register_unified_queue(
+                &ctx,
+                &identity_uuid,
+                &events::subscribed_types(&ctx),
+            )
+            .await
+            {
+                Ok(plan) => {
+                    tracing::info!(offering = %ctx.name(), queue = %plan.queue, "event queue registered again")
+                }
+                Err(e) => {
+                    tracing::warn!(offering = %ctx.name(), error = %e, "cannot register the event queue again; retried on the next failed reconnect")
+                }
+            }
+        }
+    });
 }
 
 /// Run the reconciliation pass for an offering whenever one of its event connections comes back

@@ -47,11 +47,15 @@ struct Entry {
     next_due: Instant,
 }
 
+/// Whether the agent is alive enough to touch its heartbeat (event mode's watchdog).
+pub type LivenessGate = Arc<dyn Fn() -> bool + Send + Sync>;
+
 pub struct Scheduler {
     tick: Duration,
     heartbeat: PathBuf,
     entries: Vec<Entry>,
     metrics: Metrics,
+    liveness: Option<LivenessGate>,
 }
 
 impl Scheduler {
@@ -61,7 +65,23 @@ impl Scheduler {
             heartbeat,
             entries: Vec::new(),
             metrics,
+            liveness: None,
         }
+    }
+
+    /// Touch the heartbeat only while `gate` says the agent is alive (upstream 1.0.8: event
+    /// mode withholds it once events have been down too long, so the probe restarts the agent).
+    pub fn set_liveness_gate(&mut self, gate: LivenessGate) {
+        self.liveness = Some(gate);
+    }
+
+    /// Add a mode whose first cycle is one `period` away (not at once).
+    pub fn add_after_first_period(&mut self, runner: Arc<dyn ModeRunner>, period: Duration) {
+        self.entries.push(Entry {
+            runner,
+            period,
+            next_due: Instant::now() + period,
+        });
     }
 
     /// The metrics this scheduler records into (shared with the event listeners).
@@ -145,6 +165,11 @@ impl Scheduler {
     }
 
     fn beat(&self) {
+        if let Some(gate) = &self.liveness
+            && !gate()
+        {
+            return;
+        }
         if let Err(e) = write_heartbeat(&self.heartbeat) {
             tracing::warn!(path = %self.heartbeat.display(), error = %e, "Cannot write heartbeat file");
         }

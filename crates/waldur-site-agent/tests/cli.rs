@@ -41,6 +41,10 @@ fn help_mentions_every_mode_and_variable() {
         "SENTRY_ENVIRONMENT",
         "WALDUR_SITE_AGENT_MAX_RESPONSE_MB",
         "WALDUR_SITE_AGENT_MAX_PAGES",
+        "WALDUR_SITE_AGENT_HEARTBEAT_PATH",
+        "WALDUR_SITE_AGENT_STOMP_UNHEALTHY_AFTER_MINUTES",
+        "WALDUR_SITE_AGENT_STOMP_HANDLER_STUCK_AFTER_MINUTES",
+        "WALDUR_SITE_AGENT_RESOURCE_STATUS_RECONCILIATION_MINUTES",
         "validate-config",
         "diagnostics",
         "load-components",
@@ -317,6 +321,66 @@ fn healthz_liveness_follows_the_heartbeat_age() {
         stdout_of(&stale)
     );
     assert!(probe("900").status.success());
+}
+
+/// Upstream 1.0.8: `WALDUR_SITE_AGENT_HEARTBEAT_PATH` names the heartbeat file for the agent and
+/// the probe (no config needed for liveness then).
+#[test]
+fn healthz_reads_the_heartbeat_named_by_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hb = dir.path().join("hb-from-env");
+    let probe = || {
+        agent()
+            .env("WALDUR_SITE_AGENT_HEARTBEAT_PATH", &hb)
+            .args([
+                "-c",
+                "/nonexistent/config.yaml",
+                "healthz",
+                "--liveness-only",
+            ])
+            .output()
+            .expect("runs")
+    };
+    assert_eq!(probe().status.code(), Some(1));
+    std::fs::write(&hb, "1700000000.0").expect("heartbeat");
+    let live = probe();
+    assert!(live.status.success(), "{}", stdout_of(&live));
+    assert!(stdout_of(&live).contains("live:"));
+}
+
+/// Readiness gives up after `--readiness-timeout` (default 5 s) on a Waldur that accepts the
+/// connection and never answers, instead of hanging until the probe is killed.
+#[test]
+fn healthz_readiness_is_bounded_by_its_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hb = dir.path().join("hb");
+    std::fs::write(&hb, "1700000000.0").expect("heartbeat");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "offerings:\n  - name: silent\n    waldur_api_url: http://127.0.0.1:{port}/api/\n    waldur_api_token: t\n    waldur_offering_uuid: 0123456789abcdef0123456789abcdef\n    backend_type: slurm\n"
+        ),
+    )
+    .expect("config");
+    let started = std::time::Instant::now();
+    let out = agent()
+        .args(["-c"])
+        .arg(&config)
+        .args(["healthz", "--readiness-timeout", "1", "--heartbeat-file"])
+        .arg(&hb)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout_of(&out));
+    assert!(stdout_of(&out).contains("not ready"), "{}", stdout_of(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
 }
 
 const SECRET_TOKEN: &str = "tok-9f8e7d6c5b4a";

@@ -594,3 +594,91 @@ async fn with_the_site_down_membership_events_go_on_and_orders_complete_when_it_
     drop(agent);
     cleanup(&conf, &tag);
 }
+
+/// The unified queue of upstream 1.0.7/1.0.8 on the real RabbitMQ: the agent registers one
+/// `consumer_…` queue for every object type and logs in as its `rmq_username` with the API
+/// token; when the queue disappears from the broker (SUBSCRIBE answers NOT_FOUND), the agent
+/// registers it again — Waldur declares it — and events flow once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unified_queue_lost_by_the_broker_is_registered_again() {
+    let _serial = SERIAL.lock().await;
+    let Some(conf) = services(false) else { return };
+    let sim = sim_with_brokers(false).await;
+    let demo = sim.demo().clone();
+    let tag = format!("evq{}", std::process::id() % 100_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(&cfg, config(&sim, &tag, "stomp")).expect("config");
+    let agent = Agent::start(&cfg, &conf, "60", dir.path().join("agent.log"));
+    assert!(
+        agent
+            .wait_log("\"status\":\"Connected\"", 1, Duration::from_secs(30))
+            .await,
+        "{}",
+        agent.log()
+    );
+    // One queue, registered through register_queue, carrying every type the agent handles.
+    let (queue, vhost, types) = {
+        let state = sim.state();
+        assert_eq!(state.agent_queues.len(), 1, "one unified queue");
+        assert!(state.subscriptions.is_empty(), "no per-type subscriptions");
+        let q = state.agent_queues[0].clone();
+        (q.queue_name(), q.user.simple().to_string(), q.object_types)
+    };
+    for t in [
+        "order",
+        "user_role",
+        "resource",
+        "offering_user",
+        "offering_resources_sync",
+    ] {
+        assert!(types.iter().any(|x| x == t), "{t} missing from {types:?}");
+    }
+    assert!(
+        agent.log().contains(&format!("/amq/queue/{queue}")),
+        "{}",
+        agent.log()
+    );
+
+    // The broker loses the queue.
+    let admin = waldur_sim::broker::RabbitAdmin::new(RABBITMQ_ADMIN).expect("admin");
+    admin
+        .delete_queue(&vhost, &queue)
+        .await
+        .expect("queue deleted");
+    assert!(
+        agent
+            .wait_log("registering it again", 1, Duration::from_secs(60))
+            .await,
+        "the agent did not register the lost queue again:\n{}",
+        agent.log()
+    );
+    assert!(
+        agent
+            .wait_log("\"status\":\"Connected\"", 2, Duration::from_secs(90))
+            .await,
+        "the agent did not reconnect to the declared queue:\n{}",
+        agent.log()
+    );
+    assert_eq!(
+        sim.state().agent_queues.len(),
+        1,
+        "the same queue, not a second one"
+    );
+
+    let consumer = ConsumerClient::new(&demo.api_url, &demo.consumer_token);
+    let order = consumer
+        .create_order(
+            &demo.offering_uuid,
+            &demo.project_uuid,
+            Some(&demo.plan_uuid),
+            limits(&[("cpu", 1)]),
+            "after requeue",
+        )
+        .await
+        .expect("create order");
+    let (state, _) = wait_order(&consumer, &order, Duration::from_secs(30)).await;
+    assert_eq!(state, "done", "{}", agent.log());
+    drop(agent);
+    cleanup(&conf, &tag);
+}

@@ -381,6 +381,8 @@ impl Respond for FakeWaldur {
             }
             ("GET", "marketplace-component-user-usages", 2) => ok(json!([])),
             ("GET", "component-user-usage-limits", 2) => ok(json!([])),
+            // A current Mastermind: it has agent identities (so it takes past billing periods).
+            ("GET", "marketplace-site-agent-identities", 2) => ok(json!([])),
             ("GET", "marketplace-plans", 3) => ok(json!({"uuid": id, "quotas": {}})),
             ("GET", "marketplace-service-providers", 2) => ok(json!([{"uuid": uuid(800)}])),
             ("GET", "marketplace-service-providers", 4) => ok(json!([])),

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 use waldur_client::{Auth, ClientOptions, Secret, WaldurClient};
 use waldur_sim::consumer::ConsumerClient;
-use waldur_sim::{FaultConfig, SimOptions, SimServer};
+use waldur_sim::{ApiProfile, FaultConfig, SimOptions, SimServer};
 
 pub const ORDERS: &str = "/api/marketplace-orders/";
 pub const APPROVE: &str = "/api/marketplace-orders/{uuid}/approve_by_provider/";
@@ -41,6 +41,8 @@ pub struct Setup {
     pub orders: Option<Arc<dyn OrderBackend>>,
     /// Replaces the username role (default: upstream's `base`, which never generates).
     pub usernames: Option<Arc<dyn UsernameBackend>>,
+    /// Which Mastermind the simulator answers as.
+    pub api_profile: ApiProfile,
 }
 
 impl Default for Setup {
@@ -51,6 +53,7 @@ impl Default for Setup {
             site: MemoryBackend::new(),
             orders: None,
             usernames: None,
+            api_profile: ApiProfile::Current,
         }
     }
 }
@@ -119,6 +122,7 @@ impl World {
         let sim = SimServer::start(SimOptions {
             demo: true,
             demo_username_policy: setup.username_policy.to_owned(),
+            api_profile: setup.api_profile,
             ..SimOptions::default()
         })
         .await

@@ -21,6 +21,31 @@ def get(path, token):
         return json.loads(r.read() or "null")
 
 
+def post(path, token, body):
+    req = urllib.request.Request(
+        api + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": "Token " + token, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read() or "null")
+
+
+def check_posted(what, data, model_name):
+    """Parse a POST answer with the model, when this client version has it."""
+    model = getattr(M, model_name, None)
+    if model is None:
+        print(f"skip {what} ({model_name} is not in this client)")
+        return
+    try:
+        model.from_dict(data)
+        print(f"ok   {what} ({model_name})")
+    except Exception as e:  # noqa: BLE001 - report every failure
+        failures.append(what)
+        print(f"FAIL {what} ({model_name}): {type(e).__name__}: {e}")
+
+
 def check(path, model, token, many=False):
     try:
         data = get(path, token)
@@ -52,6 +77,33 @@ check(f"projects/{proj}/list_users/", M.UserRoleDetails, cons, many=True)
 check("customers/", M.Customer, cons, many=True)
 check("users/", M.User, demo["staff_token"], many=True)
 check("roles/", M.RoleDetails, prov, many=True)
+# Agent identity, service, processor and the unified queue (upstream 1.0.7/1.0.8), so the
+# listings below have objects to parse.
+identity = post(
+    "marketplace-site-agent-identities/",
+    prov,
+    {"offering": off, "name": f"agent-{off}", "version": "1.0.8", "dependencies": [],
+     "config_file_path": "", "config_file_content": ""},
+)
+check_posted("POST marketplace-site-agent-identities/", identity, "AgentIdentity")
+service = post(
+    f"marketplace-site-agent-identities/{identity['uuid']}/register_service/",
+    prov,
+    {"name": "event_process", "mode": "event_process"},
+)
+check_posted("POST register_service", service, "AgentService")
+processor = post(
+    f"marketplace-site-agent-services/{service['uuid']}/register_processor/",
+    prov,
+    {"name": "OfferingOrderProcessor", "backend_type": "slurm", "backend_version": "1.0.8"},
+)
+check_posted("POST register_processor", processor, "AgentProcessor")
+queue = post(
+    f"marketplace-site-agent-identities/{identity['uuid']}/register_queue/",
+    prov,
+    {"object_types": ["order", "resource"]},
+)
+check_posted("POST register_queue", queue, "AgentQueueRegistrationResponse")
 check("marketplace-site-agent-identities/", M.AgentIdentity, prov, many=True)
 check("marketplace-site-agent-services/", M.AgentService, prov, many=True)
 check("marketplace-site-agent-processors/", M.AgentProcessor, prov, many=True)

@@ -3,43 +3,63 @@
 # objects) runs against `waldur-sim --demo` and a real SLURM, and must complete the whole order
 # lifecycle and report usage.
 #
-# Scenarios (each prints PASS/FAIL): create, update (limits), report (usage), terminate.
-# Env: AGENT_VERSION (default 1.0.7), VENV (default /tmp/waldur-python-agent/venv), SIM_PORT (18181),
-#      ORDER_TIMEOUT seconds per order (default 150).
+# Usage: run.sh [VERSION ...]   e.g. `run.sh` (1.0.7), `run.sh 1.0.8rc12`, `run.sh 1.0.7 1.0.8rc12`.
+# Each version gets its own venv (with its matching waldur-site-agent-slurm), its own simulator
+# and work directory, and runs the same scenarios in turn; 1.0.7 keeps its venv at the old path.
+# Scenarios (each prints PASS/FAIL per version): create, update (limits), report (usage),
+# terminate.
+# Env: AGENT_VERSION (the default version when no argument is given: 1.0.7), VENV (only with a
+#      single version; default /tmp/waldur-python-agent/venv for 1.0.7, venv-VERSION otherwise),
+#      SIM_PORT (18181), ORDER_TIMEOUT seconds per order (default 150).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../../../.." && pwd)
-AGENT_VERSION=${AGENT_VERSION:-1.0.7}
-VENV=${VENV:-/tmp/waldur-python-agent/venv}
+if [ "$#" -eq 0 ]; then set -- "${AGENT_VERSION:-1.0.7}"; fi
+VERSIONS=("$@")
 SIM_PORT=${SIM_PORT:-18181}
 ORDER_TIMEOUT=${ORDER_TIMEOUT:-150}
-WORK=$(mktemp -d /tmp/waldur-pyagent-XXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; }
 trap cleanup EXIT
 
 fail=0
-pass() { echo "PASS: $*"; }
-failed() { echo "FAIL: $*"; fail=$((fail + 1)); }
+total_fail=0
+pass() { echo "PASS [$AGENT_VERSION]: $*"; }
+failed() { echo "FAIL [$AGENT_VERSION]: $*"; fail=$((fail + 1)); }
+
+venv_for() {
+  if [ "${#VERSIONS[@]}" -eq 1 ] && [ -n "${VENV:-}" ]; then echo "$VENV"
+  elif [ "$1" = 1.0.7 ]; then echo /tmp/waldur-python-agent/venv
+  else echo "/tmp/waldur-python-agent/venv-$1"; fi
+}
+
+run_version() {
+AGENT_VERSION=$1
+VENV_DIR=$(venv_for "$AGENT_VERSION")
+WORK=$(mktemp -d /tmp/waldur-pyagent-XXXX)
+fail=0
+echo "=== Python agent $AGENT_VERSION (venv $VENV_DIR, logs $WORK)"
 
 # 1. The Python agent, pinned.
-if [ ! -x "$VENV/bin/waldur_site_agent" ]; then
-  "${PYTHON:-python3}" -m venv "$VENV" || exit 1
-  "$VENV/bin/pip" install -q "waldur-site-agent==$AGENT_VERSION" "waldur-site-agent-slurm==$AGENT_VERSION" || exit 1
+installed=$("$VENV_DIR/bin/python" -c 'import importlib.metadata as m;print(m.version("waldur-site-agent"))' 2>/dev/null)
+if [ "$installed" != "$AGENT_VERSION" ]; then
+  "${PYTHON:-python3}" -m venv "$VENV_DIR" || return 1
+  "$VENV_DIR/bin/pip" install -q "waldur-site-agent==$AGENT_VERSION" "waldur-site-agent-slurm==$AGENT_VERSION" || return 1
 fi
-PY="$VENV/bin/python"
+PY="$VENV_DIR/bin/python"
 
 # 2. Real SLURM.
-bash "$REPO/scripts/services/slurm-up.sh" || exit 1
+bash "$REPO/scripts/services/slurm-up.sh" || return 1
 # shellcheck disable=SC1091
 source /tmp/waldur-services/slurm/env.sh
 
 # 3. The simulator.
-(cd "$REPO" && CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build -q -p waldur-sim) || exit 1
+(cd "$REPO" && CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build -q -p waldur-sim) || return 1
 SIM="$REPO/target/debug/waldur-sim"
 "$SIM" --demo --listen "127.0.0.1:$SIM_PORT" >"$WORK/demo.json" 2>"$WORK/sim.log" &
-PIDS+=($!)
+SIM_PID=$!
+PIDS+=("$SIM_PID")
 for _ in $(seq 50); do [ -s "$WORK/demo.json" ] && break; sleep 0.1; done
 demo() { "$PY" -c "import json,sys;d=json.load(open('$WORK/demo.json'));print(eval(sys.argv[1]))" "$1"; }
 API=$(demo "d['api_url']"); PTOK=$(demo "d['provider_token']"); CTOK=$(demo "d['consumer_token']")
@@ -94,7 +114,7 @@ order_state() { wsim order get --token "$PTOK" --order "$1" | "$PY" -c 'import j
 # Runs one agent mode until the order reaches done/erred (or the timeout), then stops it.
 run_until_done() {
   local mode=$1 order=$2 log=$3 state=""
-  WALDUR_SITE_AGENT_ORDER_PROCESS_PERIOD_MINUTES=1 "$VENV/bin/waldur_site_agent" -m "$mode" -c "$WORK/config.yaml" >"$log" 2>&1 &
+  WALDUR_SITE_AGENT_ORDER_PROCESS_PERIOD_MINUTES=1 "$VENV_DIR/bin/waldur_site_agent" -m "$mode" -c "$WORK/config.yaml" >"$log" 2>&1 &
   local pid=$!
   for _ in $(seq "$ORDER_TIMEOUT"); do
     state=$(order_state "$order")
@@ -130,7 +150,7 @@ else
 fi
 
 # Scenario: report (usage posted for the current month).
-"$VENV/bin/waldur_site_agent" -m report -c "$WORK/config.yaml" >"$WORK/agent-report.log" 2>&1 &
+"$VENV_DIR/bin/waldur_site_agent" -m report -c "$WORK/config.yaml" >"$WORK/agent-report.log" 2>&1 &
 RPID=$!
 USAGES=0
 for _ in $(seq 90); do
@@ -153,5 +173,12 @@ fi
 echo "API calls made by the Python agent:"
 curl -s -H "Authorization: Token $STAFF" "http://127.0.0.1:$SIM_PORT/__sim/stats" | "$PY" -c 'import json,sys;d=json.load(sys.stdin);print(d["total"]);[print("  %5d %s" % (v["count"], k)) for k,v in d["routes"].items()]'
 echo "logs in $WORK"
-echo "$((4 - fail)) passed, $fail failed"
-[ "$fail" -eq 0 ]
+echo "[$AGENT_VERSION] $((4 - fail)) passed, $fail failed"
+kill "$SIM_PID" 2>/dev/null; wait "$SIM_PID" 2>/dev/null
+total_fail=$((total_fail + fail))
+}
+
+for v in "${VERSIONS[@]}"; do
+  run_version "$v" || { echo "FAIL [$v]: setup"; total_fail=$((total_fail + 1)); }
+done
+[ "$total_fail" -eq 0 ]
