@@ -102,6 +102,8 @@ struct LoadOutcome {
     states: BTreeMap<String, AccountState>,
     /// (allocation, user) associations that exist now.
     assocs: BTreeSet<(String, String)>,
+    /// Every account the file listed (whether the read-back showed it or not).
+    listed: BTreeSet<String>,
 }
 
 /// A load file only we can read, removed when dropped.
@@ -715,6 +717,10 @@ impl SlurmBackend {
         // One `sacctmgr load` for the missing tree when cheaper; whatever it did not create is
         // then added by the per-command path below, so a failure errs only the orders concerned.
         let mut loaded_assocs: BTreeSet<(String, String)> = BTreeSet::new();
+        // Accounts our own load just listed: if SLURM did not show one at the read-back but
+        // then answers "Nothing new added", the load made it; the read-back below confirms it
+        // (parent included) instead of calling it someone else's.
+        let mut loaded_names: BTreeSet<String> = BTreeSet::new();
         {
             let active: Vec<&Prepared> = prepared.iter().flatten().collect();
             if let Some(outcome) = self
@@ -723,6 +729,7 @@ impl SlurmBackend {
             {
                 states.extend(outcome.states);
                 loaded_assocs = outcome.assocs;
+                loaded_names = outcome.listed;
             }
         }
 
@@ -762,7 +769,7 @@ impl SlurmBackend {
                 // "Nothing new added": every allocation of the group exists already, so it
                 // belongs to someone else. Never report that as our create.
                 Ok(false) if group.tier == Tier::Allocation => {
-                    for name in &group.names {
+                    for name in group.names.iter().filter(|n| !loaded_names.contains(*n)) {
                         failed.insert(
                             name.clone(),
                             BackendError::Duplicate {
@@ -785,7 +792,10 @@ impl SlurmBackend {
                             )
                             .await
                         {
-                            Ok(false) if group.tier == Tier::Allocation => {
+                            Ok(false)
+                                if group.tier == Tier::Allocation
+                                    && !loaded_names.contains(name) =>
+                            {
                                 failed.insert(
                                     name.clone(),
                                     BackendError::Duplicate {
@@ -1060,6 +1070,7 @@ impl SlurmBackend {
         Some(LoadOutcome {
             states: verified,
             assocs,
+            listed: names.into_iter().collect(),
         })
     }
 

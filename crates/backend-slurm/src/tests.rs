@@ -1330,3 +1330,46 @@ async fn extended_conformance_against_the_slurm_double() {
     ));
     conformance::site_down_is_transient(&backend, &fixture(), &[]).await;
 }
+
+#[tokio::test]
+async fn an_allocation_our_load_made_but_slurm_showed_late_is_ours_not_a_duplicate() {
+    let (backend, runner) = backend_with(SlurmSettings {
+        batch_load: true,
+        ..settings()
+    });
+    runner.seed("root", "");
+    // The load creates the tree, as `sacctmgr load` does ...
+    let db = runner.db.clone();
+    runner.respond(move |line| {
+        line.contains(" load ").then(|| {
+            db.seed("c_cust", "root");
+            db.seed("p_proj", "c_cust");
+            db.seed("a_r0", "p_proj");
+            db.seed("a_r1", "p_proj");
+            Ok(String::new())
+        })
+    });
+    // ... but its read-back (the second `show assoc`) does not show it yet.
+    let shows = Mutex::new(0);
+    runner.respond(move |line| {
+        if !line.contains("show assoc") {
+            return None;
+        }
+        let mut n = shows.lock().expect("count lock");
+        *n += 1;
+        (*n == 2).then(|| Ok(String::new()))
+    });
+    let mut reqs = Vec::new();
+    for i in 0..2 {
+        let mut r = resource(&format!("r{i}"), "proj", "cust");
+        r.name = "same".into();
+        reqs.push(request(r, &[]));
+    }
+    let results = backend.create_resources(reqs).await;
+    assert!(
+        results.iter().all(Result::is_ok),
+        "the accounts the load made are the orders' own: {results:?}\n{:#?}",
+        runner.lines()
+    );
+    assert!(runner.lines().iter().any(|l| l.contains(" load ")));
+}
