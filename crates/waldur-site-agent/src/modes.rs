@@ -767,6 +767,19 @@ async fn consume(
     while running.join_next().await.is_some() {}
 }
 
+/// Whether a failed (re)connect says the unified queue is gone: SUBSCRIBE answered `NOT_FOUND`
+/// (upstream's test); RabbitMQ cancelled the subscription (what it sends when the queue is
+/// deleted under a consumer); or web-stomp keeps closing the connection right after SUBSCRIBE,
+/// which is how RabbitMQ 3.x answers a missing queue over WebSocket (the ERROR frame is often
+/// lost with the close). Registering again is idempotent, so a false alarm costs one request.
+fn queue_looks_missing(last_error: &str, attempt: u32) -> bool {
+    let e = last_error.to_ascii_lowercase();
+    e.contains("not_found")
+        || e.contains("cancelled subscription")
+        || e.contains("canceled a subscription")
+        || (attempt >= 2 && e.contains("connection closed"))
+}
+
 /// The broker has no unified queue any more (SUBSCRIBE answered `NOT_FOUND`: deleted by an
 /// operator, or lost with the broker's data): register it again, which makes Waldur declare it
 /// (upstream 1.0.8 does the same on the ERROR frame); the source's next reconnect subscribes.
@@ -783,10 +796,14 @@ fn register_again_when_missing(
                 changed = status.changed() => if changed.is_err() { return },
             }
             let now = status.borrow_and_update().clone();
-            let ConnectionStatus::Reconnecting { last_error, .. } = now else {
+            let ConnectionStatus::Reconnecting {
+                last_error,
+                attempt,
+            } = now
+            else {
                 continue;
             };
-            if !last_error.to_ascii_lowercase().contains("not_found") {
+            if !queue_looks_missing(&last_error, attempt) {
                 continue;
             }
             tracing::warn!(offering = %ctx.name(), error = %last_error, "the broker has no event queue for this agent; registering it again");
@@ -862,6 +879,18 @@ fn catch_up_on_reconnect(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_lost_queue_is_recognised_from_what_rabbitmq_answers() {
+        assert!(queue_looks_missing("broker error: message: not_found", 1));
+        assert!(queue_looks_missing(
+            "broker error: Server cancelled subscription (The server has canceled a subscription.)",
+            1
+        ));
+        assert!(queue_looks_missing("connection closed", 2));
+        assert!(!queue_looks_missing("connection closed", 1));
+        assert!(!queue_looks_missing("connection refused", 5));
+    }
 
     #[test]
     fn events_of_one_resource_share_a_key_and_others_do_not() {
