@@ -197,10 +197,11 @@ async fn a_2024_mastermind_is_served_through_a_whole_lifecycle_on_real_slurm() {
     for _ in 0..2 {
         let (ok, log) = run.agent("membership_sync");
         assert!(ok, "membership_sync --once failed:\n{log}");
-        assert_eq!(
+        // At most once: a resource whose `last_sync` is recent is not refreshed at all.
+        assert!(
             log.matches("Waldur has no marketplace-provider-resources/{uuid}/refresh_last_sync/")
-                .count(),
-            1,
+                .count()
+                <= 1,
             "{log}"
         );
     }
