@@ -51,6 +51,6 @@ bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}" 2>&1 | tail -4
 
 if [ -x crates/waldur-sim/tests/python-agent/run.sh ]; then
   step "fidelity: the Python agent from PyPI against waldur-sim and real SLURM"
-  bash crates/waldur-sim/tests/python-agent/run.sh
+  bash crates/waldur-sim/tests/python-agent/run.sh 1.0.7 1.0.8rc12
 fi
 step "all tests passed"
