@@ -614,7 +614,7 @@ impl OrderBackend for MoabBackend {
                         prepared: &[(usize, AccountPlan, i64)],
                         e: &BackendError| {
             for (i, _, _) in prepared {
-                results[*i].get_or_insert_with(|| Err(again(&e)));
+                results[*i].get_or_insert_with(|| Err(again(e)));
             }
         };
         let existing = match self.accounts(None).await {

@@ -566,13 +566,9 @@ fn moment(text: &str, end_of_day: bool) -> Result<String, Outcome> {
     let t = text.trim().replace('T', " ");
     let shaped = |s: &str, pattern: &str| {
         s.len() == pattern.len()
-            && s.chars().zip(pattern.chars()).all(|(c, p)| {
-                if p == 'd' {
-                    c.is_ascii_digit()
-                } else {
-                    c == p
-                }
-            })
+            && s.chars()
+                .zip(pattern.chars())
+                .all(|(c, p)| if p == 'd' { c.is_ascii_digit() } else { c == p })
     };
     if shaped(&t, "dddd-dd-dd") {
         Ok(if end_of_day {
@@ -687,7 +683,8 @@ pub fn run_in_dir(
         .truncate(false)
         .write(true)
         .open(dir.join("state.json.lock"))?;
-    lock.lock()?;
+    let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| std::io::Error::from(errno))?;
     let mut state = load(dir)?;
     let outcome = execute(&mut state, program, args, now);
     let tmp = dir.join(format!("state.json.{}.tmp", std::process::id()));
@@ -695,7 +692,7 @@ pub fn run_in_dir(
     f.write_all(serde_json::to_string_pretty(&state)?.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, state_file(dir))?;
-    lock.unlock()?;
+    drop(lock);
     Ok(outcome)
 }
 
@@ -721,9 +718,7 @@ pub fn install(dir: &Path, exe: &Path) -> std::io::Result<PathBuf> {
 
 /// The current local time as the double records it.
 pub fn now_local() -> String {
-    jiff::Zoned::now()
-        .strftime("%Y-%m-%d %H:%M:%S")
-        .to_string()
+    jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 #[cfg(test)]
@@ -837,7 +832,10 @@ mod tests {
             run(&mut s, &["mam-delete-fund", "-f", "1"]).code,
             EXIT_FAILED
         );
-        assert_eq!(run(&mut s, &["mam-list-accounts", "--bogus"]).code, EXIT_USAGE);
+        assert_eq!(
+            run(&mut s, &["mam-list-accounts", "--bogus"]).code,
+            EXIT_USAGE
+        );
         let bad_field = ["mam-list-accounts", "--show", "Nope"];
         assert_eq!(run(&mut s, &bad_field).code, EXIT_USAGE);
     }
@@ -863,8 +861,7 @@ mod tests {
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
-        let out =
-            run_in_dir(&dir, "mam-list-accounts", &args, "2026-01-01 00:00:00").expect("run");
+        let out = run_in_dir(&dir, "mam-list-accounts", &args, "2026-01-01 00:00:00").expect("run");
         assert_eq!(out.stdout.lines().count(), 8);
         let _ = std::fs::remove_dir_all(&dir);
     }
