@@ -59,7 +59,7 @@ use backend_api::units::{MAX_EXACT_INTEGER, site_amount};
 use backend_api::{
     BackendError, BackendHandles, BackendHealth, BackendResourceInfo, BackendResult, BillingPeriod,
     BuildContext, CreateRequest, Diagnostics, Limits, MembershipBackend, OrderBackend,
-    ResourceView, UsageBackend, UsageReport, UserGrant,
+    ResourceView, SiteCheck, UsageBackend, UsageReport, UserGrant,
 };
 
 pub use settings::MoabSettings;
@@ -484,106 +484,11 @@ impl MoabBackend {
         results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect()
     }
 
-    async fn set_active(&self, resource: &ResourceView, active: bool) -> BackendResult<bool> {
-        let id = resource.backend_id.as_str();
-        validate_site_name("account name", id)?;
-        let _write = self.writes.lock().await;
-        let accounts = self.accounts(Some(id)).await?;
-        let account = accounts
-            .get(id)
-            .ok_or_else(|| permanent(format!("MOAB has no account {id}")))?;
-        if account.active == active {
-            return Ok(false);
-        }
-        let flag = if active { "-A" } else { "-I" };
-        self.run(self.command("mam-modify-account").args(["-a", id, flag]))
-            .await?;
-        let back = self.accounts(Some(id)).await?;
-        if back.get(id).map(|a| a.active) != Some(active) {
-            return Err(BackendError::transient(format!(
-                "MOAB account {id} did not change its Active flag"
-            )));
-        }
-        Ok(true)
-    }
-}
-
-#[async_trait]
-impl BackendHealth for MoabBackend {
-    fn kind(&self) -> &'static str {
-        "moab"
-    }
-
-    async fn ping(&self) -> BackendResult<()> {
-        self.run(
-            self.command("mam-list-accounts")
-                .args(["--raw", "--quiet", "--show", "Name"]),
-        )
-        .await
-        .map(drop)
-    }
-
-    async fn diagnostics(&self) -> Diagnostics {
-        let mut d = Diagnostics::new("moab");
-        match self.accounts(None).await {
-            Ok(accounts) => {
-                let managed = accounts
-                    .keys()
-                    .filter(|n| n.starts_with(&self.settings.allocation_prefix.to_lowercase()))
-                    .count();
-                d.check(
-                    "mam-list-accounts",
-                    true,
-                    format!(
-                        "{} accounts ({managed} with the allocation prefix)",
-                        accounts.len()
-                    ),
-                );
-            }
-            Err(e) => d.check("mam-list-accounts", false, e.to_string()),
-        }
-        match self.funds(None).await {
-            Ok(funds) => d.check(
-                "mam-list-funds",
-                true,
-                format!("{} funds", funds.values().map(Vec::len).sum::<usize>()),
-            ),
-            Err(e) => d.check("mam-list-funds", false, e.to_string()),
-        }
-        d
-    }
-}
-
-#[async_trait]
-impl OrderBackend for MoabBackend {
-    fn backend_id_for(&self, base_slug: &str) -> BackendResult<String> {
-        self.hierarchy.allocation_id(base_slug)
-    }
-
-    fn check_limits(&self, _resource: &ResourceView, limits: &Limits) -> BackendResult<()> {
-        self.site_deposit(limits).map(drop)
-    }
-
-    async fn pull_resource(
-        &self,
-        resource: &ResourceView,
-    ) -> BackendResult<Option<BackendResourceInfo>> {
-        let id = resource.backend_id.as_str();
-        validate_site_name("account name", id)?;
-        let (accounts, funds) = tokio::try_join!(self.accounts(Some(id)), self.funds(Some(id)))?;
-        Ok(accounts.get(id).map(|a| self.info(id, a, funds.get(id))))
-    }
-
-    async fn create_resource(&self, request: CreateRequest) -> BackendResult<BackendResourceInfo> {
-        self.create_resources(vec![request])
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(permanent("no result".into())))
-    }
-
-    async fn create_resources(
+    /// Create a batch; `preloaded` is the account list `check_ids` read for it.
+    async fn create_batch(
         &self,
         requests: Vec<CreateRequest>,
+        preloaded: Option<BTreeMap<String, AccountRow>>,
     ) -> Vec<BackendResult<BackendResourceInfo>> {
         let mut results: Vec<Option<BackendResult<BackendResourceInfo>>> =
             (0..requests.len()).map(|_| None).collect();
@@ -617,7 +522,11 @@ impl OrderBackend for MoabBackend {
                 results[*i].get_or_insert_with(|| Err(again(e)));
             }
         };
-        let existing = match self.accounts(None).await {
+        let listed = match preloaded {
+            Some(accounts) => Ok(accounts),
+            None => self.accounts(None).await,
+        };
+        let existing = match listed {
             Ok(a) => a,
             Err(e) => {
                 fail_all(&mut results, &prepared, &e);
@@ -738,6 +647,136 @@ impl OrderBackend for MoabBackend {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(permanent("no result".into()))))
             .collect()
+    }
+
+    async fn set_active(&self, resource: &ResourceView, active: bool) -> BackendResult<bool> {
+        let id = resource.backend_id.as_str();
+        validate_site_name("account name", id)?;
+        let _write = self.writes.lock().await;
+        let accounts = self.accounts(Some(id)).await?;
+        let account = accounts
+            .get(id)
+            .ok_or_else(|| permanent(format!("MOAB has no account {id}")))?;
+        if account.active == active {
+            return Ok(false);
+        }
+        let flag = if active { "-A" } else { "-I" };
+        self.run(self.command("mam-modify-account").args(["-a", id, flag]))
+            .await?;
+        let back = self.accounts(Some(id)).await?;
+        if back.get(id).map(|a| a.active) != Some(active) {
+            return Err(BackendError::transient(format!(
+                "MOAB account {id} did not change its Active flag"
+            )));
+        }
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl BackendHealth for MoabBackend {
+    fn kind(&self) -> &'static str {
+        "moab"
+    }
+
+    async fn ping(&self) -> BackendResult<()> {
+        self.run(
+            self.command("mam-list-accounts")
+                .args(["--raw", "--quiet", "--show", "Name"]),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn diagnostics(&self) -> Diagnostics {
+        let mut d = Diagnostics::new("moab");
+        match self.accounts(None).await {
+            Ok(accounts) => {
+                let managed = accounts
+                    .keys()
+                    .filter(|n| n.starts_with(&self.settings.allocation_prefix.to_lowercase()))
+                    .count();
+                d.check(
+                    "mam-list-accounts",
+                    true,
+                    format!(
+                        "{} accounts ({managed} with the allocation prefix)",
+                        accounts.len()
+                    ),
+                );
+            }
+            Err(e) => d.check("mam-list-accounts", false, e.to_string()),
+        }
+        match self.funds(None).await {
+            Ok(funds) => d.check(
+                "mam-list-funds",
+                true,
+                format!("{} funds", funds.values().map(Vec::len).sum::<usize>()),
+            ),
+            Err(e) => d.check("mam-list-funds", false, e.to_string()),
+        }
+        d
+    }
+}
+
+#[async_trait]
+impl OrderBackend for MoabBackend {
+    fn backend_id_for(&self, base_slug: &str) -> BackendResult<String> {
+        self.hierarchy.allocation_id(base_slug)
+    }
+
+    fn check_limits(&self, _resource: &ResourceView, limits: &Limits) -> BackendResult<()> {
+        self.site_deposit(limits).map(drop)
+    }
+
+    async fn pull_resource(
+        &self,
+        resource: &ResourceView,
+    ) -> BackendResult<Option<BackendResourceInfo>> {
+        let id = resource.backend_id.as_str();
+        validate_site_name("account name", id)?;
+        let (accounts, funds) = tokio::try_join!(self.accounts(Some(id)), self.funds(Some(id)))?;
+        Ok(accounts.get(id).map(|a| self.info(id, a, funds.get(id))))
+    }
+
+    async fn create_resource(&self, request: CreateRequest) -> BackendResult<BackendResourceInfo> {
+        self.create_resources(vec![request])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(permanent("no result".into())))
+    }
+
+    async fn create_resources(
+        &self,
+        requests: Vec<CreateRequest>,
+    ) -> Vec<BackendResult<BackendResourceInfo>> {
+        self.create_batch(requests, None).await
+    }
+
+    /// One `mam-list-accounts` for the whole cycle; the create reuses it.
+    async fn check_ids(&self, requests: &[CreateRequest]) -> BackendResult<SiteCheck> {
+        let accounts = self.accounts(None).await?;
+        let existing = requests
+            .iter()
+            .filter(|r| accounts.contains_key(&r.backend_id.to_lowercase()))
+            .map(|r| r.backend_id.clone())
+            .collect();
+        Ok(SiteCheck {
+            existing,
+            reads: Some(Box::new(accounts)),
+        })
+    }
+
+    async fn create_checked(
+        &self,
+        requests: Vec<CreateRequest>,
+        check: SiteCheck,
+    ) -> Vec<BackendResult<BackendResourceInfo>> {
+        let preloaded = check
+            .reads
+            .and_then(|r| r.downcast::<BTreeMap<String, AccountRow>>().ok())
+            .map(|b| *b);
+        self.create_batch(requests, preloaded).await
     }
 
     async fn set_limits(&self, resource: &ResourceView, limits: &Limits) -> BackendResult<()> {

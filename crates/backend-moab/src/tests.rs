@@ -384,3 +384,34 @@ fn spec_checks_components_and_settings() {
     let extra = offering(serde_json::json!({"deposit": unit, "cpu": unit}));
     assert_eq!(check(&extra).len(), 1);
 }
+
+#[tokio::test]
+async fn check_ids_read_is_reused_by_the_create() {
+    let (backend, runner, _) = setup("a_");
+    let first = request(&backend, &resource("c1"), deposit(1.0));
+    backend
+        .create_resource(first.clone())
+        .await
+        .expect("create");
+    runner.clear();
+    let requests = vec![
+        first.clone(),
+        request(&backend, &resource("c2"), deposit(2.0)),
+    ];
+    let check = backend.check_ids(&requests).await.expect("check");
+    assert_eq!(
+        check.existing.iter().cloned().collect::<Vec<_>>(),
+        vec!["a_c1".to_owned()]
+    );
+    let results = backend
+        .create_checked(vec![requests[1].clone()], check)
+        .await;
+    assert!(results[0].is_ok(), "{results:?}");
+    let lists = runner
+        .lines_without(&[])
+        .iter()
+        .filter(|l| l.starts_with("mam-list-accounts"))
+        .count();
+    // The check's read and the read-back: the create does not list again.
+    assert_eq!(lists, 2, "{:?}", runner.lines_without(&[]));
+}

@@ -713,6 +713,10 @@ pub fn install(dir: &Path, exe: &Path) -> std::io::Result<PathBuf> {
         std::fs::write(&path, script)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
     }
+    if !state_file(dir).exists() {
+        let empty = serde_json::to_string_pretty(&MoabState::default())?;
+        std::fs::write(state_file(dir), empty)?;
+    }
     Ok(bin)
 }
 
