@@ -25,7 +25,8 @@
 //!
 //! # Integrity
 //!
-//! Writes are serialized per backend (one site). A create is confirmed by reading the account and
+//! Writes are serialized per site (every backend of the process reaching the same `mam-*` programs;
+//! no lock across processes yet). A create is confirmed by reading the account and
 //! its fund back; a limit change by reading the fund back; a removal by reading that neither the
 //! account nor its funds are left. The fund is looked up *before* its account is deleted.
 //!
@@ -171,7 +172,8 @@ pub struct MoabBackend {
     settings: MoabSettings,
     hierarchy: Hierarchy,
     runner: Arc<dyn CommandRunner>,
-    writes: tokio::sync::Mutex<()>,
+    /// Shared by every backend of this process that reaches the same `mam-*` programs.
+    writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A description as one argument: no `|` (the listing's separator), no control characters.
@@ -193,12 +195,23 @@ fn again(e: &BackendError) -> BackendError {
     }
 }
 
+/// One writer per MAM site (the `mam-*` programs reached through `bin_path`) in this process.
+fn site_gate(bin_path: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static GATES: std::sync::OnceLock<
+        std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    > = std::sync::OnceLock::new();
+    let gates = GATES.get_or_init(Default::default);
+    let mut gates = gates.lock().unwrap_or_else(|p| p.into_inner());
+    gates.entry(bin_path.to_owned()).or_default().clone()
+}
+
 fn permanent(message: String) -> BackendError {
     BackendError::Permanent(message)
 }
 
 impl MoabBackend {
     pub fn new(settings: MoabSettings, runner: Arc<dyn CommandRunner>) -> Self {
+        let settings_bin = settings.mam_bin_path.clone();
         let hierarchy = Hierarchy {
             root_account: String::new(),
             parent_account: Some(String::new()),
@@ -210,7 +223,7 @@ impl MoabBackend {
             settings,
             hierarchy,
             runner,
-            writes: tokio::sync::Mutex::new(()),
+            writes: site_gate(&settings_bin),
         }
     }
 
