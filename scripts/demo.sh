@@ -5,6 +5,8 @@
 #   3. run `waldur-site-agent -m order_process --once`,
 #   4. show the order done and the SLURM account the agent created, with its limits.
 # Usage: bash scripts/demo.sh     (DEMO_KEEP=1 leaves waldur-sim running afterwards)
+#        bash scripts/demo.sh moab   (the same against the site-sim MAM double: no root needed;
+#                                     shows the account and its fund with mam-list-*)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export WALDUR_SERVICES_DIR="${WALDUR_SERVICES_DIR:-/tmp/waldur-services}"
@@ -12,6 +14,56 @@ say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install a Rust toolchain (https://rustup.rs) and re-run" >&2; exit 1
+fi
+if [ "${1:-slurm}" = moab ]; then
+  say "building waldur-site-agent, waldur-sim and site-sim"
+  cargo build -q -p waldur-site-agent -p waldur-sim -p site-sim
+  BIN=target/debug
+  WORK=$(mktemp -d /tmp/waldur-demo-moab.XXXXXX)
+  say "starting waldur-sim --demo --offering-kind moab and the MAM double (site-sim moab)"
+  "$BIN/waldur-sim" --demo --offering-kind moab --listen 127.0.0.1:0 > "$WORK/demo.json" 2> "$WORK/sim.log" &
+  SIM_PID=$!
+  trap '[ -n "${DEMO_KEEP:-}" ] || kill "$SIM_PID" 2>/dev/null || true' EXIT
+  "$BIN/site-sim" moab --demo --state "$WORK/mam" --no-wait > "$WORK/mam.json"
+  MAM_PATH=$(python3 -c "import json; print(json.load(open('$WORK/mam.json'))['path'])")
+  export PATH="$MAM_PATH:$PATH"
+  for _ in $(seq 100); do [ -s "$WORK/demo.json" ] && break; sleep 0.1; done
+  demo() { python3 -c "import json,sys; print(json.load(open('$WORK/demo.json'))['$1'])"; }
+  API=$(demo api_url); CONSUMER=$(demo consumer_token)
+  OFFERING=$(demo offering_uuid); PROJECT=$(demo project_uuid); PLAN=$(demo plan_uuid)
+  export DEMO_PROVIDER_TOKEN=$(demo provider_token)
+  cat > "$WORK/config.yaml" <<YAML
+offerings:
+  - name: Demo MOAB cluster
+    waldur_api_url: "$API"
+    waldur_api_token: "\${DEMO_PROVIDER_TOKEN}"
+    waldur_offering_uuid: "$OFFERING"
+    backend_type: moab
+    order_processing_backend: moab
+    membership_sync_backend: moab
+    reporting_backend: moab
+    backend_settings: {project_prefix: "demo_p_", allocation_prefix: "demo_a_"}
+    backend_components:
+      deposit: {measured_unit: credits, unit_factor: 1, accounting_type: limit, label: Deposit}
+YAML
+  "$BIN/waldur-site-agent" validate-config -c "$WORK/config.yaml"
+  say "a consumer orders an allocation (deposit=1000 credits)"
+  ORDER=$("$BIN/waldur-sim" order create --api-url "$API" --token "$CONSUMER" \
+    --offering "$OFFERING" --project "$PROJECT" --plan "$PLAN" --name "demo moab $(date +%s)" \
+    --limit deposit=1000)
+  say "running the agent: waldur-site-agent -m order_process --once"
+  WALDUR_SITE_AGENT_LOG_LEVEL="${WALDUR_SITE_AGENT_LOG_LEVEL:-INFO}" \
+    "$BIN/waldur-site-agent" -m order_process -c "$WORK/config.yaml" --once
+  STATE=$("$BIN/waldur-sim" order get --api-url "$API" --token "$CONSUMER" --order "$ORDER" \
+    | python3 -c "import json,sys; print(json.load(sys.stdin)['state'])")
+  say "order $ORDER is $STATE"
+  say "the accounts in MAM (mam-list-accounts --show Name,Description,Organization)"
+  mam-list-accounts --show Name,Description,Organization
+  say "the funds (mam-list-funds --show Id,Constraints,Allocated,Balance)"
+  mam-list-funds --show Id,Constraints,Allocated,Balance
+  [ "$STATE" = done ] || { echo "demo failed: the order is $STATE, not done" >&2; exit 1; }
+  echo; echo "Done. MAM state: $WORK/mam/state.json; simulator log: $WORK/sim.log"
+  exit 0
 fi
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   cat >&2 <<'MSG'

@@ -3,10 +3,11 @@
 //! status codes, error bodies, auth, concurrency rules). See `docs/` and the crate README.
 //!
 //! Shared plumbing ([`server`], [`faults`], [`stats`], [`tls`]) and one module per system:
-//! [`kubernetes`] (Kubernetes and OpenShift/OKD).
+//! [`kubernetes`] (Kubernetes and OpenShift/OKD), [`moab`] (MOAB Accounting Manager CLI).
 
 pub mod faults;
 pub mod kubernetes;
+pub mod moab;
 pub mod server;
 pub mod stats;
 pub mod tls;

@@ -23,6 +23,66 @@ struct Cli {
 enum Command {
     /// A Kubernetes API server, with OpenShift's project API unless --no-openshift.
     Kubernetes(KubeArgs),
+    /// MOAB Accounting Manager: writes the `mam-*` programs into DIR/bin, prints the PATH entry.
+    Moab(MoabArgs),
+    /// Run one `mam-*` program against the state in --state (what DIR/bin/mam-* call).
+    #[command(name = "moab-exec", hide = true)]
+    MoabExec(MoabExecArgs),
+}
+
+#[derive(clap::Args)]
+struct MoabArgs {
+    /// Directory of the state file and of bin/mam-*.
+    #[arg(long)]
+    state: PathBuf,
+    /// Demo data (none needed yet: the agent creates every account).
+    #[arg(long)]
+    demo: bool,
+    /// Print the JSON line and exit instead of waiting until killed.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[derive(clap::Args)]
+struct MoabExecArgs {
+    #[arg(long)]
+    state: PathBuf,
+    program: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+fn moab_exec(a: MoabExecArgs) -> anyhow::Result<()> {
+    let outcome =
+        site_sim::moab::run_in_dir(&a.state, &a.program, &a.args, &site_sim::moab::now_local())
+            .with_context(|| format!("MAM state in {}", a.state.display()))?;
+    use std::io::Write;
+    std::io::stdout().write_all(outcome.stdout.as_bytes())?;
+    std::io::stderr().write_all(outcome.stderr.as_bytes())?;
+    std::io::stdout().flush()?;
+    std::process::exit(outcome.code);
+}
+
+async fn moab(a: MoabArgs) -> anyhow::Result<()> {
+    let dir = std::path::absolute(&a.state)?;
+    let exe = std::env::current_exe().context("locating site-sim")?;
+    let bin = site_sim::moab::install(&dir, &exe)?;
+    let _ = a.demo;
+    println!(
+        "{}",
+        serde_json::json!({
+            "kind": "moab",
+            "path": bin,
+            "state": site_sim::moab::state_file(&dir),
+        })
+    );
+    if a.no_wait {
+        return Ok(());
+    }
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -61,6 +121,12 @@ struct KubeArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let a = match cli.command {
+        Command::MoabExec(a) => return moab_exec(a),
+        Command::Moab(a) => return moab(a).await,
+        Command::Kubernetes(a) => a,
+    };
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -68,7 +134,6 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let Command::Kubernetes(a) = Cli::parse().command;
     let faults: FaultConfig = match &a.faults {
         Some(p) => serde_json::from_str(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,

@@ -1,6 +1,7 @@
 //! The double checked by outside tools, each a script under `tests/`: kubectl against it
 //! (`kubectl/run.sh`), the upstream OKD plugin from PyPI running its lifecycle
-//! (`okd-plugin/run.sh`), and kubernetes-validate on every object it returned
+//! (`okd-plugin/run.sh`), the upstream MOAB plugin against the MAM double (`moab-plugin/run.sh`),
+//! and kubernetes-validate on every object it returned
 //! (`schema/run.sh`). A missing tool (kubectl, the Python venv) skips the check with a note,
 //! except under `CI=true`, where the scripts install what they need and a failure fails.
 
@@ -90,5 +91,20 @@ fn returned_objects_match_the_kubernetes_schemas() {
         "the venv tests/schema/run.sh makes with pip",
     ) {
         run("schema/run.sh");
+    }
+}
+
+#[test]
+fn upstream_moab_plugin_lifecycle() {
+    let ready = Command::new(venv().join("bin/python"))
+        .args(["-c", "import waldur_site_agent_moab"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if available(
+        "upstream MOAB plugin",
+        ready,
+        "the venv tests/moab-plugin/run.sh completes with pip",
+    ) {
+        run("moab-plugin/run.sh");
     }
 }

@@ -13,6 +13,9 @@
 //! `--offering-kind okd` replaces the SLURM offering by "Demo OKD cluster" (the site-agent type
 //! `Marketplace.Slurm`, backend id `okd`) with the OKD plugin's `limit` components `cpu` (Core),
 //! `memory` (GB), `storage` (GB) and `pods` (Count), unit factor 1, and one plan "Default".
+//!
+//! `--offering-kind moab` replaces it by "Demo MOAB cluster" (backend id `moab`) with the MOAB
+//! plugin's one `limit` component `deposit` (credits, unit factor 1) and one plan "Default".
 
 use serde::Serialize;
 use serde_json::json;
@@ -72,6 +75,7 @@ impl std::fmt::Debug for DemoInfo {
 
 pub const DEMO_OFFERING: &str = "Demo SLURM cluster";
 pub const DEMO_OKD_OFFERING: &str = "Demo OKD cluster";
+pub const DEMO_MOAB_OFFERING: &str = "Demo MOAB cluster";
 
 /// Which demo offering `--demo` seeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,15 +83,17 @@ pub enum DemoOfferingKind {
     #[default]
     Slurm,
     Okd,
+    Moab,
 }
 
 impl DemoOfferingKind {
-    pub const NAMES: &'static [&'static str] = &["slurm", "okd"];
+    pub const NAMES: &'static [&'static str] = &["slurm", "okd", "moab"];
 
     pub fn offering_name(self) -> &'static str {
         match self {
             DemoOfferingKind::Slurm => DEMO_OFFERING,
             DemoOfferingKind::Okd => DEMO_OKD_OFFERING,
+            DemoOfferingKind::Moab => DEMO_MOAB_OFFERING,
         }
     }
 }
@@ -99,6 +105,7 @@ impl std::str::FromStr for DemoOfferingKind {
         match s {
             "slurm" => Ok(DemoOfferingKind::Slurm),
             "okd" => Ok(DemoOfferingKind::Okd),
+            "moab" => Ok(DemoOfferingKind::Moab),
             other => Err(format!(
                 "unknown offering kind {other:?} (known: {})",
                 Self::NAMES.join(", ")
@@ -238,6 +245,21 @@ pub fn demo_seed_of_kind(username_policy: &str, kind: DemoOfferingKind) -> Seed 
         o.backend_id = "okd".into();
         o.partitions = vec![];
         o.components = okd_components();
+    }
+    if kind == DemoOfferingKind::Moab
+        && let Some(o) = seed.offerings.first_mut()
+    {
+        o.name = DEMO_MOAB_OFFERING.into();
+        o.backend_id = "moab".into();
+        o.partitions = vec![];
+        o.components = vec![SeedComponent {
+            type_: "deposit".into(),
+            name: Some("Deposit".into()),
+            measured_unit: "credits".into(),
+            billing_type: "limit".into(),
+            unit_factor: 1,
+            ..Default::default()
+        }];
     }
     seed
 }

@@ -29,6 +29,8 @@ pub fn registry() -> Registry {
     registry.register(&backend_openstack::SPEC);
     #[cfg(feature = "command")]
     registry.register(&backend_command::SPEC);
+    #[cfg(feature = "moab")]
+    registry.register(&backend_moab::SPEC);
     registry
 }
 
@@ -46,5 +48,7 @@ mod tests {
         assert!(r.knows(BackendRole::OrderProcessing, "slurm"));
         #[cfg(feature = "openstack")]
         assert!(r.knows(BackendRole::MembershipSync, "openstack"));
+        #[cfg(feature = "moab")]
+        assert!(r.knows(BackendRole::Reporting, "moab"));
     }
 }

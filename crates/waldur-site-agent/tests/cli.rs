@@ -518,7 +518,8 @@ fn seed_examples_validate_against_the_backends_of_this_build() {
         stderr_of(&out)
     );
 
-    // The core reference has a SLURM offering (accepted) and a MOAB one (not in this build).
+    // The core reference has a SLURM offering and a MOAB one: both accepted (with warnings for
+    // the keys upstream's base code reads and ours ignores).
     let out = agent()
         .arg("validate-config")
         .arg("-c")
@@ -530,8 +531,12 @@ fn seed_examples_validate_against_the_backends_of_this_build() {
         .filter(|l| !l.starts_with("warning:"))
         .map(str::to_owned)
         .collect();
-    assert!(!out.status.success());
-    assert!(!errors.is_empty());
+    #[cfg(feature = "moab")]
+    assert!(
+        out.status.success() && errors.is_empty(),
+        "the core reference validates: {errors:?}"
+    );
+    #[cfg(not(feature = "moab"))]
     assert!(
         errors
             .iter()
