@@ -30,6 +30,8 @@ pub use domain::*;
 pub use error::{BackendError, BackendResult};
 /// The one retry policy (the HTTP kit's), for backends that retry something other than HTTP.
 pub use http_kit::RetryPolicy;
+/// Requests each REST backend sent so far (counter name → count), for `/metrics` and `bench/`.
+pub use http_kit::request_counts as backend_request_counts;
 pub use registry::{BackendHandles, BuildContext, OfferingBackends, Registry};
 pub use traits::{
     BackendHealth, BaseUsernameBackend, MembershipBackend, OrderBackend, UsageBackend,

@@ -42,6 +42,8 @@ struct Inner {
     offerings_failed: Family<Labels, Counter>,
     last_success: Family<Labels, Gauge<f64, AtomicU64>>,
     event_connections_up: Family<Labels, Gauge>,
+    /// HTTP requests each REST backend sent (from the kit's counters, read at scrape time).
+    backend_requests: Family<Labels, Gauge>,
     /// Epoch seconds of the last scheduler tick, for `/healthz`.
     last_beat: AtomicU64,
 }
@@ -106,6 +108,12 @@ impl Metrics {
             "Event-bus connections currently up, per transport (stomp, mqtt)",
             event_connections_up.clone(),
         );
+        let backend_requests = Family::<Labels, Gauge>::default();
+        registry.register(
+            "waldur_agent_backend_http_requests",
+            "HTTP requests sent to the site by REST backends (Keystone, ...), per backend client",
+            backend_requests.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -116,6 +124,7 @@ impl Metrics {
                 offerings_failed,
                 last_success,
                 event_connections_up,
+                backend_requests,
                 last_beat: AtomicU64::new(now_epoch().to_bits()),
             }),
         }
@@ -161,6 +170,12 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
+        for (client, count) in backend_api::backend_request_counts() {
+            self.inner
+                .backend_requests
+                .get_or_create(&vec![("client".to_owned(), client)])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         if encode(&mut out, &self.inner.registry).is_err() {
             out.clear();
@@ -234,6 +249,35 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn backend_requests_reach_the_metrics() {
+        use wiremock::matchers::method;
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({})))
+            .mount(&server)
+            .await;
+        let mut settings = http_kit::HttpSettings::new(
+            "offering 'metrics'",
+            "metrics-test",
+            url::Url::parse(&server.uri()).expect("url"),
+        );
+        settings.counter = Some("metrics-test-site".into());
+        let client = http_kit::RestClient::new(&settings).expect("client");
+        for _ in 0..3 {
+            client
+                .send(http_kit::Request::get("/ping"))
+                .await
+                .expect("200");
+        }
+        let text = Metrics::new().encode();
+        assert!(
+            text.contains("waldur_agent_backend_http_requests{client=\"metrics-test-site\"} 3"),
+            "{text}"
+        );
+    }
 
     #[tokio::test]
     async fn serves_metrics_and_healthz() {
