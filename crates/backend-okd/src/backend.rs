@@ -756,9 +756,14 @@ impl UsageBackend for OkdBackend {
     async fn usage_report(
         &self,
         backend_ids: &[String],
-        _period: &BillingPeriod,
+        period: &BillingPeriod,
     ) -> BackendResult<BTreeMap<String, UsageReport>> {
         let mut out = BTreeMap::new();
+        // `status.used` is a snapshot of now: it belongs to the current period only.
+        let now = jiff::Zoned::now().with_time_zone(period.timezone.clone());
+        if (now.year(), now.month()) != (period.year, period.month) {
+            return Ok(out);
+        }
         for id in backend_ids {
             if validate_namespace(id).is_err() {
                 tracing::warn!(offering = %self.offering, id = %id, "not an OKD project name; no usage");

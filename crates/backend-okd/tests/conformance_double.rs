@@ -8,7 +8,7 @@ use std::time::Duration;
 use backend_api::testkit::conformance::{self, BatchFixture, Fixture};
 use backend_api::{
     BackendError, BackendHealth, BillingPeriod, Limits, MembershipBackend, OrderBackend,
-    ResourceView, UsageReport, UserGrant,
+    ResourceView, UsageBackend, UsageReport, UserGrant,
 };
 use backend_okd::{OkdBackend, OkdSettings};
 use indexmap::IndexMap;
@@ -155,8 +155,16 @@ async fn run_suite(openshift: bool) {
             per_user: BTreeMap::new(),
         },
     );
-    let period = BillingPeriod::new(2026, 11, jiff::tz::TimeZone::UTC);
+    let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
+    let period = BillingPeriod::new(now.year(), now.month(), jiff::tz::TimeZone::UTC);
     conformance::usage_round_trip(&b, std::slice::from_ref(&id), &period, &expected).await;
+    // status.used is a snapshot of now: an earlier period reports nothing.
+    let earlier = BillingPeriod::new(now.year() - 1, now.month(), jiff::tz::TimeZone::UTC);
+    let old = b
+        .usage_report(std::slice::from_ref(&id), &earlier)
+        .await
+        .expect("usage");
+    assert!(old.is_empty(), "{old:?}");
     b.delete_resource(&r).await.expect("delete");
 
     let secret = server.sa_token();

@@ -27,6 +27,8 @@ pub fn registry() -> Registry {
     registry.register(&backend_slurm::SPEC);
     #[cfg(feature = "openstack")]
     registry.register(&backend_openstack::SPEC);
+    #[cfg(feature = "okd")]
+    registry.register(&backend_okd::SPEC);
     #[cfg(feature = "command")]
     registry.register(&backend_command::SPEC);
     registry
@@ -46,5 +48,7 @@ mod tests {
         assert!(r.knows(BackendRole::OrderProcessing, "slurm"));
         #[cfg(feature = "openstack")]
         assert!(r.knows(BackendRole::MembershipSync, "openstack"));
+        #[cfg(feature = "okd")]
+        assert!(r.knows(BackendRole::Reporting, "okd"));
     }
 }
