@@ -129,7 +129,7 @@ pub const SETTINGS: &[Setting] = &[
     ),
     Setting::new(
         "verify_cert",
-        Kind::String,
+        Kind::BoolOrPath,
         "true",
         "`true`/`false`, or the path of a PEM CA bundle to verify the API server with",
     ),
