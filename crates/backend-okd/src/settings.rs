@@ -125,8 +125,9 @@ pub const SETTINGS: &[Setting] = &[
         "token_config",
         Kind::Object,
         "static from `token`",
-        "`token_type`: `static` (`token`), `service_account` (`service_account_path`, default `/var/run/secrets/kubernetes.io/serviceaccount`, reads `<path>/token`), `file` (`token_file_path`) or `oauth` (`oauth_config`: `client_id`, `client_secret`, `refresh_token`, `token_endpoint`). File tokens are re-read when the file changes and after a 401.",
-    ),
+        "`token_type`: `static` (`token`), `service_account` (`service_account_path`, default `/var/run/secrets/kubernetes.io/serviceaccount`, reads `<path>/token`), `file` (`token_file_path`) or `oauth` (`oauth_config`: `client_id`, `client_secret`, `refresh_token`, `token_endpoint`). File tokens are re-read when the file changes and after a 401. Holds secrets (masked).",
+    )
+    .secret(),
     Setting::new(
         "verify_cert",
         Kind::BoolOrPath,
