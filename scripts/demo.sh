@@ -5,8 +5,10 @@
 #   3. run `waldur-site-agent -m order_process --once`,
 #   4. show the order done and the SLURM account the agent created, with its limits.
 # Usage: bash scripts/demo.sh     (DEMO_KEEP=1 leaves waldur-sim running afterwards)
+#        bash scripts/demo.sh okd (the OKD backend against the Kubernetes double: scripts/demo-okd.sh)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ "${1:-}" = okd ]; then exec bash scripts/demo-okd.sh; fi
 export WALDUR_SERVICES_DIR="${WALDUR_SERVICES_DIR:-/tmp/waldur-services}"
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
