@@ -32,6 +32,8 @@ pub enum Kind {
     Object,
     /// A list of strings.
     List,
+    /// `true`/`false`, or the path of a file (e.g. `verify_cert`: a CA bundle).
+    BoolOrPath,
 }
 
 /// One key of `backend_settings`.
@@ -277,6 +279,7 @@ fn kind_label(kind: Kind) -> String {
             .join(" / "),
         Kind::Object => "mapping".into(),
         Kind::List => "list".into(),
+        Kind::BoolOrPath => "bool or path".into(),
     }
 }
 
@@ -293,6 +296,7 @@ fn kind_schema(kind: Kind) -> Value {
         Kind::Enum(values) => json!({"type": "string", "enum": values}),
         Kind::Object => json!({"type": "object"}),
         Kind::List => json!({"type": "array", "items": {"type": "string"}}),
+        Kind::BoolOrPath => json!({"type": ["boolean", "string"]}),
     }
 }
 
@@ -328,6 +332,7 @@ fn type_problem(kind: Kind, value: &Value) -> Option<String> {
         }
         Kind::Object => value.is_object(),
         Kind::List => value.is_array(),
+        Kind::BoolOrPath => value.is_boolean() || value.is_string(),
     };
     (!ok).then(|| format!("expected {}, found {found}", kind_label(kind)))
 }

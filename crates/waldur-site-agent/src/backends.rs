@@ -27,6 +27,8 @@ pub fn registry() -> Registry {
     registry.register(&backend_slurm::SPEC);
     #[cfg(feature = "openstack")]
     registry.register(&backend_openstack::SPEC);
+    #[cfg(feature = "okd")]
+    registry.register(&backend_okd::SPEC);
     #[cfg(feature = "command")]
     registry.register(&backend_command::SPEC);
     #[cfg(feature = "moab")]
@@ -50,5 +52,7 @@ mod tests {
         assert!(r.knows(BackendRole::MembershipSync, "openstack"));
         #[cfg(feature = "moab")]
         assert!(r.knows(BackendRole::Reporting, "moab"));
+        #[cfg(feature = "okd")]
+        assert!(r.knows(BackendRole::Reporting, "okd"));
     }
 }
