@@ -173,6 +173,15 @@ async fn a_whole_lifecycle_on_a_2024_server_errs_nothing_and_bills_the_right_mon
     let mut on_site = w.site.resource(&backend_id).expect("site");
     on_site.limits.insert("cpu".into(), 9.0);
     w.site.insert_resource(&backend_id, on_site);
+    // Last synced long ago, so the agent wants to refresh it (and finds no endpoint for that).
+    w.sim
+        .mutate(|s| {
+            for r in s.resources.values_mut() {
+                r.last_sync = "2024-01-01T00:00:00Z".parse().expect("timestamp");
+            }
+            Ok(())
+        })
+        .expect("mutation");
     assert_clean(&membership_sync(&w.ctx).await);
     assert_clean(&membership_sync(&w.ctx).await);
     assert_eq!(w.waldur_resource_state(&resource), "OK");
