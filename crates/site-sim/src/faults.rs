@@ -1,6 +1,6 @@
 //! Fault injection shared by every double: per-route error rates, added latency and dropped
 //! connections, drawn from a seeded RNG so that a run can be replayed (same seed, same requests,
-//! same faults). The configuration format is `waldur-sim`'s.
+//! same faults). `waldur-sim` uses it too.
 
 use std::sync::Mutex;
 

@@ -1,4 +1,5 @@
-//! Per-route request counters and a bounded request log (what `bench/` reads).
+//! Per-route request counters and a bounded request log (what `bench/` reads), shared by every
+//! double and by `waldur-sim`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -33,6 +34,10 @@ pub struct RequestLogEntry {
 pub struct RequestStats {
     pub total: u64,
     pub routes: IndexMap<String, RouteStats>,
+    /// Requests per client, by the product token of the `User-Agent` (`waldur-site-agent-report`,
+    /// `python-requests`, ...; `""` when none was sent), so a benchmark counts only the agent's
+    /// own requests, not its own polling.
+    pub by_client: IndexMap<String, u64>,
 }
 
 impl RequestStats {
@@ -55,6 +60,13 @@ impl StatsState {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let key = format!("{} {}", entry.method, entry.route);
         g.0.total += 1;
+        let client = entry
+            .user_agent
+            .split(['/', ' '])
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        *g.0.by_client.entry(client).or_default() += 1;
         let r = g.0.routes.entry(key).or_default();
         r.count += 1;
         if entry.status >= 400 {

@@ -14,7 +14,8 @@ pub mod consumer;
 pub mod demo;
 pub mod error;
 pub mod events;
-pub mod faults;
+/// Fault injection, shared with the site doubles.
+pub use site_sim::faults;
 pub mod identities;
 pub mod model;
 pub mod offering_users;
@@ -26,7 +27,8 @@ pub mod render;
 pub mod resources;
 pub mod seed;
 pub mod slurm_remote;
-pub mod stats;
+/// Request counters, shared with the site doubles.
+pub use site_sim::stats;
 pub mod store;
 pub mod usage;
 
