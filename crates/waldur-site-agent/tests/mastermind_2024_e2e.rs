@@ -6,44 +6,16 @@
 //! Without SLURM: with `CI=true` the test fails saying how to start it; otherwise it prints a note
 //! and returns.
 
-use std::path::PathBuf;
 use std::process::Command as Process;
 
-use assert_cmd::Command;
 use waldur_sim::consumer::ConsumerClient;
 use waldur_sim::{ApiProfile, SimOptions, SimServer};
 
 mod common;
-use common::{limits, sacctmgr_users, slurm_conf};
+use common::{Run, limits, sacctmgr_users, slurm_conf};
 
 const SET_AS_ERRED: &str = "/api/marketplace-provider-resources/{uuid}/set_as_erred/";
 const SET_STATE_ERRED: &str = "/api/marketplace-orders/{uuid}/set_state_erred/";
-
-struct Run {
-    config: PathBuf,
-    conf: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Run {
-    fn agent(&self, mode: &str) -> (bool, String) {
-        let out = Command::cargo_bin("waldur-site-agent")
-            .expect("binary is built")
-            .env("SLURM_CONF", &self.conf)
-            .env("WALDUR_SITE_AGENT_LOG_LEVEL", "INFO")
-            .args(["-m", mode, "-c"])
-            .arg(&self.config)
-            .arg("--once")
-            .output()
-            .expect("agent runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    }
-}
 
 fn account_limits(conf: &str, account: &str) -> String {
     let out = Process::new("sacctmgr")

@@ -6,16 +6,14 @@
 //! Without SLURM: with `CI=true` the test fails saying how to start it; otherwise it prints a note
 //! and returns.
 
-use std::path::PathBuf;
 use std::process::Command as Process;
 
-use assert_cmd::Command;
 use serde_json::json;
 use waldur_sim::SimServer;
 use waldur_sim::consumer::ConsumerClient;
 
 mod common;
-use common::{CPU_KHOURS, GPU_HOURS, SlurmOffering, limits, slurm_conf, slurm_config};
+use common::{CPU_KHOURS, GPU_HOURS, Run, SlurmOffering, limits, slurm_conf, slurm_config};
 
 /// One test at a time: concurrent sacctmgr writers see each other's accounts late.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -70,33 +68,6 @@ impl Site {
             .filter(|a| a.starts_with(prefix))
             .map(str::to_owned)
             .collect()
-    }
-}
-
-struct Run {
-    config: PathBuf,
-    conf: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Run {
-    /// `waldur-site-agent -m MODE -c CONFIG --once`; returns (success, combined output).
-    fn agent(&self, mode: &str) -> (bool, String) {
-        let out = Command::cargo_bin("waldur-site-agent")
-            .expect("binary is built")
-            .env("SLURM_CONF", &self.conf)
-            .env("WALDUR_SITE_AGENT_LOG_LEVEL", "INFO")
-            .args(["-m", mode, "-c"])
-            .arg(&self.config)
-            .arg("--once")
-            .output()
-            .expect("agent runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
     }
 }
 

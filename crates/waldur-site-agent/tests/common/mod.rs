@@ -122,3 +122,30 @@ pub fn slurm_config(demo: &waldur_sim::DemoInfo, offering: SlurmOffering) -> Str
         uuid = demo.offering_uuid,
     )
 }
+
+/// The agent run as cron runs it, against one configuration and one SLURM.
+pub struct Run {
+    pub config: std::path::PathBuf,
+    pub conf: String,
+    pub _dir: tempfile::TempDir,
+}
+
+impl Run {
+    /// `waldur-site-agent -m MODE -c CONFIG --once`; returns (success, combined output).
+    pub fn agent(&self, mode: &str) -> (bool, String) {
+        let out = Command::new(assert_cmd::cargo::cargo_bin("waldur-site-agent"))
+            .env("SLURM_CONF", &self.conf)
+            .env("WALDUR_SITE_AGENT_LOG_LEVEL", "INFO")
+            .args(["-m", mode, "-c"])
+            .arg(&self.config)
+            .arg("--once")
+            .output()
+            .expect("agent runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+}
