@@ -320,25 +320,22 @@ async fn process_single(
     let Some(resource) = order.target_resource_uuid().map(str::to_owned) else {
         return apply(ctx, backend, order).await;
     };
-    let _claim = match ctx.try_claim_resource(&resource) {
-        Some(claim) => claim,
+    // Held until the order is settled.
+    let _claim;
+    let order = match ctx.try_claim_resource(&resource) {
+        Some(claim) => {
+            _claim = claim;
+            order
+        }
         None => {
-            let claim = ctx.claim_resource(&resource).await;
+            // Another task had it: wait, then act on the order as it is now.
+            _claim = ctx.claim_resource(&resource).await;
             match ctx.client.get_order(&order.uuid, &[]).await {
-                Ok(fresh) => return apply_claimed(ctx, backend, fresh, claim).await,
+                Ok(fresh) => fresh,
                 Err(e) => return handle_error(ctx, &order, e.into(), false).await,
             }
         }
     };
-    apply(ctx, backend, order).await
-}
-
-async fn apply_claimed(
-    ctx: &OfferingContext,
-    backend: &Arc<dyn OrderBackend>,
-    order: Order,
-    _claim: crate::context::ResourceClaim<'_>,
-) -> OrderOutcome {
     apply(ctx, backend, order).await
 }
 
