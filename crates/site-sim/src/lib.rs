@@ -3,9 +3,11 @@
 //! status codes, error bodies, auth, concurrency rules). See `docs/` and the crate README.
 //!
 //! Shared plumbing ([`server`], [`faults`], [`stats`], [`tls`]) and one module per system:
-//! [`kubernetes`] (Kubernetes and OpenShift/OKD), [`moab`] (MOAB Accounting Manager CLI).
+//! [`kubernetes`] (Kubernetes and OpenShift/OKD), [`keycloak`] (Keycloak's token endpoint and
+//! admin API), [`moab`] (MOAB Accounting Manager CLI).
 
 pub mod faults;
+pub mod keycloak;
 pub mod kubernetes;
 pub mod moab;
 pub mod server;
@@ -13,5 +15,6 @@ pub mod stats;
 pub mod tls;
 
 pub use faults::{FaultConfig, FaultRule};
+pub use keycloak::{KeycloakInfo, KeycloakOptions, KeycloakServer};
 pub use kubernetes::{KubeInfo, KubeOptions, KubeServer};
 pub use stats::{RequestLogEntry, RequestStats};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use site_sim::{FaultConfig, KubeOptions, KubeServer};
+use site_sim::{FaultConfig, KeycloakOptions, KeycloakServer, KubeOptions, KubeServer};
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// A Kubernetes API server, with OpenShift's project API unless --no-openshift.
     Kubernetes(KubeArgs),
+    /// Keycloak: the OIDC token endpoint and the admin REST API (realms, users, groups).
+    Keycloak(KeycloakArgs),
     /// MOAB Accounting Manager: writes the `mam-*` programs into DIR/bin, prints the PATH entry.
     Moab(MoabArgs),
     /// Run one `mam-*` program against the state in --state (what DIR/bin/mam-* call).
@@ -86,6 +88,71 @@ async fn moab(a: MoabArgs) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args)]
+struct KeycloakArgs {
+    /// Address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:8180")]
+    listen: SocketAddr,
+    /// Password of `admin` in the master realm (random by default).
+    #[arg(long, env = "SITE_SIM_KEYCLOAK_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+    /// Secret of the `waldur-site-agent` service-account client (random by default).
+    #[arg(long, env = "SITE_SIM_KEYCLOAK_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: Option<String>,
+    /// Access token lifetime in seconds.
+    #[arg(long, default_value_t = 60)]
+    token_lifespan: u64,
+    /// Demo data: the `waldur` realm with users alice, bob, carol and dave.
+    #[arg(long)]
+    demo: bool,
+    /// JSON file with a fault configuration ({"seed": 1, "rules": [...]}).
+    #[arg(long)]
+    faults: Option<PathBuf>,
+}
+
+fn read_faults(path: Option<&PathBuf>) -> anyhow::Result<FaultConfig> {
+    let faults: FaultConfig = match path {
+        Some(p) => serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?,
+        None => FaultConfig::default(),
+    };
+    faults.check().map_err(anyhow::Error::msg)?;
+    Ok(faults)
+}
+
+fn init_logging() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
+async fn keycloak(a: KeycloakArgs) -> anyhow::Result<()> {
+    init_logging();
+    let server = KeycloakServer::start(KeycloakOptions {
+        listen: a.listen,
+        admin_password: a.admin_password,
+        client_secret: a.client_secret,
+        token_lifespan: Duration::from_secs(a.token_lifespan.max(1)),
+        demo: a.demo,
+        faults: read_faults(a.faults.as_ref())?,
+    })
+    .await?;
+    let mut line = serde_json::to_value(server.info())?;
+    line["kind"] = "keycloak".into();
+    println!("{line}");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    server.shutdown().await;
+    Ok(())
+}
+
+#[derive(clap::Args)]
 struct KubeArgs {
     /// Address to listen on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:6443")]
@@ -125,23 +192,11 @@ async fn main() -> anyhow::Result<()> {
     let a = match cli.command {
         Command::MoabExec(a) => return moab_exec(a),
         Command::Moab(a) => return moab(a).await,
+        Command::Keycloak(a) => return keycloak(a).await,
         Command::Kubernetes(a) => a,
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let faults: FaultConfig = match &a.faults {
-        Some(p) => serde_json::from_str(
-            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-        )
-        .with_context(|| format!("parsing {}", p.display()))?,
-        None => FaultConfig::default(),
-    };
-    faults.check().map_err(anyhow::Error::msg)?;
+    init_logging();
+    let faults = read_faults(a.faults.as_ref())?;
     let server = KubeServer::start(KubeOptions {
         listen: a.listen,
         openshift: !a.no_openshift,
