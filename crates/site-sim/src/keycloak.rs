@@ -10,7 +10,7 @@
 //! - `/admin/realms` and `/admin/realms/{realm}`: users (`username` + `exact`, `search`,
 //!   `email`, `first`/`max`, count), groups (top level, `search` + `exact`, `first`/`max`,
 //!   `count`), a group's `children` (paged, `max` defaults to 10 as in Keycloak), creating a
-//!   child, `members`, a user's `groups`, joining and leaving a group.
+//!   child, `group-by-path`, `members`, a user's `groups`, joining and leaving a group.
 //! - Since Keycloak 23, `GET /groups` and `GET /groups/{id}` do not inline sub-groups
 //!   (`subGroups` is empty; `subGroupCount` says how many); a `search` answers the matching
 //!   hierarchy, as the real server does.
@@ -845,6 +845,13 @@ impl KeycloakState {
                     u.groups.retain(|g| !gone.contains(g));
                 }
                 StatusCode::NO_CONTENT.into_response()
+            }
+            (Method::GET, ["group-by-path", path @ ..]) if !path.is_empty() => {
+                let want = format!("/{}", path.join("/"));
+                match realm.groups.values().find(|g| realm.path(&g.id) == want) {
+                    Some(g) => json_response(StatusCode::OK, realm.group_json(g, false, vec![])),
+                    None => not_found("Group path does not exist"),
+                }
             }
             (Method::GET, ["groups", id, "children"]) => {
                 if !realm.groups.contains_key(*id) {

@@ -25,6 +25,9 @@ enum Command {
     Kubernetes(KubeArgs),
     /// Keycloak: the OIDC token endpoint and the admin REST API (realms, users, groups).
     Keycloak(KeycloakArgs),
+    /// Rancher v3 with its downstream cluster (a Kubernetes double behind `/k8s/clusters/<id>/`)
+    /// and a Keycloak double, in one process; prints each URL.
+    Rancher(RancherArgs),
     /// MOAB Accounting Manager: writes the `mam-*` programs into DIR/bin, prints the PATH entry.
     Moab(MoabArgs),
     /// Run one `mam-*` program against the state in --state (what DIR/bin/mam-* call).
@@ -153,6 +156,65 @@ async fn keycloak(a: KeycloakArgs) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args)]
+struct RancherArgs {
+    /// Address of the Rancher API (port 0: any free port); the Kubernetes and Keycloak doubles
+    /// listen on free ports of the same address.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Keycloak's address (port 0: any free port).
+    #[arg(long)]
+    keycloak_listen: Option<SocketAddr>,
+    /// Id of the downstream cluster.
+    #[arg(long, default_value = "c-m-demo1234")]
+    cluster_id: String,
+    /// API key access key (random by default).
+    #[arg(long, env = "SITE_SIM_RANCHER_ACCESS_KEY")]
+    access_key: Option<String>,
+    /// API key secret key (random by default).
+    #[arg(long, env = "SITE_SIM_RANCHER_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// Password of Keycloak's master `admin` (random by default).
+    #[arg(long, env = "SITE_SIM_KEYCLOAK_PASSWORD", hide_env_values = true)]
+    keycloak_password: Option<String>,
+    /// Demo data: Keycloak's `waldur` realm with users alice, bob, carol and dave.
+    #[arg(long)]
+    demo: bool,
+    /// JSON file with a fault configuration for the Rancher API.
+    #[arg(long)]
+    faults: Option<PathBuf>,
+}
+
+async fn rancher(a: RancherArgs) -> anyhow::Result<()> {
+    init_logging();
+    let stack = site_sim::RancherStack::start(
+        site_sim::RancherOptions {
+            listen: a.listen,
+            access_key: a.access_key,
+            secret_key: a.secret_key,
+            admin_password: None,
+            cluster_id: a.cluster_id,
+            faults: read_faults(a.faults.as_ref())?,
+        },
+        KeycloakOptions {
+            listen: a
+                .keycloak_listen
+                .unwrap_or_else(|| SocketAddr::new(a.listen.ip(), 0)),
+            admin_password: a.keycloak_password,
+            demo: a.demo,
+            ..Default::default()
+        },
+        FaultConfig::default(),
+    )
+    .await?;
+    println!("{}", serde_json::to_string(&stack.info())?);
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    stack.shutdown().await;
+    Ok(())
+}
+
+#[derive(clap::Args)]
 struct KubeArgs {
     /// Address to listen on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:6443")]
@@ -193,6 +255,7 @@ async fn main() -> anyhow::Result<()> {
         Command::MoabExec(a) => return moab_exec(a),
         Command::Moab(a) => return moab(a).await,
         Command::Keycloak(a) => return keycloak(a).await,
+        Command::Rancher(a) => return rancher(a).await,
         Command::Kubernetes(a) => a,
     };
     init_logging();

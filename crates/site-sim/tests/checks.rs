@@ -1,6 +1,8 @@
 //! The double checked by outside tools, each a script under `tests/`: kubectl against it
 //! (`kubectl/run.sh`), the upstream OKD plugin from PyPI running its lifecycle
 //! (`okd-plugin/run.sh`), the upstream MOAB plugin against the MAM double (`moab-plugin/run.sh`),
+//! the upstream Rancher plugin with Keycloak enabled against `site-sim rancher`
+//! (`rancher-plugin/run.sh`), python-keycloak against the Keycloak double (`python-keycloak/run.sh`),
 //! and kubernetes-validate on every object it returned
 //! (`schema/run.sh`). A missing tool (kubectl, the Python venv) skips the check with a note,
 //! except under `CI=true`, where the scripts install what they need and a failure fails.
@@ -106,5 +108,35 @@ fn upstream_moab_plugin_lifecycle() {
         "the venv tests/moab-plugin/run.sh completes with pip",
     ) {
         run("moab-plugin/run.sh");
+    }
+}
+
+#[test]
+fn upstream_rancher_plugin_lifecycle() {
+    let ready = Command::new(venv().join("bin/python"))
+        .args(["-c", "import waldur_site_agent_rancher, keycloak"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if available(
+        "upstream Rancher plugin",
+        ready,
+        "the venv tests/rancher-plugin/run.sh completes with pip",
+    ) {
+        run("rancher-plugin/run.sh");
+    }
+}
+
+#[test]
+fn python_keycloak_against_the_keycloak_double() {
+    let ready = Command::new(venv().join("bin/python"))
+        .args(["-c", "import keycloak"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if available(
+        "python-keycloak",
+        ready,
+        "the venv tests/python-keycloak/run.sh completes with pip",
+    ) {
+        run("python-keycloak/run.sh");
     }
 }

@@ -384,6 +384,11 @@ impl KubeServer {
         &self.info
     }
 
+    /// The state, for a double in front of this one (Rancher's cluster proxy).
+    pub(crate) fn state(&self) -> Arc<KubeState> {
+        self.state.clone()
+    }
+
     /// `http://127.0.0.1:PORT` or `https://...`.
     pub fn url(&self) -> &str {
         &self.info.url
