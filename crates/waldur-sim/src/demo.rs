@@ -14,6 +14,10 @@
 //! `Marketplace.Slurm`, backend id `okd`) with the OKD plugin's `limit` components `cpu` (Core),
 //! `memory` (GB), `storage` (GB) and `pods` (Count), unit factor 1, and one plan "Default".
 //!
+//! `--offering-kind rancher` replaces it by "Demo Rancher cluster" (backend id `rancher`) with the
+//! Rancher plugin's `limit` components `cpu` (cores), `memory` (GB), `storage` (GB) and `gpu`
+//! (units), unit factor 1, and one plan "Default".
+//!
 //! `--offering-kind moab` replaces it by "Demo MOAB cluster" (backend id `moab`) with the MOAB
 //! plugin's one `limit` component `deposit` (credits, unit factor 1) and one plan "Default".
 
@@ -76,6 +80,7 @@ impl std::fmt::Debug for DemoInfo {
 pub const DEMO_OFFERING: &str = "Demo SLURM cluster";
 pub const DEMO_OKD_OFFERING: &str = "Demo OKD cluster";
 pub const DEMO_MOAB_OFFERING: &str = "Demo MOAB cluster";
+pub const DEMO_RANCHER_OFFERING: &str = "Demo Rancher cluster";
 
 /// Which demo offering `--demo` seeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,16 +89,18 @@ pub enum DemoOfferingKind {
     Slurm,
     Okd,
     Moab,
+    Rancher,
 }
 
 impl DemoOfferingKind {
-    pub const NAMES: &'static [&'static str] = &["slurm", "okd", "moab"];
+    pub const NAMES: &'static [&'static str] = &["slurm", "okd", "moab", "rancher"];
 
     pub fn offering_name(self) -> &'static str {
         match self {
             DemoOfferingKind::Slurm => DEMO_OFFERING,
             DemoOfferingKind::Okd => DEMO_OKD_OFFERING,
             DemoOfferingKind::Moab => DEMO_MOAB_OFFERING,
+            DemoOfferingKind::Rancher => DEMO_RANCHER_OFFERING,
         }
     }
 }
@@ -106,6 +113,7 @@ impl std::str::FromStr for DemoOfferingKind {
             "slurm" => Ok(DemoOfferingKind::Slurm),
             "okd" => Ok(DemoOfferingKind::Okd),
             "moab" => Ok(DemoOfferingKind::Moab),
+            "rancher" => Ok(DemoOfferingKind::Rancher),
             other => Err(format!(
                 "unknown offering kind {other:?} (known: {})",
                 Self::NAMES.join(", ")
@@ -133,6 +141,26 @@ fn okd_components() -> Vec<SeedComponent> {
     })
     .collect()
 }
+/// The Rancher offering's components: the plugin's quota components, all `limit`-based.
+fn rancher_components() -> Vec<SeedComponent> {
+    [
+        ("cpu", "CPU", "cores"),
+        ("memory", "Memory", "GB"),
+        ("storage", "Storage", "GB"),
+        ("gpu", "GPU", "units"),
+    ]
+    .into_iter()
+    .map(|(type_, name, unit)| SeedComponent {
+        type_: type_.into(),
+        name: Some(name.into()),
+        measured_unit: unit.into(),
+        billing_type: "limit".into(),
+        unit_factor: 1,
+        ..Default::default()
+    })
+    .collect()
+}
+
 pub const DEMO_PROJECT: &str = "Demo project";
 pub const DEMO_USERS: &[&str] = &["alice", "bob", "carol"];
 
@@ -245,6 +273,14 @@ pub fn demo_seed_of_kind(username_policy: &str, kind: DemoOfferingKind) -> Seed 
         o.backend_id = "okd".into();
         o.partitions = vec![];
         o.components = okd_components();
+    }
+    if kind == DemoOfferingKind::Rancher
+        && let Some(o) = seed.offerings.first_mut()
+    {
+        o.name = DEMO_RANCHER_OFFERING.into();
+        o.backend_id = "rancher".into();
+        o.partitions = vec![];
+        o.components = rancher_components();
     }
     if kind == DemoOfferingKind::Moab
         && let Some(o) = seed.offerings.first_mut()
