@@ -167,6 +167,12 @@ struct RancherArgs {
     /// Id of the downstream cluster.
     #[arg(long, default_value = "c-m-demo1234")]
     cluster_id: String,
+    /// Serve the Rancher API over HTTPS with a CA made at start (printed as ca_file).
+    #[arg(long)]
+    tls: bool,
+    /// Where to write the CA certificate (with --tls).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
     /// API key access key (random by default).
     #[arg(long, env = "SITE_SIM_RANCHER_ACCESS_KEY")]
     access_key: Option<String>,
@@ -193,6 +199,8 @@ async fn rancher(a: RancherArgs) -> anyhow::Result<()> {
             secret_key: a.secret_key,
             admin_password: None,
             cluster_id: a.cluster_id,
+            tls: a.tls,
+            ca_file: a.ca_file,
             faults: read_faults(a.faults.as_ref())?,
         },
         KeycloakOptions {

@@ -58,6 +58,10 @@ pub struct RancherOptions {
     pub admin_password: Option<String>,
     /// Id of the one downstream cluster.
     pub cluster_id: String,
+    /// Serve HTTPS with a CA made at start (kubectl sends tokens only over TLS).
+    pub tls: bool,
+    /// Where the CA certificate is written (default: a file in the temp directory).
+    pub ca_file: Option<std::path::PathBuf>,
     pub faults: FaultConfig,
 }
 
@@ -69,6 +73,8 @@ impl Default for RancherOptions {
             secret_key: None,
             admin_password: None,
             cluster_id: "c-m-demo1234".into(),
+            tls: false,
+            ca_file: None,
             faults: FaultConfig::default(),
         }
     }
@@ -84,6 +90,8 @@ pub struct RancherInfo {
     pub password: String,
     pub cluster_id: String,
     pub sim_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 impl std::fmt::Debug for RancherInfo {
@@ -186,10 +194,10 @@ impl RancherState {
     }
 
     fn base(&self) -> String {
-        format!(
-            "http://{}",
-            self.address.lock().unwrap_or_else(|e| e.into_inner())
-        )
+        self.address
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn authenticated(&self, headers: &HeaderMap) -> bool {
@@ -830,6 +838,13 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("writing {path}: {source}")]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A running Rancher double in front of a Kubernetes double.
@@ -879,13 +894,35 @@ impl RancherServer {
                 server::track::<RancherState>,
             ))
             .with_state(state.clone());
-        let handle = ServerHandle::serve(app, opts.listen, None)
+        let (tls, ca_file) = if opts.tls {
+            let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+            let ip = opts.listen.ip().to_string();
+            if !opts.listen.ip().is_unspecified() && !hosts.contains(&ip) {
+                hosts.push(ip);
+            }
+            let made = crate::tls::self_signed(&hosts)?;
+            let path = opts.ca_file.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!(
+                    "site-sim-rancher-{}-{}.crt",
+                    std::process::id(),
+                    random_lower(8)
+                ))
+            });
+            std::fs::write(&path, &made.ca_pem).map_err(|source| StartError::Write {
+                path: path.clone(),
+                source,
+            })?;
+            (Some(made.server_config), Some(path))
+        } else {
+            (None, None)
+        };
+        let handle = ServerHandle::serve(app, opts.listen, tls)
             .await
             .map_err(|source| StartError::Bind {
                 addr: opts.listen,
                 source,
             })?;
-        *state.address.lock().unwrap_or_else(|e| e.into_inner()) = handle.addr().to_string();
+        *state.address.lock().unwrap_or_else(|e| e.into_inner()) = handle.url();
         let info = RancherInfo {
             url: handle.url(),
             access_key,
@@ -894,6 +931,7 @@ impl RancherServer {
             password,
             cluster_id: opts.cluster_id,
             sim_token,
+            ca_file: ca_file.map(|p| p.display().to_string()),
         };
         tracing::info!(url = %info.url, "rancher double listening");
         Ok(RancherServer {
