@@ -311,24 +311,29 @@ impl RancherBackend {
     ) -> BackendResult<bool> {
         let mut namespaces = self.api.namespaces(project_id).await?;
         let mut changed = false;
+        let mut fresh = None;
         if namespaces.is_empty() {
             self.api
                 .create_namespace(project_id, name, self.namespace_labels())
                 .await?;
             namespaces.push(name.to_owned());
+            fresh = Some(name.to_owned());
             changed = true;
         }
         if hard.is_empty() {
             return Ok(changed);
         }
         for ns in &namespaces {
-            let current = self.quota_of(ns).await?;
-            let current_hard = current
-                .as_ref()
-                .and_then(|q| q.pointer("/spec/hard"))
-                .and_then(Value::as_object);
-            if current_hard.is_some_and(|h| same_hard(h, hard)) {
-                continue;
+            // A namespace made just now has no quota yet: nothing to compare with.
+            if fresh.as_deref() != Some(ns.as_str()) {
+                let current = self.quota_of(ns).await?;
+                let current_hard = current
+                    .as_ref()
+                    .and_then(|q| q.pointer("/spec/hard"))
+                    .and_then(Value::as_object);
+                if current_hard.is_some_and(|h| same_hard(h, hard)) {
+                    continue;
+                }
             }
             self.api.import_quota(ns, hard).await?;
             // Confirm by reading back.
@@ -694,16 +699,37 @@ impl OrderBackend for RancherBackend {
         };
         let project_id = text(&project, "id").to_owned();
         self.apply_quota(&project_id, &name, &hard).await?;
+        // The quota was read back by apply_quota; the group's members are read here.
+        let mut users = Vec::new();
         if self.keycloak.is_some() {
-            self.ensure_access(&project_id, r).await?;
+            let child = self.ensure_access(&project_id, r).await?;
+            users = self
+                .keycloak()?
+                .members(&child)
+                .await?
+                .iter()
+                .map(|u| self.member_key(u))
+                .collect();
+            users.sort();
         }
-        let project = self.find_project(&name).await?.ok_or_else(|| {
-            BackendError::transient(format!(
-                "offering '{}': Rancher project '{name}' is missing right after it was created",
-                self.offering
-            ))
-        })?;
-        self.info(&name, &project, r).await
+        let mut meta = Map::new();
+        meta.insert("name".into(), json!(name));
+        meta.insert("project_id".into(), json!(project_id));
+        meta.insert("organization".into(), json!(r.customer_slug));
+        meta.insert("description".into(), json!(text(&project, "description")));
+        meta.insert("quotas".into(), Value::Object(hard.clone()));
+        meta.insert("users".into(), json!(users));
+        if self.keycloak.is_some() {
+            meta.insert("keycloak_group".into(), json!(self.child_group_name(r)));
+        }
+        Ok(BackendResourceInfo {
+            backend_id: name,
+            parent_id: String::new(),
+            users,
+            limits: self.limits_from_hard(&hard),
+            backend_metadata: meta,
+            endpoints: Vec::new(),
+        })
     }
 
     async fn set_limits(&self, resource: &ResourceView, limits: &Limits) -> BackendResult<()> {

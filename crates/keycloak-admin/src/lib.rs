@@ -383,10 +383,8 @@ impl KeycloakAdmin {
         } else {
             vec![description]
         };
-        let body = json!({
-            "name": name,
-            "attributes": {"description": description, "managed_by": [MANAGED_BY]},
-        });
+        let body_attributes = json!({"description": description, "managed_by": [MANAGED_BY]});
+        let body = json!({"name": name, "attributes": body_attributes.clone()});
         let answer = self
             .rest
             .send(
@@ -401,10 +399,18 @@ impl KeycloakAdmin {
                 .header("location")
                 .and_then(|l| l.trim_end_matches('/').rsplit('/').next())
                 .filter(|id| !id.is_empty())
-            && let Some(group) = self.group(id).await?
         {
+            // The id is in the Location: the group is what was just sent, no need to read it
+            // (a child's path is left unknown rather than read).
             return Ok(Ensured {
-                group,
+                group: Group {
+                    id: id.to_owned(),
+                    name: name.to_owned(),
+                    path: parent.is_none().then(|| format!("/{name}")),
+                    sub_groups: Vec::new(),
+                    sub_group_count: Some(0),
+                    attributes: Some(body_attributes),
+                },
                 created: true,
             });
         }
