@@ -180,10 +180,36 @@ impl KeycloakAdmin {
         )
     }
 
+    /// Sends through the kit; a 403 says which roles the admin lacks.
+    async fn send(&self, request: Request) -> HttpResult<http_kit::Response> {
+        self.rest.send(request).await.map_err(|e| match e.kind {
+            HttpErrorKind::Status {
+                what,
+                status: 403,
+                message,
+            } => HttpError::new(
+                e.context,
+                HttpErrorKind::Status {
+                    what,
+                    status: 403,
+                    message: format!(
+                        "{message}; the Keycloak admin needs the realm-management roles view-users, query-groups and manage-users of realm '{}'",
+                        self.realm
+                    ),
+                },
+            ),
+            _ => e,
+        })
+    }
+
+    async fn send_json<T: serde::de::DeserializeOwned>(&self, request: Request) -> HttpResult<T> {
+        self.send(request).await?.json()
+    }
+
     /// Logs in (if not yet) and reads the managed realm: a refused login is an
     /// [`HttpErrorKind::AuthRejected`] error naming the user or client.
     pub async fn ping(&self) -> HttpResult<()> {
-        let v: Value = self.rest.send_json(Request::get(self.path(""))).await?;
+        let v: Value = self.send_json(Request::get(self.path(""))).await?;
         if v.get("realm").and_then(Value::as_str).is_some() {
             Ok(())
         } else {
@@ -227,7 +253,6 @@ impl KeycloakAdmin {
         path: String,
     ) -> HttpResult<Option<T>> {
         let answer = self
-            .rest
             .send(Request::get(path).accept(&[http_kit_status(404)]))
             .await?;
         if answer.status.as_u16() == 404 {
@@ -277,13 +302,12 @@ impl KeycloakAdmin {
         if let Some(e) = email {
             body["email"] = json!(e);
         }
-        self.rest
-            .send(
-                Request::post(self.path("/users"))
-                    .json(body)
-                    .accept(&[http_kit_status(409)]),
-            )
-            .await?;
+        self.send(
+            Request::post(self.path("/users"))
+                .json(body)
+                .accept(&[http_kit_status(409)]),
+        )
+        .await?;
         self.user_by_username(username)
             .await?
             .ok_or_else(|| self.error(format!("user '{username}' was created but is not found")))
@@ -386,7 +410,6 @@ impl KeycloakAdmin {
         let body_attributes = json!({"description": description, "managed_by": [MANAGED_BY]});
         let body = json!({"name": name, "attributes": body_attributes.clone()});
         let answer = self
-            .rest
             .send(
                 Request::post(path)
                     .json(body)
@@ -430,7 +453,6 @@ impl KeycloakAdmin {
     /// Delete a group (and its sub-groups). `false`: it was already gone.
     pub async fn delete_group(&self, id: &str) -> HttpResult<bool> {
         let answer = self
-            .rest
             .send(
                 Request::delete(self.path(&format!("/groups/{}", seg(id))))
                     .accept(&[http_kit_status(404)]),
@@ -457,20 +479,18 @@ impl KeycloakAdmin {
 
     /// Put a user into a group (no-op when already a member).
     pub async fn add_member(&self, user_id: &str, group_id: &str) -> HttpResult<()> {
-        self.rest
-            .send(Request::put(self.path(&format!(
-                "/users/{}/groups/{}",
-                seg(user_id),
-                seg(group_id)
-            ))))
-            .await
-            .map(|_| ())
+        self.send(Request::put(self.path(&format!(
+            "/users/{}/groups/{}",
+            seg(user_id),
+            seg(group_id)
+        ))))
+        .await
+        .map(|_| ())
     }
 
     /// Take a user out of a group. `false`: the user or the group is gone.
     pub async fn remove_member(&self, user_id: &str, group_id: &str) -> HttpResult<bool> {
         let answer = self
-            .rest
             .send(
                 Request::delete(self.path(&format!(
                     "/users/{}/groups/{}",

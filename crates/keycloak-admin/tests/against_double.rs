@@ -232,3 +232,29 @@ async fn transient_faults_are_retried() {
         "{stats:?}"
     );
 }
+
+#[tokio::test]
+async fn a_user_without_admin_roles_is_told_which_roles_it_needs() {
+    let sim = double().await;
+    sim.add_user("master", "viewer");
+    sim.set_password("master", "viewer", "viewer-pass");
+    let kc = KeycloakAdmin::new(
+        "offering 'kc-test'",
+        &config(
+            &sim,
+            KeycloakAuth::Password {
+                username: "viewer".into(),
+                password: Secret::new("viewer-pass"),
+                client_secret: None,
+            },
+            "admin-cli",
+        ),
+        None,
+        Duration::from_secs(5),
+        retry(),
+    )
+    .expect("client");
+    let err = kc.ping().await.expect_err("forbidden");
+    assert_eq!(err.status(), Some(403), "{err}");
+    assert!(err.to_string().contains("manage-users"), "{err}");
+}

@@ -394,16 +394,16 @@ impl KeycloakState {
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
     }
 
-    /// Whether the request carries a live token of a realm administrator.
-    fn admin_token(&self, headers: &HeaderMap) -> bool {
-        let Some(t) = Self::bearer(headers) else {
-            return false;
-        };
+    /// `Some(true)`: a live token of a realm administrator; `Some(false)`: a live token without
+    /// admin roles (403); `None`: no live token (401).
+    fn admin_token(&self, headers: &HeaderMap) -> Option<bool> {
+        let t = Self::bearer(headers)?;
         let store = self.lock();
         store
             .access
             .get(t)
-            .is_some_and(|i| i.admin && i.expires > Instant::now())
+            .filter(|i| i.expires > Instant::now())
+            .map(|i| i.admin)
     }
 
     fn issue(
@@ -587,8 +587,15 @@ impl KeycloakState {
                 )
             }
             ["admin", "realms", rest @ ..] => {
-                if !self.admin_token(&headers) {
-                    return unauthorized();
+                match self.admin_token(&headers) {
+                    None => return unauthorized(),
+                    Some(false) => {
+                        return err(
+                            StatusCode::FORBIDDEN,
+                            json!({"error": "HTTP 403 Forbidden"}),
+                        );
+                    }
+                    Some(true) => {}
                 }
                 self.admin(&method, rest, &q, &body)
             }
@@ -1184,6 +1191,19 @@ impl KeycloakServer {
             );
         }
         id
+    }
+
+    /// Gives a user a password (it can then log in with the password grant; without admin
+    /// roles the admin API answers it 403).
+    pub fn set_password(&self, realm: &str, username: &str, password: &str) {
+        let mut s = self.state.lock();
+        if let Some(u) = s
+            .realms
+            .get_mut(realm)
+            .and_then(|r| r.users.values_mut().find(|u| u.username == username))
+        {
+            u.password = Some(password.to_owned());
+        }
     }
 
     /// Every group of a realm as `(path, member usernames)`, sorted by path.
