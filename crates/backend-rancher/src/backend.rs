@@ -806,6 +806,12 @@ impl MembershipBackend for RancherBackend {
                 .await?
             {
                 Some(u) => {
+                    if self.settings.keycloak_use_user_id && u.id != user.username {
+                        // Members are reported by id: this user would look stale next cycle.
+                        tracing::warn!(offering = %self.offering, user = %user.username,
+                            "keycloak_use_user_id is true but '{}' is a Keycloak username, not a user id: members are reported by id and would be removed and added again each cycle; set backend_settings.keycloak_use_user_id: false",
+                            user.username);
+                    }
                     kc.add_member(&u.id, &child).await?;
                     found.push((user.username.clone(), u.id));
                 }
