@@ -395,7 +395,8 @@ fn display_or<'a>(value: &'a str, fallback: &'a str) -> &'a str {
 }
 
 /// Secret values of an offering: API token, OIDC secret, and backend settings whose key says
-/// it is one (password, token, secret, key, credential).
+/// it is one (the configuration's one rule, [`agent_config::is_secret_key`]: `keycloak_url` or
+/// `keycloak_username` are not secrets, `keycloak_password` is).
 fn offering_secrets(ctx: &OfferingContext) -> Vec<String> {
     let config = &ctx.config;
     let mut secrets = vec![config.waldur_api_token.expose().to_owned()];
@@ -408,11 +409,9 @@ fn offering_secrets(ctx: &OfferingContext) -> Vec<String> {
 }
 
 fn collect_secret_settings(settings: &Map<String, Value>, out: &mut Vec<String>) {
-    const MARKERS: &[&str] = &["password", "token", "secret", "key", "credential"];
     for (key, value) in settings {
-        let lower = key.to_ascii_lowercase();
         match value {
-            Value::String(s) if MARKERS.iter().any(|m| lower.contains(m)) => out.push(s.clone()),
+            Value::String(s) if agent_config::is_secret_key(key) => out.push(s.clone()),
             Value::Object(inner) => collect_secret_settings(inner, out),
             _ => {}
         }

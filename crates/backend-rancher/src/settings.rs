@@ -123,9 +123,8 @@ pub const SETTINGS: &[Setting] = &[
         "keycloak",
         Kind::Object,
         "none",
-        "the Keycloak admin login: `keycloak_url`, `keycloak_realm`, `keycloak_user_realm`, `client_id`, `keycloak_username` + `keycloak_password` (password grant) or `keycloak_client_secret` alone (client credentials), `keycloak_ssl_verify`. Holds secrets (masked).",
-    )
-    .secret(),
+        "the Keycloak admin login: `keycloak_url`, `keycloak_realm`, `keycloak_user_realm`, `client_id`, `keycloak_username` + `keycloak_password` (password grant) or `keycloak_client_secret` alone (client credentials), `keycloak_ssl_verify`. `keycloak_password` and `keycloak_client_secret` are masked in output (by their names; the rest of the block stays readable).",
+    ),
     Setting::new(
         "timeout_seconds",
         Kind::Number,

@@ -597,3 +597,62 @@ async fn a_site_prepared_by_the_upstream_plugin_is_taken_over() {
     assert!(stack.rancher.bindings().is_empty());
     assert!(group_paths(&stack).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_clear_in_diagnostics_and_on_the_order() {
+    let (stack, sim) = start().await;
+    let demo = sim.demo().clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.yaml");
+    write_config(&config, &sim, &stack);
+    let text = std::fs::read_to_string(&config).expect("config");
+    let secret = stack.info().rancher.secret_key;
+    let kc_password = stack.info().keycloak_password;
+    let text = text
+        .replace(&secret, "wrong-secret-key")
+        .replace(&kc_password, "wrong-kc-password");
+    std::fs::write(&config, text).expect("config");
+
+    let out = Command::cargo_bin("waldur-site-agent")
+        .expect("binary")
+        .args(["diagnostics", "-c"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    let diag = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(diag.contains("rancher login"), "{diag}");
+    assert!(
+        diag.contains("backend_settings.username/password"),
+        "{diag}"
+    );
+    assert!(
+        diag.contains("keycloak login") && diag.contains("user 'admin'"),
+        "{diag}"
+    );
+    assert!(
+        !diag.contains("wrong-secret-key") && !diag.contains("wrong-kc-password"),
+        "{diag}"
+    );
+
+    let consumer = ConsumerClient::new(&demo.api_url, &demo.consumer_token);
+    let order = consumer
+        .create_order(
+            &demo.offering_uuid,
+            &demo.project_uuid,
+            Some(&demo.plan_uuid),
+            limits(&[("cpu", 1)]),
+            "refused",
+        )
+        .await
+        .expect("order");
+    let (_, log) = agent(&config, "order_process");
+    assert!(log.contains("rejected the credentials"), "{log}");
+    assert!(!log.contains("wrong-secret-key"), "{log}");
+    let o = consumer.order(&order).await.expect("order");
+    assert_ne!(o["state"], "done", "{o}");
+    assert!(stack.rancher.projects().is_empty());
+}
