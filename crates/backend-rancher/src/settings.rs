@@ -123,8 +123,9 @@ pub const SETTINGS: &[Setting] = &[
         "keycloak",
         Kind::Object,
         "none",
-        "the Keycloak admin login: `keycloak_url`, `keycloak_realm`, `keycloak_user_realm`, `client_id`, `keycloak_username` + `keycloak_password` (password grant) or `keycloak_client_secret` alone (client credentials), `keycloak_ssl_verify`. `keycloak_password` and `keycloak_client_secret` are masked in output (by their names; the rest of the block stays readable).",
-    ),
+        "the Keycloak admin login: `keycloak_url`, `keycloak_realm`, `keycloak_user_realm`, `client_id`, `keycloak_username` + `keycloak_password` (password grant) or `keycloak_client_secret` alone (client credentials), `keycloak_ssl_verify`. Holds secrets: `keycloak_password` and `keycloak_client_secret` are masked in output (by their names; the URL, realm and user stay readable).",
+    )
+    .secret(),
     Setting::new(
         "timeout_seconds",
         Kind::Number,
