@@ -462,3 +462,40 @@ async fn refused_logins_are_clear_in_diagnostics_and_errors() {
         Err(BackendError::Config(_))
     ));
 }
+
+#[tokio::test]
+async fn transient_rancher_and_keycloak_faults_are_retried() {
+    let s = stack().await;
+    let b = backend_from({
+        let mut v = settings_json(&s, false);
+        v["max_retries"] = json!(4);
+        v
+    });
+    let mut r = view("faulty", "faulty");
+    create(&b, &mut r, limits(&[("cpu", 1.0)])).await;
+    let rule = |route: &str| site_sim::FaultRule {
+        route: route.into(),
+        method: Some("GET".into()),
+        error_rate: 0.3,
+        error_status: 503,
+        latency_ms: 0,
+        drop_rate: 0.0,
+    };
+    s.rancher.set_faults(site_sim::FaultConfig {
+        seed: 5,
+        rules: vec![rule("/v3/*"), rule("/k8s/*")],
+    });
+    s.keycloak.set_faults(site_sim::FaultConfig {
+        seed: 6,
+        rules: vec![rule("/admin/*")],
+    });
+    for _ in 0..5 {
+        let info = b.pull_resource(&r).await.expect("retried").expect("exists");
+        assert_eq!(info.limits.get("cpu"), Some(&1.0));
+    }
+    let stats = s.rancher.stats();
+    assert!(
+        stats.routes.values().map(|r| r.errors).sum::<u64>() > 0,
+        "faults were injected: {stats:?}"
+    );
+}
