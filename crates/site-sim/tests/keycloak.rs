@@ -178,3 +178,156 @@ async fn keycloak_admin_api_as_documented() {
     let stats = sim.stats();
     assert!(stats.count("POST", "/admin/realms/{realm}/groups/{id}/children") >= 13);
 }
+
+/// The fields and JSON types of Keycloak's `GroupRepresentation` and `UserRepresentation`
+/// (admin REST API reference, Keycloak 26): every answer of the double uses only these.
+fn conforms(v: &Value, fields: &[(&str, &str)], what: &str) {
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("{what}: not an object: {v}"));
+    for (k, val) in obj {
+        let Some((_, ty)) = fields.iter().find(|(f, _)| f == k) else {
+            panic!("{what}: field {k} is not in the representation: {v}");
+        };
+        let ok = match *ty {
+            "string" => val.is_string(),
+            "integer" => val.is_i64() || val.is_u64(),
+            "boolean" => val.is_boolean(),
+            "array" => val.is_array(),
+            "object" => val.is_object(),
+            _ => false,
+        };
+        assert!(ok, "{what}: {k} should be {ty}: {v}");
+    }
+}
+
+const GROUP: &[(&str, &str)] = &[
+    ("id", "string"),
+    ("name", "string"),
+    ("description", "string"),
+    ("path", "string"),
+    ("parentId", "string"),
+    ("subGroupCount", "integer"),
+    ("subGroups", "array"),
+    ("attributes", "object"),
+    ("realmRoles", "array"),
+    ("clientRoles", "object"),
+    ("access", "object"),
+];
+
+const USER: &[(&str, &str)] = &[
+    ("id", "string"),
+    ("username", "string"),
+    ("firstName", "string"),
+    ("lastName", "string"),
+    ("email", "string"),
+    ("emailVerified", "boolean"),
+    ("attributes", "object"),
+    ("userProfileMetadata", "object"),
+    ("enabled", "boolean"),
+    ("self", "string"),
+    ("origin", "string"),
+    ("createdTimestamp", "integer"),
+    ("totp", "boolean"),
+    ("federationLink", "string"),
+    ("serviceAccountClientId", "string"),
+    ("credentials", "array"),
+    ("disableableCredentialTypes", "array"),
+    ("requiredActions", "array"),
+    ("federatedIdentities", "array"),
+    ("realmRoles", "array"),
+    ("clientRoles", "object"),
+    ("clientConsents", "array"),
+    ("notBefore", "integer"),
+    ("groups", "array"),
+    ("access", "object"),
+];
+
+fn check_groups(list: &Value) {
+    for g in list.as_array().expect("a list") {
+        conforms(g, GROUP, "GroupRepresentation");
+        check_groups(&g["subGroups"]);
+    }
+}
+
+#[tokio::test]
+async fn answers_use_keycloaks_representations() {
+    let sim = KeycloakServer::start(KeycloakOptions {
+        demo: true,
+        ..Default::default()
+    })
+    .await
+    .expect("double");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let token = login(&http, &sim).await;
+    let base = format!("{}/admin/realms/waldur", sim.url());
+    let send = |rb: reqwest::RequestBuilder| rb.bearer_auth(&token).send();
+    let r = send(
+        http.post(format!("{base}/groups"))
+            .json(&json!({"name": "p", "attributes": {"a": ["b"]}})),
+    )
+    .await
+    .expect("sent");
+    let pid = r.headers()["location"]
+        .to_str()
+        .expect("loc")
+        .rsplit('/')
+        .next()
+        .expect("id")
+        .to_owned();
+    send(
+        http.post(format!("{base}/groups/{pid}/children"))
+            .json(&json!({"name": "c"})),
+    )
+    .await
+    .expect("sent");
+    let users: Value = send(http.get(format!("{base}/users")))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    for u in users.as_array().expect("users") {
+        conforms(u, USER, "UserRepresentation");
+    }
+    let uid = users[0]["id"].as_str().expect("id").to_owned();
+    let one: Value = send(http.get(format!("{base}/users/{uid}")))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    conforms(&one, USER, "UserRepresentation");
+    for path in [
+        format!("{base}/groups"),
+        format!("{base}/groups?briefRepresentation=true"),
+        format!("{base}/groups?search=c"),
+        format!("{base}/groups/{pid}/children"),
+        format!("{base}/users/{uid}/groups"),
+    ] {
+        let v: Value = send(http.get(&path))
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        check_groups(&v);
+    }
+    let g: Value = send(http.get(format!("{base}/groups/{pid}")))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    conforms(&g, GROUP, "GroupRepresentation");
+    let members: Value = send(http.get(format!("{base}/groups/{pid}/members")))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    for u in members.as_array().expect("members") {
+        conforms(u, USER, "UserRepresentation");
+    }
+}
