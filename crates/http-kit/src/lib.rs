@@ -17,11 +17,11 @@
 //! - Secrets are [`Secret`]s: no `Debug` of this crate prints one.
 
 mod client;
-pub mod xml;
-pub mod xmlrpc;
 mod error;
 mod retry;
 mod token;
+pub mod xml;
+pub mod xmlrpc;
 
 pub use agent_config::Secret;
 pub use client::{

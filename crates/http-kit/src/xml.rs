@@ -48,8 +48,7 @@ impl Element {
 
     /// The first descendant along `path` (`"TEMPLATE/DISK/SIZE"`).
     pub fn path(&self, path: &str) -> Option<&Element> {
-        path.split('/')
-            .try_fold(self, |e, step| e.child(step))
+        path.split('/').try_fold(self, |e, step| e.child(step))
     }
 }
 
@@ -177,7 +176,7 @@ mod tests {
         let e = parse(
             "<?xml version=\"1.0\"?><A><B>x &amp; &#65;</B><C><![CDATA[<raw>]]></C><D><E>5</E></D><F/></A>",
         )
-        .unwrap();
+        .expect("valid in this test");
         assert_eq!(e.name, "A");
         assert_eq!(e.text_of("B"), Some("x & A"));
         assert_eq!(e.text_of("C"), Some("<raw>"));
@@ -205,7 +204,7 @@ mod tests {
     #[test]
     fn escape_round_trips() {
         let s = "a<b>&\"c'";
-        let e = parse(&format!("<X>{}</X>", escape(s))).unwrap();
+        let e = parse(&format!("<X>{}</X>", escape(s))).expect("valid in this test");
         assert_eq!(e.text, s);
     }
 }

@@ -275,7 +275,8 @@ mod tests {
             Value::Array(vec![Value::Int(1), Value::Double(1.5), Value::Nil]),
             Value::Struct(vec![("k".into(), Value::from("v"))]),
         ];
-        let (m, p) = parse_call(&call_body("one.vn.allocate", &params)).unwrap();
+        let (m, p) =
+            parse_call(&call_body("one.vn.allocate", &params)).expect("valid in this test");
         assert_eq!(m, "one.vn.allocate");
         assert_eq!(p, params);
         let resp = Value::Array(vec![
@@ -283,7 +284,10 @@ mod tests {
             Value::from("<VDC><ID>1</ID></VDC>"),
             Value::Int(0),
         ]);
-        assert_eq!(parse_response(&response_body(&resp)).unwrap(), resp);
+        assert_eq!(
+            parse_response(&response_body(&resp)).expect("valid in this test"),
+            resp
+        );
         assert_eq!(
             parse_response(&fault_body(-32700, "parse error")),
             Err(XmlRpcError::Fault {
@@ -297,7 +301,7 @@ mod tests {
     fn python_style_bodies_parse() {
         // What Python's xmlrpc.client sends: <int>, bare text as string, <boolean>.
         let body = "<?xml version='1.0'?>\n<methodCall>\n<methodName>one.vm.action</methodName>\n<params>\n<param>\n<value><string>u:p</string></value>\n</param>\n<param>\n<value>terminate-hard</value>\n</param>\n<param>\n<value><int>7</int></value>\n</param>\n</params>\n</methodCall>\n";
-        let (m, p) = parse_call(body).unwrap();
+        let (m, p) = parse_call(body).expect("valid in this test");
         assert_eq!(m, "one.vm.action");
         assert_eq!(
             p,

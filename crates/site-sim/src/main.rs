@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// A Kubernetes API server, with OpenShift's project API unless --no-openshift.
     Kubernetes(KubeArgs),
+    /// OpenNebula's XML-RPC API (`/RPC2`, session `oneadmin:PASSWORD`).
+    Opennebula(OneArgs),
     /// MOAB Accounting Manager: writes the `mam-*` programs into DIR/bin, prints the PATH entry.
     Moab(MoabArgs),
     /// Run one `mam-*` program against the state in --state (what DIR/bin/mam-* call).
@@ -86,6 +88,55 @@ async fn moab(a: MoabArgs) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args)]
+struct OneArgs {
+    /// Address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:2633")]
+    listen: SocketAddr,
+    /// oneadmin's password (random by default).
+    #[arg(long, env = "SITE_SIM_ONE_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Demo data: clusters 0 and 100, provider network 10, VM template 0, VNF template 8.
+    #[arg(long)]
+    demo: bool,
+    /// Duration of one VM state step in milliseconds (booting takes three).
+    #[arg(long, default_value_t = 200)]
+    vm_step_ms: u64,
+    /// JSON file with a fault configuration ({"seed": 1, "rules": [...]}).
+    #[arg(long)]
+    faults: Option<PathBuf>,
+}
+
+fn read_faults(path: Option<&PathBuf>) -> anyhow::Result<FaultConfig> {
+    let faults: FaultConfig = match path {
+        Some(p) => serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?,
+        None => FaultConfig::default(),
+    };
+    faults.check().map_err(anyhow::Error::msg)?;
+    Ok(faults)
+}
+
+async fn opennebula(a: OneArgs) -> anyhow::Result<()> {
+    let server = site_sim::OneServer::start(site_sim::OneOptions {
+        listen: a.listen,
+        password: a.password,
+        demo: a.demo,
+        vm_step: Duration::from_millis(a.vm_step_ms),
+        faults: read_faults(a.faults.as_ref())?,
+    })
+    .await
+    .with_context(|| format!("listening on {}", a.listen))?;
+    println!("{}", serde_json::to_string(server.info())?);
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    server.shutdown().await;
+    Ok(())
+}
+
+#[derive(clap::Args)]
 struct KubeArgs {
     /// Address to listen on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:6443")]
@@ -119,6 +170,15 @@ struct KubeArgs {
     faults: Option<PathBuf>,
 }
 
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -126,22 +186,14 @@ async fn main() -> anyhow::Result<()> {
         Command::MoabExec(a) => return moab_exec(a),
         Command::Moab(a) => return moab(a).await,
         Command::Kubernetes(a) => a,
+        Command::Opennebula(a) => {
+            init_tracing();
+            return opennebula(a).await;
+        }
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let faults: FaultConfig = match &a.faults {
-        Some(p) => serde_json::from_str(
-            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-        )
-        .with_context(|| format!("parsing {}", p.display()))?,
-        None => FaultConfig::default(),
-    };
-    faults.check().map_err(anyhow::Error::msg)?;
+    init_tracing();
+    let faults = read_faults(a.faults.as_ref())?;
     let server = KubeServer::start(KubeOptions {
         listen: a.listen,
         openshift: !a.no_openshift,

@@ -2,7 +2,8 @@
 //! (`kubectl/run.sh`), the upstream OKD plugin from PyPI running its lifecycle
 //! (`okd-plugin/run.sh`), the upstream MOAB plugin against the MAM double (`moab-plugin/run.sh`),
 //! and kubernetes-validate on every object it returned
-//! (`schema/run.sh`). A missing tool (kubectl, the Python venv) skips the check with a note,
+//! (`schema/run.sh`); for the OpenNebula double, pyone driving it, OpenNebula's XSDs on every
+//! document it returned, and the upstream OpenNebula plugin (`opennebula/run.sh MODE`). A missing tool (kubectl, the Python venv) skips the check with a note,
 //! except under `CI=true`, where the scripts install what they need and a failure fails.
 
 use std::path::{Path, PathBuf};
@@ -106,5 +107,68 @@ fn upstream_moab_plugin_lifecycle() {
         "the venv tests/moab-plugin/run.sh completes with pip",
     ) {
         run("moab-plugin/run.sh");
+    }
+}
+
+fn one_venv() -> PathBuf {
+    PathBuf::from(
+        std::env::var("SITE_SIM_ONE_VENV")
+            .unwrap_or_else(|_| "/tmp/waldur-site-sim-one-venv".into()),
+    )
+}
+
+fn one_ready(modules: &str) -> bool {
+    Command::new(one_venv().join("bin/python"))
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn run_one(mode: &str) {
+    // run.sh reads ONE_VENV: the same venv as the readiness probe.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/opennebula");
+    let out = Command::new("bash")
+        .arg(dir.join("run.sh"))
+        .arg(mode)
+        .env("SITE_SIM", env!("CARGO_BIN_EXE_site-sim"))
+        .env("ONE_VENV", one_venv())
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "opennebula/run.sh {mode} failed:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("PASS") || stdout.contains(" passed, 0 failed"),
+        "opennebula/run.sh {mode} checked nothing"
+    );
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("FAIL")),
+        "opennebula/run.sh {mode}:\n{stdout}"
+    );
+}
+
+#[test]
+fn pyone_drives_the_opennebula_double() {
+    if available(
+        "pyone",
+        one_ready("pyone"),
+        "the venv tests/opennebula/run.sh makes with pip",
+    ) {
+        run_one("pyone");
+    }
+}
+
+#[test]
+fn opennebula_documents_match_the_xsds() {
+    if available(
+        "xmlschema (OpenNebula XSDs)",
+        one_ready("pyone, xmlschema"),
+        "the venv tests/opennebula/run.sh makes with pip",
+    ) {
+        run_one("xsd");
     }
 }
