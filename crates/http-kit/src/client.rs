@@ -146,6 +146,8 @@ enum Body {
     Json(Value),
     /// Form fields; values may be secrets, so no `Debug` shows them.
     Form(Vec<(String, String)>),
+    /// An XML document (XML-RPC); it may hold a session secret, so no `Debug` shows it.
+    Xml(String),
 }
 
 /// One request. Idempotency defaults from the method (GET, HEAD, PUT, DELETE, OPTIONS); a POST
@@ -220,6 +222,11 @@ impl Request {
     }
     pub fn form(mut self, fields: Vec<(String, String)>) -> Self {
         self.body = Body::Form(fields);
+        self
+    }
+    /// An XML body (`Content-Type: text/xml`), e.g. an XML-RPC `methodCall`.
+    pub fn xml(mut self, document: String) -> Self {
+        self.body = Body::Xml(document);
         self
     }
     /// A header whose value is a secret (never shown).
@@ -433,6 +440,9 @@ impl RestClient {
                 Body::None => builder,
                 Body::Json(v) => builder.json(v),
                 Body::Form(fields) => builder.form(fields),
+                Body::Xml(text) => builder
+                    .header(reqwest::header::CONTENT_TYPE, "text/xml")
+                    .body(text.clone()),
             };
             self.counter.fetch_add(1, Ordering::Relaxed);
             let err = match builder.send().await {
@@ -451,16 +461,23 @@ impl RestClient {
                     }
                     if status.is_success() || request.accept.contains(&status) {
                         let headers = resp.headers().clone();
-                        let body = self.read_body(resp, &what).await?;
-                        return Ok(Response {
-                            status,
-                            headers,
-                            body,
-                            what,
-                            context: self.context.clone(),
-                        });
+                        // A connection cut while the body arrives is a transport error like
+                        // one before the headers: retried below when the request allows it.
+                        match self.read_body(resp, &what).await {
+                            Ok(body) => {
+                                return Ok(Response {
+                                    status,
+                                    headers,
+                                    body,
+                                    what,
+                                    context: self.context.clone(),
+                                });
+                            }
+                            Err(e) => e,
+                        }
+                    } else {
+                        self.status_error(&what, resp).await
                     }
-                    self.status_error(&what, resp).await
                 }
             };
             if !idempotent || !err.is_transient() || attempt >= self.retry.max_retries {
