@@ -29,6 +29,8 @@ pub fn registry() -> Registry {
     registry.register(&backend_openstack::SPEC);
     #[cfg(feature = "okd")]
     registry.register(&backend_okd::SPEC);
+    #[cfg(feature = "opennebula")]
+    registry.register(&backend_opennebula::SPEC);
     #[cfg(feature = "command")]
     registry.register(&backend_command::SPEC);
     #[cfg(feature = "moab")]
@@ -54,5 +56,7 @@ mod tests {
         assert!(r.knows(BackendRole::Reporting, "moab"));
         #[cfg(feature = "okd")]
         assert!(r.knows(BackendRole::Reporting, "okd"));
+        #[cfg(feature = "opennebula")]
+        assert!(r.knows(BackendRole::OrderProcessing, "opennebula"));
     }
 }
