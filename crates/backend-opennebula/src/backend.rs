@@ -442,46 +442,37 @@ impl OneBackend {
     ) -> BackendResult<()> {
         let vnet_name = format!("{name}_internal");
         let first_cluster = clusters.first().copied().unwrap_or(-1);
+        let wanted = request
+            .resource
+            .attributes
+            .get("subnet_cidr")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
         let (vnet, subnet) = {
             let _one_at_a_time = self.subnets.lock().await;
             match self.rpc.find(Pool::Vnet, &vnet_name).await? {
                 Some(id) => (id, None),
                 None => {
-                    let wanted = request
-                        .resource
-                        .attributes
-                        .get("subnet_cidr")
-                        .and_then(Value::as_str)
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty());
                     let (network, len) = self.choose_subnet(net, wanted).await?;
-                    let gateway = Ipv4Addr::from(u32::from(network) + 1);
-                    let size = (1u32 << (32 - u32::from(len))) - 2;
-                    let mut t = format!(
-                        "NAME={}\nVN_MAD={}\nAR=[TYPE=\"IP4\", IP=\"{gateway}\", SIZE=\"{size}\"]\nDNS={}\nGATEWAY=\"{gateway}\"\nNETWORK_ADDRESS=\"{network}\"\nNETWORK_MASK=\"{}\"\n",
-                        quote(&vnet_name),
-                        quote(&net.vn_mad),
-                        quote(&net.dns),
-                        Ipv4Addr::from(u32::MAX << (32 - u32::from(len))),
-                    );
-                    if net.vn_mad == "vxlan" {
-                        t.push_str(&format!(
-                            "AUTOMATIC_VLAN_ID=\"YES\"\nPHYDEV={}\n",
-                            quote(&net.phydev)
-                        ));
-                    }
-                    let (id, _) = self
-                        .rpc
-                        .allocate(
-                            Pool::Vnet,
-                            &vnet_name,
-                            "one.vn.allocate",
-                            vec![X::String(t), X::Int(first_cluster)],
-                        )
+                    let id = self
+                        .allocate_vnet(&vnet_name, network, len, net, first_cluster)
                         .await?;
-                    (id, Some(format!("{network}/{len}")))
+                    (id, Some((network, len)))
                 }
             }
+        };
+        // Another agent may have taken the same subnet at the same moment: the VNet with the
+        // lower id keeps it, ours is made again in the next free one.
+        let (vnet, subnet) = match subnet {
+            Some(chosen) if wanted.is_none() => {
+                let (id, s) = self
+                    .keep_subnet_unique(&vnet_name, vnet, chosen, net, first_cluster)
+                    .await?;
+                (id, Some(format!("{}/{}", s.0, s.1)))
+            }
+            Some((n, l)) => (vnet, Some(format!("{n}/{l}"))),
+            None => (vnet, None),
         };
         made.push(Made::Vnet(vnet));
         for c in clusters.iter().skip(1) {
@@ -613,6 +604,88 @@ impl OneBackend {
             metadata.insert("security_group_id".into(), json!(sg));
         }
         Ok(())
+    }
+
+    /// `one.vn.allocate` of the tenant network `name` in subnet `network/len` (gateway: the
+    /// first address, held by the virtual router).
+    async fn allocate_vnet(
+        &self,
+        name: &str,
+        network: Ipv4Addr,
+        len: u8,
+        net: &NetworkConfig,
+        cluster: i64,
+    ) -> BackendResult<i64> {
+        let gateway = Ipv4Addr::from(u32::from(network) + 1);
+        let size = (1u32 << (32 - u32::from(len))) - 2;
+        let mut t = format!(
+            "NAME={}\nVN_MAD={}\nAR=[TYPE=\"IP4\", IP=\"{gateway}\", SIZE=\"{size}\"]\nDNS={}\nGATEWAY=\"{gateway}\"\nNETWORK_ADDRESS=\"{network}\"\nNETWORK_MASK=\"{}\"\n",
+            quote(name),
+            quote(&net.vn_mad),
+            quote(&net.dns),
+            Ipv4Addr::from(u32::MAX << (32 - u32::from(len))),
+        );
+        if net.vn_mad == "vxlan" {
+            t.push_str(&format!(
+                "AUTOMATIC_VLAN_ID=\"YES\"\nPHYDEV={}\n",
+                quote(&net.phydev)
+            ));
+        }
+        let (id, _) = self
+            .rpc
+            .allocate(
+                Pool::Vnet,
+                name,
+                "one.vn.allocate",
+                vec![X::String(t), X::Int(cluster)],
+            )
+            .await?;
+        Ok(id)
+    }
+
+    /// Keeps our VNet only if no VNet with a lower id has an address range in its subnet;
+    /// otherwise deletes it and makes it again in the next free subnet (a few times at most).
+    async fn keep_subnet_unique(
+        &self,
+        name: &str,
+        mut vnet: i64,
+        mut chosen: (Ipv4Addr, u8),
+        net: &NetworkConfig,
+        cluster: i64,
+    ) -> BackendResult<(i64, (Ipv4Addr, u8))> {
+        for _ in 0..5 {
+            let pool = self
+                .rpc
+                .doc(
+                    "one.vnpool.info",
+                    vec![X::Int(-2), X::Int(-1), X::Int(-1), X::Int(-1)],
+                )
+                .await?;
+            let ours = u32::from(chosen.0);
+            let clash = pool.children("VNET").any(|v| {
+                int(v, "ID").is_some_and(|id| id < vnet)
+                    && v.child("AR_POOL").is_some_and(|ars| {
+                        ars.children("AR").any(|ar| {
+                            ar.text_of("IP")
+                                .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+                                .map(|ip| Self::subnet_of(ip, chosen.1))
+                                == Some(ours)
+                        })
+                    })
+            });
+            if !clash {
+                return Ok((vnet, chosen));
+            }
+            tracing::info!(vnet = name, subnet = %chosen.0, "another VNet took this subnet at the same time; choosing again");
+            self.rpc.delete("one.vn.delete", vnet).await?;
+            chosen = self.choose_subnet(net, None).await?;
+            vnet = self
+                .allocate_vnet(name, chosen.0, chosen.1, net, cluster)
+                .await?;
+        }
+        Err(BackendError::transient(format!(
+            "no subnet for {name} that no other VNet takes at the same time; try again"
+        )))
     }
 
     fn sched(&self, custom: Option<&str>, clusters: &[i64]) -> Option<String> {

@@ -317,8 +317,10 @@ async fn vm_lifecycle_plan_switch_and_a_vm_that_fails_to_boot() {
 #[tokio::test]
 async fn two_vdcs_created_at_once_get_different_subnets() {
     let server = double().await;
+    // Within one agent (the subnet lock) and across two agents (the check after the create).
     let b = backend_with(&server, json!({}));
-    let (x, y) = tokio::join!(
+    let other_agent = backend_with(&server, json!({}));
+    let (x, y, z) = tokio::join!(
         b.create_resource(request(
             &b,
             view("left", networking()),
@@ -329,9 +331,17 @@ async fn two_vdcs_created_at_once_get_different_subnets() {
             view("right", networking()),
             limits(&[("cpu", 1.0)])
         )),
+        other_agent.create_resource(request(
+            &other_agent,
+            view("third", networking()),
+            limits(&[("cpu", 1.0)])
+        )),
     );
-    let (x, y) = (x.expect("left"), y.expect("right"));
-    assert_ne!(x.backend_metadata["subnet"], y.backend_metadata["subnet"]);
+    let subnets: std::collections::BTreeSet<String> = [x, y, z]
+        .into_iter()
+        .map(|r| r.expect("create").backend_metadata["subnet"].to_string())
+        .collect();
+    assert_eq!(subnets.len(), 3, "{subnets:?}");
 }
 
 #[tokio::test]
