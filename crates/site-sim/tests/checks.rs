@@ -172,3 +172,14 @@ fn opennebula_documents_match_the_xsds() {
         run_one("xsd");
     }
 }
+
+#[test]
+fn upstream_opennebula_plugin_lifecycles() {
+    if available(
+        "upstream OpenNebula plugin",
+        one_ready("waldur_site_agent_opennebula"),
+        "the venv tests/opennebula/run.sh makes with pip",
+    ) {
+        run_one("plugin");
+    }
+}
