@@ -50,3 +50,28 @@ fn every_seed_opennebula_example_validates() {
         );
     }
 }
+
+#[test]
+fn the_docs_page_example_validates() {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/backends/opennebula.md"
+    ))
+    .expect("docs page");
+    let start = page.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let yaml = &page[start..start + page[start..].find("```").expect("end of block")];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("agent.yaml");
+    std::fs::write(&path, yaml).expect("write");
+    let out = Command::cargo_bin("waldur-site-agent")
+        .expect("binary")
+        .env("WALDUR_API_TOKEN", "t")
+        .env("OPENNEBULA_CREDENTIALS", "oneadmin:pw")
+        .args(["validate-config", "-c"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
