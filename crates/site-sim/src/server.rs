@@ -110,8 +110,9 @@ pub async fn track<D: Double>(State(d): State<Arc<D>>, req: Request, next: Next)
     resp
 }
 
-/// A response whose body fails mid-stream: hyper aborts the connection.
-fn dropped_connection() -> Response {
+/// A response whose body fails mid-stream: hyper aborts the connection (`waldur-sim` uses it
+/// too).
+pub fn dropped_connection() -> Response {
     let stream = futures::stream::once(async {
         Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("simulated connection drop"))
     });
