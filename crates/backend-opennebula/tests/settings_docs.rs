@@ -6,7 +6,10 @@ use backend_api::spec::documented_table;
 
 #[test]
 fn settings_table_matches_the_declared_settings() {
-    let page_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/backends/opennebula.md");
+    let page_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/backends/opennebula.md"
+    );
     let page = std::fs::read_to_string(page_path).expect("docs page");
     let want = backend_opennebula::SPEC.settings_table();
     let have = documented_table(&page).expect("settings-table markers in the page");
@@ -18,5 +21,8 @@ fn settings_table_matches_the_declared_settings() {
         std::fs::write(page_path, page).expect("rewrite page");
         return;
     }
-    assert_eq!(have, want, "docs/backends/opennebula.md settings table is stale");
+    assert_eq!(
+        have, want,
+        "docs/backends/opennebula.md settings table is stale"
+    );
 }
