@@ -230,6 +230,18 @@ async fn hostile_input_gets_faults_not_panics() {
         let text = r.text().await.expect("the double answers");
         assert!(text.contains("methodResponse"), "{text}");
     }
+    // An address range past 255.255.255.255 is refused, not a crash.
+    let r = call(
+        &s,
+        "one.vn.allocate",
+        vec![
+            "NAME=\"edge\"\nVN_MAD=\"bridge\"\nAR=[TYPE=\"IP4\", IP=\"255.255.255.250\", SIZE=\"100\"]".into(),
+            Value::Int(-1),
+        ],
+    )
+    .await
+    .expect("the double answers");
+    assert_eq!(r[0], Value::Bool(false), "{r:?}");
     // A template in bad syntax is an OpenNebula error, not a crash.
     let r = call(&s, "one.vn.allocate", vec!["NAME=[".into(), Value::Int(-1)])
         .await

@@ -1274,9 +1274,10 @@ impl Store {
                 INTERNAL,
                 format!("[{method}] Wrong IP address in address range."),
             ))?;
+            // The range must end inside the IPv4 space.
             let size: u32 = get("SIZE")
                 .and_then(|v| v.parse().ok())
-                .filter(|s| *s > 0)
+                .filter(|s: &u32| *s > 0 && u32::from(first).checked_add(*s - 1).is_some())
                 .ok_or((
                     INTERNAL,
                     format!("[{method}] Wrong SIZE for address range."),
