@@ -657,6 +657,56 @@ mod tests {
         assert_eq!(request_counts()["kit-retry-test"], 4);
     }
 
+    /// A server that sends the headers of a 20-byte answer, then closes after 3 bytes, for the
+    /// first `cut` connections; complete answers after that. Returns its URL and a hit counter.
+    async fn cutting_server(cut: usize) -> (String, Arc<AtomicU64>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let hits = Arc::new(AtomicU64::new(0));
+        let seen = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let n = seen.fetch_add(1, Ordering::SeqCst) as usize;
+                let mut buf = vec![0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let body = "<answer>complete</a>";
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                if n < cut {
+                    let _ = conn.write_all(&body.as_bytes()[..3]).await;
+                } else {
+                    let _ = conn.write_all(body.as_bytes()).await;
+                }
+                let _ = conn.shutdown().await;
+            }
+        });
+        (url, hits)
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_mid_stream_is_retried_only_when_idempotent() {
+        let (url, hits) = cutting_server(1).await;
+        let client = RestClient::new(&settings(&url)).expect("client");
+        let resp = client.send(Request::get("/x")).await.expect("second try");
+        assert_eq!(resp.body, b"<answer>complete</a>");
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+        let (url, hits) = cutting_server(1).await;
+        let client = RestClient::new(&settings(&url)).expect("client");
+        let err = client
+            .send(Request::post("/x").xml("<methodCall/>".into()))
+            .await
+            .expect_err("a write is not sent twice");
+        assert!(err.is_transient(), "{err}");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
     #[tokio::test]
     async fn static_tokens_are_sent_and_never_printed() {
         let server = MockServer::start().await;
