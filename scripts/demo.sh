@@ -9,10 +9,12 @@
 #                                     shows the account and its fund with mam-list-*)
 #        bash scripts/demo.sh okd (the OKD backend against the Kubernetes double: scripts/demo-okd.sh)
 #        bash scripts/demo.sh rancher (Rancher + Keycloak against site-sim rancher: scripts/demo-rancher.sh)
+#        bash scripts/demo.sh opennebula (VDC and VM against the OpenNebula double: scripts/demo-opennebula.sh)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ "${1:-}" = okd ]; then exec bash scripts/demo-okd.sh; fi
 if [ "${1:-}" = rancher ]; then exec bash scripts/demo-rancher.sh; fi
+if [ "${1:-}" = opennebula ]; then exec bash scripts/demo-opennebula.sh; fi
 export WALDUR_SERVICES_DIR="${WALDUR_SERVICES_DIR:-/tmp/waldur-services}"
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 

@@ -442,6 +442,7 @@ async fn a_5xx_on_the_quota_read_is_not_absent() {
             error_status: 503,
             latency_ms: 0,
             drop_rate: 0.0,
+            drop_after_rate: 0.0,
         }],
     });
     let e = b

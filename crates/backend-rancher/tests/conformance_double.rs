@@ -480,6 +480,7 @@ async fn transient_rancher_and_keycloak_faults_are_retried() {
         error_status: 503,
         latency_ms: 0,
         drop_rate: 0.0,
+        drop_after_rate: 0.0,
     };
     s.rancher.set_faults(site_sim::FaultConfig {
         seed: 5,

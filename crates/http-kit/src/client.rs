@@ -146,6 +146,8 @@ enum Body {
     Json(Value),
     /// Form fields; values may be secrets, so no `Debug` shows them.
     Form(Vec<(String, String)>),
+    /// An XML document (XML-RPC); it may hold a session secret, so no `Debug` shows it.
+    Xml(String),
 }
 
 /// One request. Idempotency defaults from the method (GET, HEAD, PUT, DELETE, OPTIONS); a POST
@@ -220,6 +222,11 @@ impl Request {
     }
     pub fn form(mut self, fields: Vec<(String, String)>) -> Self {
         self.body = Body::Form(fields);
+        self
+    }
+    /// An XML body (`Content-Type: text/xml`), e.g. an XML-RPC `methodCall`.
+    pub fn xml(mut self, document: String) -> Self {
+        self.body = Body::Xml(document);
         self
     }
     /// A header whose value is a secret (never shown).
@@ -433,6 +440,9 @@ impl RestClient {
                 Body::None => builder,
                 Body::Json(v) => builder.json(v),
                 Body::Form(fields) => builder.form(fields),
+                Body::Xml(text) => builder
+                    .header(reqwest::header::CONTENT_TYPE, "text/xml")
+                    .body(text.clone()),
             };
             self.counter.fetch_add(1, Ordering::Relaxed);
             let err = match builder.send().await {
@@ -451,16 +461,23 @@ impl RestClient {
                     }
                     if status.is_success() || request.accept.contains(&status) {
                         let headers = resp.headers().clone();
-                        let body = self.read_body(resp, &what).await?;
-                        return Ok(Response {
-                            status,
-                            headers,
-                            body,
-                            what,
-                            context: self.context.clone(),
-                        });
+                        // A connection cut while the body arrives is a transport error like
+                        // one before the headers: retried below when the request allows it.
+                        match self.read_body(resp, &what).await {
+                            Ok(body) => {
+                                return Ok(Response {
+                                    status,
+                                    headers,
+                                    body,
+                                    what,
+                                    context: self.context.clone(),
+                                });
+                            }
+                            Err(e) => e,
+                        }
+                    } else {
+                        self.status_error(&what, resp).await
                     }
-                    self.status_error(&what, resp).await
                 }
             };
             if !idempotent || !err.is_transient() || attempt >= self.retry.max_retries {
@@ -638,6 +655,56 @@ mod tests {
         assert!(err.to_string().contains("disk full"), "{err}");
         assert_eq!(request_count("kit-retry-test"), 4, "3 GETs + 1 POST");
         assert_eq!(request_counts()["kit-retry-test"], 4);
+    }
+
+    /// A server that sends the headers of a 20-byte answer, then closes after 3 bytes, for the
+    /// first `cut` connections; complete answers after that. Returns its URL and a hit counter.
+    async fn cutting_server(cut: usize) -> (String, Arc<AtomicU64>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let hits = Arc::new(AtomicU64::new(0));
+        let seen = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let n = seen.fetch_add(1, Ordering::SeqCst) as usize;
+                let mut buf = vec![0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let body = "<answer>complete</a>";
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                if n < cut {
+                    let _ = conn.write_all(&body.as_bytes()[..3]).await;
+                } else {
+                    let _ = conn.write_all(body.as_bytes()).await;
+                }
+                let _ = conn.shutdown().await;
+            }
+        });
+        (url, hits)
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_mid_stream_is_retried_only_when_idempotent() {
+        let (url, hits) = cutting_server(1).await;
+        let client = RestClient::new(&settings(&url)).expect("client");
+        let resp = client.send(Request::get("/x")).await.expect("second try");
+        assert_eq!(resp.body, b"<answer>complete</a>");
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+        let (url, hits) = cutting_server(1).await;
+        let client = RestClient::new(&settings(&url)).expect("client");
+        let err = client
+            .send(Request::post("/x").xml("<methodCall/>".into()))
+            .await
+            .expect_err("a write is not sent twice");
+        assert!(err.is_transient(), "{err}");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -12,12 +12,16 @@
 //!   only for errors classed transient (connect, timeout, 5xx, 429). A create is never sent twice.
 //! - [`HttpError`]: one classification of status and transport errors; each API gives a hook that
 //!   reads its error body ([`ErrorBodyHook`]). `backend_api` maps it to `BackendError` in one place.
+//! - [`xml`] and [`xmlrpc`]: a bounded XML tree for untrusted input and the XML-RPC codec
+//!   (OpenNebula), shared by the clients and the site doubles.
 //! - Secrets are [`Secret`]s: no `Debug` of this crate prints one.
 
 mod client;
 mod error;
 mod retry;
 mod token;
+pub mod xml;
+pub mod xmlrpc;
 
 pub use agent_config::Secret;
 pub use client::{

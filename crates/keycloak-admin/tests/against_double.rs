@@ -218,6 +218,7 @@ async fn transient_faults_are_retried() {
             error_status: 503,
             latency_ms: 0,
             drop_rate: 0.0,
+            drop_after_rate: 0.0,
         }],
     });
     for _ in 0..5 {

@@ -34,9 +34,14 @@ pub struct FaultRule {
     /// Extra latency added to every matching request.
     #[serde(default)]
     pub latency_ms: u64,
-    /// Probability of closing the connection without a complete response.
+    /// Probability of closing the connection without a complete response, before the request
+    /// reaches the double (nothing happened).
     #[serde(default)]
     pub drop_rate: f64,
+    /// Probability of running the request and then closing the connection without its response
+    /// (the change happened, the client never hears of it: what a retried create must survive).
+    #[serde(default)]
+    pub drop_after_rate: f64,
 }
 
 fn any() -> String {
@@ -59,8 +64,14 @@ impl FaultConfig {
                     r.error_status
                 ));
             }
-            if !(0.0..=1.0).contains(&r.error_rate) || !(0.0..=1.0).contains(&r.drop_rate) {
-                return Err("error_rate and drop_rate are probabilities between 0 and 1".into());
+            if [r.error_rate, r.drop_rate, r.drop_after_rate]
+                .iter()
+                .any(|p| !(0.0..=1.0).contains(p))
+            {
+                return Err(
+                    "error_rate, drop_rate and drop_after_rate are probabilities between 0 and 1"
+                        .into(),
+                );
             }
         }
         Ok(())
@@ -88,6 +99,8 @@ pub struct FaultDecision {
     pub latency_ms: u64,
     pub error_status: Option<u16>,
     pub drop: bool,
+    /// Run the request, then drop the connection instead of answering.
+    pub drop_after: bool,
 }
 
 pub struct FaultState {
@@ -126,6 +139,9 @@ impl FaultState {
             if rule.drop_rate > 0.0 && rng.random::<f64>() < rule.drop_rate {
                 d.drop = true;
             }
+            if rule.drop_after_rate > 0.0 && rng.random::<f64>() < rule.drop_after_rate {
+                d.drop_after = true;
+            }
             if d.error_status.is_none()
                 && rule.error_rate > 0.0
                 && rng.random::<f64>() < rule.error_rate
@@ -149,6 +165,7 @@ mod tests {
             error_status: 503,
             latency_ms: 0,
             drop_rate: 0.0,
+            drop_after_rate: 0.0,
         }
     }
 

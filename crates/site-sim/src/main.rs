@@ -28,6 +28,8 @@ enum Command {
     /// Rancher v3 with its downstream cluster (a Kubernetes double behind `/k8s/clusters/<id>/`)
     /// and a Keycloak double, in one process; prints each URL.
     Rancher(RancherArgs),
+    /// OpenNebula's XML-RPC API (`/RPC2`, session `oneadmin:PASSWORD`).
+    Opennebula(OneArgs),
     /// MOAB Accounting Manager: writes the `mam-*` programs into DIR/bin, prints the PATH entry.
     Moab(MoabArgs),
     /// Run one `mam-*` program against the state in --state (what DIR/bin/mam-* call).
@@ -156,6 +158,43 @@ async fn keycloak(a: KeycloakArgs) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args)]
+struct OneArgs {
+    /// Address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:2633")]
+    listen: SocketAddr,
+    /// oneadmin's password (random by default).
+    #[arg(long, env = "SITE_SIM_ONE_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Demo data: clusters 0 and 100, provider network 10, VM template 0, VNF template 8.
+    #[arg(long)]
+    demo: bool,
+    /// Duration of one VM state step in milliseconds (booting takes three).
+    #[arg(long, default_value_t = 200)]
+    vm_step_ms: u64,
+    /// JSON file with a fault configuration ({"seed": 1, "rules": [...]}).
+    #[arg(long)]
+    faults: Option<PathBuf>,
+}
+
+async fn opennebula(a: OneArgs) -> anyhow::Result<()> {
+    let server = site_sim::OneServer::start(site_sim::OneOptions {
+        listen: a.listen,
+        password: a.password,
+        demo: a.demo,
+        vm_step: Duration::from_millis(a.vm_step_ms),
+        faults: read_faults(a.faults.as_ref())?,
+    })
+    .await
+    .with_context(|| format!("listening on {}", a.listen))?;
+    println!("{}", serde_json::to_string(server.info())?);
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    server.shutdown().await;
+    Ok(())
+}
+
+#[derive(clap::Args)]
 struct RancherArgs {
     /// Address of the Rancher API (port 0: any free port); the Kubernetes and Keycloak doubles
     /// listen on free ports of the same address.
@@ -264,6 +303,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Moab(a) => return moab(a).await,
         Command::Keycloak(a) => return keycloak(a).await,
         Command::Rancher(a) => return rancher(a).await,
+        Command::Opennebula(a) => {
+            init_logging();
+            return opennebula(a).await;
+        }
         Command::Kubernetes(a) => a,
     };
     init_logging();

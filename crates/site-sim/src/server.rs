@@ -32,6 +32,15 @@ pub trait Double: Send + Sync + 'static {
     /// The route template of a request (`/api/v1/namespaces/{namespace}`), for the counters
     /// and fault rules.
     fn route_template(&self, method: &Method, path: &str) -> String;
+    /// For protocols whose route is in the body (XML-RPC: the method name): the route of this
+    /// request body, or None to use [`Double::route_template`]. Only called when
+    /// [`Double::routes_by_body`] is true; the body is then read first (up to 16 MiB).
+    fn route_from_body(&self, _method: &Method, _path: &str, _body: &[u8]) -> Option<String> {
+        None
+    }
+    fn routes_by_body(&self) -> bool {
+        false
+    }
     /// What the real system answers with an error status (used for injected faults).
     fn fault_response(&self, status: u16) -> Response;
     /// Whether these request headers may use the `/__sim/` administration endpoints.
@@ -48,10 +57,21 @@ pub async fn track<D: Double>(State(d): State<Arc<D>>, req: Request, next: Next)
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let admin = path.starts_with("/__sim/");
+    let (req, body_route) = if !admin && d.routes_by_body() {
+        let (parts, body) = req.into_parts();
+        let bytes = match axum::body::to_bytes(body, 16 << 20).await {
+            Ok(b) => b,
+            Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "body too large\n").into_response(),
+        };
+        let route = d.route_from_body(&method, &path, &bytes);
+        (Request::from_parts(parts, Body::from(bytes)), route)
+    } else {
+        (req, None)
+    };
     let route = if admin {
         path.clone()
     } else {
-        d.route_template(&method, &path)
+        body_route.unwrap_or_else(|| d.route_template(&method, &path))
     };
     let user_agent = req
         .headers()
@@ -68,16 +88,10 @@ pub async fn track<D: Double>(State(d): State<Arc<D>>, req: Request, next: Next)
         tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
     }
     let (resp, fault) = if decision.drop {
-        // A body failing mid-stream makes hyper abort the connection.
-        let stream = futures::stream::once(async {
-            Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other(
-                "simulated connection drop",
-            ))
-        });
-        (
-            Response::new(Body::from_stream(stream)),
-            Some("drop".to_string()),
-        )
+        (dropped_connection(), Some("drop".to_string()))
+    } else if decision.drop_after {
+        let _ran = next.run(req).await;
+        (dropped_connection(), Some("drop after".to_string()))
     } else if let Some(status) = decision.error_status {
         (d.fault_response(status), Some(format!("error {status}")))
     } else {
@@ -94,6 +108,15 @@ pub async fn track<D: Double>(State(d): State<Arc<D>>, req: Request, next: Next)
         fault,
     });
     resp
+}
+
+/// A response whose body fails mid-stream: hyper aborts the connection (`waldur-sim` uses it
+/// too).
+pub fn dropped_connection() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("simulated connection drop"))
+    });
+    Response::new(Body::from_stream(stream))
 }
 
 fn json_response(v: serde_json::Value) -> Response {

@@ -4,7 +4,8 @@
 //! the upstream Rancher plugin with Keycloak enabled against `site-sim rancher`
 //! (`rancher-plugin/run.sh`), python-keycloak against the Keycloak double (`python-keycloak/run.sh`),
 //! and kubernetes-validate on every object it returned
-//! (`schema/run.sh`). A missing tool (kubectl, the Python venv) skips the check with a note,
+//! (`schema/run.sh`); for the OpenNebula double, pyone driving it, OpenNebula's XSDs on every
+//! document it returned, and the upstream OpenNebula plugin (`opennebula/run.sh MODE`). A missing tool (kubectl, the Python venv) skips the check with a note,
 //! except under `CI=true`, where the scripts install what they need and a failure fails.
 
 use std::path::{Path, PathBuf};
@@ -126,6 +127,58 @@ fn upstream_rancher_plugin_lifecycle() {
     }
 }
 
+fn one_venv() -> PathBuf {
+    PathBuf::from(
+        std::env::var("SITE_SIM_ONE_VENV")
+            .unwrap_or_else(|_| "/tmp/waldur-site-sim-one-venv".into()),
+    )
+}
+
+fn one_ready(modules: &str) -> bool {
+    Command::new(one_venv().join("bin/python"))
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn run_one(mode: &str) {
+    // run.sh reads ONE_VENV: the same venv as the readiness probe.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/opennebula");
+    let out = Command::new("bash")
+        .arg(dir.join("run.sh"))
+        .arg(mode)
+        .env("SITE_SIM", env!("CARGO_BIN_EXE_site-sim"))
+        .env("ONE_VENV", one_venv())
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "opennebula/run.sh {mode} failed:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("PASS") || stdout.contains(" passed, 0 failed"),
+        "opennebula/run.sh {mode} checked nothing"
+    );
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("FAIL")),
+        "opennebula/run.sh {mode}:\n{stdout}"
+    );
+}
+
+#[test]
+fn pyone_drives_the_opennebula_double() {
+    if available(
+        "pyone",
+        one_ready("pyone"),
+        "the venv tests/opennebula/run.sh makes with pip",
+    ) {
+        run_one("pyone");
+    }
+}
+
 #[test]
 fn python_keycloak_against_the_keycloak_double() {
     let ready = Command::new(venv().join("bin/python"))
@@ -138,5 +191,27 @@ fn python_keycloak_against_the_keycloak_double() {
         "the venv tests/python-keycloak/run.sh completes with pip",
     ) {
         run("python-keycloak/run.sh");
+    }
+}
+
+#[test]
+fn opennebula_documents_match_the_xsds() {
+    if available(
+        "xmlschema (OpenNebula XSDs)",
+        one_ready("pyone, xmlschema"),
+        "the venv tests/opennebula/run.sh makes with pip",
+    ) {
+        run_one("xsd");
+    }
+}
+
+#[test]
+fn upstream_opennebula_plugin_lifecycles() {
+    if available(
+        "upstream OpenNebula plugin",
+        one_ready("waldur_site_agent_opennebula"),
+        "the venv tests/opennebula/run.sh makes with pip",
+    ) {
+        run_one("plugin");
     }
 }

@@ -981,6 +981,7 @@ async fn faults_answer_status_and_requests_are_counted() {
             error_status: 503,
             latency_ms: 0,
             drop_rate: 0.0,
+            drop_after_rate: 0.0,
         }],
     });
     let a = api.get("/api/v1/namespaces/default/resourcequotas/x").await;

@@ -60,7 +60,10 @@ async fn set_faults(ctx: Ctx, body: Body) -> ApiResult<Response> {
                 "Use one of 500, 502, 503, 429.",
             ));
         }
-        if !(0.0..=1.0).contains(&r.error_rate) || !(0.0..=1.0).contains(&r.drop_rate) {
+        if [r.error_rate, r.drop_rate, r.drop_after_rate]
+            .iter()
+            .any(|p| !(0.0..=1.0).contains(p))
+        {
             return Err(ApiError::field(
                 "error_rate",
                 "Rates are probabilities between 0 and 1.",

@@ -138,6 +138,17 @@ impl ConsumerClient {
         uuid_field(&v, "order_uuid")
     }
 
+    /// Creates an Update order switching the resource to another plan; returns its UUID.
+    pub async fn switch_plan(&self, resource: &str, plan: &str) -> Result<String, ConsumerError> {
+        let v = self
+            .post(
+                &format!("marketplace-resources/{resource}/switch_plan/"),
+                json!({"plan": plan}),
+            )
+            .await?;
+        uuid_field(&v, "order_uuid")
+    }
+
     /// Creates a Terminate order; returns its UUID.
     pub async fn terminate(&self, resource: &str) -> Result<String, ConsumerError> {
         let v = self

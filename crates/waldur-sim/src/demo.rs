@@ -17,6 +17,14 @@
 //! `--offering-kind rancher` replaces it by "Demo Rancher cluster" (backend id `rancher`) with the
 //! Rancher plugin's `limit` components `cpu` (cores), `memory` (GB), `storage` (GB) and `gpu`
 //! (units), unit factor 1, and one plan "Default".
+//! `--offering-kind opennebula-vdc` replaces it by "Demo OpenNebula VDC" (backend id
+//! `opennebula`) with the OpenNebula plugin's `limit` components `cpu` (cores), `ram` (MB),
+//! `storage` (MB) and `floating_ip` (IPs), and the networking `plugin_options` of the seed's
+//! example (clusters 0 and 100, provider network 10, virtual router template 8, an SSH rule), which
+//! match `site-sim opennebula --demo`. `--offering-kind opennebula-vm` replaces it by "Demo
+//! OpenNebula VM" with `fixed` components `vcpu` (cores), `vm_ram` (MB), `vm_disk` (MB), plans
+//! Small (1/512/5120), Medium (2/2048/10240) and Large (4/8192/51200) and `template_id: 0`; its
+//! resources can switch plans (`switch_plan`).
 //!
 //! `--offering-kind moab` replaces it by "Demo MOAB cluster" (backend id `moab`) with the MOAB
 //! plugin's one `limit` component `deposit` (credits, unit factor 1) and one plan "Default".
@@ -81,6 +89,8 @@ pub const DEMO_OFFERING: &str = "Demo SLURM cluster";
 pub const DEMO_OKD_OFFERING: &str = "Demo OKD cluster";
 pub const DEMO_MOAB_OFFERING: &str = "Demo MOAB cluster";
 pub const DEMO_RANCHER_OFFERING: &str = "Demo Rancher cluster";
+pub const DEMO_ONE_VDC_OFFERING: &str = "Demo OpenNebula VDC";
+pub const DEMO_ONE_VM_OFFERING: &str = "Demo OpenNebula VM";
 
 /// Which demo offering `--demo` seeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -90,10 +100,19 @@ pub enum DemoOfferingKind {
     Okd,
     Moab,
     Rancher,
+    OpennebulaVdc,
+    OpennebulaVm,
 }
 
 impl DemoOfferingKind {
-    pub const NAMES: &'static [&'static str] = &["slurm", "okd", "moab", "rancher"];
+    pub const NAMES: &'static [&'static str] = &[
+        "slurm",
+        "okd",
+        "moab",
+        "rancher",
+        "opennebula-vdc",
+        "opennebula-vm",
+    ];
 
     pub fn offering_name(self) -> &'static str {
         match self {
@@ -101,6 +120,8 @@ impl DemoOfferingKind {
             DemoOfferingKind::Okd => DEMO_OKD_OFFERING,
             DemoOfferingKind::Moab => DEMO_MOAB_OFFERING,
             DemoOfferingKind::Rancher => DEMO_RANCHER_OFFERING,
+            DemoOfferingKind::OpennebulaVdc => DEMO_ONE_VDC_OFFERING,
+            DemoOfferingKind::OpennebulaVm => DEMO_ONE_VM_OFFERING,
         }
     }
 }
@@ -114,6 +135,8 @@ impl std::str::FromStr for DemoOfferingKind {
             "okd" => Ok(DemoOfferingKind::Okd),
             "moab" => Ok(DemoOfferingKind::Moab),
             "rancher" => Ok(DemoOfferingKind::Rancher),
+            "opennebula-vdc" => Ok(DemoOfferingKind::OpennebulaVdc),
+            "opennebula-vm" => Ok(DemoOfferingKind::OpennebulaVm),
             other => Err(format!(
                 "unknown offering kind {other:?} (known: {})",
                 Self::NAMES.join(", ")
@@ -141,24 +164,98 @@ fn okd_components() -> Vec<SeedComponent> {
     })
     .collect()
 }
+
 /// The Rancher offering's components: the plugin's quota components, all `limit`-based.
 fn rancher_components() -> Vec<SeedComponent> {
-    [
-        ("cpu", "CPU", "cores"),
-        ("memory", "Memory", "GB"),
-        ("storage", "Storage", "GB"),
-        ("gpu", "GPU", "units"),
-    ]
-    .into_iter()
-    .map(|(type_, name, unit)| SeedComponent {
-        type_: type_.into(),
-        name: Some(name.into()),
-        measured_unit: unit.into(),
-        billing_type: "limit".into(),
-        unit_factor: 1,
-        ..Default::default()
-    })
-    .collect()
+    components(
+        &[
+            ("cpu", "CPU", "cores"),
+            ("memory", "Memory", "GB"),
+            ("storage", "Storage", "GB"),
+            ("gpu", "GPU", "units"),
+        ],
+        "limit",
+    )
+}
+
+fn components(list: &[(&str, &str, &str)], billing: &str) -> Vec<SeedComponent> {
+    list.iter()
+        .map(|(type_, name, unit)| SeedComponent {
+            type_: (*type_).into(),
+            name: Some((*name).into()),
+            measured_unit: (*unit).into(),
+            billing_type: billing.into(),
+            unit_factor: 1,
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn opennebula_offering(o: &mut SeedOffering, kind: DemoOfferingKind) {
+    o.backend_id = "opennebula".into();
+    o.partitions = vec![];
+    if kind == DemoOfferingKind::OpennebulaVdc {
+        o.name = DEMO_ONE_VDC_OFFERING.into();
+        o.components = components(
+            &[
+                ("cpu", "CPU", "cores"),
+                ("ram", "RAM", "MB"),
+                ("storage", "Storage", "MB"),
+                ("floating_ip", "Floating IPs", "IPs"),
+            ],
+            "limit",
+        );
+        for (k, v) in [
+            ("zone_id", json!(0)),
+            ("cluster_ids", json!([0, 100])),
+            ("external_network_id", json!(10)),
+            ("vxlan_phydev", json!("eth0")),
+            ("virtual_router_template_id", json!(8)),
+            ("default_dns", json!("8.8.8.8")),
+            ("internal_network_base", json!("10.0.0.0")),
+            ("internal_network_prefix", json!(8)),
+            ("subnet_prefix_length", json!(24)),
+            (
+                "security_group_defaults",
+                json!([
+                    {"direction": "INBOUND", "protocol": "TCP", "range": "22:22"},
+                    {"direction": "INBOUND", "protocol": "ICMP", "type": "8"}
+                ]),
+            ),
+        ] {
+            o.plugin_options.insert(k.into(), v);
+        }
+    } else {
+        o.name = DEMO_ONE_VM_OFFERING.into();
+        o.components = components(
+            &[
+                ("vcpu", "vCPU", "cores"),
+                ("vm_ram", "RAM", "MB"),
+                ("vm_disk", "Disk", "MB"),
+            ],
+            "fixed",
+        );
+        o.plugin_options.insert("template_id".into(), json!(0));
+        o.plans = [
+            ("Small", 1, 512, 5120),
+            ("Medium", 2, 2048, 10240),
+            ("Large", 4, 8192, 51200),
+        ]
+        .into_iter()
+        .map(|(name, vcpu, ram, disk)| SeedPlan {
+            name: name.into(),
+            unit: "month".into(),
+            quotas: [
+                ("vcpu".to_owned(), json!(vcpu)),
+                ("vm_ram".to_owned(), json!(ram)),
+                ("vm_disk".to_owned(), json!(disk)),
+            ]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        })
+        .collect();
+    }
 }
 
 pub const DEMO_PROJECT: &str = "Demo project";
@@ -296,6 +393,13 @@ pub fn demo_seed_of_kind(username_policy: &str, kind: DemoOfferingKind) -> Seed 
             unit_factor: 1,
             ..Default::default()
         }];
+    }
+    if matches!(
+        kind,
+        DemoOfferingKind::OpennebulaVdc | DemoOfferingKind::OpennebulaVm
+    ) && let Some(o) = seed.offerings.first_mut()
+    {
+        opennebula_offering(o, kind);
     }
     seed
 }

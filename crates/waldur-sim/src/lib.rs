@@ -37,7 +37,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Body as AxumBody;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -404,15 +403,16 @@ async fn track(State(shared): State<AppState>, req: Request, next: Next) -> Resp
         tokio::time::sleep(std::time::Duration::from_millis(decision.latency_ms)).await;
     }
     let (resp, fault) = if decision.drop {
-        // A body that fails mid-stream makes hyper abort the connection.
-        let stream = futures::stream::once(async {
-            Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other(
-                "simulated connection drop",
-            ))
-        });
-        let mut r = Response::new(AxumBody::from_stream(stream));
-        *r.status_mut() = StatusCode::OK;
-        (r, Some("drop".to_string()))
+        (
+            site_sim::server::dropped_connection(),
+            Some("drop".to_string()),
+        )
+    } else if decision.drop_after {
+        let _ran = next.run(req).await;
+        (
+            site_sim::server::dropped_connection(),
+            Some("drop after".to_string()),
+        )
     } else if let Some(status) = decision.error_status {
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let mut r = (

@@ -29,7 +29,8 @@ struct Cli {
     /// username_generation_policy of the demo offering (waldur_username or service_provider).
     #[arg(long, default_value = "waldur_username")]
     username_policy: String,
-    /// Kind of the demo offering: slurm (default), okd, moab or rancher.
+    /// Kind of the demo offering: slurm (default), okd, moab, rancher, opennebula-vdc or
+    /// opennebula-vm.
     #[arg(long, default_value = "slurm")]
     offering_kind: DemoOfferingKind,
     /// Public base URL used in hyperlinks (default http://LISTEN).

@@ -283,6 +283,35 @@ impl Store {
         Ok(order)
     }
 
+    /// `POST /api/marketplace-resources/{uuid}/switch_plan/`: an Update order to another plan of
+    /// the offering (no limits: the plan's quotas apply).
+    pub fn switch_plan_order(&mut self, user: Uuid, resource: Uuid, plan: Uuid) -> ApiResult<Uuid> {
+        let r = self.consumer_resource(&user, &resource)?;
+        if r.state != "OK" {
+            return Err(ApiError::invalid_state(&["OK"]));
+        }
+        match self.plans.get(&plan) {
+            Some(p) if p.offering == r.offering && !p.archived => {}
+            _ => {
+                return Err(ApiError::field(
+                    "plan",
+                    "Plan is not available for this offering.",
+                ));
+            }
+        }
+        if r.plan == Some(plan) {
+            return Err(ApiError::field("plan", "Resource already uses this plan."));
+        }
+        self.ensure_no_pending_order(&resource)?;
+        let state = self.initial_state_for(&user, &r.project);
+        let order = self.insert_order(user, "Update", &r, Json::new(), Json::new(), state);
+        if let Some(o) = self.orders.get_mut(&order) {
+            o.plan = Some(plan);
+        }
+        self.set_resource_state(&resource, "Updating");
+        Ok(order)
+    }
+
     /// `POST /api/marketplace-resources/{uuid}/terminate/`: a Terminate order.
     pub fn terminate_order(
         &mut self,

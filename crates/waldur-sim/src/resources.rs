@@ -546,6 +546,25 @@ async fn update_limits(ctx: Ctx, Path(id): Path<String>, body: Body) -> ApiResul
     Ok(axum::Json(json!({"order_uuid": order.simple().to_string()})).into_response())
 }
 
+async fn switch_plan(ctx: Ctx, Path(id): Path<String>, body: Body) -> ApiResult<Response> {
+    let id = path_uuid(&id)?;
+    // `plan` is the plan's URL (as Waldur takes it) or its UUID.
+    let plan = match body.get("plan") {
+        Some(Value::String(s)) => s
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_owned(),
+        _ => return Err(ApiError::required("plan")),
+    };
+    let plan = Uuid::try_parse(&plan)
+        .map_err(|_| ApiError::field("plan", "Invalid hyperlink - Object does not exist."))?;
+    let user = ctx.user;
+    let order = ctx.mutate(|s| s.switch_plan_order(user, id, plan))?;
+    Ok(axum::Json(json!({"order_uuid": order.simple().to_string()})).into_response())
+}
+
 async fn terminate(ctx: Ctx, Path(id): Path<String>, body: Body) -> ApiResult<Response> {
     let id = path_uuid(&id)?;
     let attrs = body.obj("attributes")?;
@@ -641,6 +660,7 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{c}/{{uuid}}/offering/"), get(resource_offering))
         .route(&format!("{c}/{{uuid}}/plan_periods/"), get(plan_periods))
         .route(&format!("{c}/{{uuid}}/update_limits/"), post(update_limits))
+        .route(&format!("{c}/{{uuid}}/switch_plan/"), post(switch_plan))
         .route(&format!("{c}/{{uuid}}/terminate/"), post(terminate))
         .route(&format!("{c}/{{uuid}}/set_end_date/"), post(set_end_date))
         .route(&format!("{c}/{{uuid}}/set_paused/"), post(set_paused))

@@ -709,6 +709,7 @@ async fn faults_and_stats_are_per_route() {
             error_status: 503,
             latency_ms: 0,
             drop_rate: 0.0,
+            drop_after_rate: 0.0,
         }],
     });
     let (s, _, v) = api.get("version/", &p).await;

@@ -31,6 +31,8 @@ pub fn registry() -> Registry {
     registry.register(&backend_okd::SPEC);
     #[cfg(feature = "rancher")]
     registry.register(&backend_rancher::SPEC);
+    #[cfg(feature = "opennebula")]
+    registry.register(&backend_opennebula::SPEC);
     #[cfg(feature = "command")]
     registry.register(&backend_command::SPEC);
     #[cfg(feature = "moab")]
@@ -58,5 +60,7 @@ mod tests {
         assert!(r.knows(BackendRole::Reporting, "okd"));
         #[cfg(feature = "rancher")]
         assert!(r.knows(BackendRole::MembershipSync, "rancher"));
+        #[cfg(feature = "opennebula")]
+        assert!(r.knows(BackendRole::OrderProcessing, "opennebula"));
     }
 }

@@ -1,0 +1,92 @@
+//! The `opennebula` backend: with `resource_type: vdc` a Waldur resource is a Virtual Data
+//! Center (a group, a VDC holding it and the clusters, group quotas for cpu/ram/storage/floating
+//! IPs, optionally a VXLAN tenant network with a virtual router and a security group, and a
+//! user whose credentials are published); with `resource_type: vm` it is a VM instantiated in a
+//! parent VDC and sized by the plan. Talks XML-RPC on `http-kit`.
+//!
+//! - [`settings`]: `backend_settings` ([`OneSettings`]) and the `plugin_options` that win.
+//! - [`rpc`]: the XML-RPC client, OpenNebula's error codes, reuse after lost replies.
+//! - [`backend`]: [`OneBackend`]: orders, reporting, health.
+
+pub mod backend;
+pub mod rpc;
+pub mod settings;
+
+use std::sync::Arc;
+
+pub use backend::OneBackend;
+pub use settings::OneSettings;
+
+use agent_config::{BackendRole, OfferingConfig};
+use backend_api::spec::{BackendSpec, SettingIssue};
+use backend_api::{BackendError, BackendHandles, BuildContext};
+
+pub const BACKEND_NAME: &str = "opennebula";
+
+pub static SPEC: BackendSpec = BackendSpec {
+    name: BACKEND_NAME,
+    description: "OpenNebula: Virtual Data Centers (group, VDC, quotas, tenant network, user) or \
+                  VMs sized by the plan, over XML-RPC",
+    roles: &[BackendRole::OrderProcessing, BackendRole::Reporting],
+    settings: settings::SETTINGS,
+    components: "VDC: `cpu` (cores), `ram` (MB), `storage` (MB), `floating_ip` (leases), \
+                 limit components; VM: `vcpu`, `vm_ram` (MB), `vm_disk` (MB), the plan's fixed \
+                 components; `unit_factor` converts Waldur units into these",
+    check,
+    build,
+};
+
+fn check(offering: &OfferingConfig) -> Vec<SettingIssue> {
+    let settings = match OneSettings::parse(&offering.backend_settings) {
+        Ok(s) => s,
+        Err(issues) => return issues,
+    };
+    let allowed = match settings.resource_type {
+        settings::ResourceType::Vdc => backend::VDC_COMPONENTS,
+        settings::ResourceType::Vm => backend::VM_COMPONENTS,
+    };
+    let mut issues = Vec::new();
+    for key in offering.backend_components.keys() {
+        if !allowed.contains(&key.as_str()) {
+            issues.push(SettingIssue::component(
+                key,
+                format!("this offering's components are {}", allowed.join(", ")),
+            ));
+        }
+    }
+    if issues.is_empty()
+        && let Err(e) = rpc::OneRpc::new(&offering.name, &settings, None)
+    {
+        issues.push(SettingIssue::setting("verify_cert", e.to_string()));
+    }
+    issues
+}
+
+fn config_error(offering: &str, issues: Vec<SettingIssue>) -> BackendError {
+    let text: Vec<String> = issues
+        .into_iter()
+        .map(|i| format!("{}: {}", i.path, i.reason))
+        .collect();
+    BackendError::Config(format!("offering '{offering}': {}", text.join("; ")))
+}
+
+/// Build the backend of one offering. No network traffic.
+pub fn build(ctx: &BuildContext<'_>) -> Result<BackendHandles, BackendError> {
+    let offering = ctx.offering;
+    let settings = OneSettings::parse(&offering.backend_settings)
+        .map_err(|issues| config_error(&offering.name, issues))?;
+    let backend = Arc::new(OneBackend::new(
+        &offering.name,
+        settings,
+        offering.backend_components.clone(),
+        ctx.global_proxy,
+    )?);
+    Ok(BackendHandles {
+        kind: BACKEND_NAME,
+        health: backend.clone(),
+        orders: Some(backend.clone()),
+        membership: None,
+        usage: Some(backend),
+        usernames: None,
+    })
+}
