@@ -459,3 +459,153 @@ async fn a_5xx_on_the_quota_read_is_not_absent() {
     );
     b.delete_resource(&r).await.expect("delete");
 }
+
+/// Writes are confirmed by their answers: a Create is the project request, the annotation
+/// patch and the quota (no read-back); a limit change is one read and one PUT; a new member one
+/// list and one POST.
+#[tokio::test]
+async fn writes_are_confirmed_by_their_answers_not_read_back() {
+    for openshift in [true, false] {
+        let server = double(openshift).await;
+        let b = backend(&server);
+        b.ping().await.expect("ping");
+        let _ = b.api().openshift().await.expect("discovery");
+        server.reset_stats();
+        let r = create(&b, "count", limits(&[("cpu", 2.0), ("memory", 4.0)])).await;
+        let s = server.stats();
+        assert_eq!(s.total, if openshift { 3 } else { 2 }, "create: {s:?}");
+        let pulled = b.pull_resource(&r).await.expect("pull").expect("exists");
+        assert_eq!(pulled.limits, limits(&[("cpu", 2.0), ("memory", 4.0)]));
+
+        server.reset_stats();
+        b.set_limits(&r, &limits(&[("cpu", 3.0), ("memory", 4.0)]))
+            .await
+            .expect("limits");
+        assert_eq!(server.stats().total, 2, "set limits: {:?}", server.stats());
+        let q = server
+            .object("resourcequotas", "waldur-alloc-count", "waldur-quota")
+            .expect("quota");
+        assert_eq!(q["spec"]["hard"]["limits.cpu"], "6");
+
+        server.reset_stats();
+        let added = b
+            .add_users(&r, &[grant("alice", Some("member"))])
+            .await
+            .expect("add");
+        assert_eq!(added, vec!["alice".to_owned()]);
+        assert_eq!(server.stats().total, 2, "add user: {:?}", server.stats());
+        server.reset_stats();
+        let removed = b
+            .remove_users(&r, &["alice".to_owned()])
+            .await
+            .expect("remove");
+        assert_eq!(removed, vec!["alice".to_owned()]);
+        assert_eq!(server.stats().total, 2, "remove user: {:?}", server.stats());
+        assert!(
+            server
+                .object("rolebindings", "waldur-alloc-count", "waldur-alice")
+                .is_none()
+        );
+        b.delete_resource(&r).await.expect("delete");
+        server.shutdown().await;
+    }
+}
+
+/// A membership pass over many resources lists namespaces, quotas and RoleBindings once; a
+/// namespace without the agent's label (made by hand, or by another tool) is read on its own;
+/// a terminating one is absent; a 5xx on a list is an error, not "absent".
+#[tokio::test]
+async fn a_membership_pass_lists_once_and_still_finds_unlabelled_namespaces() {
+    let server = double(false).await;
+    let b = backend(&server);
+    let mut views = Vec::new();
+    for i in 0..5 {
+        let r = create(
+            &b,
+            &format!("many{i}"),
+            limits(&[("cpu", f64::from(i + 1))]),
+        )
+        .await;
+        b.add_users(&r, &[grant(&format!("user{i}"), Some("manager"))])
+            .await
+            .expect("add");
+        views.push(r);
+    }
+    // A namespace the agent did not label, with a quota and a binding of the agent.
+    let mut by_hand = view("byhand");
+    by_hand.backend_id = "waldur-alloc-byhand".into();
+    let plain = backend_with(json!({
+        "api_url": server.url(), "token": server.sa_token(), "max_retries": 1,
+        "timeout_seconds": 5, "cluster_type": "kubernetes",
+    }));
+    use k8s_openapi::api::core::v1::Namespace;
+    let ns: Namespace = serde_json::from_value(json!({
+        "metadata": {"name": "waldur-alloc-byhand", "annotations": {"waldur/parent": "waldur-proj-x"}}
+    }))
+    .expect("namespace");
+    plain
+        .api()
+        .create(&plain.api().namespaces(), &ns)
+        .await
+        .expect("create by hand")
+        .expect("new");
+    b.set_limits(&by_hand, &limits(&[("pods", 7.0)]))
+        .await
+        .expect("quota");
+    b.add_users(&by_hand, &[grant("zed", None)])
+        .await
+        .expect("binding");
+    views.push(by_hand);
+    let mut missing = view("missing");
+    missing.backend_id = "waldur-alloc-missing".into();
+    views.push(missing);
+
+    server.reset_stats();
+    let infos = b.pull_resources(&views).await.expect("pull");
+    let s = server.stats();
+    // 3 lists, then the unlabelled namespace (namespace, quota, bindings) and the missing one.
+    assert_eq!(s.total, 3 + 3 + 1, "{s:?}");
+    assert_eq!(infos.len(), 6, "{:?}", infos.keys());
+    for (i, r) in views.iter().take(5).enumerate() {
+        let info = &infos[&r.backend_id];
+        assert_eq!(info.limits, limits(&[("cpu", (i + 1) as f64)]));
+        assert_eq!(info.users, vec![format!("user{i}")]);
+        assert_eq!(info.parent_id, "waldur-proj-physics");
+    }
+    let hand = &infos["waldur-alloc-byhand"];
+    assert_eq!(hand.limits, limits(&[("pods", 7.0)]));
+    assert_eq!(hand.users, vec!["zed".to_owned()]);
+    assert_eq!(hand.parent_id, "waldur-proj-x");
+    // Each resource looks the same as when read on its own.
+    for r in &views[..6] {
+        let one = b.pull_resource(r).await.expect("pull").expect("exists");
+        assert_eq!(one.limits, infos[&r.backend_id].limits);
+        assert_eq!(one.users, infos[&r.backend_id].users);
+        assert_eq!(
+            one.backend_metadata, infos[&r.backend_id].backend_metadata,
+            "{}",
+            r.backend_id
+        );
+    }
+
+    server.set_faults(site_sim::FaultConfig {
+        seed: 1,
+        rules: vec![site_sim::FaultRule {
+            route: "/api/v1/resourcequotas".into(),
+            method: Some("GET".into()),
+            error_rate: 1.0,
+            error_status: 503,
+            latency_ms: 0,
+            drop_rate: 0.0,
+        }],
+    });
+    let e = b.pull_resources(&views).await.expect_err("503 on the list");
+    assert!(e.is_transient(), "{e:?}");
+    server.set_faults(site_sim::FaultConfig::default());
+    for r in &views[..6] {
+        b.delete_resource(r).await.expect("delete");
+    }
+    let infos = b.pull_resources(&views).await.expect("pull");
+    assert!(infos.is_empty(), "{:?}", infos.keys());
+    server.shutdown().await;
+}
