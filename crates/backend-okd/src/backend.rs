@@ -6,6 +6,7 @@
 //! pass reads many resources with three list calls.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use agent_config::BackendComponent;
@@ -38,6 +39,9 @@ pub const USER_ANNOTATION: &str = "waldur/username";
 /// From this many resources on, a membership pass lists the agent's namespaces, quotas and
 /// RoleBindings once (3 requests) instead of reading each resource (3 requests each).
 const LIST_FROM: usize = 2;
+/// How long what a membership pass read (`pull_resources`) answers that pass's `restore` and
+/// `resource_metadata` of the same resource, unless the agent wrote to it since.
+const SNAPSHOT_TTL: Duration = Duration::from_secs(30);
 
 /// Refuse a name Kubernetes would refuse as a namespace (DNS-1123 label).
 pub fn validate_namespace(name: &str) -> BackendResult<()> {
@@ -90,12 +94,23 @@ pub fn rolebinding_name(username: &str) -> String {
     format!("waldur-{}-{hash:08x}", clean.trim_matches(['-', '.']))
 }
 
+/// A resource as `pull_resources` read it.
+#[derive(Clone)]
+struct Snapshot {
+    at: Instant,
+    namespace: Namespace,
+    quota: Option<ResourceQuota>,
+    bindings: Bindings,
+}
+
 /// The `okd` backend of one offering.
 pub struct OkdBackend {
     offering: String,
     settings: OkdSettings,
     components: IndexMap<String, BackendComponent>,
     api: KubeApi,
+    /// By namespace; an entry is dropped by every write of the agent to that namespace.
+    snapshots: Mutex<BTreeMap<String, Snapshot>>,
 }
 
 impl std::fmt::Debug for OkdBackend {
@@ -165,7 +180,24 @@ impl OkdBackend {
             settings,
             components,
             api,
+            snapshots: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    fn snapshots(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Snapshot>> {
+        self.snapshots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What this membership pass read of `ns`, if it is recent and nothing was written since.
+    fn snapshot(&self, ns: &str) -> Option<Snapshot> {
+        let mut all = self.snapshots();
+        all.retain(|_, s| s.at.elapsed() < SNAPSHOT_TTL);
+        all.get(ns).cloned()
+    }
+
+    /// Forget what was read of `ns` (before any write to it).
+    fn written(&self, ns: &str) {
+        self.snapshots().remove(ns);
     }
 
     pub fn api(&self) -> &KubeApi {
@@ -252,6 +284,7 @@ impl OkdBackend {
         state: Option<&str>,
         saved: &Limits,
     ) -> BackendResult<Option<ResourceQuota>> {
+        self.written(ns);
         let saved_text = serde_json::to_string(saved).unwrap_or_default();
         let quotas = self.api.quotas(ns);
         let mut current = current;
@@ -431,7 +464,10 @@ impl OkdBackend {
     async fn set_state(&self, r: &ResourceView, state: &str, amount: i64) -> BackendResult<bool> {
         let ns = &r.backend_id;
         validate_namespace(ns)?;
-        let quota = self.read_quota(ns).await?;
+        let quota = match self.snapshot(ns) {
+            Some(s) => self.quota_view(s.quota),
+            None => self.read_quota(ns).await?,
+        };
         if quota.state.as_deref() == Some(state) {
             return Ok(false);
         }
@@ -538,9 +574,21 @@ impl OrderBackend for OkdBackend {
         let Some(namespace) = self.namespace(ns).await? else {
             return Ok(None);
         };
-        let quota = self.read_quota(ns).await?;
+        let quota = self.api.get_opt(&self.api.quotas(ns), QUOTA_NAME).await?;
         let bindings = self.bindings(ns).await?;
-        Ok(Some(self.info(ns, &namespace, quota, &bindings).await?))
+        self.snapshots().insert(
+            ns.to_owned(),
+            Snapshot {
+                at: Instant::now(),
+                namespace: namespace.clone(),
+                quota: quota.clone(),
+                bindings: bindings.clone(),
+            },
+        );
+        Ok(Some(
+            self.info(ns, &namespace, self.quota_view(quota), &bindings)
+                .await?,
+        ))
     }
 
     fn check_limits(&self, _resource: &ResourceView, limits: &Limits) -> BackendResult<()> {
@@ -551,6 +599,7 @@ impl OrderBackend for OkdBackend {
     async fn create_resource(&self, request: CreateRequest) -> BackendResult<BackendResourceInfo> {
         let ns = request.backend_id.clone();
         validate_namespace(&ns)?;
+        self.written(&ns);
         let site = quota::site_limits(&request.resource.limits, &self.components)?;
         let mut resource = request.resource.clone();
         resource.backend_id = ns.clone();
@@ -603,6 +652,7 @@ impl OrderBackend for OkdBackend {
             return Ok(());
         }
         validate_namespace(ns)?;
+        self.written(ns);
         if self.api.openshift().await? {
             self.api.delete(&self.api.projects(), ns).await?;
         } else {
@@ -676,9 +726,18 @@ impl MembershipBackend for OkdBackend {
             let info = match namespaces.get(ns) {
                 Some(n) if terminating(n) => None,
                 Some(n) => {
-                    let quota = self.quota_view(quotas.remove(ns));
+                    let quota = quotas.remove(ns);
                     let b = bindings_of(bindings.get(ns).map_or(&[], Vec::as_slice));
-                    Some(self.info(ns, n, quota, &b).await?)
+                    self.snapshots().insert(
+                        ns.to_owned(),
+                        Snapshot {
+                            at: Instant::now(),
+                            namespace: n.clone(),
+                            quota: quota.clone(),
+                            bindings: b.clone(),
+                        },
+                    );
+                    Some(self.info(ns, n, self.quota_view(quota), &b).await?)
                 }
                 None => OrderBackend::pull_resource(self, r).await?,
             };
@@ -696,6 +755,7 @@ impl MembershipBackend for OkdBackend {
     ) -> BackendResult<Vec<String>> {
         let ns = &resource.backend_id;
         validate_namespace(ns)?;
+        self.written(ns);
         let rolebindings = self.api.rolebindings(ns);
         let existing = self.bindings(ns).await?;
         let mut granted = Vec::new();
@@ -770,6 +830,7 @@ impl MembershipBackend for OkdBackend {
     ) -> BackendResult<Vec<String>> {
         let ns = &resource.backend_id;
         validate_namespace(ns)?;
+        self.written(ns);
         let rolebindings = self.api.rolebindings(ns);
         let existing = self.bindings(ns).await?;
         for user in usernames {
@@ -790,10 +851,15 @@ impl MembershipBackend for OkdBackend {
         self.set_state(resource, "downscaled", 1).await
     }
 
+    /// Called for every resource in every membership pass: the pass's own read answers it when
+    /// it is recent (no request for a resource that is not paused).
     async fn restore(&self, resource: &ResourceView) -> BackendResult<bool> {
         let ns = &resource.backend_id;
         validate_namespace(ns)?;
-        let quota = self.read_quota(ns).await?;
+        let quota = match self.snapshot(ns) {
+            Some(s) => self.quota_view(s.quota),
+            None => self.read_quota(ns).await?,
+        };
         if quota.state.is_none() {
             return Ok(false);
         }
@@ -820,6 +886,13 @@ impl MembershipBackend for OkdBackend {
         &self,
         resource: &ResourceView,
     ) -> BackendResult<Map<String, Value>> {
+        let ns = &resource.backend_id;
+        if let Some(s) = self.snapshot(ns) {
+            let info = self
+                .info(ns, &s.namespace, self.quota_view(s.quota), &s.bindings)
+                .await?;
+            return Ok(info.backend_metadata);
+        }
         Ok(OrderBackend::pull_resource(self, resource)
             .await?
             .map(|i| i.backend_metadata)

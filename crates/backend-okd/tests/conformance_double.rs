@@ -588,6 +588,34 @@ async fn a_membership_pass_lists_once_and_still_finds_unlabelled_namespaces() {
         );
     }
 
+    // The rest of a membership pass (restore and metadata of each resource) is answered by
+    // what the pass read; a write to a resource makes the next call read it again.
+    server.reset_stats();
+    let infos = b.pull_resources(&views).await.expect("pull");
+    for r in &views[..6] {
+        assert!(!b.restore(r).await.expect("restore"), "not paused");
+        let meta = b.resource_metadata(r).await.expect("metadata");
+        assert_eq!(meta, infos[&r.backend_id].backend_metadata);
+    }
+    assert_eq!(
+        server.stats().total,
+        3 + 3 + 1,
+        "the pull's requests only: {:?}",
+        server.stats()
+    );
+    assert!(b.pause(&views[0]).await.expect("pause"));
+    server.reset_stats();
+    let meta = b.resource_metadata(&views[0]).await.expect("metadata");
+    assert_eq!(meta["state"], "paused");
+    assert_eq!(server.stats().total, 3, "read again after the write");
+    assert!(b.restore(&views[0]).await.expect("restore"));
+    assert_eq!(
+        server
+            .object("resourcequotas", &views[0].backend_id, "waldur-quota")
+            .expect("quota")["spec"]["hard"]["requests.cpu"],
+        "1"
+    );
+
     server.set_faults(site_sim::FaultConfig {
         seed: 1,
         rules: vec![site_sim::FaultRule {
