@@ -17,7 +17,7 @@ wall time per phase. The Rust side is `crates/backend-okd/examples/bench_okd.rs`
 `agent`: the same through this agent's binary against `waldur-sim --demo --offering-kind okd`:
 N Create orders, one `order_process --once` cycle (wall time, the double's requests per order),
 then `membership_sync --once` twice (the first adds the demo project's team to every resource,
-the second finds nothing to change), requests of the agent only (the double's per-client count).
+the second finds nothing to change); the double counts the requests (only the agent talks to it).
 
     cargo build --release -p waldur-site-agent -p waldur-sim -p site-sim
     cargo build --release -p backend-okd --example bench_okd
@@ -51,7 +51,7 @@ def stats(info):
     return full_stats(info)["total"]
 
 def agent_requests(info):
-    return full_stats(info)["by_client"].get("waldur-site-agent", 0)
+    return full_stats(info)["total"]  # only the agent talks to the double while it runs
 
 def agent_side(n):
     p, info = double()

@@ -40,7 +40,8 @@ pub const USER_ANNOTATION: &str = "waldur/username";
 /// RoleBindings once (3 requests) instead of reading each resource (3 requests each).
 const LIST_FROM: usize = 2;
 /// How long what a membership pass read (`pull_resources`) answers that pass's `restore` and
-/// `resource_metadata` of the same resource, unless the agent wrote to it since.
+/// `resource_metadata` of the same resource. The agent's own writes keep it up to date with the
+/// objects the API server answered; a write that fails drops it.
 const SNAPSHOT_TTL: Duration = Duration::from_secs(30);
 
 /// Refuse a name Kubernetes would refuse as a namespace (DNS-1123 label).
@@ -109,7 +110,8 @@ pub struct OkdBackend {
     settings: OkdSettings,
     components: IndexMap<String, BackendComponent>,
     api: KubeApi,
-    /// By namespace; an entry is dropped by every write of the agent to that namespace.
+    /// By namespace; a write of the agent updates its entry with the answer, a failed one drops
+    /// it.
     snapshots: Mutex<BTreeMap<String, Snapshot>>,
 }
 
@@ -195,9 +197,18 @@ impl OkdBackend {
         all.get(ns).cloned()
     }
 
-    /// Forget what was read of `ns` (before any write to it).
-    fn written(&self, ns: &str) {
-        self.snapshots().remove(ns);
+    /// Forget what was read of `ns` (before any write to it); the snapshot is handed back so
+    /// that a write that succeeds can put it back with what the API server answered.
+    fn written(&self, ns: &str) -> Option<Snapshot> {
+        self.snapshots().remove(ns)
+    }
+
+    /// Put back a snapshot after a successful write, changed by `update`.
+    fn rewritten(&self, ns: &str, snapshot: Option<Snapshot>, update: impl FnOnce(&mut Snapshot)) {
+        if let Some(mut s) = snapshot {
+            update(&mut s);
+            self.snapshots().insert(ns.to_owned(), s);
+        }
     }
 
     pub fn api(&self) -> &KubeApi {
@@ -284,7 +295,7 @@ impl OkdBackend {
         state: Option<&str>,
         saved: &Limits,
     ) -> BackendResult<Option<ResourceQuota>> {
-        self.written(ns);
+        let snapshot = self.written(ns);
         let saved_text = serde_json::to_string(saved).unwrap_or_default();
         let quotas = self.api.quotas(ns);
         let mut current = current;
@@ -319,6 +330,7 @@ impl OkdBackend {
                     let same_annotations = annotation(&object, STATE_ANNOTATION) == state
                         && annotation(&object, LIMITS_ANNOTATION) == Some(saved_text.as_str());
                     if quota::same_hard(&hard_of(&object), &hard) && same_annotations {
+                        self.rewritten(ns, snapshot, |s| s.quota = Some(object));
                         return Ok(None);
                     }
                     let annotations = object.metadata.annotations.get_or_insert_default();
@@ -348,6 +360,7 @@ impl OkdBackend {
                     self.offering
                 )));
             }
+            self.rewritten(ns, snapshot, |s| s.quota = Some(stored.clone()));
             return Ok(Some(stored));
         }
         Err(BackendError::Transient(format!(
@@ -599,7 +612,7 @@ impl OrderBackend for OkdBackend {
     async fn create_resource(&self, request: CreateRequest) -> BackendResult<BackendResourceInfo> {
         let ns = request.backend_id.clone();
         validate_namespace(&ns)?;
-        self.written(&ns);
+        let _ = self.written(&ns);
         let site = quota::site_limits(&request.resource.limits, &self.components)?;
         let mut resource = request.resource.clone();
         resource.backend_id = ns.clone();
@@ -652,7 +665,7 @@ impl OrderBackend for OkdBackend {
             return Ok(());
         }
         validate_namespace(ns)?;
-        self.written(ns);
+        let _ = self.written(ns);
         if self.api.openshift().await? {
             self.api.delete(&self.api.projects(), ns).await?;
         } else {
@@ -755,9 +768,10 @@ impl MembershipBackend for OkdBackend {
     ) -> BackendResult<Vec<String>> {
         let ns = &resource.backend_id;
         validate_namespace(ns)?;
-        self.written(ns);
+        let snapshot = self.written(ns);
         let rolebindings = self.api.rolebindings(ns);
         let existing = self.bindings(ns).await?;
+        let mut now = existing.clone();
         let mut granted = Vec::new();
         for user in users {
             if let Err(e) = validate_site_name("OKD user name", &user.username) {
@@ -818,8 +832,10 @@ impl MembershipBackend for OkdBackend {
                 )));
             }
             tracing::info!(offering = %self.offering, project = %ns, user = %user.username, role = %role, "RoleBinding created");
+            now.insert(user.username.clone(), vec![(name, role)]);
             granted.push(user.username.clone());
         }
+        self.rewritten(ns, snapshot, |s| s.bindings = now);
         Ok(granted)
     }
 
@@ -830,16 +846,18 @@ impl MembershipBackend for OkdBackend {
     ) -> BackendResult<Vec<String>> {
         let ns = &resource.backend_id;
         validate_namespace(ns)?;
-        self.written(ns);
+        let snapshot = self.written(ns);
         let rolebindings = self.api.rolebindings(ns);
-        let existing = self.bindings(ns).await?;
+        let mut existing = self.bindings(ns).await?;
         for user in usernames {
             for (name, _) in existing.get(user).cloned().unwrap_or_default() {
                 // Deleted now, or already gone (404): either way the user has no access.
                 self.api.delete(&rolebindings, &name).await?;
                 tracing::info!(offering = %self.offering, project = %ns, user = %user, "RoleBinding removed");
             }
+            existing.remove(user);
         }
+        self.rewritten(ns, snapshot, |s| s.bindings = existing);
         Ok(usernames.to_vec())
     }
 

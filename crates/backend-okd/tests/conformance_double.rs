@@ -607,7 +607,42 @@ async fn a_membership_pass_lists_once_and_still_finds_unlabelled_namespaces() {
     server.reset_stats();
     let meta = b.resource_metadata(&views[0]).await.expect("metadata");
     assert_eq!(meta["state"], "paused");
-    assert_eq!(server.stats().total, 3, "read again after the write");
+    assert_eq!(
+        server.stats().total,
+        0,
+        "the pause's answer updated what the pass read"
+    );
+    // A write that fails drops it: the next call reads again.
+    server.set_faults(site_sim::FaultConfig {
+        seed: 1,
+        rules: vec![site_sim::FaultRule {
+            route: "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings".into(),
+            method: Some("POST".into()),
+            error_rate: 1.0,
+            error_status: 500,
+            latency_ms: 0,
+            drop_rate: 0.0,
+        }],
+    });
+    let e = b
+        .add_users(&views[1], &[grant("newcomer", None)])
+        .await
+        .expect_err("500");
+    assert!(e.is_transient(), "{e:?}");
+    server.set_faults(site_sim::FaultConfig::default());
+    server.reset_stats();
+    let meta = b.resource_metadata(&views[1]).await.expect("metadata");
+    assert_eq!(meta["users"], json!(["user1"]));
+    assert_eq!(server.stats().total, 3, "read again after a failed write");
+    let added = b
+        .add_users(&views[1], &[grant("newcomer", None)])
+        .await
+        .expect("add");
+    assert_eq!(added, vec!["newcomer".to_owned()]);
+    server.reset_stats();
+    let meta = b.resource_metadata(&views[1]).await.expect("metadata");
+    assert_eq!(meta["users"], json!(["newcomer", "user1"]));
+    assert_eq!(server.stats().total, 0, "the POST's answer is kept");
     assert!(b.restore(&views[0]).await.expect("restore"));
     assert_eq!(
         server
