@@ -671,8 +671,10 @@ impl OrderBackend for OkdBackend {
         } else {
             self.api.delete(&self.api.namespaces(), ns).await?;
         }
-        // Terminating until its content is gone: wait for it, within delete_wait.
+        // Terminating until its content is gone: wait for it, within delete_wait, asking at
+        // 25 ms, then twice as long each time up to 1 s.
         let deadline = Instant::now() + self.settings.delete_wait;
+        let mut pause = Duration::from_millis(25);
         loop {
             if self
                 .api
@@ -687,7 +689,8 @@ impl OrderBackend for OkdBackend {
                     "project still Terminating after delete_wait_seconds; the cluster finishes it");
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 }
