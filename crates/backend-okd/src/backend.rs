@@ -934,12 +934,34 @@ impl UsageBackend for OkdBackend {
         if (now.year(), now.month()) != (period.year, period.month) {
             return Ok(out);
         }
-        for id in backend_ids {
-            if validate_namespace(id).is_err() {
-                tracing::warn!(offering = %self.offering, id = %id, "not an OKD project name; no usage");
-                continue;
-            }
-            let Some(q) = self.api.get_opt(&self.api.quotas(id), QUOTA_NAME).await? else {
+        let ids: Vec<&String> = backend_ids
+            .iter()
+            .filter(|id| {
+                let ok = validate_namespace(id).is_ok();
+                if !ok {
+                    tracing::warn!(offering = %self.offering, id = %id, "not an OKD project name; no usage");
+                }
+                ok
+            })
+            .collect();
+        // Many resources: one list of `waldur-quota` in every namespace; few: one read each.
+        let mut listed: Option<BTreeMap<String, ResourceQuota>> = None;
+        if ids.len() >= LIST_FROM {
+            listed = Some(
+                self.api
+                    .list_named(&self.api.all_quotas(), QUOTA_NAME)
+                    .await?
+                    .into_iter()
+                    .filter_map(|q| Some((q.metadata.namespace.clone()?, q)))
+                    .collect(),
+            );
+        }
+        for id in ids {
+            let found = match listed.as_mut() {
+                Some(all) => all.remove(id.as_str()),
+                None => self.api.get_opt(&self.api.quotas(id), QUOTA_NAME).await?,
+            };
+            let Some(q) = found else {
                 continue;
             };
             let used = q.status.and_then(|s| s.used).unwrap_or_default();

@@ -588,6 +588,15 @@ async fn a_membership_pass_lists_once_and_still_finds_unlabelled_namespaces() {
         );
     }
 
+    // Usage of many resources: one list.
+    server.reset_stats();
+    let ids: Vec<String> = views.iter().map(|v| v.backend_id.clone()).collect();
+    let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
+    let period = BillingPeriod::new(now.year(), now.month(), jiff::tz::TimeZone::UTC);
+    let usage = b.usage_report(&ids, &period).await.expect("usage");
+    assert_eq!(usage.len(), 6, "every quota, none for the missing one");
+    assert_eq!(server.stats().total, 1, "{:?}", server.stats());
+
     // The rest of a membership pass (restore and metadata of each resource) is answered by
     // what the pass read; a write to a resource makes the next call read it again.
     server.reset_stats();
