@@ -253,18 +253,28 @@ pub struct InCluster {
 
 /// Read the in-cluster configuration; errors say what is missing.
 pub fn in_cluster(context: &str, mount: Option<&Path>) -> HttpResult<InCluster> {
+    let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| {
+        HttpError::setup(context.to_owned(), "KUBERNETES_SERVICE_HOST is not set: not running in a Kubernetes pod; configure the API server URL and a token instead")
+    })?;
+    let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
+    in_cluster_at(context, &host, &port, mount)
+}
+
+/// [`in_cluster`] with the service host and port given.
+pub fn in_cluster_at(
+    context: &str,
+    host: &str,
+    port: &str,
+    mount: Option<&Path>,
+) -> HttpResult<InCluster> {
     let mount: PathBuf = mount
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount"));
     let setup = |m: String| HttpError::setup(context.to_owned(), m);
-    let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| {
-        setup("KUBERNETES_SERVICE_HOST is not set: not running in a Kubernetes pod; configure the API server URL and a token instead".into())
-    })?;
-    let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
     let host = if host.contains(':') {
         format!("[{host}]")
     } else {
-        host
+        host.to_owned()
     };
     let url = format!("https://{host}:{port}")
         .parse()

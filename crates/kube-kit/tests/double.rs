@@ -296,3 +296,72 @@ fn in_cluster_without_a_pod_says_so() {
     let err = kube_kit::in_cluster("deployment", None).expect_err("not in a pod");
     assert!(err.is_config() && err.to_string().contains("KUBERNETES_SERVICE_HOST"));
 }
+
+#[tokio::test]
+async fn requests_go_through_the_global_proxy() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A proxy that answers every request itself and keeps the request lines it saw.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let proxy = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let lines = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if let Some(line) = text.lines().next() {
+                lines
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(line.to_owned());
+            }
+            let body = r#"{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"default"}}"#;
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        }
+    });
+    let mut s = HttpSettings::new(
+        "kube-kit test",
+        "kubernetes",
+        "http://kubernetes.invalid:6443".parse().expect("url"),
+    );
+    s.proxy = Some(proxy);
+    s.retry = RetryPolicy::none();
+    let kube = Kube::new(
+        &s,
+        Arc::new(StaticToken::bearer(Secret::new("t"))),
+        "default",
+    )
+    .expect("client");
+    let namespaces: Api<Namespace> = Api::all(kube.client());
+    let ns = namespaces.get("default").await.expect("through the proxy");
+    assert_eq!(ns.metadata.name.as_deref(), Some("default"));
+    let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(
+        seen,
+        vec!["GET http://kubernetes.invalid:6443/api/v1/namespaces/default HTTP/1.1".to_owned()]
+    );
+}
+
+#[test]
+fn in_cluster_reads_the_service_account_mount() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = kube_kit::in_cluster_at("deployment", "10.0.0.1", "443", Some(dir.path()))
+        .expect_err("no token");
+    assert!(err.to_string().contains("token"), "{err}");
+    std::fs::write(dir.path().join("token"), "tok").expect("token");
+    std::fs::write(dir.path().join("namespace"), "waldur-system\n").expect("namespace");
+    std::fs::write(dir.path().join("ca.crt"), "pem").expect("ca");
+    let c = kube_kit::in_cluster_at("deployment", "fd00::1", "6443", Some(dir.path()))
+        .expect("in cluster");
+    assert_eq!(c.settings.base_url.as_str(), "https://[fd00::1]:6443/");
+    assert_eq!(c.namespace, "waldur-system");
+    assert_eq!(c.settings.ca_bundle, Some(dir.path().join("ca.crt")));
+    assert!(!format!("{c:?}").contains("tok\""));
+}
