@@ -169,6 +169,11 @@ impl Kube {
             )
         };
         match e {
+            // kube-rs reads a body that is no `Status` (a proxy's HTML page) into this reason.
+            kube::Error::Api(r) if r.reason == "Failed to parse error data" => {
+                let text: String = r.message.chars().take(300).collect();
+                status(r.code, format!("not a Kubernetes Status answer: {text}"))
+            }
             kube::Error::Api(r) => {
                 let message = if r.reason.is_empty() || r.message.starts_with(&r.reason) {
                     r.message

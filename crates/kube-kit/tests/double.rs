@@ -365,3 +365,43 @@ fn in_cluster_reads_the_service_account_mount() {
     assert_eq!(c.settings.ca_bundle, Some(dir.path().join("ca.crt")));
     assert!(!format!("{c:?}").contains("tok\""));
 }
+
+#[tokio::test]
+async fn an_answer_that_is_no_status_is_shown_short_and_keeps_its_code() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let _ = sock.read(&mut buf).await;
+            let body = format!("<html>bad gateway{}</html>", " ".repeat(2000));
+            let resp = format!(
+                "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        }
+    });
+    let mut s = HttpSettings::new("kube-kit test", "kubernetes", url.parse().expect("url"));
+    s.retry = RetryPolicy::none();
+    let kube = Kube::new(
+        &s,
+        Arc::new(StaticToken::bearer(Secret::new("t"))),
+        "default",
+    )
+    .expect("client");
+    let namespaces: Api<Namespace> = Api::all(kube.client());
+    let err = namespaces
+        .get("default")
+        .await
+        .map_err(|e| kube.error("get namespace default", e))
+        .expect_err("502");
+    assert_eq!(err.status(), Some(502));
+    assert!(err.is_transient());
+    let text = err.to_string();
+    assert!(text.contains("not a Kubernetes Status answer: "), "{text}");
+    assert!(text.len() < 600, "{text}");
+}
