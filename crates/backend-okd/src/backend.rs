@@ -147,6 +147,22 @@ fn terminating(n: &Namespace) -> bool {
     n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating")
 }
 
+/// A snapshot still recent enough to answer for the site.
+fn fresh(snapshot: Option<&Snapshot>) -> Option<&Snapshot> {
+    snapshot.filter(|s| s.at.elapsed() < SNAPSHOT_TTL)
+}
+
+/// Whether `rb` binds ClusterRole `role` to user `user`.
+fn grants(rb: &RoleBinding, user: &str, role: &str) -> bool {
+    rb.role_ref.kind == "ClusterRole"
+        && rb.role_ref.name == role
+        && rb
+            .subjects
+            .iter()
+            .flatten()
+            .any(|s| s.kind == "User" && s.name == user)
+}
+
 fn bindings_of(list: &[RoleBinding]) -> Bindings {
     let mut out = Bindings::new();
     for rb in list {
@@ -773,7 +789,11 @@ impl MembershipBackend for OkdBackend {
         validate_namespace(ns)?;
         let snapshot = self.written(ns);
         let rolebindings = self.api.rolebindings(ns);
-        let existing = self.bindings(ns).await?;
+        // The membership pass's read when recent (see SNAPSHOT_TTL), else one list.
+        let existing = match fresh(snapshot.as_ref()) {
+            Some(s) => s.bindings.clone(),
+            None => self.bindings(ns).await?,
+        };
         let mut now = existing.clone();
         let mut granted = Vec::new();
         for user in users {
@@ -817,9 +837,15 @@ impl MembershipBackend for OkdBackend {
             };
             let mut created = self.api.create(&rolebindings, &binding).await?;
             if created.is_none() {
-                // Someone else's binding under that name: replace it.
-                self.api.delete(&rolebindings, &name).await?;
-                created = self.api.create(&rolebindings, &binding).await?;
+                // A binding under that name already: kept when it grants the same (made
+                // meanwhile, or without the agent's label), else replaced.
+                let found = self.api.get_opt(&rolebindings, &name).await?;
+                if let Some(found) = found.filter(|rb| grants(rb, &user.username, &role)) {
+                    created = Some(found);
+                } else {
+                    self.api.delete(&rolebindings, &name).await?;
+                    created = self.api.create(&rolebindings, &binding).await?;
+                }
             }
             // The answer is the binding as stored: it confirms the grant.
             let Some(created) = created else {
@@ -851,6 +877,8 @@ impl MembershipBackend for OkdBackend {
         validate_namespace(ns)?;
         let snapshot = self.written(ns);
         let rolebindings = self.api.rolebindings(ns);
+        // A revocation reads the site, never a snapshot: a binding made since (by another
+        // agent process) must not survive it.
         let mut existing = self.bindings(ns).await?;
         for user in usernames {
             for (name, _) in existing.get(user).cloned().unwrap_or_default() {

@@ -487,13 +487,94 @@ async fn writes_are_confirmed_by_their_answers_not_read_back() {
             .expect("quota");
         assert_eq!(q["spec"]["hard"]["limits.cpu"], "6");
 
+        // Without a recent read of the resource: one list, one POST.
+        let fresh = backend(&server);
+        let _ = fresh.api().openshift().await.expect("discovery");
+        server.reset_stats();
+        let added = fresh
+            .add_users(&r, &[grant("bob", Some("member"))])
+            .await
+            .expect("add");
+        assert_eq!(added, vec!["bob".to_owned()]);
+        assert_eq!(server.stats().total, 2, "add user: {:?}", server.stats());
+        // After the resource was read (a membership pass): the POST alone.
+        let _ = b.pull_resource(&r).await.expect("pull");
         server.reset_stats();
         let added = b
             .add_users(&r, &[grant("alice", Some("member"))])
             .await
             .expect("add");
         assert_eq!(added, vec!["alice".to_owned()]);
-        assert_eq!(server.stats().total, 2, "add user: {:?}", server.stats());
+        assert_eq!(server.stats().total, 1, "add user: {:?}", server.stats());
+        // Listed and present: nothing written.
+        server.reset_stats();
+        let added = fresh
+            .add_users(&r, &[grant("alice", Some("member"))])
+            .await
+            .expect("add again");
+        assert_eq!(added, vec!["alice".to_owned()]);
+        assert_eq!(
+            server.stats().total,
+            1,
+            "listed, present: {:?}",
+            server.stats()
+        );
+        // A binding under that name without the agent's label (not listed) that grants the
+        // same is kept as it is; one that grants something else is replaced.
+        use k8s_openapi::api::rbac::v1::RoleBinding;
+        let by_hand = |user: &str, role: &str| -> RoleBinding {
+            serde_json::from_value(json!({
+                "metadata": {"name": format!("waldur-{user}"), "namespace": "waldur-alloc-count"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+            }))
+            .expect("binding")
+        };
+        let rbs = fresh.api().rolebindings("waldur-alloc-count");
+        for (user, role) in [("carol", "view"), ("dave", "admin")] {
+            fresh
+                .api()
+                .create(&rbs, &by_hand(user, role))
+                .await
+                .expect("by hand")
+                .expect("new");
+        }
+        let uid = |user: &str| {
+            server
+                .object(
+                    "rolebindings",
+                    "waldur-alloc-count",
+                    &format!("waldur-{user}"),
+                )
+                .expect("binding")["metadata"]["uid"]
+                .clone()
+        };
+        let (carol, dave) = (uid("carol"), uid("dave"));
+        let added = fresh
+            .add_users(
+                &r,
+                &[
+                    grant("carol", Some("member")),
+                    grant("dave", Some("member")),
+                ],
+            )
+            .await
+            .expect("add");
+        assert_eq!(added, vec!["carol".to_owned(), "dave".to_owned()]);
+        assert_eq!(uid("carol"), carol, "kept");
+        assert_ne!(uid("dave"), dave, "replaced");
+        let role = |user: &str| {
+            server
+                .object(
+                    "rolebindings",
+                    "waldur-alloc-count",
+                    &format!("waldur-{user}"),
+                )
+                .expect("binding")["roleRef"]["name"]
+                .clone()
+        };
+        assert_eq!(role("dave"), "view");
+        // A revocation always reads the site: one list, one DELETE.
         server.reset_stats();
         let removed = b
             .remove_users(&r, &["alice".to_owned()])
