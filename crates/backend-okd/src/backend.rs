@@ -1,7 +1,12 @@
 //! [`OkdBackend`]: a Waldur resource as an OpenShift project (or a Kubernetes Namespace), its
 //! limits as the `waldur-quota` ResourceQuota, its members as one RoleBinding each.
+//!
+//! Requests: a write's answer is the object as the API server stored it, so it confirms the
+//! write (no read-back); a quota read is reused for the write that follows it; the membership
+//! pass reads many resources with three list calls.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use agent_config::BackendComponent;
@@ -13,12 +18,15 @@ use backend_api::{
     CreateRequest, Diagnostics, Limits, MembershipBackend, OrderBackend, ResourceView,
     UsageBackend, UsageReport, UserGrant,
 };
-use http_kit::Request;
 use indexmap::IndexMap;
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, ResourceQuotaSpec};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::DynamicObject;
 use serde_json::{Map, Value, json};
 
-use crate::kube::{KubeApi, MANAGED_BY, MANAGER, annotation, items, managed_labels};
-use crate::quota::{self, COMPONENTS};
+use crate::kube::{KubeApi, annotation, managed_labels, project_request_resource};
+use crate::quota::{self, COMPONENTS, Hard};
 use crate::settings::OkdSettings;
 
 pub const QUOTA_NAME: &str = "waldur-quota";
@@ -28,6 +36,13 @@ pub const STATE_ANNOTATION: &str = "waldur/state";
 pub const LIMITS_ANNOTATION: &str = "waldur/limits";
 /// RoleBinding annotation: the Waldur-side username.
 pub const USER_ANNOTATION: &str = "waldur/username";
+/// From this many resources on, a membership pass lists the agent's namespaces, quotas and
+/// RoleBindings once (3 requests) instead of reading each resource (3 requests each).
+const LIST_FROM: usize = 2;
+/// How long what a membership pass read (`pull_resources`) answers that pass's `restore` and
+/// `resource_metadata` of the same resource. The agent's own writes keep it up to date with the
+/// objects the API server answered; a write that fails drops it.
+const SNAPSHOT_TTL: Duration = Duration::from_secs(30);
 
 /// Refuse a name Kubernetes would refuse as a namespace (DNS-1123 label).
 pub fn validate_namespace(name: &str) -> BackendResult<()> {
@@ -80,12 +95,24 @@ pub fn rolebinding_name(username: &str) -> String {
     format!("waldur-{}-{hash:08x}", clean.trim_matches(['-', '.']))
 }
 
+/// A resource as `pull_resources` read it.
+#[derive(Clone)]
+struct Snapshot {
+    at: Instant,
+    namespace: Namespace,
+    quota: Option<ResourceQuota>,
+    bindings: Bindings,
+}
+
 /// The `okd` backend of one offering.
 pub struct OkdBackend {
     offering: String,
     settings: OkdSettings,
     components: IndexMap<String, BackendComponent>,
     api: KubeApi,
+    /// By namespace; a write of the agent updates its entry with the answer, a failed one drops
+    /// it.
+    snapshots: Mutex<BTreeMap<String, Snapshot>>,
 }
 
 impl std::fmt::Debug for OkdBackend {
@@ -97,23 +124,58 @@ impl std::fmt::Debug for OkdBackend {
     }
 }
 
-fn ns_path(ns: &str) -> String {
-    format!("/api/v1/namespaces/{ns}")
-}
-fn quota_path(ns: &str) -> String {
-    format!("/api/v1/namespaces/{ns}/resourcequotas/{QUOTA_NAME}")
-}
-fn rb_path(ns: &str) -> String {
-    format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings")
-}
-
 /// What the quota says about a resource.
 #[derive(Debug, Default)]
 struct QuotaView {
-    object: Option<Value>,
+    object: Option<ResourceQuota>,
     state: Option<String>,
     /// Waldur limits: the saved ones while paused/downscaled, else read from `spec.hard`.
     limits: Limits,
+}
+
+/// Users bound by the agent's RoleBindings: user → (binding name, ClusterRole).
+type Bindings = BTreeMap<String, Vec<(String, String)>>;
+
+fn hard_of(q: &ResourceQuota) -> Hard {
+    q.spec
+        .as_ref()
+        .and_then(|s| s.hard.clone())
+        .unwrap_or_default()
+}
+
+fn terminating(n: &Namespace) -> bool {
+    n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating")
+}
+
+/// A snapshot still recent enough to answer for the site.
+fn fresh(snapshot: Option<&Snapshot>) -> Option<&Snapshot> {
+    snapshot.filter(|s| s.at.elapsed() < SNAPSHOT_TTL)
+}
+
+/// Whether `rb` binds ClusterRole `role` to user `user`.
+fn grants(rb: &RoleBinding, user: &str, role: &str) -> bool {
+    rb.role_ref.kind == "ClusterRole"
+        && rb.role_ref.name == role
+        && rb
+            .subjects
+            .iter()
+            .flatten()
+            .any(|s| s.kind == "User" && s.name == user)
+}
+
+fn bindings_of(list: &[RoleBinding]) -> Bindings {
+    let mut out = Bindings::new();
+    for rb in list {
+        let name = rb.metadata.name.clone().unwrap_or_default();
+        for s in rb.subjects.iter().flatten() {
+            if s.kind == "User" {
+                out.entry(s.name.clone())
+                    .or_default()
+                    .push((name.clone(), rb.role_ref.name.clone()));
+            }
+        }
+    }
+    out
 }
 
 impl OkdBackend {
@@ -136,7 +198,33 @@ impl OkdBackend {
             settings,
             components,
             api,
+            snapshots: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    fn snapshots(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Snapshot>> {
+        self.snapshots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What this membership pass read of `ns`, if it is recent and nothing was written since.
+    fn snapshot(&self, ns: &str) -> Option<Snapshot> {
+        let mut all = self.snapshots();
+        all.retain(|_, s| s.at.elapsed() < SNAPSHOT_TTL);
+        all.get(ns).cloned()
+    }
+
+    /// Forget what was read of `ns` (before any write to it); the snapshot is handed back so
+    /// that a write that succeeds can put it back with what the API server answered.
+    fn written(&self, ns: &str) -> Option<Snapshot> {
+        self.snapshots().remove(ns)
+    }
+
+    /// Put back a snapshot after a successful write, changed by `update`.
+    fn rewritten(&self, ns: &str, snapshot: Option<Snapshot>, update: impl FnOnce(&mut Snapshot)) {
+        if let Some(mut s) = snapshot {
+            update(&mut s);
+            self.snapshots().insert(ns.to_owned(), s);
+        }
     }
 
     pub fn api(&self) -> &KubeApi {
@@ -161,138 +249,135 @@ impl OkdBackend {
         )
     }
 
-    fn annotations(&self, r: &ResourceView) -> Map<String, Value> {
-        let mut a = Map::new();
+    fn annotations(&self, r: &ResourceView) -> BTreeMap<String, String> {
+        let mut a = BTreeMap::new();
         let description = if r.name.is_empty() {
             r.backend_id.clone()
         } else {
             r.name.clone()
         };
-        a.insert("openshift.io/description".into(), json!(description));
-        a.insert("openshift.io/display-name".into(), json!(description));
-        a.insert("waldur/organization".into(), json!(self.organization_id(r)));
+        a.insert("openshift.io/description".into(), description.clone());
+        a.insert("openshift.io/display-name".into(), description);
+        a.insert("waldur/organization".into(), self.organization_id(r));
         if !r.project_slug.is_empty() {
-            a.insert("waldur/parent".into(), json!(self.parent_id(r)));
+            a.insert("waldur/parent".into(), self.parent_id(r));
         }
         if !r.uuid.is_empty() {
-            a.insert("waldur/resource-uuid".into(), json!(r.uuid));
+            a.insert("waldur/resource-uuid".into(), r.uuid.clone());
         }
         a
     }
 
     /// The namespace, `None` when absent or `Terminating` (on its way out).
-    async fn namespace(&self, ns: &str) -> BackendResult<Option<Value>> {
+    async fn namespace(&self, ns: &str) -> BackendResult<Option<Namespace>> {
         validate_namespace(ns)?;
-        let found = self.api.get_opt(&ns_path(ns)).await?;
-        Ok(found
-            .filter(|n| n.pointer("/status/phase").and_then(Value::as_str) != Some("Terminating")))
+        let found = self.api.get_opt(&self.api.namespaces(), ns).await?;
+        Ok(found.filter(|n| !terminating(n)))
     }
 
-    async fn read_quota(&self, ns: &str) -> BackendResult<QuotaView> {
-        let Some(object) = self.api.get_opt(&quota_path(ns)).await? else {
-            return Ok(QuotaView::default());
+    fn quota_view(&self, object: Option<ResourceQuota>) -> QuotaView {
+        let Some(object) = object else {
+            return QuotaView::default();
         };
         let state = annotation(&object, STATE_ANNOTATION).map(str::to_owned);
         let saved: Option<Limits> =
             annotation(&object, LIMITS_ANNOTATION).and_then(|s| serde_json::from_str(s).ok());
         let limits = match (&state, saved) {
             (Some(_), Some(saved)) => saved,
-            _ => object
-                .pointer("/spec/hard")
-                .and_then(Value::as_object)
-                .map(|h| quota::limits_from_hard(h, &self.components))
-                .unwrap_or_default(),
+            _ => quota::limits_from_hard(&hard_of(&object), &self.components),
         };
-        Ok(QuotaView {
+        QuotaView {
             object: Some(object),
             state,
             limits,
-        })
+        }
     }
 
-    /// Write `waldur-quota` (create, or replace with the `resourceVersion` read), then read it
-    /// back. Returns whether anything changed.
+    async fn read_quota(&self, ns: &str) -> BackendResult<QuotaView> {
+        let object = self.api.get_opt(&self.api.quotas(ns), QUOTA_NAME).await?;
+        Ok(self.quota_view(object))
+    }
+
+    /// Write `waldur-quota`: create it when `current` is `None`, else replace it with the
+    /// `resourceVersion` of `current` (the caller's read). The answer is the quota as stored,
+    /// checked against what was written. A 409 (changed or created meanwhile) reads it again,
+    /// at most 3 times. Returns the stored quota when anything changed, `None` when it already
+    /// was as asked.
     async fn write_quota(
         &self,
         ns: &str,
-        hard: Map<String, Value>,
+        current: Option<ResourceQuota>,
+        hard: Hard,
         state: Option<&str>,
         saved: &Limits,
-    ) -> BackendResult<bool> {
+    ) -> BackendResult<Option<ResourceQuota>> {
+        let snapshot = self.written(ns);
         let saved_text = serde_json::to_string(saved).unwrap_or_default();
-        for _attempt in 0..3 {
-            let current = self.api.get_opt(&quota_path(ns)).await?;
-            let mut annotations = Map::new();
-            annotations.insert(LIMITS_ANNOTATION.into(), json!(saved_text));
-            if let Some(s) = state {
-                annotations.insert(STATE_ANNOTATION.into(), json!(s));
+        let quotas = self.api.quotas(ns);
+        let mut current = current;
+        for attempt in 0..3 {
+            if attempt > 0 {
+                current = self.api.get_opt(&quotas, QUOTA_NAME).await?;
             }
-            match current {
+            let stored = match current.take() {
                 None => {
-                    let body = json!({
-                        "apiVersion": "v1", "kind": "ResourceQuota",
-                        "metadata": {"name": QUOTA_NAME, "namespace": ns,
-                                     "labels": managed_labels(), "annotations": annotations},
-                        "spec": {"hard": hard},
-                    });
-                    if self
-                        .api
-                        .create(&format!("/api/v1/namespaces/{ns}/resourcequotas"), body)
-                        .await?
-                        .is_none()
-                    {
-                        continue; // created meanwhile: read it and replace
+                    let mut annotations = BTreeMap::new();
+                    annotations.insert(LIMITS_ANNOTATION.to_owned(), saved_text.clone());
+                    if let Some(s) = state {
+                        annotations.insert(STATE_ANNOTATION.to_owned(), s.to_owned());
                     }
+                    let object = ResourceQuota {
+                        metadata: ObjectMeta {
+                            name: Some(QUOTA_NAME.to_owned()),
+                            namespace: Some(ns.to_owned()),
+                            labels: Some(managed_labels()),
+                            annotations: Some(annotations),
+                            ..ObjectMeta::default()
+                        },
+                        spec: Some(ResourceQuotaSpec {
+                            hard: Some(hard.clone()),
+                            ..ResourceQuotaSpec::default()
+                        }),
+                        status: None,
+                    };
+                    self.api.create(&quotas, &object).await?
                 }
                 Some(mut object) => {
-                    let old_hard = object
-                        .pointer("/spec/hard")
-                        .and_then(Value::as_object)
-                        .cloned()
-                        .unwrap_or_default();
-                    let mut old_annotations = object
-                        .pointer("/metadata/annotations")
-                        .and_then(Value::as_object)
-                        .cloned()
-                        .unwrap_or_default();
-                    let same_annotations = old_annotations.get(STATE_ANNOTATION)
-                        == annotations.get(STATE_ANNOTATION)
-                        && old_annotations.get(LIMITS_ANNOTATION)
-                            == annotations.get(LIMITS_ANNOTATION);
-                    if same_hard(&old_hard, &hard) && same_annotations {
-                        return Ok(false);
+                    let same_annotations = annotation(&object, STATE_ANNOTATION) == state
+                        && annotation(&object, LIMITS_ANNOTATION) == Some(saved_text.as_str());
+                    if quota::same_hard(&hard_of(&object), &hard) && same_annotations {
+                        self.rewritten(ns, snapshot, |s| s.quota = Some(object));
+                        return Ok(None);
                     }
-                    old_annotations.remove(STATE_ANNOTATION);
-                    old_annotations.extend(annotations);
-                    object["metadata"]["annotations"] = Value::Object(old_annotations);
-                    object["spec"] = json!({"hard": hard});
-                    if let Some(o) = object.as_object_mut() {
-                        o.remove("status");
+                    let annotations = object.metadata.annotations.get_or_insert_default();
+                    annotations.remove(STATE_ANNOTATION);
+                    if let Some(s) = state {
+                        annotations.insert(STATE_ANNOTATION.to_owned(), s.to_owned());
                     }
-                    if self.api.replace(&quota_path(ns), object).await?.is_none() {
-                        continue; // stale resourceVersion: read again
-                    }
+                    annotations.insert(LIMITS_ANNOTATION.to_owned(), saved_text.clone());
+                    object.spec = Some(ResourceQuotaSpec {
+                        hard: Some(hard.clone()),
+                        ..ResourceQuotaSpec::default()
+                    });
+                    object.status = None;
+                    self.api.replace(&quotas, &object).await?
                 }
-            }
-            // Confirm by reading back.
-            let back = self.api.get_opt(&quota_path(ns)).await?.ok_or_else(|| {
-                BackendError::Transient(format!(
-                    "offering '{}': quota {QUOTA_NAME} in '{ns}' is missing right after it was written",
-                    self.offering
-                ))
-            })?;
-            let back_hard = back
-                .pointer("/spec/hard")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            if !same_hard(&back_hard, &hard) || annotation(&back, STATE_ANNOTATION) != state {
+            };
+            let Some(stored) = stored else {
+                continue; // 409: read it again
+            };
+            // The answer is what the API server stored: it confirms the write.
+            let stored_hard = hard_of(&stored);
+            if !quota::same_hard(&stored_hard, &hard)
+                || annotation(&stored, STATE_ANNOTATION) != state
+            {
                 return Err(BackendError::Transient(format!(
-                    "offering '{}': quota {QUOTA_NAME} in '{ns}' reads back {back_hard:?}, not what was written",
+                    "offering '{}': quota {QUOTA_NAME} in '{ns}' was stored as {stored_hard:?}, not as written",
                     self.offering
                 )));
             }
-            return Ok(true);
+            self.rewritten(ns, snapshot, |s| s.quota = Some(stored.clone()));
+            return Ok(Some(stored));
         }
         Err(BackendError::Transient(format!(
             "offering '{}': quota {QUOTA_NAME} in '{ns}' kept changing under the agent (409 three times)",
@@ -300,48 +385,21 @@ impl OkdBackend {
         )))
     }
 
-    /// Users bound by the agent's RoleBindings: name → (binding name, ClusterRole).
-    async fn bindings(&self, ns: &str) -> BackendResult<BTreeMap<String, Vec<(String, String)>>> {
-        let list = self
-            .api
-            .send(
-                Request::get(rb_path(ns))
-                    .query("labelSelector", &format!("{MANAGED_BY}={MANAGER}")),
-            )
-            .await?;
-        let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-        for rb in items(&list) {
-            let name = rb
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let role = rb
-                .pointer("/roleRef/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            for s in rb
-                .get("subjects")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-            {
-                if s.get("kind").and_then(Value::as_str) == Some("User")
-                    && let Some(user) = s.get("name").and_then(Value::as_str)
-                {
-                    out.entry(user.to_owned())
-                        .or_default()
-                        .push((name.clone(), role.clone()));
-                }
-            }
-        }
-        Ok(out)
+    /// The agent's RoleBindings in `ns`, by user.
+    async fn bindings(&self, ns: &str) -> BackendResult<Bindings> {
+        let list = self.api.list_managed(&self.api.rolebindings(ns)).await?;
+        Ok(bindings_of(&list))
     }
 
-    async fn info(&self, ns: &str, namespace: &Value) -> BackendResult<BackendResourceInfo> {
-        let quota = self.read_quota(ns).await?;
-        let users: Vec<String> = self.bindings(ns).await?.into_keys().collect();
+    /// The resource as Waldur sees it, from objects already read (or just written).
+    async fn info(
+        &self,
+        ns: &str,
+        namespace: &Namespace,
+        quota: QuotaView,
+        bindings: &Bindings,
+    ) -> BackendResult<BackendResourceInfo> {
+        let users: Vec<String> = bindings.keys().cloned().collect();
         let mut meta = Map::new();
         meta.insert("name".into(), json!(ns));
         meta.insert(
@@ -357,8 +415,7 @@ impl OkdBackend {
             quota
                 .object
                 .as_ref()
-                .and_then(|q| q.pointer("/spec/hard"))
-                .cloned()
+                .map(|q| serde_json::to_value(hard_of(q)).unwrap_or_else(|_| json!({})))
                 .unwrap_or_else(|| json!({})),
         );
         meta.insert("users".into(), json!(users));
@@ -385,53 +442,61 @@ impl OkdBackend {
         })
     }
 
-    async fn create_namespace(&self, r: &ResourceView, ns: &str) -> BackendResult<()> {
+    /// Create the project (OpenShift) or namespace; the answer (of the PATCH that adds the
+    /// annotations OpenShift's project template drops, or of the POST) is the namespace.
+    async fn create_namespace(&self, r: &ResourceView, ns: &str) -> BackendResult<Namespace> {
         let annotations = self.annotations(r);
-        let display = annotations
-            .get("openshift.io/display-name")
-            .cloned()
-            .unwrap_or_default();
+        let duplicate = || BackendError::Duplicate {
+            backend_id: ns.to_owned(),
+        };
         if self.api.openshift().await? {
-            let body = json!({
-                "kind": "ProjectRequest", "apiVersion": "project.openshift.io/v1",
-                "metadata": {"name": ns, "annotations": annotations.clone()},
-                "displayName": display, "description": display,
-            });
+            let display = annotations
+                .get("openshift.io/display-name")
+                .cloned()
+                .unwrap_or_default();
+            let mut request = DynamicObject::new(ns, &project_request_resource())
+                .data(json!({"displayName": display.clone(), "description": display}));
+            request.metadata.annotations = Some(annotations.clone());
             if self
                 .api
-                .create("/apis/project.openshift.io/v1/projectrequests", body)
+                .create(&self.api.project_requests(), &request)
                 .await?
                 .is_none()
             {
-                return Err(BackendError::Duplicate {
-                    backend_id: ns.to_owned(),
-                });
+                return Err(duplicate());
             }
             // OpenShift's project template does not copy the request's annotations.
             self.api
                 .merge_patch(
-                    &ns_path(ns),
-                    json!({"metadata": {"labels": managed_labels(), "annotations": annotations}}),
+                    &self.api.namespaces(),
+                    ns,
+                    &json!({"metadata": {"labels": managed_labels(), "annotations": annotations}}),
                 )
-                .await?;
+                .await
         } else {
-            let body = json!({
-                "apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": ns, "labels": managed_labels(), "annotations": annotations},
-            });
-            if self.api.create("/api/v1/namespaces", body).await?.is_none() {
-                return Err(BackendError::Duplicate {
-                    backend_id: ns.to_owned(),
-                });
-            }
+            let namespace = Namespace {
+                metadata: ObjectMeta {
+                    name: Some(ns.to_owned()),
+                    labels: Some(managed_labels()),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            };
+            self.api
+                .create(&self.api.namespaces(), &namespace)
+                .await?
+                .ok_or_else(duplicate)
         }
-        Ok(())
     }
 
     async fn set_state(&self, r: &ResourceView, state: &str, amount: i64) -> BackendResult<bool> {
         let ns = &r.backend_id;
         validate_namespace(ns)?;
-        let quota = self.read_quota(ns).await?;
+        let quota = match self.snapshot(ns) {
+            Some(s) => self.quota_view(s.quota),
+            None => self.read_quota(ns).await?,
+        };
         if quota.state.as_deref() == Some(state) {
             return Ok(false);
         }
@@ -445,18 +510,17 @@ impl OkdBackend {
         } else {
             saved.keys().cloned().collect()
         };
-        self.write_quota(ns, quota::uniform_hard(&keys, amount), Some(state), &saved)
-            .await
+        Ok(self
+            .write_quota(
+                ns,
+                quota.object,
+                quota::uniform_hard(&keys, amount),
+                Some(state),
+                &saved,
+            )
+            .await?
+            .is_some())
     }
-}
-
-/// Two `spec.hard` maps hold the same quantities (`1000m` = `1`).
-fn same_hard(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
-    a.len() == b.len()
-        && a.iter().all(|(k, v)| {
-            let q = |v: &Value| v.as_str().and_then(quota::parse_quantity);
-            b.get(k).is_some_and(|w| q(v).is_some() && q(v) == q(w))
-        })
 }
 
 #[async_trait]
@@ -500,18 +564,12 @@ impl BackendHealth for OkdBackend {
                 Err(e) => e.to_string(),
             },
         });
-        let list = self
-            .api
-            .send(
-                Request::get("/api/v1/namespaces")
-                    .query("labelSelector", &format!("{MANAGED_BY}={MANAGER}")),
-            )
-            .await;
+        let list = self.api.list_managed(&self.api.namespaces()).await;
         checks.push(Check {
             name: "projects".into(),
             ok: list.is_ok(),
             detail: match list {
-                Ok(l) => format!("{} managed projects", items(&l).len()),
+                Ok(l) => format!("{} managed projects", l.len()),
                 Err(e) => e.to_string(),
             },
         });
@@ -542,10 +600,24 @@ impl OrderBackend for OkdBackend {
             return Ok(None);
         }
         let ns = &resource.backend_id;
-        match self.namespace(ns).await? {
-            Some(n) => Ok(Some(self.info(ns, &n).await?)),
-            None => Ok(None),
-        }
+        let Some(namespace) = self.namespace(ns).await? else {
+            return Ok(None);
+        };
+        let quota = self.api.get_opt(&self.api.quotas(ns), QUOTA_NAME).await?;
+        let bindings = self.bindings(ns).await?;
+        self.snapshots().insert(
+            ns.to_owned(),
+            Snapshot {
+                at: Instant::now(),
+                namespace: namespace.clone(),
+                quota: quota.clone(),
+                bindings: bindings.clone(),
+            },
+        );
+        Ok(Some(
+            self.info(ns, &namespace, self.quota_view(quota), &bindings)
+                .await?,
+        ))
     }
 
     fn check_limits(&self, _resource: &ResourceView, limits: &Limits) -> BackendResult<()> {
@@ -556,27 +628,33 @@ impl OrderBackend for OkdBackend {
     async fn create_resource(&self, request: CreateRequest) -> BackendResult<BackendResourceInfo> {
         let ns = request.backend_id.clone();
         validate_namespace(&ns)?;
+        let _ = self.written(&ns);
         let site = quota::site_limits(&request.resource.limits, &self.components)?;
         let mut resource = request.resource.clone();
         resource.backend_id = ns.clone();
-        self.create_namespace(&resource, &ns).await?;
-        if !site.is_empty() {
-            self.write_quota(
-                &ns,
-                quota::hard_from_site(&site),
-                None,
-                &request.resource.limits,
-            )
-            .await?;
-        }
-        let namespace = self.namespace(&ns).await?.ok_or_else(|| {
-            BackendError::Transient(format!(
-                "offering '{}': project '{ns}' is missing right after it was created",
-                self.offering
-            ))
-        })?;
+        let namespace = self.create_namespace(&resource, &ns).await?;
+        // A namespace just made holds no quota and none of the agent's RoleBindings: the quota
+        // is created without a read, and the answers describe the resource.
+        let quota = if site.is_empty() {
+            QuotaView::default()
+        } else {
+            let stored = self
+                .write_quota(
+                    &ns,
+                    None,
+                    quota::hard_from_site(&site),
+                    None,
+                    &request.resource.limits,
+                )
+                .await?;
+            match stored {
+                Some(stored) => self.quota_view(Some(stored)),
+                // Already as asked (someone made it between our create and our write).
+                None => self.read_quota(&ns).await?,
+            }
+        };
         tracing::info!(offering = %self.offering, project = %ns, "created OKD project");
-        self.info(&ns, &namespace).await
+        self.info(&ns, &namespace, quota, &Bindings::new()).await
     }
 
     async fn set_limits(&self, resource: &ResourceView, limits: &Limits) -> BackendResult<()> {
@@ -584,23 +662,16 @@ impl OrderBackend for OkdBackend {
         validate_namespace(ns)?;
         let site = quota::site_limits(limits, &self.components)?;
         let current = self.read_quota(ns).await?;
-        match current.state.as_deref() {
+        let (hard, state) = match current.state.as_deref() {
             // Paused or downscaled: keep the reduced quota, remember the new limits.
-            Some(state) => {
-                let hard = current
-                    .object
-                    .as_ref()
-                    .and_then(|q| q.pointer("/spec/hard"))
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default();
-                self.write_quota(ns, hard, Some(state), limits).await?;
-            }
-            None => {
-                self.write_quota(ns, quota::hard_from_site(&site), None, limits)
-                    .await?;
-            }
-        }
+            Some(state) => (
+                current.object.as_ref().map(hard_of).unwrap_or_default(),
+                Some(state.to_owned()),
+            ),
+            None => (quota::hard_from_site(&site), None),
+        };
+        self.write_quota(ns, current.object, hard, state.as_deref(), limits)
+            .await?;
         Ok(())
     }
 
@@ -610,16 +681,23 @@ impl OrderBackend for OkdBackend {
             return Ok(());
         }
         validate_namespace(ns)?;
-        let path = if self.api.openshift().await? {
-            format!("/apis/project.openshift.io/v1/projects/{ns}")
+        let _ = self.written(ns);
+        if self.api.openshift().await? {
+            self.api.delete(&self.api.projects(), ns).await?;
         } else {
-            ns_path(ns)
-        };
-        self.api.delete(&path).await?;
-        // Terminating until its content is gone: wait for it, within delete_wait.
+            self.api.delete(&self.api.namespaces(), ns).await?;
+        }
+        // Terminating until its content is gone: wait for it, within delete_wait, asking at
+        // 25 ms, then twice as long each time up to 1 s.
         let deadline = Instant::now() + self.settings.delete_wait;
+        let mut pause = Duration::from_millis(25);
         loop {
-            if self.api.get_opt(&ns_path(ns)).await?.is_none() {
+            if self
+                .api
+                .get_opt(&self.api.namespaces(), ns)
+                .await?
+                .is_none()
+            {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -627,20 +705,75 @@ impl OrderBackend for OkdBackend {
                     "project still Terminating after delete_wait_seconds; the cluster finishes it");
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 }
 
 #[async_trait]
 impl MembershipBackend for OkdBackend {
+    /// Few resources: read each (namespace, quota, RoleBindings). More: one list each of the
+    /// agent's namespaces, of the `waldur-quota` quotas and of the agent's RoleBindings; a
+    /// resource whose namespace is not in the list (created without the agent's label) is
+    /// read on its own.
     async fn pull_resources(
         &self,
         resources: &[ResourceView],
     ) -> BackendResult<BTreeMap<String, BackendResourceInfo>> {
         let mut out = BTreeMap::new();
+        if resources.len() < LIST_FROM {
+            for r in resources {
+                if let Some(info) = OrderBackend::pull_resource(self, r).await? {
+                    out.insert(info.backend_id.clone(), info);
+                }
+            }
+            return Ok(out);
+        }
+        let namespaces: BTreeMap<String, Namespace> = self
+            .api
+            .list_managed(&self.api.namespaces())
+            .await?
+            .into_iter()
+            .filter_map(|n| Some((n.metadata.name.clone()?, n)))
+            .collect();
+        let mut quotas: BTreeMap<String, ResourceQuota> = self
+            .api
+            .list_named(&self.api.all_quotas(), QUOTA_NAME)
+            .await?
+            .into_iter()
+            .filter_map(|q| Some((q.metadata.namespace.clone()?, q)))
+            .collect();
+        let mut bindings: BTreeMap<String, Vec<RoleBinding>> = BTreeMap::new();
+        for rb in self.api.list_managed(&self.api.all_rolebindings()).await? {
+            if let Some(ns) = rb.metadata.namespace.clone() {
+                bindings.entry(ns).or_default().push(rb);
+            }
+        }
         for r in resources {
-            if let Some(info) = OrderBackend::pull_resource(self, r).await? {
+            let ns = r.backend_id.trim();
+            if ns.is_empty() || validate_namespace(ns).is_err() {
+                continue;
+            }
+            let info = match namespaces.get(ns) {
+                Some(n) if terminating(n) => None,
+                Some(n) => {
+                    let quota = quotas.remove(ns);
+                    let b = bindings_of(bindings.get(ns).map_or(&[], Vec::as_slice));
+                    self.snapshots().insert(
+                        ns.to_owned(),
+                        Snapshot {
+                            at: Instant::now(),
+                            namespace: n.clone(),
+                            quota: quota.clone(),
+                            bindings: b.clone(),
+                        },
+                    );
+                    Some(self.info(ns, n, self.quota_view(quota), &b).await?)
+                }
+                None => OrderBackend::pull_resource(self, r).await?,
+            };
+            if let Some(info) = info {
                 out.insert(info.backend_id.clone(), info);
             }
         }
@@ -654,8 +787,15 @@ impl MembershipBackend for OkdBackend {
     ) -> BackendResult<Vec<String>> {
         let ns = &resource.backend_id;
         validate_namespace(ns)?;
-        let existing = self.bindings(ns).await?;
-        let mut wanted = Vec::new();
+        let snapshot = self.written(ns);
+        let rolebindings = self.api.rolebindings(ns);
+        // The membership pass's read when recent (see SNAPSHOT_TTL), else one list.
+        let existing = match fresh(snapshot.as_ref()) {
+            Some(s) => s.bindings.clone(),
+            None => self.bindings(ns).await?,
+        };
+        let mut now = existing.clone();
+        let mut granted = Vec::new();
         for user in users {
             if let Err(e) = validate_site_name("OKD user name", &user.username) {
                 tracing::warn!(offering = %self.offering, error = %e, "user skipped");
@@ -665,31 +805,67 @@ impl MembershipBackend for OkdBackend {
             let name = rolebinding_name(&user.username);
             let have = existing.get(&user.username).cloned().unwrap_or_default();
             if have.iter().any(|(n, r)| *n == name && *r == role) {
-                wanted.push(user.username.clone());
+                granted.push(user.username.clone());
                 continue;
             }
             // A binding with another role: roleRef is immutable, so replace it.
             for (n, _) in &have {
-                self.api.delete(&format!("{}/{n}", rb_path(ns))).await?;
+                self.api.delete(&rolebindings, n).await?;
             }
-            let body = json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                "metadata": {"name": name, "namespace": ns, "labels": managed_labels(),
-                             "annotations": {USER_ANNOTATION: user.username}},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user.username}],
-            });
-            if self.api.create(&rb_path(ns), body.clone()).await?.is_none() {
-                // Someone else's binding under that name: replace it.
-                self.api.delete(&format!("{}/{name}", rb_path(ns))).await?;
-                self.api.create(&rb_path(ns), body).await?;
+            let binding = RoleBinding {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(ns.clone()),
+                    labels: Some(managed_labels()),
+                    annotations: Some(BTreeMap::from([(
+                        USER_ANNOTATION.to_owned(),
+                        user.username.clone(),
+                    )])),
+                    ..ObjectMeta::default()
+                },
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "ClusterRole".into(),
+                    name: role.clone(),
+                },
+                subjects: Some(vec![Subject {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "User".into(),
+                    name: user.username.clone(),
+                    namespace: None,
+                }]),
+            };
+            let mut created = self.api.create(&rolebindings, &binding).await?;
+            if created.is_none() {
+                // A binding under that name already: kept when it grants the same (made
+                // meanwhile, or without the agent's label), else replaced.
+                let found = self.api.get_opt(&rolebindings, &name).await?;
+                if let Some(found) = found.filter(|rb| grants(rb, &user.username, &role)) {
+                    created = Some(found);
+                } else {
+                    self.api.delete(&rolebindings, &name).await?;
+                    created = self.api.create(&rolebindings, &binding).await?;
+                }
+            }
+            // The answer is the binding as stored: it confirms the grant.
+            let Some(created) = created else {
+                return Err(BackendError::Transient(format!(
+                    "offering '{}': RoleBinding '{name}' in '{ns}' is recreated by someone else as the agent replaces it",
+                    self.offering
+                )));
+            };
+            if created.role_ref.name != role {
+                return Err(BackendError::Transient(format!(
+                    "offering '{}': RoleBinding '{name}' in '{ns}' was stored with ClusterRole '{}', not '{role}'",
+                    self.offering, created.role_ref.name
+                )));
             }
             tracing::info!(offering = %self.offering, project = %ns, user = %user.username, role = %role, "RoleBinding created");
-            wanted.push(user.username.clone());
+            now.insert(user.username.clone(), vec![(name, role)]);
+            granted.push(user.username.clone());
         }
-        // Confirm by reading back.
-        let now = self.bindings(ns).await?;
-        Ok(wanted.into_iter().filter(|u| now.contains_key(u)).collect())
+        self.rewritten(ns, snapshot, |s| s.bindings = now);
+        Ok(granted)
     }
 
     async fn remove_users(
@@ -699,19 +875,21 @@ impl MembershipBackend for OkdBackend {
     ) -> BackendResult<Vec<String>> {
         let ns = &resource.backend_id;
         validate_namespace(ns)?;
-        let existing = self.bindings(ns).await?;
+        let snapshot = self.written(ns);
+        let rolebindings = self.api.rolebindings(ns);
+        // A revocation reads the site, never a snapshot: a binding made since (by another
+        // agent process) must not survive it.
+        let mut existing = self.bindings(ns).await?;
         for user in usernames {
             for (name, _) in existing.get(user).cloned().unwrap_or_default() {
-                self.api.delete(&format!("{}/{name}", rb_path(ns))).await?;
+                // Deleted now, or already gone (404): either way the user has no access.
+                self.api.delete(&rolebindings, &name).await?;
                 tracing::info!(offering = %self.offering, project = %ns, user = %user, "RoleBinding removed");
             }
+            existing.remove(user);
         }
-        let now = self.bindings(ns).await?;
-        Ok(usernames
-            .iter()
-            .filter(|u| !now.contains_key(*u))
-            .cloned()
-            .collect())
+        self.rewritten(ns, snapshot, |s| s.bindings = existing);
+        Ok(usernames.to_vec())
     }
 
     async fn pause(&self, resource: &ResourceView) -> BackendResult<bool> {
@@ -722,10 +900,15 @@ impl MembershipBackend for OkdBackend {
         self.set_state(resource, "downscaled", 1).await
     }
 
+    /// Called for every resource in every membership pass: the pass's own read answers it when
+    /// it is recent (no request for a resource that is not paused).
     async fn restore(&self, resource: &ResourceView) -> BackendResult<bool> {
         let ns = &resource.backend_id;
         validate_namespace(ns)?;
-        let quota = self.read_quota(ns).await?;
+        let quota = match self.snapshot(ns) {
+            Some(s) => self.quota_view(s.quota),
+            None => self.read_quota(ns).await?,
+        };
         if quota.state.is_none() {
             return Ok(false);
         }
@@ -736,14 +919,29 @@ impl MembershipBackend for OkdBackend {
             quota.limits
         };
         let site = quota::site_limits(&limits, &self.components)?;
-        self.write_quota(ns, quota::hard_from_site(&site), None, &limits)
-            .await
+        Ok(self
+            .write_quota(
+                ns,
+                quota.object,
+                quota::hard_from_site(&site),
+                None,
+                &limits,
+            )
+            .await?
+            .is_some())
     }
 
     async fn resource_metadata(
         &self,
         resource: &ResourceView,
     ) -> BackendResult<Map<String, Value>> {
+        let ns = &resource.backend_id;
+        if let Some(s) = self.snapshot(ns) {
+            let info = self
+                .info(ns, &s.namespace, self.quota_view(s.quota), &s.bindings)
+                .await?;
+            return Ok(info.backend_metadata);
+        }
         Ok(OrderBackend::pull_resource(self, resource)
             .await?
             .map(|i| i.backend_metadata)
@@ -764,19 +962,37 @@ impl UsageBackend for OkdBackend {
         if (now.year(), now.month()) != (period.year, period.month) {
             return Ok(out);
         }
-        for id in backend_ids {
-            if validate_namespace(id).is_err() {
-                tracing::warn!(offering = %self.offering, id = %id, "not an OKD project name; no usage");
-                continue;
-            }
-            let Some(q) = self.api.get_opt(&quota_path(id)).await? else {
+        let ids: Vec<&String> = backend_ids
+            .iter()
+            .filter(|id| {
+                let ok = validate_namespace(id).is_ok();
+                if !ok {
+                    tracing::warn!(offering = %self.offering, id = %id, "not an OKD project name; no usage");
+                }
+                ok
+            })
+            .collect();
+        // Many resources: one list of `waldur-quota` in every namespace; few: one read each.
+        let mut listed: Option<BTreeMap<String, ResourceQuota>> = None;
+        if ids.len() >= LIST_FROM {
+            listed = Some(
+                self.api
+                    .list_named(&self.api.all_quotas(), QUOTA_NAME)
+                    .await?
+                    .into_iter()
+                    .filter_map(|q| Some((q.metadata.namespace.clone()?, q)))
+                    .collect(),
+            );
+        }
+        for id in ids {
+            let found = match listed.as_mut() {
+                Some(all) => all.remove(id.as_str()),
+                None => self.api.get_opt(&self.api.quotas(id), QUOTA_NAME).await?,
+            };
+            let Some(q) = found else {
                 continue;
             };
-            let used = q
-                .pointer("/status/used")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
+            let used = q.status.and_then(|s| s.used).unwrap_or_default();
             let mut site = quota::usage_from_used(&used);
             if !self.components.is_empty() {
                 site.retain(|k, _| self.components.contains_key(k));

@@ -1,14 +1,27 @@
-//! A small Kubernetes/OpenShift API client on the kit's [`RestClient`] (JSON objects as
-//! `serde_json::Value`; no kube-rs, see `docs/backends/okd.md`).
+//! The Kubernetes/OpenShift API of one offering: kube-rs (`kube` + `k8s-openapi`) on the kit
+//! (`kube-kit`: TLS or a CA bundle, `global_proxy`, timeouts, retries, request counter `okd`,
+//! the four token sources). Core objects are typed (`Namespace`, `ResourceQuota`,
+//! `RoleBinding`); OpenShift's `project.openshift.io/v1` `projects` and `projectrequests` are
+//! dynamic objects. Every failure becomes a `BackendError` here, once.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::{Arc, OnceLock};
 
 use backend_api::BackendError;
 use http_kit::{
-    AuthScheme, FileToken, HttpError, HttpSettings, OAuth2Grant, OAuth2Token, Request, RestClient,
+    AuthScheme, FileToken, HttpError, HttpSettings, OAuth2Grant, OAuth2Token, RestClient,
     RetryPolicy, StaticToken, TokenSource,
 };
-use serde_json::{Value, json};
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
+use kube::core::Resource;
+use kube_kit::Kube;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
 use crate::settings::{ClusterType, OkdSettings, TokenConfig, Verify};
@@ -16,22 +29,53 @@ use crate::settings::{ClusterType, OkdSettings, TokenConfig, Verify};
 /// Label put on everything the agent creates.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "waldur-site-agent";
+/// The label selector of the agent's objects.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=waldur-site-agent";
+const OPENSHIFT_GROUP: &str = "project.openshift.io";
+/// Largest answer read (a cluster-wide list of the agent's objects stays far below).
+const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Reads a Kubernetes `Status` body (`{"kind":"Status","reason":..,"message":..}`).
-pub fn status_message(body: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(body).ok()?;
-    let message = v.get("message")?.as_str()?;
-    let reason = v.get("reason").and_then(Value::as_str).unwrap_or("");
-    Some(if reason.is_empty() {
-        message.to_owned()
-    } else {
-        format!("{reason}: {message}")
-    })
+/// `projects` of `project.openshift.io/v1` (cluster-scoped).
+pub fn project_resource() -> ApiResource {
+    ApiResource {
+        group: OPENSHIFT_GROUP.into(),
+        version: "v1".into(),
+        api_version: format!("{OPENSHIFT_GROUP}/v1"),
+        kind: "Project".into(),
+        plural: "projects".into(),
+    }
+}
+
+/// `projectrequests` of `project.openshift.io/v1` (cluster-scoped, create only).
+pub fn project_request_resource() -> ApiResource {
+    ApiResource {
+        group: OPENSHIFT_GROUP.into(),
+        version: "v1".into(),
+        api_version: format!("{OPENSHIFT_GROUP}/v1"),
+        kind: "ProjectRequest".into(),
+        plural: "projectrequests".into(),
+    }
+}
+
+/// The labels of the agent's objects.
+pub fn managed_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([(MANAGED_BY.to_owned(), MANAGER.to_owned())])
+}
+
+/// `metadata.annotations[key]` of any object.
+pub fn annotation<'a, K: Resource>(obj: &'a K, key: &str) -> Option<&'a str> {
+    obj.meta()
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
 }
 
 /// The API client of one offering.
 pub struct KubeApi {
     rest: RestClient,
+    /// Built on first use (kube-rs starts a task, so it needs the runtime).
+    kube: OnceLock<Kube>,
     context: String,
     principal: String,
     hint: &'static str,
@@ -39,7 +83,7 @@ pub struct KubeApi {
     openshift: OnceCell<bool>,
 }
 
-impl std::fmt::Debug for KubeApi {
+impl Debug for KubeApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KubeApi")
             .field("rest", &self.rest)
@@ -50,7 +94,7 @@ impl std::fmt::Debug for KubeApi {
 
 impl KubeApi {
     /// Build the client: TLS (verify, off, or a CA bundle), proxy, timeouts, retries, the token
-    /// source. No network traffic.
+    /// source. No network traffic; setup problems (CA bundle, proxy) are errors now.
     pub fn new(
         offering: &str,
         settings: &OkdSettings,
@@ -70,7 +114,8 @@ impl KubeApi {
             max_retries: settings.max_retries,
             ..RetryPolicy::default()
         };
-        let base = RestClient::new(&http)?.with_error_body(status_message);
+        http.max_response_bytes = MAX_RESPONSE_BYTES;
+        let base = RestClient::new(&http)?;
         let (auth, principal, hint): (Arc<dyn TokenSource>, String, &'static str) = match &settings
             .token
         {
@@ -110,6 +155,7 @@ impl KubeApi {
         };
         Ok(KubeApi {
             rest: base.with_auth(auth),
+            kube: OnceLock::new(),
             context,
             principal,
             hint,
@@ -118,13 +164,55 @@ impl KubeApi {
         })
     }
 
-    pub fn rest(&self) -> &RestClient {
-        &self.rest
+    fn kube(&self) -> &Kube {
+        self.kube
+            .get_or_init(|| Kube::from_rest(self.rest.clone(), MAX_RESPONSE_BYTES, "default"))
     }
 
-    fn map_error(&self, e: HttpError) -> BackendError {
+    /// `<service> at <api_url>` for messages.
+    pub fn target(&self) -> String {
+        self.rest.target()
+    }
+
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    pub fn namespaces(&self) -> Api<Namespace> {
+        Api::all(self.kube().client())
+    }
+
+    pub fn quotas(&self, ns: &str) -> Api<ResourceQuota> {
+        Api::namespaced(self.kube().client(), ns)
+    }
+
+    /// `waldur-quota` objects of every namespace (one list for many resources).
+    pub fn all_quotas(&self) -> Api<ResourceQuota> {
+        Api::all(self.kube().client())
+    }
+
+    pub fn rolebindings(&self, ns: &str) -> Api<RoleBinding> {
+        Api::namespaced(self.kube().client(), ns)
+    }
+
+    pub fn all_rolebindings(&self) -> Api<RoleBinding> {
+        Api::all(self.kube().client())
+    }
+
+    pub fn projects(&self) -> Api<DynamicObject> {
+        Api::all_with(self.kube().client(), &project_resource())
+    }
+
+    pub fn project_requests(&self) -> Api<DynamicObject> {
+        Api::all_with(self.kube().client(), &project_request_resource())
+    }
+
+    /// The one mapping of a failed call: 401 (after the kit's one renewal for file and OAuth
+    /// tokens) → configuration error naming the token source; 403 → permission error (never a
+    /// token refresh); the rest as the kit classifies it (5xx, 429, unreachable: transient).
+    fn error(&self, what: &str, e: kube::Error) -> BackendError {
+        let e: HttpError = self.kube().error(what, e);
         match e.status() {
-            // After the kit's one renewal (file and OAuth tokens): the credentials are wrong.
             Some(401) => self
                 .rest
                 .auth_rejected(&self.principal, 401, self.hint)
@@ -137,63 +225,92 @@ impl KubeApi {
         }
     }
 
-    /// Send; errors mapped (401 → configuration error naming the token source, 403 →
-    /// permission error, never a token refresh).
-    pub async fn send(&self, request: Request) -> Result<Value, BackendError> {
-        let resp = self
-            .rest
-            .send(request)
-            .await
-            .map_err(|e| self.map_error(e))?;
-        if resp.body.is_empty() {
-            return Ok(Value::Null);
-        }
-        resp.value().map_err(|e| self.map_error(e))
-    }
-
     /// `Ok(None)` on 404; every other error is an error (a 5xx is not "absent").
-    pub async fn get_opt(&self, path: &str) -> Result<Option<Value>, BackendError> {
-        match self.rest.send(Request::get(path)).await {
-            Ok(resp) => Ok(Some(resp.value().map_err(|e| self.map_error(e))?)),
-            Err(e) if e.status() == Some(404) => Ok(None),
-            Err(e) => Err(self.map_error(e)),
+    pub async fn get_opt<K>(&self, api: &Api<K>, name: &str) -> Result<Option<K>, BackendError>
+    where
+        K: Resource + Clone + DeserializeOwned + Debug,
+    {
+        match api.get(name).await {
+            Ok(obj) => Ok(Some(obj)),
+            Err(e) if code(&e) == Some(404) => Ok(None),
+            Err(e) => Err(self.error(&format!("GET {}", path(api, name)), e)),
         }
     }
 
-    /// `Ok(None)` when the object already exists (409).
-    pub async fn create(&self, path: &str, body: Value) -> Result<Option<Value>, BackendError> {
-        match self.rest.send(Request::post(path).json(body)).await {
-            Ok(resp) => Ok(Some(resp.value().map_err(|e| self.map_error(e))?)),
-            Err(e) if e.status() == Some(409) => Ok(None),
-            Err(e) => Err(self.map_error(e)),
+    /// The answer is the object as stored; `Ok(None)` when it already exists (409).
+    pub async fn create<K>(&self, api: &Api<K>, obj: &K) -> Result<Option<K>, BackendError>
+    where
+        K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+    {
+        let name = obj.meta().name.clone().unwrap_or_default();
+        match api.create(&PostParams::default(), obj).await {
+            Ok(obj) => Ok(Some(obj)),
+            Err(e) if code(&e) == Some(409) => Ok(None),
+            Err(e) => Err(self.error(&format!("POST {}", path(api, &name)), e)),
         }
     }
 
-    /// `Ok(false)` when there was nothing to delete.
-    pub async fn delete(&self, path: &str) -> Result<bool, BackendError> {
-        match self.rest.send(Request::delete(path)).await {
+    /// PUT with the object's `resourceVersion`; the answer is the object as stored; `Ok(None)`
+    /// on a 409 (someone wrote it since it was read).
+    pub async fn replace<K>(&self, api: &Api<K>, obj: &K) -> Result<Option<K>, BackendError>
+    where
+        K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+    {
+        let name = obj.meta().name.clone().unwrap_or_default();
+        match api.replace(&name, &PostParams::default(), obj).await {
+            Ok(obj) => Ok(Some(obj)),
+            Err(e) if code(&e) == Some(409) => Ok(None),
+            Err(e) => Err(self.error(&format!("PUT {}", path(api, &name)), e)),
+        }
+    }
+
+    /// A JSON merge patch; the answer is the object as stored.
+    pub async fn merge_patch<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<K, BackendError>
+    where
+        K: Resource + Clone + DeserializeOwned + Debug,
+    {
+        api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(|e| self.error(&format!("PATCH {}", path(api, name)), e))
+    }
+
+    /// `Ok(false)` when there was nothing to delete (404).
+    pub async fn delete<K>(&self, api: &Api<K>, name: &str) -> Result<bool, BackendError>
+    where
+        K: Resource + Clone + DeserializeOwned + Debug,
+    {
+        match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => Ok(true),
-            Err(e) if e.status() == Some(404) => Ok(false),
-            Err(e) => Err(self.map_error(e)),
+            Err(e) if code(&e) == Some(404) => Ok(false),
+            Err(e) => Err(self.error(&format!("DELETE {}", path(api, name)), e)),
         }
     }
 
-    /// PUT; `Ok(None)` on a 409 (stale `resourceVersion`).
-    pub async fn replace(&self, path: &str, body: Value) -> Result<Option<Value>, BackendError> {
-        match self.rest.send(Request::put(path).json(body)).await {
-            Ok(resp) => Ok(Some(resp.value().map_err(|e| self.map_error(e))?)),
-            Err(e) if e.status() == Some(409) => Ok(None),
-            Err(e) => Err(self.map_error(e)),
-        }
+    /// The agent's objects (label `app.kubernetes.io/managed-by=waldur-site-agent`).
+    pub async fn list_managed<K>(&self, api: &Api<K>) -> Result<Vec<K>, BackendError>
+    where
+        K: Resource + Clone + DeserializeOwned + Debug,
+    {
+        api.list(&ListParams::default().labels(MANAGED_SELECTOR))
+            .await
+            .map(|l| l.items)
+            .map_err(|e| self.error(&format!("LIST {}", path(api, "")), e))
     }
 
-    pub async fn merge_patch(&self, path: &str, body: Value) -> Result<Value, BackendError> {
-        self.send(
-            Request::patch(path)
-                .header("Content-Type", "application/merge-patch+json")
-                .json(body),
-        )
-        .await
+    /// Objects named `name` in every namespace (`fieldSelector=metadata.name=<name>`).
+    pub async fn list_named<K>(&self, api: &Api<K>, name: &str) -> Result<Vec<K>, BackendError>
+    where
+        K: Resource + Clone + DeserializeOwned + Debug,
+    {
+        api.list(&ListParams::default().fields(&format!("metadata.name={name}")))
+            .await
+            .map(|l| l.items)
+            .map_err(|e| self.error(&format!("LIST {}", path(api, "")), e))
     }
 
     /// Whether the cluster serves `project.openshift.io` (discovery, asked once).
@@ -205,54 +322,54 @@ impl KubeApi {
         }
         self.openshift
             .get_or_try_init(|| async {
-                let apis = self.send(Request::get("/apis")).await?;
-                Ok(apis
-                    .get("groups")
-                    .and_then(Value::as_array)
-                    .is_some_and(|groups| {
-                        groups.iter().any(|g| {
-                            g.get("name").and_then(Value::as_str) == Some("project.openshift.io")
-                        })
-                    }))
+                let groups = self
+                    .kube()
+                    .client()
+                    .list_api_groups()
+                    .await
+                    .map_err(|e| self.error("GET /apis", e))?;
+                Ok(groups.groups.iter().any(|g| g.name == OPENSHIFT_GROUP))
             })
             .await
             .copied()
     }
 
-    /// `GET /api/v1`: the API answers and accepts the token.
+    /// `GET /api/v1`: the API answers with its resource list and accepts the token.
     pub async fn ping(&self) -> Result<(), BackendError> {
-        let v = self.send(Request::get("/api/v1")).await?;
-        if v.get("kind").and_then(Value::as_str) == Some("APIResourceList") {
-            Ok(())
-        } else {
-            Err(BackendError::Permanent(format!(
-                "{}: {} did not answer GET /api/v1 with an APIResourceList; is api_url a Kubernetes API server?",
-                self.context,
-                self.rest.target()
-            )))
+        match self.kube().client().list_core_api_resources("v1").await {
+            Ok(list) if list.group_version == "v1" => Ok(()),
+            Ok(_) => Err(self.not_kubernetes()),
+            Err(kube::Error::SerdeError(_)) => Err(self.not_kubernetes()),
+            Err(e) => Err(self.error("GET /api/v1", e)),
         }
     }
 
-    pub fn principal(&self) -> &str {
-        &self.principal
+    fn not_kubernetes(&self) -> BackendError {
+        BackendError::Permanent(format!(
+            "{}: {} did not answer GET /api/v1 with an APIResourceList; is api_url a Kubernetes API server?",
+            self.context,
+            self.rest.target()
+        ))
     }
 }
 
-/// A list's items.
-pub fn items(list: &Value) -> Vec<Value> {
-    list.get("items")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
+/// The HTTP status of a Kubernetes `Status` answer.
+fn code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(r) => Some(r.code),
+        _ => None,
+    }
 }
 
-/// `metadata.annotations[key]`.
-pub fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
-    obj.pointer("/metadata/annotations")
-        .and_then(|a| a.get(key))
-        .and_then(Value::as_str)
-}
-
-pub fn managed_labels() -> Value {
-    json!({ MANAGED_BY: MANAGER })
+/// `<plural>/<name>` (with the namespace when there is one) for messages.
+fn path<K>(api: &Api<K>, name: &str) -> String
+where
+    K: Resource,
+{
+    let url = api.resource_url();
+    if name.is_empty() {
+        url.to_owned()
+    } else {
+        format!("{url}/{name}")
+    }
 }

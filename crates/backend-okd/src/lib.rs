@@ -5,7 +5,8 @@
 //!
 //! - [`settings`]: `backend_settings` ([`OkdSettings`]), the four token sources.
 //! - [`quota`]: limits ↔ `spec.hard`, quantities.
-//! - [`kube`]: the API client on `http-kit` (TLS/CA bundle, proxy, token sources, retries).
+//! - [`kube`]: the API client, kube-rs on `kube-kit` (TLS/CA bundle, proxy, token sources,
+//!   retries); typed core objects, OpenShift projects as dynamic objects.
 //! - [`backend`]: [`OkdBackend`]: orders, membership, reporting, health.
 
 pub mod backend;

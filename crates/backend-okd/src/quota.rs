@@ -10,11 +10,16 @@
 //! Waldur amounts go through [`backend_api::units::site_amount`] with the component's
 //! `unit_factor` (checked, never saturated): a quota holds whole site units.
 
+use std::collections::BTreeMap;
+
 use agent_config::BackendComponent;
 use backend_api::units::{LimitError, site_amount};
 use backend_api::{Amounts, Limits};
 use indexmap::IndexMap;
-use serde_json::{Map, Value};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+/// A quota's `spec.hard` or `status.used`.
+pub type Hard = BTreeMap<String, Quantity>;
 
 /// The components the quota knows.
 pub const COMPONENTS: [&str; 4] = ["cpu", "memory", "storage", "pods"];
@@ -63,11 +68,11 @@ pub fn site_limits(
 }
 
 /// Site amounts → `spec.hard`.
-pub fn hard_from_site(site: &[(String, i64)]) -> Map<String, Value> {
-    let mut hard = Map::new();
+pub fn hard_from_site(site: &[(String, i64)]) -> Hard {
+    let mut hard = Hard::new();
     for (key, v) in site {
         let mut put = |k: &str, q: String| {
-            hard.insert(k.to_owned(), Value::String(q));
+            hard.insert(k.to_owned(), Quantity(q));
         };
         match key.as_str() {
             "cpu" => {
@@ -94,8 +99,17 @@ fn gi(v: i64) -> String {
     }
 }
 
+/// Two `spec.hard` maps hold the same quantities (`1000m` = `1`).
+pub fn same_hard(a: &Hard, b: &Hard) -> bool {
+    a.len() == b.len()
+        && a.iter().all(|(k, v)| {
+            let q = |v: &Quantity| parse_quantity(&v.0);
+            b.get(k).is_some_and(|w| q(v).is_some() && q(v) == q(w))
+        })
+}
+
 /// The same components, every amount `value` (pause: 0, downscale: 1).
-pub fn uniform_hard(components: &[String], value: i64) -> Map<String, Value> {
+pub fn uniform_hard(components: &[String], value: i64) -> Hard {
     let site: Vec<(String, i64)> = components.iter().map(|c| (c.clone(), value)).collect();
     hard_from_site(&site)
 }
@@ -135,9 +149,9 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
 
 /// Site amount of one component from a quota map (`spec.hard` or `status.used`):
 /// cores, GiB or a count.
-pub fn component_amount(map: &Map<String, Value>, component: &str) -> Option<f64> {
+pub fn component_amount(map: &Hard, component: &str) -> Option<f64> {
     let key = hard_keys(component).first()?;
-    let q = parse_quantity(map.get(*key)?.as_str()?)?;
+    let q = parse_quantity(&map.get(*key)?.0)?;
     Some(match component {
         "memory" | "storage" => q / 1024f64.powi(3),
         _ => q,
@@ -145,10 +159,7 @@ pub fn component_amount(map: &Map<String, Value>, component: &str) -> Option<f64
 }
 
 /// `spec.hard` → Waldur limits (components present only).
-pub fn limits_from_hard(
-    hard: &Map<String, Value>,
-    components: &IndexMap<String, BackendComponent>,
-) -> Limits {
+pub fn limits_from_hard(hard: &Hard, components: &IndexMap<String, BackendComponent>) -> Limits {
     COMPONENTS
         .iter()
         .filter_map(|c| {
@@ -158,7 +169,7 @@ pub fn limits_from_hard(
 }
 
 /// `status.used` → usage in site units (cores, GiB, pods) of the given components.
-pub fn usage_from_used(used: &Map<String, Value>) -> Amounts {
+pub fn usage_from_used(used: &Hard) -> Amounts {
     COMPONENTS
         .iter()
         .map(|c| ((*c).to_owned(), component_amount(used, c).unwrap_or(0.0)))
@@ -168,7 +179,11 @@ pub fn usage_from_used(used: &Map<String, Value>) -> Amounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    fn as_json(hard: &Hard) -> Value {
+        serde_json::to_value(hard).expect("json")
+    }
 
     fn limits(pairs: &[(&str, f64)]) -> Limits {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
@@ -189,7 +204,7 @@ mod tests {
         .expect("ok");
         let hard = hard_from_site(&site);
         assert_eq!(
-            Value::Object(hard.clone()),
+            as_json(&hard),
             json!({"requests.cpu": "4", "limits.cpu": "8", "requests.memory": "16Gi",
                    "limits.memory": "32Gi", "requests.storage": "100Gi", "pods": "50"})
         );
@@ -248,7 +263,7 @@ mod tests {
         assert_eq!(parse_quantity("2k"), Some(2000.0));
         assert_eq!(parse_quantity("x"), None);
         let used = json!({"requests.cpu": "1500m", "requests.memory": "512Mi", "pods": "3"});
-        let Value::Object(used) = used else { panic!() };
+        let used: Hard = serde_json::from_value(used).expect("quantities");
         let u = usage_from_used(&used);
         assert_eq!(u["cpu"], 1.5);
         assert_eq!(u["memory"], 0.5);
@@ -260,11 +275,11 @@ mod tests {
     fn pause_and_downscale_amounts() {
         let comps = vec!["cpu".to_owned(), "pods".to_owned()];
         assert_eq!(
-            Value::Object(uniform_hard(&comps, 0)),
+            as_json(&uniform_hard(&comps, 0)),
             json!({"requests.cpu": "0", "limits.cpu": "0", "pods": "0"})
         );
         assert_eq!(
-            Value::Object(uniform_hard(&comps, 1)),
+            as_json(&uniform_hard(&comps, 1)),
             json!({"requests.cpu": "1", "limits.cpu": "2", "pods": "1"})
         );
     }

@@ -460,3 +460,308 @@ async fn a_5xx_on_the_quota_read_is_not_absent() {
     );
     b.delete_resource(&r).await.expect("delete");
 }
+
+/// Writes are confirmed by their answers: a Create is the project request, the annotation
+/// patch and the quota (no read-back); a limit change is one read and one PUT; a new member one
+/// list and one POST.
+#[tokio::test]
+async fn writes_are_confirmed_by_their_answers_not_read_back() {
+    for openshift in [true, false] {
+        let server = double(openshift).await;
+        let b = backend(&server);
+        b.ping().await.expect("ping");
+        let _ = b.api().openshift().await.expect("discovery");
+        server.reset_stats();
+        let r = create(&b, "count", limits(&[("cpu", 2.0), ("memory", 4.0)])).await;
+        let s = server.stats();
+        assert_eq!(s.total, if openshift { 3 } else { 2 }, "create: {s:?}");
+        let pulled = b.pull_resource(&r).await.expect("pull").expect("exists");
+        assert_eq!(pulled.limits, limits(&[("cpu", 2.0), ("memory", 4.0)]));
+
+        server.reset_stats();
+        b.set_limits(&r, &limits(&[("cpu", 3.0), ("memory", 4.0)]))
+            .await
+            .expect("limits");
+        assert_eq!(server.stats().total, 2, "set limits: {:?}", server.stats());
+        let q = server
+            .object("resourcequotas", "waldur-alloc-count", "waldur-quota")
+            .expect("quota");
+        assert_eq!(q["spec"]["hard"]["limits.cpu"], "6");
+
+        // Without a recent read of the resource: one list, one POST.
+        let fresh = backend(&server);
+        let _ = fresh.api().openshift().await.expect("discovery");
+        server.reset_stats();
+        let added = fresh
+            .add_users(&r, &[grant("bob", Some("member"))])
+            .await
+            .expect("add");
+        assert_eq!(added, vec!["bob".to_owned()]);
+        assert_eq!(server.stats().total, 2, "add user: {:?}", server.stats());
+        // After the resource was read (a membership pass): the POST alone.
+        let _ = b.pull_resource(&r).await.expect("pull");
+        server.reset_stats();
+        let added = b
+            .add_users(&r, &[grant("alice", Some("member"))])
+            .await
+            .expect("add");
+        assert_eq!(added, vec!["alice".to_owned()]);
+        assert_eq!(server.stats().total, 1, "add user: {:?}", server.stats());
+        // Listed and present: nothing written.
+        server.reset_stats();
+        let added = fresh
+            .add_users(&r, &[grant("alice", Some("member"))])
+            .await
+            .expect("add again");
+        assert_eq!(added, vec!["alice".to_owned()]);
+        assert_eq!(
+            server.stats().total,
+            1,
+            "listed, present: {:?}",
+            server.stats()
+        );
+        // A binding under that name without the agent's label (not listed) that grants the
+        // same is kept as it is; one that grants something else is replaced.
+        use k8s_openapi::api::rbac::v1::RoleBinding;
+        let by_hand = |user: &str, role: &str| -> RoleBinding {
+            serde_json::from_value(json!({
+                "metadata": {"name": format!("waldur-{user}"), "namespace": "waldur-alloc-count"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+            }))
+            .expect("binding")
+        };
+        let rbs = fresh.api().rolebindings("waldur-alloc-count");
+        for (user, role) in [("carol", "view"), ("dave", "admin")] {
+            fresh
+                .api()
+                .create(&rbs, &by_hand(user, role))
+                .await
+                .expect("by hand")
+                .expect("new");
+        }
+        let uid = |user: &str| {
+            server
+                .object(
+                    "rolebindings",
+                    "waldur-alloc-count",
+                    &format!("waldur-{user}"),
+                )
+                .expect("binding")["metadata"]["uid"]
+                .clone()
+        };
+        let (carol, dave) = (uid("carol"), uid("dave"));
+        let added = fresh
+            .add_users(
+                &r,
+                &[
+                    grant("carol", Some("member")),
+                    grant("dave", Some("member")),
+                ],
+            )
+            .await
+            .expect("add");
+        assert_eq!(added, vec!["carol".to_owned(), "dave".to_owned()]);
+        assert_eq!(uid("carol"), carol, "kept");
+        assert_ne!(uid("dave"), dave, "replaced");
+        let role = |user: &str| {
+            server
+                .object(
+                    "rolebindings",
+                    "waldur-alloc-count",
+                    &format!("waldur-{user}"),
+                )
+                .expect("binding")["roleRef"]["name"]
+                .clone()
+        };
+        assert_eq!(role("dave"), "view");
+        // A revocation always reads the site: one list, one DELETE.
+        server.reset_stats();
+        let removed = b
+            .remove_users(&r, &["alice".to_owned()])
+            .await
+            .expect("remove");
+        assert_eq!(removed, vec!["alice".to_owned()]);
+        assert_eq!(server.stats().total, 2, "remove user: {:?}", server.stats());
+        assert!(
+            server
+                .object("rolebindings", "waldur-alloc-count", "waldur-alice")
+                .is_none()
+        );
+        b.delete_resource(&r).await.expect("delete");
+        server.shutdown().await;
+    }
+}
+
+/// A membership pass over many resources lists namespaces, quotas and RoleBindings once; a
+/// namespace without the agent's label (made by hand, or by another tool) is read on its own;
+/// a terminating one is absent; a 5xx on a list is an error, not "absent".
+#[tokio::test]
+async fn a_membership_pass_lists_once_and_still_finds_unlabelled_namespaces() {
+    let server = double(false).await;
+    let b = backend(&server);
+    let mut views = Vec::new();
+    for i in 0..5 {
+        let r = create(
+            &b,
+            &format!("many{i}"),
+            limits(&[("cpu", f64::from(i + 1))]),
+        )
+        .await;
+        b.add_users(&r, &[grant(&format!("user{i}"), Some("manager"))])
+            .await
+            .expect("add");
+        views.push(r);
+    }
+    // A namespace the agent did not label, with a quota and a binding of the agent.
+    let mut by_hand = view("byhand");
+    by_hand.backend_id = "waldur-alloc-byhand".into();
+    let plain = backend_with(json!({
+        "api_url": server.url(), "token": server.sa_token(), "max_retries": 1,
+        "timeout_seconds": 5, "cluster_type": "kubernetes",
+    }));
+    use k8s_openapi::api::core::v1::Namespace;
+    let ns: Namespace = serde_json::from_value(json!({
+        "metadata": {"name": "waldur-alloc-byhand", "annotations": {"waldur/parent": "waldur-proj-x"}}
+    }))
+    .expect("namespace");
+    plain
+        .api()
+        .create(&plain.api().namespaces(), &ns)
+        .await
+        .expect("create by hand")
+        .expect("new");
+    b.set_limits(&by_hand, &limits(&[("pods", 7.0)]))
+        .await
+        .expect("quota");
+    b.add_users(&by_hand, &[grant("zed", None)])
+        .await
+        .expect("binding");
+    views.push(by_hand);
+    let mut missing = view("missing");
+    missing.backend_id = "waldur-alloc-missing".into();
+    views.push(missing);
+
+    server.reset_stats();
+    let infos = b.pull_resources(&views).await.expect("pull");
+    let s = server.stats();
+    // 3 lists, then the unlabelled namespace (namespace, quota, bindings) and the missing one.
+    assert_eq!(s.total, 3 + 3 + 1, "{s:?}");
+    assert_eq!(infos.len(), 6, "{:?}", infos.keys());
+    for (i, r) in views.iter().take(5).enumerate() {
+        let info = &infos[&r.backend_id];
+        assert_eq!(info.limits, limits(&[("cpu", (i + 1) as f64)]));
+        assert_eq!(info.users, vec![format!("user{i}")]);
+        assert_eq!(info.parent_id, "waldur-proj-physics");
+    }
+    let hand = &infos["waldur-alloc-byhand"];
+    assert_eq!(hand.limits, limits(&[("pods", 7.0)]));
+    assert_eq!(hand.users, vec!["zed".to_owned()]);
+    assert_eq!(hand.parent_id, "waldur-proj-x");
+    // Each resource looks the same as when read on its own.
+    for r in &views[..6] {
+        let one = b.pull_resource(r).await.expect("pull").expect("exists");
+        assert_eq!(one.limits, infos[&r.backend_id].limits);
+        assert_eq!(one.users, infos[&r.backend_id].users);
+        assert_eq!(
+            one.backend_metadata, infos[&r.backend_id].backend_metadata,
+            "{}",
+            r.backend_id
+        );
+    }
+
+    // Usage of many resources: one list.
+    server.reset_stats();
+    let ids: Vec<String> = views.iter().map(|v| v.backend_id.clone()).collect();
+    let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
+    let period = BillingPeriod::new(now.year(), now.month(), jiff::tz::TimeZone::UTC);
+    let usage = b.usage_report(&ids, &period).await.expect("usage");
+    assert_eq!(usage.len(), 6, "every quota, none for the missing one");
+    assert_eq!(server.stats().total, 1, "{:?}", server.stats());
+
+    // The rest of a membership pass (restore and metadata of each resource) is answered by
+    // what the pass read; a write to a resource makes the next call read it again.
+    server.reset_stats();
+    let infos = b.pull_resources(&views).await.expect("pull");
+    for r in &views[..6] {
+        assert!(!b.restore(r).await.expect("restore"), "not paused");
+        let meta = b.resource_metadata(r).await.expect("metadata");
+        assert_eq!(meta, infos[&r.backend_id].backend_metadata);
+    }
+    assert_eq!(
+        server.stats().total,
+        3 + 3 + 1,
+        "the pull's requests only: {:?}",
+        server.stats()
+    );
+    assert!(b.pause(&views[0]).await.expect("pause"));
+    server.reset_stats();
+    let meta = b.resource_metadata(&views[0]).await.expect("metadata");
+    assert_eq!(meta["state"], "paused");
+    assert_eq!(
+        server.stats().total,
+        0,
+        "the pause's answer updated what the pass read"
+    );
+    // A write that fails drops it: the next call reads again.
+    server.set_faults(site_sim::FaultConfig {
+        seed: 1,
+        rules: vec![site_sim::FaultRule {
+            route: "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings".into(),
+            method: Some("POST".into()),
+            error_rate: 1.0,
+            error_status: 500,
+            latency_ms: 0,
+            drop_rate: 0.0,
+            drop_after_rate: 0.0,
+        }],
+    });
+    let e = b
+        .add_users(&views[1], &[grant("newcomer", None)])
+        .await
+        .expect_err("500");
+    assert!(e.is_transient(), "{e:?}");
+    server.set_faults(site_sim::FaultConfig::default());
+    server.reset_stats();
+    let meta = b.resource_metadata(&views[1]).await.expect("metadata");
+    assert_eq!(meta["users"], json!(["user1"]));
+    assert_eq!(server.stats().total, 3, "read again after a failed write");
+    let added = b
+        .add_users(&views[1], &[grant("newcomer", None)])
+        .await
+        .expect("add");
+    assert_eq!(added, vec!["newcomer".to_owned()]);
+    server.reset_stats();
+    let meta = b.resource_metadata(&views[1]).await.expect("metadata");
+    assert_eq!(meta["users"], json!(["newcomer", "user1"]));
+    assert_eq!(server.stats().total, 0, "the POST's answer is kept");
+    assert!(b.restore(&views[0]).await.expect("restore"));
+    assert_eq!(
+        server
+            .object("resourcequotas", &views[0].backend_id, "waldur-quota")
+            .expect("quota")["spec"]["hard"]["requests.cpu"],
+        "1"
+    );
+
+    server.set_faults(site_sim::FaultConfig {
+        seed: 1,
+        rules: vec![site_sim::FaultRule {
+            route: "/api/v1/resourcequotas".into(),
+            method: Some("GET".into()),
+            error_rate: 1.0,
+            error_status: 503,
+            latency_ms: 0,
+            drop_rate: 0.0,
+            drop_after_rate: 0.0,
+        }],
+    });
+    let e = b.pull_resources(&views).await.expect_err("503 on the list");
+    assert!(e.is_transient(), "{e:?}");
+    server.set_faults(site_sim::FaultConfig::default());
+    for r in &views[..6] {
+        b.delete_resource(r).await.expect("delete");
+    }
+    let infos = b.pull_resources(&views).await.expect("pull");
+    assert!(infos.is_empty(), "{:?}", infos.keys());
+    server.shutdown().await;
+}
