@@ -26,7 +26,7 @@ const STATUS_RECONCILIATION_ENV: &str = "WALDUR_SITE_AGENT_RESOURCE_STATUS_RECON
 const HEARTBEAT_PATH_ENV: &str = "WALDUR_SITE_AGENT_HEARTBEAT_PATH";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cli::dispatch_argv0(std::env::args_os().collect()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
