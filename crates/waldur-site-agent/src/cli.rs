@@ -24,6 +24,7 @@ ENVIRONMENT:
   WALDUR_SITE_AGENT_MAX_RESPONSE_MB                  largest Waldur response body read, in MiB (default 64)
   WALDUR_SITE_AGENT_MAX_PAGES                        most pages one Waldur listing follows (default 10000)
   WALDUR_SITE_AGENT_HEARTBEAT_PATH                   heartbeat file (default: heartbeat_path from the config)
+  WALDUR_SITE_AGENT_METRICS_LISTEN                   serve /metrics and /healthz here (overrides metrics_listen)
   WALDUR_SITE_AGENT_STOMP_UNHEALTHY_AFTER_MINUTES    event outage that stops the heartbeat (default 15)
   WALDUR_SITE_AGENT_STOMP_HANDLER_STUCK_AFTER_MINUTES  event handler time counted as an outage (default 30)
   WALDUR_SITE_AGENT_RESOURCE_STATUS_RECONCILIATION_MINUTES  event_process status pass period (default 60, 0 = off)

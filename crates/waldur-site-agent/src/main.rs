@@ -24,6 +24,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 const LOG_LEVEL_ENV: &str = "WALDUR_SITE_AGENT_LOG_LEVEL";
 const STATUS_RECONCILIATION_ENV: &str = "WALDUR_SITE_AGENT_RESOURCE_STATUS_RECONCILIATION_MINUTES";
 const HEARTBEAT_PATH_ENV: &str = "WALDUR_SITE_AGENT_HEARTBEAT_PATH";
+const METRICS_LISTEN_ENV: &str = "WALDUR_SITE_AGENT_METRICS_LISTEN";
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(cli::dispatch_argv0(std::env::args_os().collect()));
@@ -630,7 +631,21 @@ async fn run_agent(cli: &Cli) -> ExitCode {
     let metrics = Metrics::new();
     let cancel = CancellationToken::new();
     let mut server = None;
-    if let Some(listen) = &cfg.metrics_listen {
+    // WALDUR_SITE_AGENT_METRICS_LISTEN (a container's port, set by the Helm chart) overrides
+    // metrics_listen from the file.
+    let metrics_listen = match std::env::var(METRICS_LISTEN_ENV) {
+        Ok(v) if !v.trim().is_empty() => {
+            if v.trim().parse::<std::net::SocketAddr>().is_err() {
+                tracing::error!(
+                    "{METRICS_LISTEN_ENV}={v:?} is not an address:port such as 0.0.0.0:9100"
+                );
+                return ExitCode::from(2);
+            }
+            Some(v.trim().to_owned())
+        }
+        _ => cfg.metrics_listen.clone(),
+    };
+    if let Some(listen) = &metrics_listen {
         match metrics::serve(
             listen,
             metrics.clone(),
