@@ -472,6 +472,82 @@ impl RestClient {
         }
     }
 
+    /// Send a request prepared by another HTTP library (kube-rs, through `kube-kit`) with this
+    /// client's machinery: base URL for a relative URI, the token source (renewed once after a
+    /// 401 when it can), the retry policy (idempotent methods only, after a transport error, a
+    /// 5xx or a 429), the request counter and the whole-request timeout. Every answer comes back
+    /// as it is, error statuses included, so the caller reads its own error bodies; the body
+    /// streams and is not capped here.
+    pub async fn send_http(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> HttpResult<http::Response<reqwest::Body>> {
+        let (parts, body) = request.into_parts();
+        let target = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_owned())
+            .unwrap_or_else(|| "/".to_owned());
+        let url = if parts.uri.scheme().is_some() {
+            parts.uri.to_string()
+        } else {
+            self.url(&target)
+        };
+        let what = format!("{} {} {}", self.service, parts.method, parts.uri.path());
+        let idempotent = matches!(
+            parts.method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+        );
+        let mut attempt = 0;
+        let mut refused: Option<Secret> = None;
+        let mut renewed = false;
+        loop {
+            let mut builder = self
+                .http
+                .request(parts.method.clone(), &url)
+                .headers(parts.headers.clone())
+                .body(body.clone());
+            let mut sent_token = None;
+            if let Some(auth) = &self.auth {
+                let token = auth.token(refused.as_ref()).await?;
+                builder = auth.scheme().apply(builder, &token);
+                sent_token = Some(token);
+            }
+            self.counter.fetch_add(1, Ordering::Relaxed);
+            let outcome = match builder.send().await {
+                Err(e) => Err(self.transport_error(&e, &what)),
+                Ok(resp) => Ok(resp),
+            };
+            let transient = match &outcome {
+                Ok(resp) => {
+                    let status = resp.status();
+                    if status == StatusCode::UNAUTHORIZED
+                        && !renewed
+                        && sent_token.is_some()
+                        && self.auth.as_ref().is_some_and(|a| a.renews_on_401())
+                    {
+                        renewed = true;
+                        refused = sent_token;
+                        continue;
+                    }
+                    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+                }
+                Err(e) => e.is_transient(),
+            };
+            if !idempotent || !transient || attempt >= self.retry.max_retries {
+                return outcome.map(http::Response::from);
+            }
+            tracing::debug!(
+                what,
+                attempt,
+                "transient {} failure, retrying",
+                self.service
+            );
+            tokio::time::sleep(self.retry.delay(attempt)).await;
+            attempt += 1;
+        }
+    }
+
     /// Send and decode the JSON answer.
     pub async fn send_json<T: DeserializeOwned>(&self, request: Request) -> HttpResult<T> {
         self.send(request).await?.json()
