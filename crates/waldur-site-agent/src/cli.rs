@@ -28,6 +28,14 @@ ENVIRONMENT:
   WALDUR_SITE_AGENT_STOMP_UNHEALTHY_AFTER_MINUTES    event outage that stops the heartbeat (default 15)
   WALDUR_SITE_AGENT_STOMP_HANDLER_STUCK_AFTER_MINUTES  event handler time counted as an outage (default 30)
   WALDUR_SITE_AGENT_RESOURCE_STATUS_RECONCILIATION_MINUTES  event_process status pass period (default 60, 0 = off)
+  WALDUR_SITE_AGENT_LEADER_ELECTION                  true: share offerings between replicas through Kubernetes Leases (default false)
+  WALDUR_SITE_AGENT_LEASE_API_URL                    API server for the Leases (default: the pod's, in-cluster service account)
+  WALDUR_SITE_AGENT_LEASE_TOKEN_FILE / _LEASE_TOKEN  bearer token for that API server (file re-read when it changes)
+  WALDUR_SITE_AGENT_LEASE_CA_FILE                    CA bundle for that API server
+  WALDUR_SITE_AGENT_LEASE_NAMESPACE                  namespace of the Leases (default: the pod's, else default)
+  WALDUR_SITE_AGENT_LEASE_DURATION_SECONDS           lease duration (default 15)
+  WALDUR_SITE_AGENT_LEASE_RENEW_SECONDS              renewal period (default a third of the duration)
+  WALDUR_SITE_AGENT_LEASE_IDENTITY                   this replica's name (default: host name and pid)
   Config values may reference ${VAR} and ${VAR:-default}; write $${ for a literal ${.
 
 EXAMPLES:
