@@ -799,7 +799,10 @@ mod tests {
         assert_eq!(dns_part("___"), "agent");
         assert_eq!(member_name("agent-0 "), "waldur-agent-member-agent-0");
         let long = lease_name(Mode::MembershipSync, &"f".repeat(64));
-        assert!(long.len() <= 253 && long.ends_with(&"f".repeat(40)), "{long}");
+        assert!(
+            long.len() <= 253 && long.ends_with(&"f".repeat(40)),
+            "{long}"
+        );
     }
 
     #[test]
