@@ -436,6 +436,7 @@ async fn three_replicas_share_six_offerings_and_do_each_order_once() {
             "namespace {ns}"
         );
     }
+    rejoin_and_graceful_release(&kube, &lease_names, &mut agents, &config, dir.path()).await;
     let namespaces = list_namespaces(&kube).await;
     let created: Vec<&String> = namespaces
         .iter()
@@ -445,6 +446,74 @@ async fn three_replicas_share_six_offerings_and_do_each_order_once() {
         created.len(),
         200,
         "one site namespace per order, no duplicate: {created:?}"
+    );
+}
+
+/// Replicas rejoining get their share back; a replica stopped with SIGTERM releases its
+/// Leases, which move at once instead of after the lease duration.
+async fn rejoin_and_graceful_release(
+    kube: &KubeServer,
+    lease_names: &[String],
+    agents: &mut [Agent],
+    config: &Path,
+    dir: &Path,
+) {
+    agents[2] = Agent::start("agent-2", config, dir, kube);
+    let alive: BTreeSet<String> = agents.iter().map(|a| a.name.clone()).collect();
+    let end = Instant::now() + Duration::from_secs(LEASE_SECONDS * 2);
+    loop {
+        let h = holders(kube, lease_names);
+        let mut per: BTreeMap<String, usize> = BTreeMap::new();
+        for holder in h.values().flatten() {
+            *per.entry(holder.clone()).or_default() += 1;
+        }
+        if h.values()
+            .all(|x| x.as_ref().is_some_and(|x| alive.contains(x)))
+            && per.len() == 3
+            && per.values().all(|n| *n == 4)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "shares not restored after rejoining: {h:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let held: Vec<String> = holders(kube, lease_names)
+        .into_iter()
+        .filter(|(_, h)| h.as_deref() == Some("agent-1"))
+        .map(|(n, _)| n)
+        .collect();
+    let pid = agents[1].child.id().to_string();
+    let stopped = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    let at = Instant::now();
+    let moved = wait_for(
+        "released leases to move",
+        Duration::from_secs(LEASE_SECONDS),
+        || {
+            let h = holders(kube, lease_names);
+            held.iter()
+                .all(|n| h.get(n).cloned().flatten().is_some_and(|x| x != "agent-1"))
+                .then(|| at.elapsed())
+        },
+    );
+    eprintln!("leases released on SIGTERM moved after {moved:?}");
+    assert!(
+        moved < Duration::from_secs(LEASE_SECONDS / 2),
+        "released leases moved only after {moved:?}:\n{}",
+        agents[1].log()
+    );
+    let status = agents[1].child.wait().expect("wait");
+    assert!(status.success(), "SIGTERM exit: {status:?}");
+    assert!(
+        agents[1].log().contains("released lease"),
+        "{}",
+        agents[1].log()
     );
 }
 
