@@ -15,7 +15,7 @@ if [ -z "$BIN" ]; then
   case "$BIN" in /*) ;; *) BIN="$REPO/$BIN" ;; esac
 fi
 [ -x "$BIN" ] || { echo "no agent binary at $BIN" >&2; exit 1; }
-if ! file -L "$BIN" | grep -q "statically linked\|static-pie linked"; then
+if ! ldd "$BIN" 2>&1 | grep -q "not a dynamic executable\|statically linked"; then
   echo "$BIN is not statically linked: the image has no libc" >&2
   exit 1
 fi
