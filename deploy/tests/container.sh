@@ -42,6 +42,8 @@ AGENT_BIN=${AGENT_BIN:-} DOCKER="$DOCKER" bash "$REPO/deploy/container/build.sh"
 SIZE=$("$DOCKER" image inspect -f '{{.Size}}' "$TAG") || fail "inspect"
 echo "image $TAG: $SIZE bytes"
 [ "$SIZE" -lt 30000000 ] || fail "image is $SIZE bytes, not under 30 MB"
+HC=$("$DOCKER" image inspect -f '{{json .Config.Healthcheck.Test}}' "$TAG")
+grep -q "waldur_site_healthz" <<<"$HC" || fail "image healthcheck: $HC"
 USER_=$("$DOCKER" image inspect -f '{{.Config.User}}' "$TAG")
 [ "$USER_" = "1000:1000" ] || fail "image user is '$USER_', not 1000:1000"
 
@@ -112,4 +114,22 @@ STATE=$("$WALDUR_SIM" order get --api-url "$API" --token "$CONSUMER" --order "$O
   | python3 -c "import json,sys; print(json.load(sys.stdin)['state'])")
 [ "$STATE" = done ] || { tail -30 "$WORK/agent.out"; fail "order $ORDER is $STATE, not done"; }
 echo "order cycle in the container: order $ORDER done"
+
+# Long-running: the agent in the background, its liveness probe (the image's HEALTHCHECK command)
+# answering from the heartbeat on the /tmp volume, then a clean stop on SIGTERM.
+CID=$("$DOCKER" run -d --network host --read-only -e WALDUR_API_TOKEN="$PROVIDER" \
+  -e WALDUR_SITE_AGENT_ORDER_PROCESS_PERIOD_MINUTES=0.05 \
+  -v "$WORK/etc:/etc/waldur-site-agent:ro" -v "$WORK:/var/run/sim:ro" "$TAG" \
+  -m order_process -c /etc/waldur-site-agent/config.yaml --tick-seconds 1) || fail "docker run -d"
+live=""
+for _ in $(seq 60); do
+  if "$DOCKER" exec "$CID" waldur_site_healthz --liveness-only >/dev/null 2>&1; then live=1; break; fi
+  sleep 0.5
+done
+[ -n "$live" ] || { "$DOCKER" logs "$CID" 2>&1 | tail -20; "$DOCKER" rm -f "$CID" >/dev/null; fail "waldur_site_healthz --liveness-only never passed in the running container"; }
+"$DOCKER" stop -t 20 "$CID" >/dev/null || fail "docker stop"
+CODE=$("$DOCKER" inspect -f '{{.State.ExitCode}}' "$CID")
+"$DOCKER" rm "$CID" >/dev/null 2>&1
+[ "$CODE" = 0 ] || fail "the agent exited $CODE on SIGTERM"
+echo "running container: live by waldur_site_healthz, exits 0 on SIGTERM"
 echo "PASS: container image ($SIZE bytes)"
