@@ -581,14 +581,20 @@ impl EventListeners {
             if !ctx.config.events_enabled() {
                 continue;
             }
-            let registration = match agent_core::register_agent(
-                &ctx,
-                "event_process",
-                "EventProcessor",
-                started,
-            )
-            .await
-            {
+            // Replicas starting together race to create the offering's agent identity (its
+            // name is unique): the loser's create fails, and the next try finds it.
+            let mut outcome =
+                agent_core::register_agent(&ctx, "event_process", "EventProcessor", started).await;
+            for attempt in 1..=2u64 {
+                if !matches!(outcome, RegistrationOutcome::Failed(_)) || cancel.is_cancelled() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                outcome =
+                    agent_core::register_agent(&ctx, "event_process", "EventProcessor", started)
+                        .await;
+            }
+            let registration = match outcome {
                 RegistrationOutcome::Registered(r) => r,
                 RegistrationOutcome::Unsupported => {
                     tracing::warn!(offering = %ctx.name(), "this Waldur has no agent identities or event subscriptions (an older Mastermind): the offering is polled at the order_process period instead");
@@ -615,7 +621,15 @@ impl EventListeners {
             let (tx, rx) = mpsc::channel(256);
             let unified = plans.iter().find(|p| p.unified).map(|p| p.queue.clone());
             let proxy = offerings.global_proxy();
-            for config in source_configs(&ctx.config, &plans, proxy.as_deref()) {
+            for mut config in source_configs(&ctx.config, &plans, proxy.as_deref()) {
+                // MQTT brokers allow one connection per client id: replicas need their own.
+                if let (Some(gate), EventSourceConfig::Mqtt(c)) = (&offerings.leases, &mut config) {
+                    c.client_id = format!(
+                        "{}-{}",
+                        c.client_id,
+                        crate::leases::dns_part(gate.identity())
+                    );
+                }
                 tracing::info!(offering = %ctx.name(), source = %config.describe(), "listening for events");
                 let is_unified = matches!(&config, EventSourceConfig::Stomp(c) if Some(&c.queue) == unified.as_ref());
                 let handle = EventSource::spawn(config, tx.clone(), cancel.clone());

@@ -31,10 +31,14 @@ struct Agent {
 
 impl Agent {
     fn start(name: &str, config: &Path, dir: &Path, kube: &KubeServer) -> Agent {
+        Agent::start_modes(name, "event_process,order_process", config, dir, kube)
+    }
+
+    fn start_modes(name: &str, modes: &str, config: &Path, dir: &Path, kube: &KubeServer) -> Agent {
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_waldur-site-agent"))
-            .args(["-m", "event_process,order_process", "-c"])
+            .args(["-m", modes, "-c"])
             .arg(config)
             .args(["--tick-seconds", "0.2"])
             .env("WALDUR_SITE_AGENT_LOG_LEVEL", "INFO")
@@ -536,4 +540,219 @@ async fn list_namespaces(kube: &KubeServer) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1))
+        .is_ok()
+}
+
+/// Events with leader election, over MQTT (mosquitto on 127.0.0.1): two `event_process`
+/// replicas each receive every event of both offerings; only the holder of an offering's Lease
+/// handles its events, the other hands them back unhandled. Every order placed after start is
+/// done by events (reconciliation is an hour away), each approved once. (Over STOMP the
+/// replicas share one queue per offering and a handed-back event is redelivered, possibly to
+/// the holder; the gate is the same.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_handled_by_the_holder_only() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if !common::require(
+        "mosquitto (MQTT and MQTT over WebSocket)",
+        port_open(1883) && port_open(9001),
+        "run `bash scripts/services/mosquitto-up.sh`",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sa_dir = dir.path().join("serviceaccount");
+    std::fs::create_dir_all(&sa_dir).expect("mkdir");
+    let kube = KubeServer::start(KubeOptions {
+        sa_token_file: Some(sa_dir.join("token")),
+        terminate_after: Duration::from_millis(50),
+        ..KubeOptions::default()
+    })
+    .await
+    .expect("kubernetes double");
+    let mut seed = Seed::default();
+    let mut second = demo_seed_of_kind("waldur_username", DemoOfferingKind::Okd)
+        .offerings
+        .first()
+        .cloned()
+        .expect("demo offering");
+    second.name = "OKD cluster 2".into();
+    second.uuid = None;
+    for p in &mut second.plans {
+        p.uuid = None;
+    }
+    seed.offerings.push(second);
+    let sim = SimServer::start(SimOptions {
+        demo: true,
+        demo_offering_kind: DemoOfferingKind::Okd,
+        seed: Some(seed),
+        brokers: waldur_sim::BrokerOptions {
+            rabbitmq_admin: None,
+            stomp: None,
+            stomp_ws: None,
+            mqtt: Some("127.0.0.1:1883".into()),
+            mqtt_ws: Some("ws://127.0.0.1:9001/".into()),
+        },
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator");
+    let demo = sim.demo().clone();
+    let offerings: Vec<(String, String, String)> = {
+        let s = sim.state();
+        s.offerings
+            .values()
+            .filter(|o| o.name.contains("OKD"))
+            .map(|o| {
+                let plan = s
+                    .plans
+                    .values()
+                    .find(|p| p.offering == o.uuid)
+                    .map(|p| p.uuid.simple().to_string())
+                    .expect("plan");
+                (o.name.clone(), o.uuid.simple().to_string(), plan)
+            })
+            .collect()
+    };
+    assert_eq!(offerings.len(), 2);
+    let entries: Vec<Value> = offerings
+        .iter()
+        .enumerate()
+        .map(|(i, (name, uuid, _))| {
+            json!({
+                "name": name,
+                "waldur_api_url": demo.api_url,
+                "waldur_api_token": demo.provider_token,
+                "waldur_offering_uuid": uuid,
+                "backend_type": "okd",
+                "order_processing_backend": "okd",
+                "membership_sync_backend": "okd",
+                "mqtt_enabled": true,
+                "websocket_use_tls": false,
+                "mqtt_host": "127.0.0.1",
+                "mqtt_port": 9001,
+                "mqtt_use_websocket": true,
+                "mqtt_ws_path": "/",
+                "backend_settings": {
+                    "api_url": kube.url(),
+                    "namespace_prefix": format!("waldur-e{i}-"),
+                    "token_config": {"token_type": "service_account",
+                                     "service_account_path": sa_dir},
+                },
+                "backend_components": {
+                    "cpu": {"measured_unit": "Core", "accounting_type": "limit", "label": "CPU"},
+                    "memory": {"measured_unit": "GB", "accounting_type": "limit", "label": "Memory"},
+                    "storage": {"measured_unit": "GB", "accounting_type": "limit", "label": "Storage"},
+                    "pods": {"measured_unit": "Count", "accounting_type": "limit", "label": "Pods"}
+                }
+            })
+        })
+        .collect();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        serde_json::to_string_pretty(&json!({"offerings": entries})).expect("json"),
+    )
+    .expect("config");
+    let agents: Vec<Agent> = (0..2)
+        .map(|i| {
+            Agent::start_modes(
+                &format!("ev-{i}"),
+                "event_process",
+                &config,
+                dir.path(),
+                &kube,
+            )
+        })
+        .collect();
+    let logs = || {
+        agents
+            .iter()
+            .map(|a| format!("--- {}:\n{}", a.name, a.log()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let names: Vec<String> = offerings
+        .iter()
+        .map(|(_, uuid, _)| lease_name("event_process", uuid))
+        .collect();
+    // One lease each, both replicas connected to both queues.
+    let end = Instant::now() + Duration::from_secs(LEASE_SECONDS * 3);
+    loop {
+        let h = holders(&kube, &names);
+        let distinct: BTreeSet<_> = h.values().flatten().collect();
+        let connected = agents
+            .iter()
+            .all(|a| a.log().matches("\"status\":\"Connected\"").count() >= 2);
+        if distinct.len() == 2 && connected {
+            break;
+        }
+        assert!(Instant::now() < end, "not settled: {h:?}\n{}", logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let consumer = ConsumerClient::new(&demo.api_url, &demo.consumer_token);
+    let mut orders = Vec::new();
+    for i in 0..10 {
+        let (_, uuid, plan) = &offerings[i % 2];
+        orders.push(
+            consumer
+                .create_order(
+                    uuid,
+                    &demo.project_uuid,
+                    Some(plan),
+                    limits(&[("cpu", 1), ("memory", 1), ("storage", 1), ("pods", 1)]),
+                    &format!("event order {i}"),
+                )
+                .await
+                .expect("create order"),
+        );
+    }
+    let end = Instant::now() + Duration::from_secs(90);
+    loop {
+        let done = {
+            let s = sim.state();
+            orders
+                .iter()
+                .filter(|o| {
+                    s.orders
+                        .values()
+                        .any(|x| x.uuid.simple().to_string() == **o && x.state == "done")
+                })
+                .count()
+        };
+        if done == orders.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "{done} of 10 orders done by events\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for a in &agents {
+        let log = a.log();
+        assert!(
+            !log.contains("cannot register the agent identity"),
+            "{}: registration lost the race:\n{log}",
+            a.name
+        );
+        assert!(
+            !log.contains("closed by peer"),
+            "{}: MQTT connections taken over by the other replica (same client id):\n{log}",
+            a.name
+        );
+    }
+    let log = sim.request_log(10_000);
+    for o in &orders {
+        let path = format!("/api/marketplace-orders/{o}/approve_by_provider/");
+        let n = log
+            .iter()
+            .filter(|e| e.method == "POST" && e.path == path)
+            .count();
+        assert_eq!(n, 1, "{path} asked {n} times (only the holder may try)");
+    }
 }
