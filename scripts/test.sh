@@ -46,6 +46,13 @@ step "cargo test (workspace)"
 # One test binary at a time against the shared services keeps SLURM and RabbitMQ assertions stable.
 cargo test --workspace --locked --no-fail-fast -- --test-threads=4
 
+step "deployment: systemd units, Helm chart, Kubernetes manifests, container image"
+if [ -z "${SKIP_SERVICES:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  bash scripts/services/docker-up.sh
+  bash scripts/services/kubectl-install.sh >/dev/null
+fi
+bash deploy/tests/run.sh
+
 step "fuzz: the STOMP frame decoder under libFuzzer for ${FUZZ_SECONDS:-60} s"
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}" 2>&1 | tail -4
 

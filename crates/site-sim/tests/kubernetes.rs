@@ -178,8 +178,8 @@ async fn discovery_documents_list_what_is_served() {
     // Anything not implemented: the real 404 Status.
     for path in [
         "/api/v1/pods",
-        "/apis/apps/v1",
-        "/apis/apps/v1/deployments",
+        "/apis/networking.k8s.io/v1",
+        "/apis/apps/v1/statefulsets",
         "/nope",
         "/api/v1/namespaces/default/status",
     ] {
@@ -1057,4 +1057,129 @@ async fn tls_with_the_ca_it_writes() {
             .is_err(),
         "an unknown CA is refused"
     );
+}
+
+/// The workload kinds an agent's own manifests use (deploy/kubernetes): ConfigMap, Secret,
+/// Deployment, Job, CronJob, with the API server's defaulting and the validation an agent's
+/// manifests can trip over.
+#[tokio::test]
+async fn workload_kinds_are_defaulted_and_validated() {
+    let sim = start(false).await;
+    let api = Api::new(&sim);
+    make_namespace(&api, "waldur-agent").await;
+    for (path, kind) in [
+        ("/apis/apps/v1", "Deployment"),
+        ("/apis/batch/v1", "CronJob"),
+        ("/api/v1", "Secret"),
+    ] {
+        let list = api.get(path).await.body;
+        assert!(
+            list["resources"]
+                .as_array()
+                .expect("resources")
+                .iter()
+                .any(|r| r["kind"] == kind && r["namespaced"] == true),
+            "{list}"
+        );
+    }
+    let base = "/api/v1/namespaces/waldur-agent";
+    // Secret: stringData merged into data (base64), type defaulted; bad base64 refused.
+    let a = api
+        .post(
+            &format!("{base}/secrets"),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                   "stringData": {"TOKEN": "abc"}, "data": {"OTHER": "eHl6"}}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.body["data"], json!({"OTHER": "eHl6", "TOKEN": "YWJj"}));
+    assert_eq!(a.body["type"], "Opaque");
+    assert!(a.body.get("stringData").is_none());
+    let a = api
+        .post(
+            &format!("{base}/secrets"),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "t"},
+                   "data": {"X": "not base64!"}}),
+        )
+        .await;
+    assert_status(&a, 400, "BadRequest");
+    // ConfigMap: immutable must be a bool.
+    let a = api
+        .post(
+            &format!("{base}/configmaps"),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                   "data": {"config.yaml": "x: 1"}, "immutable": "yes"}),
+        )
+        .await;
+    assert_status(&a, 400, "BadRequest");
+    let pod = |labels: Value, restart: &str| {
+        json!({"metadata": {"labels": labels},
+               "spec": {"restartPolicy": restart, "containers": [{"name": "a", "image": "i"}]}})
+    };
+    let deps = "/apis/apps/v1/namespaces/waldur-agent/deployments";
+    let a = api
+        .post(
+            deps,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                   "spec": {"selector": {"matchLabels": {"app": "x"}},
+                            "template": pod(json!({"app": "y"}), "Always")}}),
+        )
+        .await;
+    assert_status(&a, 422, "Invalid");
+    assert!(
+        a.body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("selector"),
+        "{}",
+        a.body
+    );
+    let a = api
+        .post(
+            deps,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                   "spec": {"selector": {"matchLabels": {"app": "x"}},
+                            "template": pod(json!({"app": "x"}), "Always")}}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.body["spec"]["replicas"], 1);
+    assert_eq!(a.body["spec"]["strategy"]["type"], "RollingUpdate");
+    let jobs = "/apis/batch/v1/namespaces/waldur-agent/jobs";
+    let a = api
+        .post(
+            jobs,
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+                   "spec": {"template": pod(json!({}), "Always")}}),
+        )
+        .await;
+    assert_status(&a, 422, "Invalid");
+    let a = api
+        .post(
+            jobs,
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+                   "spec": {"template": pod(json!({}), "Never")}}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.body["spec"]["backoffLimit"], 6);
+    let cron = "/apis/batch/v1/namespaces/waldur-agent/cronjobs";
+    let job_template = json!({"spec": {"template": pod(json!({}), "OnFailure")}});
+    let a = api
+        .post(
+            cron,
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
+                   "spec": {"schedule": "hourly", "jobTemplate": job_template}}),
+        )
+        .await;
+    assert_status(&a, 422, "Invalid");
+    let a = api
+        .post(
+            cron,
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
+                   "spec": {"schedule": "0 * * * *", "jobTemplate": job_template}}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.body["spec"]["concurrencyPolicy"], "Allow");
 }

@@ -5,6 +5,7 @@
 pub mod backends;
 pub mod cli;
 pub mod healthz;
+pub mod leases;
 pub mod logging;
 pub mod metrics;
 pub mod modes;

@@ -24,9 +24,10 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 const LOG_LEVEL_ENV: &str = "WALDUR_SITE_AGENT_LOG_LEVEL";
 const STATUS_RECONCILIATION_ENV: &str = "WALDUR_SITE_AGENT_RESOURCE_STATUS_RECONCILIATION_MINUTES";
 const HEARTBEAT_PATH_ENV: &str = "WALDUR_SITE_AGENT_HEARTBEAT_PATH";
+const METRICS_LISTEN_ENV: &str = "WALDUR_SITE_AGENT_METRICS_LISTEN";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cli::dispatch_argv0(std::env::args_os().collect()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -630,7 +631,21 @@ async fn run_agent(cli: &Cli) -> ExitCode {
     let metrics = Metrics::new();
     let cancel = CancellationToken::new();
     let mut server = None;
-    if let Some(listen) = &cfg.metrics_listen {
+    // WALDUR_SITE_AGENT_METRICS_LISTEN (a container's port, set by the Helm chart) overrides
+    // metrics_listen from the file.
+    let metrics_listen = match std::env::var(METRICS_LISTEN_ENV) {
+        Ok(v) if !v.trim().is_empty() => {
+            if v.trim().parse::<std::net::SocketAddr>().is_err() {
+                tracing::error!(
+                    "{METRICS_LISTEN_ENV}={v:?} is not an address:port such as 0.0.0.0:9100"
+                );
+                return ExitCode::from(2);
+            }
+            Some(v.trim().to_owned())
+        }
+        _ => cfg.metrics_listen.clone(),
+    };
+    if let Some(listen) = &metrics_listen {
         match metrics::serve(
             listen,
             metrics.clone(),
@@ -647,6 +662,42 @@ async fn run_agent(cli: &Cli) -> ExitCode {
         }
     }
 
+    // Leader election (off by default; not for --once runs, which cron starts one at a time).
+    let mut lease_manager = None;
+    let gate = if cli.once {
+        None
+    } else {
+        match waldur_site_agent::leases::from_env() {
+            Ok(None) => None,
+            Ok(Some((kube, settings))) => {
+                let keys = modes
+                    .iter()
+                    .flat_map(|m| {
+                        cfg.offerings.iter().map(move |o| {
+                            waldur_site_agent::leases::LeaseKey::new(*m, &o.waldur_offering_uuid)
+                        })
+                    })
+                    .collect();
+                let manager = waldur_site_agent::leases::LeaseManager::new(
+                    kube,
+                    settings,
+                    keys,
+                    cancel.child_token(),
+                );
+                let gate = manager.gate();
+                lease_manager = Some(manager);
+                Some(gate)
+            }
+            Err(e) => {
+                tracing::error!("leader election: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let lease_stop = CancellationToken::new();
+    let lease_task = lease_manager
+        .map(|m| tokio::spawn(m.run(lease_stop.clone(), scheduler::shutdown_timeout())));
+
     let tick = Duration::from_secs_f64(cli.tick_seconds.max(0.01));
     let mut scheduler = Scheduler::new(tick, heartbeat_path(Some(&cfg.heartbeat_path)), metrics);
     let agent = Arc::new(cfg.clone());
@@ -654,7 +705,9 @@ async fn run_agent(cli: &Cli) -> ExitCode {
     let mut listeners = None;
     for (mode, minutes) in modes.iter().zip(periods) {
         let offerings = match Offerings::new(agent.clone(), registry.clone(), *mode) {
-            Ok(o) => o.with_cancellation(cancel.clone()),
+            Ok(o) => o
+                .with_cancellation(cancel.clone())
+                .with_leases(gate.clone()),
             Err(e) => {
                 tracing::error!("{e}");
                 return ExitCode::from(2);
@@ -672,7 +725,8 @@ async fn run_agent(cli: &Cli) -> ExitCode {
                 if let Ok(o) = Offerings::new(agent.clone(), registry.clone(), *mode) {
                     scheduler.add_after_first_period(
                         Arc::new(EventlessPolling::new(
-                            o.with_cancellation(cancel.clone()),
+                            o.with_cancellation(cancel.clone())
+                                .with_leases(gate.clone()),
                             started.without_events.clone(),
                         )),
                         Duration::from_secs_f64(minutes * 60.0),
@@ -689,8 +743,11 @@ async fn run_agent(cli: &Cli) -> ExitCode {
             let status_period =
                 waldur_site_agent::watchdog::minutes_from_env(STATUS_RECONCILIATION_ENV, 60.0);
             if !status_period.is_zero() {
-                let status_offerings = Offerings::new(agent.clone(), registry.clone(), *mode)
-                    .map(|o| o.with_cancellation(cancel.clone()));
+                let status_offerings =
+                    Offerings::new(agent.clone(), registry.clone(), *mode).map(|o| {
+                        o.with_cancellation(cancel.clone())
+                            .with_leases(gate.clone())
+                    });
                 if let Ok(o) = status_offerings {
                     scheduler.add_after_first_period(
                         Arc::new(StatusReconciliation::new(o)),
@@ -718,6 +775,11 @@ async fn run_agent(cli: &Cli) -> ExitCode {
         tracing::info!("Stopped");
         ExitCode::SUCCESS
     };
+    // Leases: release after the work in hand (the runners have stopped), before the rest.
+    lease_stop.cancel();
+    if let Some(t) = lease_task {
+        let _ = t.await;
+    }
     cancel.cancel();
     if let Some(l) = listeners {
         l.join().await;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use waldur_client::{Auth, ClientOptions, Secret, WaldurClient};
 
 use crate::cli::Mode;
+use crate::leases::{LeaseGate, WorkGuard};
 use crate::metrics::Metrics;
 use crate::scheduler::{CycleOutcome, ModeRunner};
 
@@ -73,7 +74,8 @@ pub fn client_options(
 /// not start this cycle may start next cycle).
 struct Slot {
     config: OfferingConfig,
-    ctx: Mutex<Option<Arc<OfferingContext>>>,
+    /// The context, and the lease epoch it was built under (0 without leases).
+    ctx: Mutex<Option<(Arc<OfferingContext>, u64)>>,
 }
 
 /// The offerings of the file, as one mode sees them.
@@ -84,6 +86,8 @@ pub struct Offerings {
     mode: Mode,
     slots: Vec<Slot>,
     cancel: CancellationToken,
+    /// Leader election: work only on offerings whose Lease this replica holds.
+    leases: Option<Arc<LeaseGate>>,
 }
 
 impl Offerings {
@@ -108,6 +112,7 @@ impl Offerings {
             mode,
             slots,
             cancel: CancellationToken::new(),
+            leases: None,
         })
     }
 
@@ -115,6 +120,24 @@ impl Offerings {
     pub fn with_cancellation(mut self, cancel: CancellationToken) -> Self {
         self.cancel = cancel;
         self
+    }
+
+    /// Work only on the offerings whose Lease (for this mode) `gate` says this replica holds.
+    pub fn with_leases(mut self, gate: Option<Arc<LeaseGate>>) -> Self {
+        self.leases = gate;
+        self
+    }
+
+    /// Permission to work on offering `index` now: `Ok(None)` without leader election,
+    /// `Err(())` when another replica holds it.
+    fn begin(&self, index: usize) -> Result<Option<WorkGuard>, ()> {
+        match &self.leases {
+            None => Ok(None),
+            Some(gate) => gate
+                .begin(self.mode, &self.slots[index].config.waldur_offering_uuid)
+                .map(Some)
+                .ok_or(()),
+        }
     }
 
     fn len(&self) -> usize {
@@ -130,9 +153,22 @@ impl Offerings {
     }
 
     async fn context(&self, index: usize) -> Result<Arc<OfferingContext>, String> {
+        self.context_under(index, None).await
+    }
+
+    /// The offering's context; under a lease `work`, one whose processors stop when the lease
+    /// is lost (built again after each acquisition).
+    async fn context_under(
+        &self,
+        index: usize,
+        work: Option<&WorkGuard>,
+    ) -> Result<Arc<OfferingContext>, String> {
         let slot = &self.slots[index];
         let mut guard = slot.ctx.lock().await;
-        if let Some(ctx) = guard.as_ref() {
+        let epoch = work.map_or(0, WorkGuard::epoch);
+        if let Some((ctx, built)) = guard.as_ref()
+            && *built == epoch
+        {
             return Ok(ctx.clone());
         }
         let client = client_for(&self.agent, &slot.config, self.mode.as_str())?;
@@ -140,11 +176,12 @@ impl Offerings {
             .registry
             .build_offering(&slot.config)
             .map_err(|e| e.to_string())?;
+        let cancel = work.map_or_else(|| self.cancel.clone(), WorkGuard::token);
         let ctx = Arc::new(
             OfferingContext::new(slot.config.clone(), client, backends, self.settings.clone())
-                .with_cancellation(self.cancel.clone()),
+                .with_cancellation(cancel),
         );
-        *guard = Some(ctx.clone());
+        *guard = Some((ctx.clone(), epoch));
         Ok(ctx)
     }
 
@@ -271,7 +308,11 @@ impl ModeRunner for PollingRunner {
             if cancel.is_cancelled() {
                 return (config.name.clone(), Err("shutting down".to_owned()));
             }
-            let ctx = match self.offerings.context(i).await {
+            let Ok(work) = self.offerings.begin(i) else {
+                tracing::debug!(offering = %config.name, "skipping: another replica holds its lease");
+                return (config.name.clone(), Ok(CycleReport::new(&config.name)));
+            };
+            let ctx = match self.offerings.context_under(i, work.as_ref()).await {
                 Ok(ctx) => ctx,
                 Err(e) => return (config.name.clone(), Err(e)),
             };
@@ -339,7 +380,10 @@ impl ModeRunner for EventlessPolling {
             if cancel.is_cancelled() || !self.names.contains(name) {
                 continue;
             }
-            let ctx = match self.offerings.context(i).await {
+            let Ok(work) = self.offerings.begin(i) else {
+                continue;
+            };
+            let ctx = match self.offerings.context_under(i, work.as_ref()).await {
                 Ok(ctx) => ctx,
                 Err(e) => {
                     outcome.offerings_failed.push((name.clone(), e));
@@ -392,7 +436,10 @@ impl ModeRunner for StatusReconciliation {
             {
                 continue;
             }
-            let ctx = match self.offerings.context(i).await {
+            let Ok(work) = self.offerings.begin(i) else {
+                continue;
+            };
+            let ctx = match self.offerings.context_under(i, work.as_ref()).await {
                 Ok(ctx) => ctx,
                 Err(e) => {
                     outcome.offerings_failed.push((config.name.clone(), e));
@@ -534,14 +581,20 @@ impl EventListeners {
             if !ctx.config.events_enabled() {
                 continue;
             }
-            let registration = match agent_core::register_agent(
-                &ctx,
-                "event_process",
-                "EventProcessor",
-                started,
-            )
-            .await
-            {
+            // Replicas starting together race to create the offering's agent identity (its
+            // name is unique): the loser's create fails, and the next try finds it.
+            let mut outcome =
+                agent_core::register_agent(&ctx, "event_process", "EventProcessor", started).await;
+            for attempt in 1..=2u64 {
+                if !matches!(outcome, RegistrationOutcome::Failed(_)) || cancel.is_cancelled() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                outcome =
+                    agent_core::register_agent(&ctx, "event_process", "EventProcessor", started)
+                        .await;
+            }
+            let registration = match outcome {
                 RegistrationOutcome::Registered(r) => r,
                 RegistrationOutcome::Unsupported => {
                     tracing::warn!(offering = %ctx.name(), "this Waldur has no agent identities or event subscriptions (an older Mastermind): the offering is polled at the order_process period instead");
@@ -568,7 +621,15 @@ impl EventListeners {
             let (tx, rx) = mpsc::channel(256);
             let unified = plans.iter().find(|p| p.unified).map(|p| p.queue.clone());
             let proxy = offerings.global_proxy();
-            for config in source_configs(&ctx.config, &plans, proxy.as_deref()) {
+            for mut config in source_configs(&ctx.config, &plans, proxy.as_deref()) {
+                // MQTT brokers allow one connection per client id: replicas need their own.
+                if let (Some(gate), EventSourceConfig::Mqtt(c)) = (&offerings.leases, &mut config) {
+                    c.client_id = format!(
+                        "{}-{}",
+                        c.client_id,
+                        crate::leases::dns_part(gate.identity())
+                    );
+                }
                 tracing::info!(offering = %ctx.name(), source = %config.describe(), "listening for events");
                 let is_unified = matches!(&config, EventSourceConfig::Stomp(c) if Some(&c.queue) == unified.as_ref());
                 let handle = EventSource::spawn(config, tx.clone(), cancel.clone());
@@ -594,6 +655,7 @@ impl EventListeners {
                 rx,
                 cancel.clone(),
                 handlers.clone(),
+                offerings.leases.clone(),
             )));
         }
         let listeners = EventListeners {
@@ -687,6 +749,7 @@ async fn consume(
     mut rx: mpsc::Receiver<agent_events::Event>,
     cancel: CancellationToken,
     clock: Arc<crate::watchdog::HandlerClock>,
+    leases: Option<Arc<LeaseGate>>,
 ) {
     use std::collections::{HashMap, VecDeque};
     let limit = ctx.settings.order_concurrency.max(1);
@@ -701,7 +764,24 @@ async fn consume(
         let ctx = ctx.clone();
         let failed_before = failures.get(&key).copied().unwrap_or(0);
         let clock = clock.clone();
+        // Leader election: only the holder of the offering's event_process Lease handles its
+        // events; another replica hands the event back to the broker (after a pause, so the
+        // holder gets it) and the holder's reconciliation pass covers whatever it missed.
+        let work = match &leases {
+            None => Ok(None),
+            Some(gate) => gate
+                .begin(Mode::EventProcess, &ctx.config.waldur_offering_uuid)
+                .map(Some)
+                .ok_or(()),
+        };
         running.spawn(async move {
+            let Ok(_work) = work else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Err(e) = event.ack.nack() {
+                    tracing::debug!(offering = %ctx.name(), error = %e, "event source gone; the broker redelivers the event");
+                }
+                return (key, true);
+            };
             let _running = clock.start();
             let outcome = events::handle_event(
                 &ctx,

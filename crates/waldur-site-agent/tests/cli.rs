@@ -614,3 +614,64 @@ offerings:
         serde_json::from_str::<serde_json::Value>(line).expect("every line is JSON");
     }
 }
+
+/// The binary called by upstream's console-script names (a symlink, as in the container image):
+/// each runs the matching subcommand with upstream's flags.
+#[test]
+fn upstream_program_names_run_their_subcommands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_waldur-site-agent"));
+    let link = |name: &str| {
+        let path = dir.path().join(name);
+        std::os::unix::fs::symlink(&bin, &path).expect("symlink");
+        path
+    };
+    let run = |path: &PathBuf, args: &[&str], env: &[(&str, &PathBuf)]| {
+        let mut cmd = std::process::Command::new(path);
+        cmd.args(args).env_remove("WALDUR_SITE_AGENT_LOG_LEVEL");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("runs")
+    };
+
+    // waldur_site_healthz --liveness-only --max-age N: upstream's probe line in its chart
+    let healthz = link("waldur_site_healthz");
+    let hb = dir.path().join("heartbeat");
+    let env = [("WALDUR_SITE_AGENT_HEARTBEAT_PATH", &hb)];
+    let missing = run(&healthz, &["--liveness-only", "--max-age", "300"], &env);
+    assert_eq!(missing.status.code(), Some(1), "{}", stdout_of(&missing));
+    std::fs::write(&hb, "1700000000.0").expect("write heartbeat");
+    let fresh = run(&healthz, &["--liveness-only", "--max-age", "300"], &env);
+    assert!(fresh.status.success(), "{}", stdout_of(&fresh));
+    assert!(stdout_of(&fresh).starts_with("live:"));
+
+    // waldur_site_agent -m MODE -c FILE with a subcommand-free line is the agent itself
+    let agent_name = link("waldur_site_agent");
+    let help = run(&agent_name, &["--help"], &[]);
+    assert!(help.status.success());
+    assert!(stdout_of(&help).contains("order_process"));
+
+    // the config-reading helpers take -m and -c, and report a missing file like the agent
+    let missing_cfg = dir.path().join("absent.yaml");
+    let missing_cfg = missing_cfg.to_str().expect("utf-8 path");
+    for name in [
+        "waldur_site_diagnostics",
+        "waldur_site_load_components",
+        "waldur_sync_offering_users",
+    ] {
+        let out = run(
+            &link(name),
+            &["-m", "order_process", "-c", missing_cfg],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr_of(&out));
+        let text = format!("{}{}", stdout_of(&out), stderr_of(&out));
+        assert!(text.contains("absent.yaml"), "{name}: {text}");
+    }
+    // and reject a flag upstream does not have
+    let out = run(&link("waldur_site_healthz2"), &["--help"], &[]);
+    assert!(out.status.success(), "an unknown name is the agent");
+    let out = run(&healthz, &["--no-such-flag"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}

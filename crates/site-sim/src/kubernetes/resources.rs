@@ -163,6 +163,86 @@ pub static LEASES: ResourceDef = ResourceDef {
     storage: Storage::Stored,
 };
 
+pub static CONFIG_MAPS: ResourceDef = ResourceDef {
+    group: "",
+    version: "v1",
+    plural: "configmaps",
+    singular: "configmap",
+    kind: "ConfigMap",
+    namespaced: true,
+    short_names: &["cm"],
+    verbs: ALL_VERBS,
+    categories: &[],
+    create_on_update: false,
+    unconditional_update: true,
+    openshift: false,
+    storage: Storage::Stored,
+};
+
+pub static SECRETS: ResourceDef = ResourceDef {
+    group: "",
+    version: "v1",
+    plural: "secrets",
+    singular: "secret",
+    kind: "Secret",
+    namespaced: true,
+    short_names: &[],
+    verbs: ALL_VERBS,
+    categories: &[],
+    create_on_update: false,
+    unconditional_update: true,
+    openshift: false,
+    storage: Storage::Stored,
+};
+
+pub static DEPLOYMENTS: ResourceDef = ResourceDef {
+    group: "apps",
+    version: "v1",
+    plural: "deployments",
+    singular: "deployment",
+    kind: "Deployment",
+    namespaced: true,
+    short_names: &["deploy"],
+    verbs: ALL_VERBS,
+    categories: &["all"],
+    create_on_update: false,
+    unconditional_update: true,
+    openshift: false,
+    storage: Storage::Stored,
+};
+
+pub static JOBS: ResourceDef = ResourceDef {
+    group: "batch",
+    version: "v1",
+    plural: "jobs",
+    singular: "job",
+    kind: "Job",
+    namespaced: true,
+    short_names: &[],
+    verbs: ALL_VERBS,
+    categories: &["all"],
+    create_on_update: false,
+    unconditional_update: true,
+    openshift: false,
+    storage: Storage::Stored,
+};
+
+pub static CRON_JOBS: ResourceDef = ResourceDef {
+    group: "batch",
+    version: "v1",
+    plural: "cronjobs",
+    singular: "cronjob",
+    kind: "CronJob",
+    namespaced: true,
+    short_names: &["cj"],
+    verbs: ALL_VERBS,
+    categories: &["all"],
+    create_on_update: false,
+    unconditional_update: true,
+    openshift: false,
+    storage: Storage::Stored,
+};
+
 pub static PROJECTS: ResourceDef = ResourceDef {
     group: "project.openshift.io",
     version: "v1",
@@ -203,6 +283,11 @@ pub static ALL: &[&ResourceDef] = &[
     &ROLE_BINDINGS,
     &CLUSTER_ROLES,
     &LEASES,
+    &CONFIG_MAPS,
+    &SECRETS,
+    &DEPLOYMENTS,
+    &JOBS,
+    &CRON_JOBS,
     &PROJECTS,
     &PROJECT_REQUESTS,
 ];

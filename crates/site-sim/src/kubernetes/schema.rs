@@ -37,6 +37,12 @@ fn schema_of(def: &ResourceDef) -> &'static Value {
             ("rolebindings", base(json!({"roleRef": {"apiGroup": "s", "kind": "s", "name": "s"}, "subjects": [{"apiGroup": "s", "kind": "s", "name": "s", "namespace": "s"}]}))),
             ("clusterroles", base(json!({"rules": "any", "aggregationRule": "any"}))),
             ("leases", base(json!({"spec": {"holderIdentity": "s", "leaseDurationSeconds": "i", "acquireTime": "s", "renewTime": "s", "leaseTransitions": "i", "strategy": "s", "preferredHolder": "s"}}))),
+            // Workloads: the pod template is kept as written (not pruned field by field).
+            ("configmaps", base(json!({"data": "smap", "binaryData": "smap", "immutable": "b"}))),
+            ("secrets", base(json!({"data": "smap", "stringData": "smap", "type": "s", "immutable": "b"}))),
+            ("deployments", base(json!({"spec": {"replicas": "i", "selector": "any", "template": "any", "strategy": "any", "minReadySeconds": "i", "revisionHistoryLimit": "i", "paused": "b", "progressDeadlineSeconds": "i"}, "status": "any"}))),
+            ("jobs", base(json!({"spec": {"parallelism": "i", "completions": "i", "activeDeadlineSeconds": "i", "podFailurePolicy": "any", "successPolicy": "any", "backoffLimit": "i", "backoffLimitPerIndex": "i", "maxFailedIndexes": "i", "selector": "any", "manualSelector": "b", "template": "any", "ttlSecondsAfterFinished": "i", "completionMode": "s", "suspend": "b", "podReplacementPolicy": "s", "managedBy": "s"}, "status": "any"}))),
+            ("cronjobs", base(json!({"spec": {"schedule": "s", "timeZone": "s", "startingDeadlineSeconds": "i", "concurrencyPolicy": "s", "suspend": "b", "jobTemplate": {"metadata": "any", "spec": "any"}, "successfulJobsHistoryLimit": "i", "failedJobsHistoryLimit": "i"}, "status": "any"}))),
         ]
     });
     all.iter()
@@ -79,6 +85,8 @@ fn prune(
         Value::String(t) => match (t.as_str(), &*v) {
             (_, Value::Null) | ("any", _) => Ok(()),
             ("s", Value::String(_)) => Ok(()),
+            ("b", Value::Bool(_)) => Ok(()),
+            ("b", other) => Err(type_error(def, path, other, "bool")),
             ("i", Value::Number(n)) if n.is_i64() => Ok(()),
             ("smap", Value::Object(m)) => match m.iter().find(|(_, x)| !x.is_string()) {
                 Some((k, x)) => Err(type_error(def, &child(k), x, "string")),
@@ -278,7 +286,56 @@ fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
 
 /// Defaulting of the versioned type, then canonical quantities.
 pub fn default_and_canonicalize(def: &ResourceDef, obj: &mut Value) {
+    use base64::Engine;
+    let mut set_default = |ptr: &str, value: Value| {
+        let (parent, key) = ptr.rsplit_once('/').unwrap_or(("", ptr));
+        if let Some(Value::Object(m)) = obj.pointer_mut(parent) {
+            m.entry(key.to_owned()).or_insert(value);
+        }
+    };
     match def.plural {
+        "secrets" => {
+            set_default("/type", json!("Opaque"));
+            // stringData is write-only: merged into data (base64), as the API server does.
+            if let Some(Value::Object(plain)) =
+                obj.as_object_mut().and_then(|m| m.remove("stringData"))
+            {
+                let data = obj
+                    .as_object_mut()
+                    .map(|m| m.entry("data").or_insert_with(|| json!({})));
+                if let Some(Value::Object(data)) = data {
+                    for (k, v) in plain {
+                        let text = v.as_str().unwrap_or_default();
+                        data.insert(
+                            k,
+                            json!(base64::engine::general_purpose::STANDARD.encode(text)),
+                        );
+                    }
+                }
+            }
+        }
+        "deployments" => {
+            set_default("/spec/replicas", json!(1));
+            set_default("/spec/revisionHistoryLimit", json!(10));
+            set_default("/spec/progressDeadlineSeconds", json!(600));
+            set_default(
+                "/spec/strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+            );
+        }
+        "jobs" => {
+            set_default("/spec/backoffLimit", json!(6));
+            set_default("/spec/completions", json!(1));
+            set_default("/spec/parallelism", json!(1));
+            set_default("/spec/completionMode", json!("NonIndexed"));
+            set_default("/spec/suspend", json!(false));
+        }
+        "cronjobs" => {
+            set_default("/spec/concurrencyPolicy", json!("Allow"));
+            set_default("/spec/suspend", json!(false));
+            set_default("/spec/successfulJobsHistoryLimit", json!(3));
+            set_default("/spec/failedJobsHistoryLimit", json!(1));
+        }
         "rolebindings" => {
             if let Some(Value::Array(subjects)) = obj.get_mut("subjects") {
                 for s in subjects {
@@ -427,6 +484,82 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> KubeResu
                 });
             }
         }
+        "secrets" => {
+            use base64::Engine;
+            if let Some(Value::Object(data)) = obj.get("data") {
+                for (k, v) in data {
+                    if base64::engine::general_purpose::STANDARD
+                        .decode(v.as_str().unwrap_or_default())
+                        .is_err()
+                    {
+                        return Err(KubeError::bad_request(format!(
+                            "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data.{k}"
+                        )));
+                    }
+                }
+            }
+        }
+        "deployments" => {
+            let template_labels = obj.pointer("/spec/template/metadata/labels");
+            match obj
+                .pointer("/spec/selector/matchLabels")
+                .and_then(Value::as_object)
+            {
+                None => causes.push(Cause {
+                    reason: "FieldValueRequired",
+                    field: "spec.selector".into(),
+                    message: "Required value".into(),
+                }),
+                Some(want) => {
+                    let ok = want
+                        .iter()
+                        .all(|(k, v)| template_labels.and_then(|l| l.get(k)) == Some(v));
+                    if !ok {
+                        causes.push(Cause::invalid(
+                            "spec.template.metadata.labels",
+                            &template_labels.cloned().unwrap_or(Value::Null).to_string(),
+                            "`selector` does not match template `labels`",
+                        ));
+                    }
+                }
+            }
+            pod_template_causes(
+                obj.pointer("/spec/template"),
+                "spec.template",
+                false,
+                &mut causes,
+            );
+        }
+        "jobs" => {
+            pod_template_causes(
+                obj.pointer("/spec/template"),
+                "spec.template",
+                true,
+                &mut causes,
+            );
+        }
+        "cronjobs" => {
+            let schedule = str_at(obj, "/spec/schedule");
+            if schedule.is_empty() {
+                causes.push(Cause {
+                    reason: "FieldValueRequired",
+                    field: "spec.schedule".into(),
+                    message: "Required value".into(),
+                });
+            } else if !schedule.starts_with('@') && schedule.split_whitespace().count() != 5 {
+                causes.push(Cause::invalid(
+                    "spec.schedule",
+                    schedule,
+                    "unparseable schedule: expected exactly 5 fields",
+                ));
+            }
+            pod_template_causes(
+                obj.pointer("/spec/jobTemplate/spec/template"),
+                "spec.jobTemplate.spec.template",
+                true,
+                &mut causes,
+            );
+        }
         "leases" => {
             if let Some(d) = obj
                 .pointer("/spec/leaseDurationSeconds")
@@ -465,6 +598,48 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> KubeResu
         Ok(())
     } else {
         Err(KubeError::invalid(def, name, causes))
+    }
+}
+
+/// What the API server checks in a pod template that an agent's manifests can get wrong: at
+/// least one container, each with a name and an image; for Jobs a restartPolicy of `Never` or
+/// `OnFailure`.
+fn pod_template_causes(template: Option<&Value>, at: &str, job: bool, causes: &mut Vec<Cause>) {
+    let containers = template
+        .and_then(|t| t.pointer("/spec/containers"))
+        .and_then(Value::as_array);
+    match containers {
+        None => causes.push(Cause {
+            reason: "FieldValueRequired",
+            field: format!("{at}.spec.containers"),
+            message: "Required value".into(),
+        }),
+        Some(list) => {
+            for (i, c) in list.iter().enumerate() {
+                for f in ["name", "image"] {
+                    if c.get(f).and_then(Value::as_str).is_none_or(str::is_empty) {
+                        causes.push(Cause {
+                            reason: "FieldValueRequired",
+                            field: format!("{at}.spec.containers[{i}].{f}"),
+                            message: "Required value".into(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if job {
+        let policy = template
+            .and_then(|t| t.pointer("/spec/restartPolicy"))
+            .and_then(Value::as_str)
+            .unwrap_or("Always");
+        if policy != "Never" && policy != "OnFailure" {
+            causes.push(Cause::not_supported(
+                format!("{at}.spec.restartPolicy"),
+                policy,
+                &["OnFailure", "Never"],
+            ));
+        }
     }
 }
 
