@@ -434,31 +434,24 @@ async fn per_user_limits_write_every_offering_tres() {
 #[tokio::test]
 async fn restore_reads_first_and_writes_only_when_needed() {
     let (backend, runner) = backend_with(settings());
-    let state = Arc::new(Mutex::new("paused".to_owned()));
-    let s = state.clone();
-    runner.respond(move |line| {
-        line.contains("show assoc").then(|| {
-            Ok(format!(
-                "a_r1|p_proj|||{}||\n",
-                s.lock().expect("state lock")
-            ))
-        })
-    });
+    runner.seed("a_r1", "p_proj");
     let r = ResourceView {
         backend_id: "a_r1".into(),
         ..Default::default()
     };
-    assert!(backend.restore(&r).await.expect("restore"));
-    *state.lock().expect("state lock") = "normal".into();
-    assert!(!backend.restore(&r).await.expect("restore again"));
+    assert!(!backend.restore(&r).await.expect("restore: not paused"));
     assert!(backend.pause(&r).await.expect("pause"));
-    let lines = runner.lines();
-    let writes: Vec<&String> = lines.iter().filter(|l| l.contains("modify")).collect();
+    assert!(!backend.pause(&r).await.expect("pause again"));
+    assert!(backend.restore(&r).await.expect("restore"));
     assert_eq!(
-        writes,
+        runner.lines(),
         vec![
+            // The first call reads; later ones work from the tree as read back.
+            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins where accounts=a_r1 cluster=waldur",
+            "sacctmgr modify account where name=a_r1 cluster=waldur set qos=paused",
+            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins where accounts=a_r1 cluster=waldur",
             "sacctmgr modify account where name=a_r1 cluster=waldur set qos=normal",
-            "sacctmgr modify account where name=a_r1 cluster=waldur set qos=paused"
+            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins where accounts=a_r1 cluster=waldur",
         ]
     );
 }
@@ -481,15 +474,22 @@ async fn pause_without_qos_setting_is_a_config_error_and_enforced_mode_uses_subm
     s.qos_enforcement_enabled = true;
     s.enforce_offering_qos = Some(true);
     let (backend, runner) = backend_with(s);
-    runner.respond(|line| {
-        line.contains("show assoc")
-            .then(|| Ok("a_r1|p_proj|||normal||\n".to_owned()))
-    });
-    assert!(backend.pause(&r).await.expect("pause"));
+    runner.seed("a_r1", "p_proj");
     assert!(!backend.restore(&r).await.expect("restore: not paused"));
-    assert!(runner.lines().contains(
-        &"sacctmgr modify account where name=a_r1 cluster=waldur set GrpSubmitJobs=0".to_owned()
-    ));
+    assert!(backend.pause(&r).await.expect("pause"));
+    assert!(backend.restore(&r).await.expect("restore"));
+    let writes: Vec<String> = runner
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(" modify "))
+        .collect();
+    assert_eq!(
+        writes,
+        vec![
+            "sacctmgr modify account where name=a_r1 cluster=waldur set GrpSubmitJobs=0",
+            "sacctmgr modify account where name=a_r1 cluster=waldur set GrpSubmitJobs=-1",
+        ]
+    );
 }
 
 #[tokio::test]
@@ -498,10 +498,7 @@ async fn add_users_adds_only_missing_in_one_call() {
     s.default_account_policy = crate::DefaultAccountPolicy::Individual;
     s.default_partition = Some("debug".into());
     let (backend, runner) = backend_with(s);
-    runner.respond(|line| {
-        line.contains("show assoc")
-            .then(|| Ok("a_r1|p_proj|||normal||\na_r1||alice||normal||\n".to_owned()))
-    });
+    runner.seed("a_r1", "p_proj");
     let r = ResourceView {
         backend_id: "a_r1".into(),
         ..Default::default()
@@ -513,13 +510,20 @@ async fn add_users_adds_only_missing_in_one_call() {
             ..Default::default()
         })
         .collect();
+    backend
+        .add_users(&r, &grants[..1])
+        .await
+        .expect("add alice");
+    runner.runner.clear();
     let added = backend.add_users(&r, &grants).await.expect("add");
     assert_eq!(added, vec!["alice", "bob", "carol"]);
     assert_eq!(
-        runner.lines()[1],
-        "sacctmgr add user bob,carol account=a_r1 DefaultAccount=a_r1 Partition=debug cluster=waldur"
+        runner.lines(),
+        vec![
+            "sacctmgr add user bob,carol account=a_r1 DefaultAccount=a_r1 Partition=debug cluster=waldur",
+            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins where accounts=a_r1 cluster=waldur",
+        ]
     );
-    assert_eq!(runner.lines().len(), 2);
 }
 
 #[tokio::test]
