@@ -107,6 +107,10 @@ impl StatusTarget {
     }
 }
 
+/// A membership change done: the usernames of its additions that have access, and whether the
+/// status flag had to be written.
+type Applied = (Vec<String>, bool);
+
 /// One resource's membership work, worked out against the account as read.
 struct MemberWork {
     index: usize,
@@ -1497,14 +1501,10 @@ impl SlurmBackend {
     /// one read-back. What the read-back does not show is written again resource by resource
     /// and read back once more, so a failed group fails only the resources it concerns.
     /// `Ok((added, status_changed))` per change, in input order.
-    async fn apply_batch(
-        &self,
-        changes: &[MembershipChange],
-    ) -> Vec<BackendResult<(Vec<String>, bool)>> {
-        let mut results: Vec<Option<BackendResult<(Vec<String>, bool)>>> =
-            std::iter::repeat_with(|| None)
-                .take(changes.len())
-                .collect();
+    async fn apply_batch(&self, changes: &[MembershipChange]) -> Vec<BackendResult<Applied>> {
+        let mut results: Vec<Option<BackendResult<Applied>>> = std::iter::repeat_with(|| None)
+            .take(changes.len())
+            .collect();
         let mut work = Vec::new();
         for (index, change) in changes.iter().enumerate() {
             let outcome = (|| {
@@ -1815,7 +1815,7 @@ impl SlurmBackend {
     }
 
     /// One change through [`Self::apply_batch`].
-    async fn apply_one(&self, change: MembershipChange) -> BackendResult<(Vec<String>, bool)> {
+    async fn apply_one(&self, change: MembershipChange) -> BackendResult<Applied> {
         self.apply_batch(std::slice::from_ref(&change))
             .await
             .pop()
