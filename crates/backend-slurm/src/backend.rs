@@ -1708,15 +1708,15 @@ impl SlurmBackend {
         // load files + `list user` against one `add user` per group.
         let load_calls = loadable.len().div_ceil(chunk) + 1;
         if self.settings.batch_load && plain_groups.count() > load_calls {
-            let cluster = self.cluster_for_load().await;
             let users: BTreeSet<String> = loadable
                 .iter()
                 .flat_map(|w| w.add.iter().cloned())
                 .collect();
-            let defaults = match cluster {
-                Some(_) => self.resolve_user_defaults(&users, None).await,
-                None => None,
-            };
+            // One round: the cluster is cached after the first time, the users' defaults are not.
+            let (cluster, defaults) = tokio::join!(
+                self.cluster_for_load(),
+                self.resolve_user_defaults(&users, None)
+            );
             if let (Some(cluster), Some(defaults)) = (cluster, defaults) {
                 for part in loadable.chunks(chunk) {
                     let assocs: Vec<(&str, &[String], &UserAssocOptions)> = part
