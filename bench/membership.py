@@ -47,27 +47,31 @@ def run(cmd, env, timeout, until=None):
     """Run `cmd` until it exits (or `until()` says done); wall time and peak RSS in MiB."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    done_at = None
+    done_at, usage = None, None
+    # wait4 (never Popen.poll, which reaps the child first): this child's own peak RSS (KiB on
+    # Linux), not the maximum over every child.
     while time.perf_counter() - t0 < timeout:
+        pid, _, usage = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            done_at = time.perf_counter()
+            break
         if until is not None and until():
             done_at = time.perf_counter()
-            break
-        if p.poll() is not None:
-            done_at = time.perf_counter()
-            break
-        time.sleep(0.1)
-    if p.returncode is None:
-        p.send_signal(signal.SIGTERM)
-    # wait4: this child's own peak RSS (KiB on Linux), not the maximum over every child.
-    for _ in range(150):
-        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-        if pid:
+            p.send_signal(signal.SIGTERM)
             break
         time.sleep(0.1)
     else:
-        p.kill()
-        pid, status, usage = os.wait4(p.pid, 0)
-    p.returncode = status
+        p.send_signal(signal.SIGTERM)
+    if not (usage and usage.ru_maxrss and done_at and not until):
+        for _ in range(150):
+            pid, _, usage = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.1)
+        else:
+            p.kill()
+            _, _, usage = os.wait4(p.pid, 0)
+    p.returncode = 0
     return (done_at or time.perf_counter()) - t0, round(usage.ru_maxrss / 1024, 1)
 
 
