@@ -12,8 +12,8 @@ one with nothing changed: wall time, SLURM commands (a counting wrapper director
 identifies itself as `waldur-bench`) and the agent's peak RSS (`wait4`).
 
 Our agent runs `-m membership_sync --once`. The Python agent has no `--once`: it runs its cycle
-and then sleeps; the cycle's end is the second heartbeat it writes (at the start of the offering
-and after the cycle), and the bench stops it there.
+and then sleeps; the cycle's end is its last log line (INFO) or SLURM call once both have been
+still for 10 s, and the bench stops it there.
 
 Results go to bench/results/membership-<N>.json. Needs release builds
 (`cargo build --release -p waldur-site-agent -p waldur-sim`), real SLURM
@@ -33,20 +33,11 @@ from orders import (
     cleanup_accounts, config, counting_wrapper, list_all, slurm_env,
 )
 
-PY_HEARTBEAT = "/tmp/waldur-site-agent-heartbeat"  # fixed in waldur_site_agent.common.healthz
-
-
-def heartbeat():
-    try:
-        return float(open(PY_HEARTBEAT).read().strip() or 0)
-    except (OSError, ValueError):
-        return 0.0
-
-
-def run(cmd, env, timeout, until=None):
+def run(cmd, env, timeout, until=None, log=None):
     """Run `cmd` until it exits (or `until()` says done); wall time and peak RSS in MiB."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    err = open(log, "a") if log else subprocess.DEVNULL
+    p = subprocess.Popen(cmd, stdout=err, stderr=err, env=env)
     done_at, usage = None, None
     # wait4 (never Popen.poll, which reaps the child first): this child's own peak RSS (KiB on
     # Linux), not the maximum over every child.
@@ -75,22 +66,28 @@ def run(cmd, env, timeout, until=None):
     return (done_at or time.perf_counter()) - t0, round(usage.ru_maxrss / 1024, 1)
 
 
-def agent_cycle(kind, cfg, env, pybin, timeout):
-    env = dict(env, WALDUR_SITE_AGENT_LOG_LEVEL="WARNING")
+def agent_cycle(kind, cfg, env, pybin, timeout, work, call_log):
     if kind == "rust":
+        env = dict(env, WALDUR_SITE_AGENT_LOG_LEVEL="WARNING")
         cmd = [os.path.join(ROOT, "target/release/waldur-site-agent"), "-m", "membership_sync", "-c", cfg, "--once"]
         return run(cmd, env, timeout)
+    # The Python agent logs every step at INFO; after its cycle it sleeps. The cycle is over when
+    # neither its log nor its SLURM calls moved for IDLE seconds; it ended at the last of them.
+    idle = 10.0
+    log = os.path.join(work, f"python-agent-{time.time():.0f}.log")
+    open(log, "w").close()
+    env = dict(env, WALDUR_SITE_AGENT_LOG_LEVEL="INFO")
     cmd = [os.path.join(pybin, "waldur_site_agent"), "-m", "membership_sync", "-c", cfg]
     start = time.time()
-    seen = []
+
+    def last_activity():
+        return max(os.path.getmtime(log), os.path.getmtime(call_log))
 
     def cycle_done():
-        beat = heartbeat()
-        if beat > start and (not seen or seen[-1] != beat):
-            seen.append(beat)
-        return len(seen) >= 2
+        return "Processing offering" in open(log).read() and time.time() - last_activity() > idle
 
-    return run(cmd, env, timeout, until=cycle_done)
+    wall, rss = run(cmd, env, timeout, until=cycle_done, log=log)
+    return min(wall, last_activity() - start), rss
 
 
 def bench_agent(kind, args, pybin, env):
@@ -122,7 +119,7 @@ def bench_agent(kind, args, pybin, env):
             for phase in ("first", "steady"):
                 open(call_log, "w").close()
                 sim.reset_stats()
-                wall, rss = agent_cycle(kind, cfg, env, pybin, args.timeout)
+                wall, rss = agent_cycle(kind, cfg, env, pybin, args.timeout, work, call_log)
                 calls = open(call_log).read().splitlines()
                 by_cmd = {}
                 for c in calls:

@@ -18,6 +18,8 @@ use std::sync::Arc;
 
 use std::sync::atomic::Ordering;
 
+use futures::stream::{self, StreamExt};
+
 use backend_api::{
     BackendError, BackendResourceInfo, CreateRequest, MembershipBackend, MembershipChange,
     ResourceView, UserContext, UserGrant,
@@ -219,17 +221,34 @@ async fn sync_resources(
         None
     };
     let known = known.as_ref();
+    // Waldur reads (teams) of many resources at once, bounded as orders are; futures built
+    // eagerly so the cycle stays `Send`.
+    let concurrency = ctx.settings.order_concurrency.max(1);
+    let (offering_users, accounts) = (&offering_users, &accounts);
+    let planning: Vec<_> = resources
+        .iter()
+        .zip(views)
+        .filter_map(|(resource, view)| {
+            let Some(info) = infos.get(&view.backend_id) else {
+                tracing::warn!(resource = %resource.uuid, backend_id = %view.backend_id, "resource missing on the site");
+                return None;
+            };
+            Some(async move {
+                let plan =
+                    plan_users(ctx, resource, view, info, offering_users, accounts, known).await;
+                (resource, plan)
+            })
+        })
+        .collect();
+    let plans: Vec<(&ProviderResource, CoreResult<UserPlan>)> =
+        stream::iter(planning).buffered(concurrency).collect().await;
+    if ctx.is_cancelled() {
+        tracing::info!(offering = %ctx.name(), "shutting down: the rest of the membership cycle is left for the next run");
+        return;
+    }
     let mut planned: Vec<(&ProviderResource, UserPlan)> = Vec::new();
-    for (resource, view) in resources.iter().zip(views) {
-        if ctx.is_cancelled() {
-            tracing::info!(offering = %ctx.name(), "shutting down: the rest of the membership cycle is left for the next run");
-            return;
-        }
-        let Some(info) = infos.get(&view.backend_id) else {
-            tracing::warn!(resource = %resource.uuid, backend_id = %view.backend_id, "resource missing on the site");
-            continue;
-        };
-        match plan_users(ctx, resource, view, info, &offering_users, &accounts, known).await {
+    for (resource, plan) in plans {
+        match plan {
             Ok(mut plan) => {
                 plan.change.apply_status = full;
                 planned.push((resource, plan));
@@ -252,26 +271,41 @@ async fn sync_resources(
             }
         }
     }
-    for ((resource, plan), outcome) in planned.into_iter().zip(applied) {
-        if ctx.is_cancelled() {
-            tracing::info!(offering = %ctx.name(), "shutting down: the rest of the membership cycle is left for the next run");
-            break;
-        }
-        let result = match outcome {
-            Ok(added) => {
-                let view = plan.change.resource.clone();
-                let synced = plan.synced(added);
-                if full {
-                    finish_one(ctx, backend, resource, &view, &infos, synced).await
-                } else {
-                    Ok(())
-                }
+    let infos = &infos;
+    let finishing: Vec<_> = planned
+        .into_iter()
+        .zip(applied)
+        .map(|((resource, plan), outcome)| async move {
+            if ctx.is_cancelled() {
+                return (resource, None);
             }
-            Err(e) => Err(CoreError::Backend(e)),
-        };
+            let result = match outcome {
+                Ok(added) => {
+                    let view = plan.change.resource.clone();
+                    let synced = plan.synced(added);
+                    if full {
+                        finish_one(ctx, backend, resource, &view, infos, synced).await
+                    } else {
+                        Ok(())
+                    }
+                }
+                Err(e) => Err(CoreError::Backend(e)),
+            };
+            (resource, Some(result))
+        })
+        .collect();
+    let finished: Vec<(&ProviderResource, Option<CoreResult<()>>)> = stream::iter(finishing)
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    if ctx.is_cancelled() {
+        tracing::info!(offering = %ctx.name(), "shutting down: the rest of the membership cycle is left for the next run");
+    }
+    for (resource, result) in finished {
         match result {
-            Ok(()) => cycle.ok(),
-            Err(e) => fail_resource(ctx, resource, e, full, cycle).await,
+            None => {}
+            Some(Ok(())) => cycle.ok(),
+            Some(Err(e)) => fail_resource(ctx, resource, e, full, cycle).await,
         }
     }
 }
