@@ -1705,8 +1705,10 @@ impl SlurmBackend {
         let plain_groups = by_options
             .keys()
             .filter(|(_, o)| o.partitions.is_empty() && o.qos_levels.is_empty());
-        // load files + `list user` against one `add user` per group.
-        let load_calls = loadable.len().div_ceil(chunk) + 1;
+        // load files (at most `write_chunk_size` associations each: every one is a row inserted
+        // into slurmdbd's association tree) + `list user`, against one `add user` per group.
+        let associations: usize = loadable.iter().map(|w| w.add.len()).sum();
+        let load_calls = associations.div_ceil(chunk) + 1;
         if self.settings.batch_load && plain_groups.count() > load_calls {
             let users: BTreeSet<String> = loadable
                 .iter()
@@ -1718,16 +1720,14 @@ impl SlurmBackend {
                 self.resolve_user_defaults(&users, None)
             );
             if let (Some(cluster), Some(defaults)) = (cluster, defaults) {
-                for part in loadable.chunks(chunk) {
-                    let assocs: Vec<(&str, &[String], &UserAssocOptions)> = part
-                        .iter()
-                        .map(|w| (w.account.as_str(), w.add.as_slice(), &w.options))
-                        .collect();
-                    let lines = self.load_user_lines(&assocs, states, &defaults);
-                    if !lines.is_empty() {
-                        self.run_load(&render_load_file(&cluster, &[], &lines))
-                            .await;
-                    }
+                let assocs: Vec<(&str, &[String], &UserAssocOptions)> = loadable
+                    .iter()
+                    .map(|w| (w.account.as_str(), w.add.as_slice(), &w.options))
+                    .collect();
+                // New users' default-account lines come first, so they load before the rest.
+                let lines = self.load_user_lines(&assocs, states, &defaults);
+                for part in lines.chunks(chunk) {
+                    self.run_load(&render_load_file(&cluster, &[], part)).await;
                 }
                 // What the files did not carry (users without a default account) is redone
                 // per resource after the read-back.

@@ -61,9 +61,10 @@ pub struct SlurmSettings {
     /// Create the missing accounts and user associations of a batch with one `sacctmgr load`
     /// (extension; needs `cluster_name`). `false` keeps one `add` call per group.
     pub batch_load: bool,
-    /// At most this many accounts per SLURM write of a cycle (one `sacctmgr load`, or one
-    /// `add`/`modify`/`remove` listing accounts): slurmdbd rewrites its association tree in one
-    /// transaction per call, and a huge one holds it for minutes (extension).
+    /// At most this many accounts per SLURM write of a cycle (one `add`/`modify`/`remove`
+    /// listing accounts, a create's `sacctmgr load`), or user associations per membership
+    /// `sacctmgr load`: slurmdbd rewrites its association tree in one transaction per call, and
+    /// a huge one holds it for minutes (extension).
     pub write_chunk_size: usize,
     /// Directory of the lock file that keeps agents of other processes on this machine (one
     /// systemd unit per mode) from writing to the same cluster at once (extension). Empty: lock
@@ -251,7 +252,7 @@ pub const SETTINGS: &[Setting] = &[
         "write_chunk_size",
         Kind::Integer,
         "200",
-        "ours: at most this many accounts per SLURM write (one `sacctmgr load`, or one `add`/`modify`/`remove` listing accounts), so no single slurmdbd transaction runs for minutes",
+        "ours: at most this many accounts per SLURM write (one `add`/`modify`/`remove` listing accounts, a create's `sacctmgr load`), or user associations per membership `sacctmgr load`, so no single slurmdbd transaction runs for minutes",
     ),
     Setting::new(
         "write_lock_dir",

@@ -1440,7 +1440,8 @@ fn five_users(i: usize) -> Vec<UserGrant> {
 async fn a_membership_cycle_costs_the_same_slurm_calls_for_5_and_50_resources() {
     let mut first_cycles = Vec::new();
     for n in [5, 50] {
-        let (backend, runner, views) = membership_site(n, 200);
+        // Chunks large enough for every association of the cycle (the chunked case is below).
+        let (backend, runner, views) = membership_site(n, 1000);
         let calls = membership_cycle(&backend, &runner, &views, five_users).await;
         // show assoc, list user, ONE load, show assoc (read-back).
         assert_eq!(calls, 4, "N={n}: {:#?}", runner.lines());
@@ -1466,11 +1467,16 @@ async fn a_membership_cycle_costs_the_same_slurm_calls_for_5_and_50_resources() 
 
 #[tokio::test]
 async fn membership_writes_are_chunked_and_grouped_and_a_failed_group_fails_nobody_else() {
-    // 450 resources with 5 new users each, chunk 200: three loads.
-    let (backend, runner, views) = membership_site(450, 200);
+    // 90 resources with 5 users new to SLURM each: 450 associations, and 450 more with the
+    // default account (policy `common`); chunk 200: five loads.
+    let (backend, runner, views) = membership_site(90, 200);
     let calls = membership_cycle(&backend, &runner, &views, five_users).await;
-    assert_eq!(runner.db.loads(), 3);
-    assert_eq!(calls, 1 + 1 + 3 + 1, "{:#?}", runner.lines());
+    assert_eq!(runner.db.loads(), 5);
+    assert_eq!(calls, 1 + 1 + 5 + 1, "{:#?}", runner.lines());
+    for (i, view) in views.iter().enumerate() {
+        let users = runner.db.account(&view.backend_id).expect("account").users;
+        assert_eq!(users.len(), 5, "resource {i}: {users:?}");
+    }
 
     // Removing the same user from every resource is one `remove user` per chunk; when that
     // fails, each resource is retried alone, and only the one SLURM refuses fails.
