@@ -56,7 +56,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def seed_yaml(n_projects, n_users):
+def seed_yaml(n_projects, n_users, members=True):
     lines = [
         "users:",
         f"  - {{username: staff, is_staff: true, token: {STAFF}}}",
@@ -72,8 +72,9 @@ def seed_yaml(n_projects, n_users):
         "  - {name: University, owners: [owner]}",
         "projects:",
     ]
+    members_too = members
     for p in range(n_projects):
-        members = ", ".join(f"{{user: u{p:03d}x{u}, role: PROJECT.MEMBER}}" for u in range(n_users))
+        members = ", ".join(f"{{user: u{p:03d}x{u}, role: PROJECT.MEMBER}}" for u in range(n_users) if members_too)
         lines.append(f"  - {{name: Project {p:03d}, customer: University, members: [{members}]}}")
     lines += [
         "offerings:",
@@ -113,10 +114,10 @@ def list_all(base, path, token):
 
 
 class Sim:
-    def __init__(self, n_projects, n_users, workdir):
+    def __init__(self, n_projects, n_users, workdir, members=True):
         seed = os.path.join(workdir, "seed.yaml")
         with open(seed, "w") as f:
-            f.write(seed_yaml(n_projects, n_users))
+            f.write(seed_yaml(n_projects, n_users, members))
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/api/"
         self.proc = subprocess.Popen(

@@ -1,9 +1,11 @@
 //! `membership_sync` (agent-behaviour §3.3) and the event entry points that share its code.
 //!
-//! Per resource: team diff (add new members, remove stale = site users − team), status flags
-//! (pause / downscale / restore), backend metadata and limits back to Waldur (only when they
-//! differ), per-user limits, `refresh_last_sync`, and an erred resource set back to OK. A failure
-//! sets that resource erred (unless transient) and the loop goes on.
+//! One read of the site for all resources (`pull_resources`), the team diff of every resource
+//! in memory (add new members, remove stale = site users − team), then ONE site round for all
+//! of them (`apply_membership`: additions, removals, pause / downscale / restore), and per
+//! resource what goes back to Waldur, each only when it differs: backend metadata, limits,
+//! per-user limits, `refresh_last_sync` (hourly), an erred resource set back to OK. A failure
+//! sets that resource erred (unless transient) and the cycle goes on.
 //!
 //! Also here (§3.3.5, §3.3.1): project service accounts and course accounts (best-effort, never
 //! err a resource; active accounts are not "stale" for the team diff, so they are not removed
@@ -16,9 +18,11 @@ use std::sync::Arc;
 
 use std::sync::atomic::Ordering;
 
+use futures::stream::{self, StreamExt};
+
 use backend_api::{
-    BackendError, BackendResourceInfo, CreateRequest, MembershipBackend, ResourceView, UserContext,
-    UserGrant,
+    BackendError, BackendResourceInfo, CreateRequest, MembershipBackend, MembershipChange,
+    ResourceView, UserContext, UserGrant,
 };
 use serde_json::{Value, json};
 use waldur_client::{
@@ -177,6 +181,9 @@ pub async fn membership_sync(ctx: &OfferingContext) -> CycleReport {
     cycle
 }
 
+/// One read of the site, every resource's diff in memory, one `apply_membership` round (plus
+/// one for service/course accounts when they need changes), then what goes back to Waldur per
+/// resource. `full`: also status flags, metadata, limits, per-user limits and last sync.
 async fn sync_resources(
     ctx: &OfferingContext,
     backend: &Arc<dyn MembershipBackend>,
@@ -188,6 +195,13 @@ async fn sync_resources(
         return;
     }
     let views: Vec<ResourceView> = resources.iter().map(resource_view).collect();
+    let infos = match backend.pull_resources(&views).await {
+        Ok(infos) => infos,
+        Err(e) => {
+            cycle.record("pull resources", e);
+            return;
+        }
+    };
     if full {
         match backend.sync_projects(&views).await {
             Ok(0) => {}
@@ -199,13 +213,6 @@ async fn sync_resources(
             }
         }
     }
-    let infos = match backend.pull_resources(&views).await {
-        Ok(infos) => infos,
-        Err(e) => {
-            cycle.record("pull resources", e);
-            return;
-        }
-    };
     let offering_users = refreshed_offering_users(ctx).await;
     let accounts = ctx.accounts().await;
     let known = if ctx.config.preserve_unmanaged_backend_users {
@@ -214,59 +221,115 @@ async fn sync_resources(
         None
     };
     let known = known.as_ref();
-    for (resource, view) in resources.iter().zip(views.iter()) {
-        if ctx.is_cancelled() {
-            tracing::info!(offering = %ctx.name(), "shutting down: the rest of the membership cycle is left for the next run");
-            break;
+    // Waldur reads (teams) of many resources at once, bounded as orders are; futures built
+    // eagerly so the cycle stays `Send`.
+    let concurrency = ctx.settings.order_concurrency.max(1);
+    let (offering_users, accounts) = (&offering_users, &accounts);
+    let planning: Vec<_> = resources
+        .iter()
+        .zip(views)
+        .filter_map(|(resource, view)| {
+            let Some(info) = infos.get(&view.backend_id) else {
+                tracing::warn!(resource = %resource.uuid, backend_id = %view.backend_id, "resource missing on the site");
+                return None;
+            };
+            Some(async move {
+                let plan =
+                    plan_users(ctx, resource, view, info, offering_users, accounts, known).await;
+                (resource, plan)
+            })
+        })
+        .collect();
+    let plans: Vec<(&ProviderResource, CoreResult<UserPlan>)> =
+        stream::iter(planning).buffered(concurrency).collect().await;
+    if ctx.is_cancelled() {
+        tracing::info!(offering = %ctx.name(), "shutting down: the rest of the membership cycle is left for the next run");
+        return;
+    }
+    let mut planned: Vec<(&ProviderResource, UserPlan)> = Vec::new();
+    for (resource, plan) in plans {
+        match plan {
+            Ok(mut plan) => {
+                plan.change.apply_status = full;
+                planned.push((resource, plan));
+            }
+            Err(e) => fail_resource(ctx, resource, e, full, cycle).await,
         }
-        let Some(info) = infos.get(&view.backend_id) else {
-            tracing::warn!(resource = %resource.uuid, backend_id = %view.backend_id, "resource missing on the site");
-            continue;
-        };
-        let result = if full {
-            sync_one(
-                ctx,
-                backend,
-                resource,
-                view,
-                info,
-                &offering_users,
-                &accounts,
-                known,
-            )
-            .await
-        } else {
-            sync_users(
-                ctx,
-                backend,
-                resource,
-                view,
-                info,
-                &offering_users,
-                &accounts,
-                known,
-            )
-            .await
-            .map(|_| ())
-        };
-        match result {
-            Ok(()) => cycle.ok(),
-            Err(e) => {
-                if full && !e.is_transient() {
-                    let (message, traceback) = ctx.error_details(&e);
-                    if let Err(set_err) = ctx
-                        .client
-                        .set_resource_erred(&resource.uuid, &message, &traceback)
-                        .await
-                    {
-                        tracing::error!(resource = %resource.uuid, error = %set_err, "cannot set resource erred");
-                    }
-                }
-                tracing::error!(resource = %resource.uuid, error = %e, "membership sync failed");
-                cycle.record(&format!("resource {}", resource.uuid), e);
+    }
+    let changes: Vec<MembershipChange> = planned.iter().map(|(_, p)| p.change.clone()).collect();
+    let applied = backend.apply_membership(&changes).await;
+    // Service/course accounts are best-effort: a failure never fails the resource.
+    let account_changes: Vec<MembershipChange> = planned
+        .iter()
+        .filter_map(|(_, p)| p.accounts.clone())
+        .collect();
+    if !account_changes.is_empty() {
+        let outcomes = backend.apply_membership(&account_changes).await;
+        for (change, outcome) in account_changes.iter().zip(outcomes) {
+            if let Err(e) = outcome {
+                tracing::warn!(resource = %change.resource.uuid, error = %e, "cannot sync service/course accounts");
             }
         }
     }
+    let infos = &infos;
+    let finishing: Vec<_> = planned
+        .into_iter()
+        .zip(applied)
+        .map(|((resource, plan), outcome)| async move {
+            if ctx.is_cancelled() {
+                return (resource, None);
+            }
+            let result = match outcome {
+                Ok(added) => {
+                    let view = plan.change.resource.clone();
+                    let synced = plan.synced(added);
+                    if full {
+                        finish_one(ctx, backend, resource, &view, infos, synced).await
+                    } else {
+                        Ok(())
+                    }
+                }
+                Err(e) => Err(CoreError::Backend(e)),
+            };
+            (resource, Some(result))
+        })
+        .collect();
+    let finished: Vec<(&ProviderResource, Option<CoreResult<()>>)> = stream::iter(finishing)
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    if ctx.is_cancelled() {
+        tracing::info!(offering = %ctx.name(), "shutting down: the rest of the membership cycle is left for the next run");
+    }
+    for (resource, result) in finished {
+        match result {
+            None => {}
+            Some(Ok(())) => cycle.ok(),
+            Some(Err(e)) => fail_resource(ctx, resource, e, full, cycle).await,
+        }
+    }
+}
+
+/// A resource's sync failed: set it erred (full sync, unless a retry can help) and record it.
+async fn fail_resource(
+    ctx: &OfferingContext,
+    resource: &ProviderResource,
+    e: CoreError,
+    full: bool,
+    cycle: &mut CycleReport,
+) {
+    if full && !e.is_transient() {
+        let (message, traceback) = ctx.error_details(&e);
+        if let Err(set_err) = ctx
+            .client
+            .set_resource_erred(&resource.uuid, &message, &traceback)
+            .await
+        {
+            tracing::error!(resource = %resource.uuid, error = %set_err, "cannot set resource erred");
+        }
+    }
+    tracing::error!(resource = %resource.uuid, error = %e, "membership sync failed");
+    cycle.record(&format!("resource {}", resource.uuid), e);
 }
 
 /// `preserve_unmanaged_backend_users`: the usernames Waldur has ever known for the offering
@@ -288,41 +351,23 @@ async fn known_site_usernames(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn sync_one(
+/// After the site round: member statuses, metadata, limits, per-user limits, last sync and an
+/// erred resource set back to OK, each written to Waldur only when it differs.
+async fn finish_one(
     ctx: &OfferingContext,
     backend: &Arc<dyn MembershipBackend>,
     resource: &ProviderResource,
     view: &ResourceView,
-    info: &BackendResourceInfo,
-    offering_users: &[OfferingUser],
-    accounts: &AccountLists,
-    known: Option<&BTreeSet<String>>,
+    infos: &BTreeMap<String, BackendResourceInfo>,
+    synced: SyncedUsers,
 ) -> CoreResult<()> {
-    let synced = sync_users(
-        ctx,
-        backend,
-        resource,
-        view,
-        info,
-        offering_users,
-        accounts,
-        known,
-    )
-    .await?;
     if let Some(statuses) = &synced.statuses {
         report_sync_statuses(ctx, resource, statuses).await;
     }
     let members = synced.members;
-
-    // Status flags; restore is called every cycle and must be cheap on the backend side.
-    if view.paused {
-        backend.pause(view).await?;
-    } else if view.downscaled {
-        backend.downscale(view).await?;
-    } else {
-        backend.restore(view).await?;
-    }
+    let Some(info) = infos.get(&view.backend_id) else {
+        return Ok(());
+    };
 
     let metadata = backend.resource_metadata(view).await?;
     // Waldur keeps keys of its own next to ours: only a key of ours that differs is a change.
@@ -385,19 +430,51 @@ struct SyncedUsers {
     statuses: Option<Vec<Value>>,
 }
 
-/// Team diff for one resource, then its service and course accounts. `known`: with
+/// What the site round must do for one resource, and what to report once it is done.
+struct UserPlan {
+    /// Team additions and removals (and the status flag, in a full sync).
+    change: MembershipChange,
+    /// Service/course accounts to add or remove, best-effort.
+    accounts: Option<MembershipChange>,
+    /// Team members that have access already.
+    existing: BTreeSet<String>,
+    /// Team (member, site username) for the sync statuses, when the offering asks for them.
+    statuses: Option<Vec<(waldur_client::ProjectUser, Option<String>)>>,
+    restricted: bool,
+}
+
+impl UserPlan {
+    /// The members after the site round granted `added`.
+    fn synced(self, added: Vec<String>) -> SyncedUsers {
+        if self.restricted {
+            return SyncedUsers {
+                members: BTreeSet::new(),
+                statuses: self.statuses.map(|_| Vec::new()),
+            };
+        }
+        let mut members = self.existing;
+        members.extend(added);
+        let statuses = self.statuses.map(|team| {
+            team.iter()
+                .map(|(member, username)| member_status(member, username.as_deref(), &members))
+                .collect()
+        });
+        SyncedUsers { members, statuses }
+    }
+}
+
+/// Team diff for one resource, and its service and course accounts, against the site users
+/// read at the start of the cycle (no site call). `known`: with
 /// `preserve_unmanaged_backend_users`, the usernames Waldur knows; site users outside it stay.
-#[allow(clippy::too_many_arguments)]
-async fn sync_users(
+async fn plan_users(
     ctx: &OfferingContext,
-    backend: &Arc<dyn MembershipBackend>,
     resource: &ProviderResource,
-    view: &ResourceView,
+    view: ResourceView,
     info: &BackendResourceInfo,
     offering_users: &[OfferingUser],
     accounts: &AccountLists,
     known: Option<&BTreeSet<String>>,
-) -> CoreResult<SyncedUsers> {
+) -> CoreResult<UserPlan> {
     let team = ctx
         .team(
             &resource.uuid,
@@ -448,38 +525,49 @@ async fn sync_users(
             .offering_plugin_options
             .get("enable_membership_sync_status"),
     );
-
-    if view.restrict_member_access {
-        let all: Vec<String> = existing.iter().cloned().collect();
-        if !all.is_empty() {
-            backend.remove_users(view, &all).await?;
-        }
-        remove_closed_accounts(backend, view, &local, &closed_accounts).await;
-        return Ok(SyncedUsers {
-            members: BTreeSet::new(),
-            statuses: wants_statuses.then(Vec::new),
-        });
-    }
-    let new: Vec<UserGrant> = grants
-        .iter()
-        .filter(|(name, _)| !local.contains(*name))
-        .map(|(_, g)| g.clone())
-        .collect();
-    let mut members = existing;
-    if !new.is_empty() {
-        members.extend(backend.add_users(view, &new).await?);
-    }
-    if !stale.is_empty() {
-        backend.remove_users(view, &stale).await?;
-    }
-    sync_accounts(backend, view, &local, &active_accounts, &closed_accounts).await;
-    let statuses = wants_statuses.then(|| {
-        team.iter()
-            .zip(member_usernames.iter())
-            .map(|(member, username)| member_status(member, username.as_deref(), &members))
+    let restricted = view.restrict_member_access;
+    let closed_present: Vec<String> = closed_accounts.intersection(&local).cloned().collect();
+    let missing_accounts: Vec<UserGrant> = if restricted {
+        Vec::new()
+    } else {
+        active_accounts
+            .iter()
+            .filter(|u| !local.contains(*u))
+            .map(|username| UserGrant {
+                username: username.clone(),
+                ..UserGrant::default()
+            })
             .collect()
-    });
-    Ok(SyncedUsers { members, statuses })
+    };
+    let accounts_change =
+        (!closed_present.is_empty() || !missing_accounts.is_empty()).then(|| MembershipChange {
+            resource: view.clone(),
+            add: missing_accounts,
+            remove: closed_present,
+            apply_status: false,
+        });
+    let (add, remove) = if restricted {
+        (Vec::new(), existing.iter().cloned().collect())
+    } else {
+        let new: Vec<UserGrant> = grants
+            .iter()
+            .filter(|(name, _)| !local.contains(*name))
+            .map(|(_, g)| g.clone())
+            .collect();
+        (new, stale)
+    };
+    Ok(UserPlan {
+        change: MembershipChange {
+            resource: view,
+            add,
+            remove,
+            apply_status: false,
+        },
+        accounts: accounts_change,
+        existing,
+        statuses: wants_statuses.then(|| team.iter().cloned().zip(member_usernames).collect()),
+        restricted,
+    })
 }
 
 /// One entry of `set_membership_sync_statuses` (waldur-api: scope_type, role_name, state, …).
@@ -545,46 +633,6 @@ async fn report_sync_statuses(
         Err(e) => {
             tracing::warn!(resource = %resource.uuid, error = %e, "cannot report membership sync statuses");
         }
-    }
-}
-
-/// Service/course accounts (§3.3.5): active ones get access, closed ones lose it. Never fails
-/// the resource.
-async fn sync_accounts(
-    backend: &Arc<dyn MembershipBackend>,
-    view: &ResourceView,
-    local: &BTreeSet<String>,
-    active: &BTreeSet<String>,
-    closed: &BTreeSet<String>,
-) {
-    let missing: Vec<UserGrant> = active
-        .iter()
-        .filter(|u| !local.contains(*u))
-        .map(|username| UserGrant {
-            username: username.clone(),
-            ..UserGrant::default()
-        })
-        .collect();
-    if !missing.is_empty() {
-        if let Err(e) = backend.add_users(view, &missing).await {
-            tracing::warn!(resource = %view.uuid, error = %e, "cannot add service/course accounts");
-        }
-    }
-    remove_closed_accounts(backend, view, local, closed).await;
-}
-
-async fn remove_closed_accounts(
-    backend: &Arc<dyn MembershipBackend>,
-    view: &ResourceView,
-    local: &BTreeSet<String>,
-    closed: &BTreeSet<String>,
-) {
-    let present: Vec<String> = closed.intersection(local).cloned().collect();
-    if present.is_empty() {
-        return;
-    }
-    if let Err(e) = backend.remove_users(view, &present).await {
-        tracing::warn!(resource = %view.uuid, error = %e, "cannot remove closed service/course accounts");
     }
 }
 
@@ -697,9 +745,9 @@ async fn sync_user_limits(
 /// Upstream 1.0.8's resource status pass (event mode, every
 /// `WALDUR_SITE_AGENT_RESOURCE_STATUS_RECONCILIATION_MINUTES`): re-apply every resource's
 /// paused / downscaled / restored status, in case its `resource` message was lost or failed.
-/// Each resource is re-read just before it is applied (a message handled meanwhile is not
-/// overwritten with the listing's older flags); one failure is logged and the rest still run;
-/// it never sets a resource erred.
+/// Every resource is re-read first (a message handled meanwhile is not overwritten with the
+/// listing's older flags), then all flags go to the site in one round; one failure is logged
+/// and the rest still run; it never sets a resource erred.
 pub async fn reconcile_resource_statuses(ctx: &OfferingContext) -> CycleReport {
     let this_run = ctx.new_run();
     let ctx = &this_run;
@@ -719,36 +767,41 @@ pub async fn reconcile_resource_statuses(ctx: &OfferingContext) -> CycleReport {
         }
     };
     let handled = backend.capabilities().handled_resource_states.clone();
+    let mut changes: Vec<MembershipChange> = Vec::new();
     for listed in listed {
         if ctx.is_cancelled() {
-            break;
+            return cycle;
         }
-        let result = async {
-            let fresh = ctx
-                .client
-                .get_resource(&listed.uuid, MEMBERSHIP_RESOURCE_FIELDS)
-                .await?;
-            if !handled.contains(&fresh.state.as_str().to_owned())
-                || fresh.backend_id.trim().is_empty()
+        match ctx
+            .client
+            .get_resource(&listed.uuid, MEMBERSHIP_RESOURCE_FIELDS)
+            .await
+        {
+            Ok(fresh)
+                if handled.contains(&fresh.state.as_str().to_owned())
+                    && !fresh.backend_id.trim().is_empty() =>
             {
-                return Ok::<_, CoreError>(());
+                changes.push(MembershipChange {
+                    resource: resource_view(&fresh),
+                    apply_status: true,
+                    ..MembershipChange::default()
+                });
             }
-            let view = resource_view(&fresh);
-            if view.paused {
-                backend.pause(&view).await?;
-            } else if view.downscaled {
-                backend.downscale(&view).await?;
-            } else {
-                backend.restore(&view).await?;
-            }
-            Ok(())
-        }
-        .await;
-        match result {
-            Ok(()) => cycle.ok(),
+            Ok(_) => {}
             Err(e) => {
-                tracing::warn!(resource = %listed.uuid, error = %e, "cannot re-apply the resource's status; next pass");
+                tracing::warn!(resource = %listed.uuid, error = %e, "cannot re-read the resource; its status is re-applied next pass");
                 cycle.record(&format!("resource {}", listed.uuid), e);
+            }
+        }
+    }
+    // One site round for every resource's flag.
+    let outcomes = backend.apply_membership(&changes).await;
+    for (change, outcome) in changes.iter().zip(outcomes) {
+        match outcome {
+            Ok(_) => cycle.ok(),
+            Err(e) => {
+                tracing::warn!(resource = %change.resource.uuid, error = %e, "cannot re-apply the resource's status; next pass");
+                cycle.record(&format!("resource {}", change.resource.uuid), e);
             }
         }
     }
@@ -792,35 +845,42 @@ pub async fn process_user_role_changed(
             return Ok(());
         };
         let resources = handled_resources(ctx, &backend, Some(project_uuid)).await?;
-        for resource in &resources {
-            let view = resource_view(resource);
-            let outcome = if granted {
-                if view.restrict_member_access {
-                    continue;
-                }
-                let grant = UserGrant {
-                    username: username.clone(),
-                    waldur_username: Some(ou.user_username.clone()),
-                    email: ou.user_email.clone(),
-                    full_name: ou.user_full_name.clone(),
-                    attributes: crate::convert::user_attributes(&ou),
-                    role: role_name
-                        .map(str::trim)
-                        .filter(|r| !r.is_empty())
-                        .map(str::to_owned),
-                };
-                backend.add_users(&view, &[grant]).await.map(|_| ())
-            } else {
-                backend
-                    .remove_users(&view, std::slice::from_ref(&username))
-                    .await
-                    .map(|_| ())
-            };
-            match outcome {
-                Ok(()) => cycle.ok(),
-                Err(e) => cycle.record(&format!("resource {}", resource.uuid), e),
-            }
-        }
+        let grant = UserGrant {
+            username: username.clone(),
+            waldur_username: Some(ou.user_username.clone()),
+            email: ou.user_email.clone(),
+            full_name: ou.user_full_name.clone(),
+            attributes: crate::convert::user_attributes(&ou),
+            role: role_name
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned),
+        };
+        // Every resource of the project in one site round.
+        let changes: Vec<MembershipChange> = resources
+            .iter()
+            .map(resource_view)
+            .filter(|view| !(granted && view.restrict_member_access))
+            .map(|view| MembershipChange {
+                resource: view,
+                add: if granted {
+                    vec![grant.clone()]
+                } else {
+                    Vec::new()
+                },
+                remove: if granted {
+                    Vec::new()
+                } else {
+                    vec![username.clone()]
+                },
+                apply_status: false,
+            })
+            .collect();
+        record_outcomes(
+            &mut cycle,
+            &changes,
+            backend.apply_membership(&changes).await,
+        );
         Ok::<_, CoreError>(())
     }
     .await;
@@ -828,6 +888,20 @@ pub async fn process_user_role_changed(
         cycle.record("user role change", e);
     }
     cycle
+}
+
+/// Each change's outcome into the cycle report.
+fn record_outcomes(
+    cycle: &mut CycleReport,
+    changes: &[MembershipChange],
+    outcomes: Vec<backend_api::BackendResult<Vec<String>>>,
+) {
+    for (change, outcome) in changes.iter().zip(outcomes) {
+        match outcome {
+            Ok(_) => cycle.ok(),
+            Err(e) => cycle.record(&format!("resource {}", change.resource.uuid), e),
+        }
+    }
 }
 
 /// Event: re-sync the team of every resource of a project (no status or limits).
@@ -888,28 +962,34 @@ pub async fn process_username_set(
             return Ok(());
         };
         let resources = handled_resources(ctx, &backend, None).await?;
-        for resource in resources.iter().filter(|r| {
-            resource_backend_ids
-                .iter()
-                .any(|id| id == r.backend_id.trim())
-        }) {
-            let view = resource_view(resource);
-            if view.restrict_member_access {
-                continue;
-            }
-            let grant = UserGrant {
-                username: username.clone(),
-                waldur_username: Some(ou.user_username.clone()),
-                email: ou.user_email.clone(),
-                full_name: ou.user_full_name.clone(),
-                attributes: crate::convert::user_attributes(&ou),
-                role: None,
-            };
-            match backend.add_users(&view, &[grant]).await {
-                Ok(_) => cycle.ok(),
-                Err(e) => cycle.record(&format!("resource {}", resource.uuid), e),
-            }
-        }
+        let grant = UserGrant {
+            username: username.clone(),
+            waldur_username: Some(ou.user_username.clone()),
+            email: ou.user_email.clone(),
+            full_name: ou.user_full_name.clone(),
+            attributes: crate::convert::user_attributes(&ou),
+            role: None,
+        };
+        let changes: Vec<MembershipChange> = resources
+            .iter()
+            .filter(|r| {
+                resource_backend_ids
+                    .iter()
+                    .any(|id| id == r.backend_id.trim())
+            })
+            .map(resource_view)
+            .filter(|view| !view.restrict_member_access)
+            .map(|view| MembershipChange {
+                resource: view,
+                add: vec![grant.clone()],
+                ..MembershipChange::default()
+            })
+            .collect();
+        record_outcomes(
+            &mut cycle,
+            &changes,
+            backend.apply_membership(&changes).await,
+        );
         Ok::<_, CoreError>(())
     }
     .await;

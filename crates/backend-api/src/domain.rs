@@ -163,6 +163,20 @@ pub struct UserGrant {
     pub attributes: Map<String, Value>,
 }
 
+/// One resource's share of a membership round ([`crate::MembershipBackend::apply_membership`]):
+/// what the core computed from one read of the site.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MembershipChange {
+    pub resource: ResourceView,
+    /// Users to give access.
+    pub add: Vec<UserGrant>,
+    /// Usernames to take access from.
+    pub remove: Vec<String>,
+    /// Also bring the site in line with `resource.paused` / `resource.downscaled` (pause,
+    /// downscale, or restore when neither is set).
+    pub apply_status: bool,
+}
+
 /// What the core knows about a resource's people when creating it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserContext {

@@ -177,6 +177,44 @@ pub trait MembershipBackend: BackendHealth {
     /// Back to normal. Called every cycle for normal resources: must be cheap and idempotent.
     async fn restore(&self, resource: &ResourceView) -> BackendResult<bool>;
 
+    /// Apply the membership changes of many resources in one round: additions, removals and
+    /// status flags. Results come back in input order; `Ok` holds the usernames of `add` that
+    /// have access now. A failure must only affect the resources it concerns. Backends that can
+    /// batch site calls override this; the default applies each change in turn (add, remove,
+    /// then pause / downscale / restore).
+    async fn apply_membership(
+        &self,
+        changes: &[MembershipChange],
+    ) -> Vec<BackendResult<Vec<String>>> {
+        let mut results = Vec::with_capacity(changes.len());
+        for change in changes {
+            let view = &change.resource;
+            let outcome = async {
+                let added = if change.add.is_empty() {
+                    Vec::new()
+                } else {
+                    self.add_users(view, &change.add).await?
+                };
+                if !change.remove.is_empty() {
+                    self.remove_users(view, &change.remove).await?;
+                }
+                if change.apply_status {
+                    if view.paused {
+                        self.pause(view).await?;
+                    } else if view.downscaled {
+                        self.downscale(view).await?;
+                    } else {
+                        self.restore(view).await?;
+                    }
+                }
+                Ok(added)
+            }
+            .await;
+            results.push(outcome);
+        }
+        results
+    }
+
     /// Metadata to publish in Waldur (`set_backend_metadata`).
     async fn resource_metadata(
         &self,

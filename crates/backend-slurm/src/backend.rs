@@ -15,12 +15,12 @@ use backend_api::command::{CommandLine, CommandRunner};
 use backend_api::names::{validate_site_name, validate_site_token};
 use backend_api::{
     BackendError, BackendHealth, BackendResourceInfo, BackendResult, BillingPeriod, Capabilities,
-    Check, CreateRequest, Diagnostics, Limits, MembershipBackend, OrderBackend, ResourceView,
-    SiteCheck, UsageBackend, UsageReport, UserGrant,
+    Check, CreateRequest, Diagnostics, Limits, MembershipBackend, MembershipChange, OrderBackend,
+    ResourceView, SiteCheck, UsageBackend, UsageReport, UserGrant,
 };
 
 use crate::gate::ClusterGate;
-use crate::hierarchy::{AccountPlan, Hierarchy, Tier, missing_account_groups};
+use crate::hierarchy::{AccountPlan, AddGroup, Hierarchy, Tier, missing_account_groups};
 use crate::sacctmgr::{
     AccountState, LoadAccount, LoadUser, SlurmCommands, UserAssocOptions, accounts_from_rows,
     is_jobs_running, is_nothing_changed, parse_assoc_rows, parse_first_column, parse_tres_names,
@@ -34,6 +34,115 @@ use crate::usage::{aggregate, sacct_window};
 const TRES_CACHE_TTL: Duration = Duration::from_secs(600);
 /// How long a `check_ids` answer may stand in for the create's own existence check.
 const SNAPSHOT_TTL: Duration = Duration::from_secs(5);
+/// How long the account tree as last read (see [`KnownTree`]) answers the membership calls of
+/// a cycle instead of another `show assoc`. A membership cycle reads the tree once at its start;
+/// changes made on the site by others meanwhile are seen by the next cycle's read.
+const KNOWN_TREE_TTL: Duration = Duration::from_secs(30);
+
+/// Accounts as the last `show assoc` showed them (`None`: asked for and not listed), with when.
+/// Every read refreshes it; membership sync and the per-resource reads after it (metadata,
+/// per-user limits) use it instead of reading each account again.
+#[derive(Default)]
+struct KnownTree {
+    accounts: BTreeMap<String, (Instant, Option<AccountState>)>,
+}
+
+impl KnownTree {
+    fn record(&mut self, names: &[String], states: &BTreeMap<String, AccountState>) {
+        let now = Instant::now();
+        // Bounded by the accounts of the last TTL, not by everything ever read.
+        self.accounts
+            .retain(|_, (at, _)| at.elapsed() < KNOWN_TREE_TTL);
+        for name in names {
+            self.accounts
+                .insert(name.clone(), (now, states.get(name).cloned()));
+        }
+    }
+
+    /// The states of `names` when every one of them was listed within the TTL. An account
+    /// seen missing is asked for again: "does not exist" must come from the site itself.
+    fn covering(&self, names: &[String]) -> Option<BTreeMap<String, AccountState>> {
+        let mut out = BTreeMap::new();
+        for name in names {
+            let (at, state) = self.accounts.get(name)?;
+            if at.elapsed() >= KNOWN_TREE_TTL {
+                return None;
+            }
+            out.insert(name.clone(), state.clone()?);
+        }
+        Some(out)
+    }
+
+    fn forget<'a>(&mut self, names: impl IntoIterator<Item = &'a String>) {
+        for name in names {
+            self.accounts.remove(name);
+        }
+    }
+}
+
+/// The status flag a resource's account must show (pause, downscale, restore).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum StatusTarget {
+    Qos(String),
+    /// `GrpSubmitJobs` (QoS enforcement): 0 to stop new work, -1 to clear.
+    SubmitJobs(i64),
+}
+
+impl StatusTarget {
+    fn holds(&self, state: &AccountState) -> bool {
+        match self {
+            StatusTarget::Qos(q) => state.qos == *q,
+            StatusTarget::SubmitJobs(v) => {
+                let current: Option<i64> = state.grp_submit_jobs.trim().parse().ok();
+                current == (*v >= 0).then_some(*v)
+            }
+        }
+    }
+
+    fn assignment(&self) -> String {
+        match self {
+            StatusTarget::Qos(q) => format!("qos={q}"),
+            StatusTarget::SubmitJobs(v) => format!("GrpSubmitJobs={v}"),
+        }
+    }
+}
+
+/// A membership change done: the usernames of its additions that have access, and whether the
+/// status flag had to be written.
+type Applied = (Vec<String>, bool);
+
+/// One resource's membership work, worked out against the account as read.
+struct MemberWork {
+    index: usize,
+    account: String,
+    /// Every valid username of the change's additions (they have access afterwards).
+    wanted: Vec<String>,
+    add: Vec<String>,
+    remove: Vec<String>,
+    options: UserAssocOptions,
+    status: Option<StatusTarget>,
+}
+
+impl MemberWork {
+    fn done_in(&self, state: &AccountState) -> bool {
+        self.add.iter().all(|u| state.users.contains_key(u))
+            && self.remove.iter().all(|u| !state.users.contains_key(u))
+            && self.status.as_ref().is_none_or(|t| t.holds(state))
+    }
+
+    /// Keep only what `state` does not show yet.
+    fn narrow_to(&mut self, state: &AccountState) {
+        self.add.retain(|u| !state.users.contains_key(u));
+        self.remove.retain(|u| state.users.contains_key(u));
+        if self.status.as_ref().is_some_and(|t| t.holds(state)) {
+            self.status = None;
+        }
+    }
+
+    fn has_writes(&self) -> bool {
+        !self.add.is_empty() || !self.remove.is_empty() || self.status.is_some()
+    }
+}
 
 /// The account states read by `check_ids`, with what was asked and when; handed to the create
 /// in [`backend_api::SiteCheck::reads`].
@@ -84,6 +193,7 @@ pub struct SlurmBackend {
     /// (account, user) associations made by a batch create, consumed by `add_users_after_create`
     /// so the same associations are not checked again right after.
     fresh_assocs: Mutex<BTreeSet<(String, String)>>,
+    known: Mutex<KnownTree>,
     /// Timezone sacct interprets `--starttime`/`--endtime` in.
     local_tz: TimeZone,
 }
@@ -229,6 +339,7 @@ impl SlurmBackend {
             tres_cache: Mutex::new(None),
             discovered_cluster: Mutex::new(None),
             fresh_assocs: Mutex::new(BTreeSet::new()),
+            known: Mutex::new(KnownTree::default()),
             local_tz: TimeZone::system(),
         })
     }
@@ -321,7 +432,32 @@ impl SlurmBackend {
             return Ok(BTreeMap::new());
         }
         let out = self.exec(self.commands.show_assocs(names)).await?;
-        Ok(accounts_from_rows(&parse_assoc_rows(&out)))
+        let states = accounts_from_rows(&parse_assoc_rows(&out));
+        lock(&self.known).record(names, &states);
+        Ok(states)
+    }
+
+    /// The states of `names` from the tree as last read when it covers them (within
+    /// [`KNOWN_TREE_TTL`]), else one `show assoc`.
+    async fn known_states(
+        &self,
+        names: &[String],
+    ) -> BackendResult<BTreeMap<String, AccountState>> {
+        let known = lock(&self.known).covering(names);
+        match known {
+            Some(states) => Ok(states),
+            None => self.account_states(names).await,
+        }
+    }
+
+    /// One account from the tree as last read, else read.
+    async fn known_state(&self, name: &str) -> BackendResult<Option<AccountState>> {
+        Ok(self.known_states(&[name.to_owned()]).await?.remove(name))
+    }
+
+    /// At most `write_chunk_size` accounts per write.
+    fn chunk(&self) -> usize {
+        self.settings.write_chunk_size.max(1)
     }
 
     async fn account_state(&self, name: &str) -> BackendResult<Option<AccountState>> {
@@ -538,35 +674,39 @@ impl SlurmBackend {
             if users.is_empty() || accounts.is_empty() {
                 continue;
             }
-            let batch = self.add_users_retrying(&users, &accounts, &options).await;
-            let ok_accounts: Vec<String> = match batch {
-                Ok(_) => accounts,
-                Err(e) if accounts.len() > 1 => {
-                    tracing::warn!(error = %e, "batched add user failed; retrying per account");
-                    let mut ok = Vec::new();
-                    for account in accounts {
-                        let single = std::slice::from_ref(&account);
-                        match self
-                            .exec_change(self.commands.add_users(&users, single, &options))
-                            .await
-                        {
-                            Ok(_) => ok.push(account),
-                            Err(e) => tracing::warn!(account, error = %e, "add user failed"),
+            for accounts in accounts.chunks(self.chunk()) {
+                let accounts = accounts.to_vec();
+                let batch = self.add_users_retrying(&users, &accounts, &options).await;
+                let ok_accounts: Vec<String> = match batch {
+                    Ok(_) => accounts,
+                    Err(e) if accounts.len() > 1 => {
+                        tracing::warn!(error = %e, "batched add user failed; retrying per account");
+                        let mut ok = Vec::new();
+                        for account in accounts {
+                            let single = std::slice::from_ref(&account);
+                            match self
+                                .exec_change(self.commands.add_users(&users, single, &options))
+                                .await
+                            {
+                                Ok(_) => ok.push(account),
+                                Err(e) => tracing::warn!(account, error = %e, "add user failed"),
+                            }
                         }
+                        ok
                     }
-                    ok
-                }
-                Err(e) => {
-                    tracing::warn!(accounts = ?accounts, error = %e, "add user failed");
-                    Vec::new()
-                }
-            };
-            for account in ok_accounts {
-                for user in &users {
-                    made.insert((account.clone(), user.clone()));
+                    Err(e) => {
+                        tracing::warn!(accounts = ?accounts, error = %e, "add user failed");
+                        Vec::new()
+                    }
+                };
+                for account in ok_accounts {
+                    for user in &users {
+                        made.insert((account.clone(), user.clone()));
+                    }
                 }
             }
         }
+        lock(&self.known).forget(made.iter().map(|(account, _)| account));
         made
     }
 
@@ -737,7 +877,20 @@ impl SlurmBackend {
         let active: Vec<&Prepared> = prepared.iter().flatten().collect();
         let plans: Vec<&AccountPlan> = active.iter().map(|p| &p.plan).collect();
         let limits: Vec<&TresAmounts> = active.iter().map(|p| &p.tres).collect();
-        let groups = missing_account_groups(&plans, &limits, &existing);
+        // At most `write_chunk_size` accounts per `add account`.
+        let groups: Vec<AddGroup> = missing_account_groups(&plans, &limits, &existing)
+            .into_iter()
+            .flat_map(|group| {
+                group
+                    .names
+                    .chunks(self.chunk())
+                    .map(|names| AddGroup {
+                        names: names.to_vec(),
+                        ..group.clone()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         let mut failed: BTreeMap<String, BackendError> = BTreeMap::new();
         for group in groups {
             if let Some(parent_error) = failed.get(&group.parent) {
@@ -968,8 +1121,9 @@ impl SlurmBackend {
     }
 
     /// Create the missing accounts and plain user associations (no partition/QoS options) of
-    /// `active` with one `sacctmgr load`, then read back what exists. `None` when load is off,
-    /// not cheaper than the per-command path, or its anchors are missing.
+    /// `active` with `sacctmgr load` (one per `write_chunk_size` allocations, parents in the
+    /// first chunk that needs them), then read back what exists with one `show assoc`. `None`
+    /// when load is off, not cheaper than the per-command path, or its anchors are missing.
     async fn load_missing(
         &self,
         active: &[&Prepared],
@@ -1008,42 +1162,58 @@ impl SlurmBackend {
             .flat_map(|p| p.users.iter().cloned())
             .collect();
         let known_defaults = UserDefaults::covering(user_defaults, &load_users);
-        // load + read-back, plus `list user` unless `check_ids` already read it.
-        let load_calls = 2 + usize::from(!load_users.is_empty() && known_defaults.is_none());
+        // loads + read-back, plus `list user` unless `check_ids` already read it.
+        let loads = active.len().div_ceil(self.chunk());
+        let load_calls =
+            loads + 1 + usize::from(!load_users.is_empty() && known_defaults.is_none());
         let per_command_calls = groups.len() + user_groups.len();
         if load_calls >= per_command_calls {
             return None;
         }
+        let defaults = self
+            .resolve_user_defaults(&load_users, known_defaults)
+            .await
+            .unwrap_or_default();
 
-        let accounts: Vec<LoadAccount> = groups
-            .iter()
-            .flat_map(|g| {
-                g.names.iter().map(|name| LoadAccount {
-                    name: name.clone(),
-                    parent: g.parent.clone(),
-                    description: g.description.clone(),
-                    organization: g.organization.clone(),
-                    grp_tres_mins: format_tres(&g.limits),
+        let mut present = existing;
+        let mut names: Vec<String> = Vec::new();
+        let mut users: Vec<LoadUser> = Vec::new();
+        for part in active.chunks(self.chunk()) {
+            let plans: Vec<&AccountPlan> = part.iter().map(|p| &p.plan).collect();
+            let limits: Vec<&TresAmounts> = part.iter().map(|p| &p.tres).collect();
+            let accounts: Vec<LoadAccount> = missing_account_groups(&plans, &limits, &present)
+                .iter()
+                .flat_map(|g| {
+                    g.names.iter().map(|name| LoadAccount {
+                        name: name.clone(),
+                        parent: g.parent.clone(),
+                        description: g.description.clone(),
+                        organization: g.organization.clone(),
+                        grp_tres_mins: format_tres(&g.limits),
+                    })
                 })
-            })
-            .collect();
-        let users = self
-            .load_user_lines(active, &load_users, states, known_defaults)
-            .await;
-        let text = render_load_file(cluster, &accounts, &users);
-        let file = match LoadFile::create(&text) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot write sacctmgr load file; adding one by one");
-                return None;
+                .collect();
+            let assocs: Vec<(&str, &[String], &UserAssocOptions)> = part
+                .iter()
+                .filter_map(|p| {
+                    let allocation = p.plan.allocation()?;
+                    Some((allocation.name.as_str(), p.users.as_slice(), &p.options))
+                })
+                .collect();
+            let part_users = self.load_user_lines(&assocs, states, &defaults);
+            if accounts.is_empty() && part_users.is_empty() {
+                continue;
             }
-        };
-        if let Err(e) = self.exec_write(self.commands.load(&file.path)).await {
-            // Part of the tree may exist anyway; the read-back below tells.
-            tracing::warn!(error = %e, "sacctmgr load failed; adding what is missing one by one");
+            // Later chunks hang from the accounts of earlier ones.
+            present.extend(accounts.iter().map(|a| a.name.clone()));
+            if self
+                .run_load(&render_load_file(cluster, &accounts, &part_users))
+                .await
+            {
+                names.extend(accounts.iter().map(|a| a.name.clone()));
+                users.extend(part_users);
+            }
         }
-        drop(file);
-        let names: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
         let verified = match self.account_states(&names).await {
             Ok(v) => v,
             Err(e) => {
@@ -1074,6 +1244,23 @@ impl SlurmBackend {
         })
     }
 
+    /// One `sacctmgr load` of `text`; `false` when the file could not even be written. A failed
+    /// load is logged, not returned: part of it may have been applied anyway, and the caller's
+    /// read-back tells what exists.
+    async fn run_load(&self, text: &str) -> bool {
+        let file = match LoadFile::create(text) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write sacctmgr load file; adding one by one");
+                return false;
+            }
+        };
+        if let Err(e) = self.exec_write(self.commands.load(&file.path)).await {
+            tracing::warn!(error = %e, "sacctmgr load failed; adding what is missing one by one");
+        }
+        true
+    }
+
     /// `list user` for `users`: their default accounts (users SLURM does not know are absent).
     async fn list_user_defaults(&self, users: &BTreeSet<String>) -> BackendResult<UserDefaults> {
         let names: Vec<String> = users.iter().cloned().collect();
@@ -1084,42 +1271,47 @@ impl SlurmBackend {
         })
     }
 
+    /// The default accounts of `users`: `known` when given, else one `list user`. `None` when
+    /// they cannot be read (the associations then go the per-command way).
+    async fn resolve_user_defaults(
+        &self,
+        users: &BTreeSet<String>,
+        known: Option<BTreeMap<String, String>>,
+    ) -> Option<BTreeMap<String, String>> {
+        if let Some(known) = known {
+            return Some(known);
+        }
+        if users.is_empty() {
+            return Some(BTreeMap::new());
+        }
+        match self.list_user_defaults(users).await {
+            Ok(d) => Some(d.defaults),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list users; adding associations one by one");
+                None
+            }
+        }
+    }
+
     /// User lines of a load file. An existing user keeps the default account it has (load would
     /// otherwise change it); a new one gets the policy's, and with policy `common` also the
-    /// association with the default account that `add user … DefaultAccount=` makes. Users whose
-    /// state cannot be read, or who exist without a default, are left to `add user`.
-    async fn load_user_lines(
+    /// association with the default account that `add user … DefaultAccount=` makes. Users who
+    /// exist without a default are left to `add user`.
+    fn load_user_lines(
         &self,
-        active: &[&Prepared],
-        load_users: &BTreeSet<String>,
+        assocs: &[(&str, &[String], &UserAssocOptions)],
         states: &BTreeMap<String, AccountState>,
-        known_defaults: Option<BTreeMap<String, String>>,
+        defaults: &BTreeMap<String, String>,
     ) -> Vec<LoadUser> {
-        if load_users.is_empty() {
-            return Vec::new();
-        }
-        let defaults = match known_defaults {
-            Some(d) => d,
-            None => match self.list_user_defaults(load_users).await {
-                Ok(d) => d.defaults,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot list users; adding associations one by one");
-                    return Vec::new();
-                }
-            },
-        };
         let common = self.settings.default_account_policy == DefaultAccountPolicy::Common;
         let mut new_user_default: BTreeMap<String, Option<String>> = BTreeMap::new();
         let mut default_lines = Vec::new();
         let mut lines = Vec::new();
-        for p in active {
-            let Some(allocation) = p.plan.allocation() else {
-                continue;
-            };
-            if !p.options.partitions.is_empty() || !p.options.qos_levels.is_empty() {
+        for (account, users, options) in assocs {
+            if !options.partitions.is_empty() || !options.qos_levels.is_empty() {
                 continue;
             }
-            for user in &p.users {
+            for user in users.iter() {
                 let default_account = match defaults.get(user) {
                     Some(current) if current.is_empty() => continue,
                     Some(current) => Some(current.clone()),
@@ -1127,7 +1319,7 @@ impl SlurmBackend {
                         if let Some(d) = new_user_default.get(user) {
                             d.clone()
                         } else {
-                            let d = p.options.default_account.as_ref().map(|d| d.to_lowercase());
+                            let d = options.default_account.as_ref().map(|d| d.to_lowercase());
                             if common {
                                 // The default account's association; it must exist to hang from.
                                 match &d {
@@ -1148,7 +1340,7 @@ impl SlurmBackend {
                     }
                 };
                 lines.push(LoadUser {
-                    account: allocation.name.clone(),
+                    account: (*account).to_owned(),
                     user: user.clone(),
                     default_account,
                     fairshare_parent: true,
@@ -1159,14 +1351,13 @@ impl SlurmBackend {
         default_lines
     }
 
-    /// Move projects whose customer changed (and allocations whose project changed) in the tree.
-    /// One `show assoc` for all, plus one call per move. Skipped in flat mode. Returns the number
-    /// of accounts moved.
-    pub async fn sync_resource_projects(&self, resources: &[ResourceView]) -> BackendResult<usize> {
+    /// (customer, project, allocation) account of every resource in a tree with a customer
+    /// tier; empty in flat mode.
+    fn project_expectations(&self, resources: &[ResourceView]) -> Vec<(String, String, String)> {
         if self.hierarchy.is_flat() {
-            return Ok(0);
+            return Vec::new();
         }
-        let mut expected: Vec<(String, String, String)> = Vec::new(); // (customer, project, allocation)
+        let mut expected = Vec::new();
         for r in resources {
             let (Ok(customer), Ok(project)) = (
                 self.hierarchy.customer_id(&r.customer_slug),
@@ -1179,13 +1370,31 @@ impl SlurmBackend {
             }
             expected.push((customer, project, r.backend_id.to_lowercase()));
         }
-        let names: Vec<String> = expected
+        expected
+    }
+
+    /// The accounts of `expected` and the load anchors, sorted and unique.
+    fn tree_names(&self, expected: &[(String, String, String)]) -> Vec<String> {
+        expected
             .iter()
             .flat_map(|(c, p, a)| [c.clone(), p.clone(), a.clone()])
+            .chain(self.load_anchor_accounts())
             .collect::<BTreeSet<_>>()
             .into_iter()
-            .collect();
-        let mut states = self.account_states(&names).await?;
+            .collect()
+    }
+
+    /// Move projects whose customer changed (and allocations whose project changed) in the tree.
+    /// One `show assoc` for all, plus one call per move. Skipped in flat mode. Returns the number
+    /// of accounts moved.
+    pub async fn sync_resource_projects(&self, resources: &[ResourceView]) -> BackendResult<usize> {
+        if self.hierarchy.is_flat() {
+            return Ok(0);
+        }
+        let expected = self.project_expectations(resources);
+        let names = self.tree_names(&expected);
+        // Read with the resources by `pull_resources` when the membership cycle just did.
+        let mut states = self.known_states(&names).await?;
         let mut moved = 0;
         for (customer, project, allocation) in &expected {
             let project_parent = states.get(project).map(|s| s.parent.clone());
@@ -1202,6 +1411,7 @@ impl SlurmBackend {
                     states.insert(customer.clone(), AccountState::default());
                 }
                 if project_parent.is_some() {
+                    lock(&self.known).forget([project]);
                     self.exec_change(self.commands.reparent(project, customer))
                         .await?;
                     tracing::info!(
@@ -1219,6 +1429,7 @@ impl SlurmBackend {
                 && state.parent != *project
                 && states.contains_key(project)
             {
+                lock(&self.known).forget([allocation]);
                 self.exec_change(self.commands.reparent(allocation, project))
                     .await?;
                 moved += 1;
@@ -1259,58 +1470,369 @@ impl SlurmBackend {
         }
     }
 
-    async fn set_qos_if_different(&self, account: &str, qos: &str) -> BackendResult<bool> {
-        let state = self.account_state(account).await?.ok_or_else(|| {
-            BackendError::permanent(format!("SLURM account '{account}' does not exist"))
-        })?;
-        if state.qos == qos {
-            return Ok(false);
-        }
-        self.exec_change(self.commands.set_qos(account, qos))
-            .await?;
-        Ok(true)
-    }
-
-    async fn set_submit_jobs_if_different(&self, account: &str, value: i64) -> BackendResult<bool> {
-        let state = self.account_state(account).await?.ok_or_else(|| {
-            BackendError::permanent(format!("SLURM account '{account}' does not exist"))
-        })?;
-        let current: Option<i64> = state.grp_submit_jobs.trim().parse().ok();
-        let wanted = (value >= 0).then_some(value);
-        if current == wanted {
-            return Ok(false);
-        }
-        self.exec_change(self.commands.set_grp_submit_jobs(account, value))
-            .await?;
-        Ok(true)
-    }
-
     fn resource_account(resource: &ResourceView) -> BackendResult<String> {
         validate_site_name("account name", &resource.backend_id)?;
         Ok(resource.backend_id.to_lowercase())
     }
 
-    async fn pause_with(
-        &self,
-        resource: &ResourceView,
-        qos: Option<&str>,
-        setting: &str,
-    ) -> BackendResult<bool> {
-        let account = Self::resource_account(resource)?;
+    /// What `resource`'s account must show for its Waldur flags (pause, downscale, restore).
+    fn status_target(&self, resource: &ResourceView, account: &str) -> BackendResult<StatusTarget> {
         if self.qos_enforced(resource) {
-            return self.set_submit_jobs_if_different(&account, 0).await;
+            let stopped = resource.paused || resource.downscaled;
+            return Ok(StatusTarget::SubmitJobs(if stopped { 0 } else { -1 }));
         }
-        let qos = qos.ok_or_else(|| {
+        let (qos, setting, verb) = if resource.paused {
+            (&self.settings.qos_paused, "qos_paused", "pause")
+        } else if resource.downscaled {
+            (&self.settings.qos_downscaled, "qos_downscaled", "downscale")
+        } else {
+            return Ok(StatusTarget::Qos(self.settings.qos_default.clone()));
+        };
+        qos.clone().map(StatusTarget::Qos).ok_or_else(|| {
             BackendError::Config(format!(
-                "slurm backend_settings.{setting} is not set; cannot {} '{account}'",
-                if setting == "qos_paused" {
-                    "pause"
-                } else {
-                    "downscale"
-                }
+                "slurm backend_settings.{setting} is not set; cannot {verb} '{account}'"
             ))
-        })?;
-        self.set_qos_if_different(&account, qos).await
+        })
+    }
+
+    /// Membership changes of many resources (see the crate docs, "Call pattern"): the accounts
+    /// from the tree as last read (one `show assoc` when it does not cover them), every
+    /// difference worked out in memory, grouped writes of at most `write_chunk_size` accounts,
+    /// one read-back. What the read-back does not show is written again resource by resource
+    /// and read back once more, so a failed group fails only the resources it concerns.
+    /// `Ok((added, status_changed))` per change, in input order.
+    async fn apply_batch(&self, changes: &[MembershipChange]) -> Vec<BackendResult<Applied>> {
+        let mut results: Vec<Option<BackendResult<Applied>>> = std::iter::repeat_with(|| None)
+            .take(changes.len())
+            .collect();
+        let mut work = Vec::new();
+        for (index, change) in changes.iter().enumerate() {
+            let outcome = (|| {
+                let view = &change.resource;
+                let account = Self::resource_account(view)?;
+                let wanted = Self::valid_usernames(change.add.iter().map(|u| u.username.clone()))?;
+                let remove = Self::valid_usernames(change.remove.iter().cloned())?;
+                let options = if wanted.is_empty() {
+                    UserAssocOptions::default()
+                } else {
+                    self.user_options(view, &account)?
+                };
+                let status = if change.apply_status {
+                    Some(self.status_target(view, &account)?)
+                } else {
+                    None
+                };
+                Ok::<_, BackendError>(MemberWork {
+                    index,
+                    account,
+                    add: wanted.clone(),
+                    wanted,
+                    remove,
+                    options,
+                    status,
+                })
+            })();
+            match outcome {
+                Ok(w) => work.push(w),
+                Err(e) => results[index] = Some(Err(e)),
+            }
+        }
+        let mut names: BTreeSet<String> = work.iter().map(|w| w.account.clone()).collect();
+        if work.iter().any(|w| !w.wanted.is_empty()) {
+            // A new user's default-account association hangs from an anchor (load files).
+            names.extend(self.load_anchor_accounts());
+        }
+        let names: Vec<String> = names.into_iter().collect();
+        let states = if work.is_empty() {
+            Ok(BTreeMap::new())
+        } else {
+            self.known_states(&names).await
+        };
+        let states = match states {
+            Ok(states) => states,
+            Err(e) => {
+                for w in &work {
+                    results[w.index] = Some(Err(share_error(&e)));
+                }
+                return Self::collect_results(results);
+            }
+        };
+        let mut active = Vec::new();
+        for mut w in work {
+            let Some(state) = states.get(&w.account) else {
+                results[w.index] = Some(Err(BackendError::permanent(format!(
+                    "SLURM account '{}' does not exist",
+                    w.account
+                ))));
+                continue;
+            };
+            w.narrow_to(state);
+            if w.has_writes() {
+                active.push(w);
+            } else {
+                results[w.index] = Some(Ok((w.wanted, false)));
+            }
+        }
+        if active.is_empty() {
+            return Self::collect_results(results);
+        }
+
+        // Reads, writes and read-back run alone on the cluster, as a create batch does.
+        let _sequence = self.gate.sequence().await;
+        {
+            let mut fresh = lock(&self.fresh_assocs);
+            for w in &active {
+                fresh.retain(|(a, u)| !(*a == w.account && w.remove.contains(u)));
+            }
+        }
+        self.write_members(&active, &states).await;
+        let touched: Vec<String> = active
+            .iter()
+            .map(|w| w.account.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut errors: BTreeMap<usize, BackendError> = BTreeMap::new();
+        let mut redo = Vec::new();
+        let mut done = Vec::new();
+        match self.account_states(&touched).await {
+            Ok(after) => {
+                for mut w in active {
+                    match after.get(&w.account) {
+                        Some(state) if w.done_in(state) => done.push(w),
+                        Some(state) => {
+                            w.narrow_to(state);
+                            redo.push(w);
+                        }
+                        None => {
+                            errors.insert(
+                                w.index,
+                                BackendError::permanent(format!(
+                                    "SLURM account '{}' no longer exists",
+                                    w.account
+                                )),
+                            );
+                            done.push(w);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                for w in &active {
+                    errors.insert(
+                        w.index,
+                        BackendError::transient(format!(
+                            "cannot read back the membership changes of SLURM account '{}': {e}",
+                            w.account
+                        )),
+                    );
+                }
+                done = active;
+            }
+        }
+        if !redo.is_empty() {
+            tracing::warn!(
+                resources = redo.len(),
+                "SLURM does not show every batched membership change; applying those one by one"
+            );
+            for w in &redo {
+                if let Err(e) = self.write_member(w).await {
+                    errors.insert(w.index, e);
+                }
+            }
+            let accounts: Vec<String> = redo.iter().map(|w| w.account.clone()).collect();
+            let again = self.account_states(&accounts).await;
+            for w in redo {
+                let shown = again
+                    .as_ref()
+                    .ok()
+                    .and_then(|a| a.get(&w.account))
+                    .is_some_and(|state| w.done_in(state));
+                if shown {
+                    errors.remove(&w.index);
+                } else {
+                    errors.entry(w.index).or_insert_with(|| {
+                        BackendError::transient(format!(
+                            "SLURM does not show the membership changes of account '{}' after \
+                             writing them; will retry",
+                            w.account
+                        ))
+                    });
+                }
+                done.push(w);
+            }
+        }
+        let mut homedir_users = BTreeSet::new();
+        for w in done {
+            let outcome = match errors.remove(&w.index) {
+                Some(e) => Err(e),
+                None => {
+                    homedir_users.extend(w.add.iter().cloned());
+                    Ok((w.wanted, w.status.is_some()))
+                }
+            };
+            results[w.index] = Some(outcome);
+        }
+        self.create_homedirs(&homedir_users).await;
+        Self::collect_results(results)
+    }
+
+    fn collect_results<T>(results: Vec<Option<BackendResult<T>>>) -> Vec<BackendResult<T>> {
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(BackendError::permanent("request was not processed"))))
+            .collect()
+    }
+
+    /// The grouped writes of a membership round; failures are logged (the read-back decides).
+    /// Additions with plain options go into `sacctmgr load` files when that saves calls, the
+    /// rest into one `add user` per (user set, options); removals into one `remove user` per
+    /// user set; status flags into one `modify account` per value.
+    async fn write_members(&self, active: &[MemberWork], states: &BTreeMap<String, AccountState>) {
+        let chunk = self.chunk();
+        let adding: Vec<&MemberWork> = active.iter().filter(|w| !w.add.is_empty()).collect();
+        let plain =
+            |w: &MemberWork| w.options.partitions.is_empty() && w.options.qos_levels.is_empty();
+        let mut by_options: BTreeMap<(Vec<String>, UserAssocOptions), Vec<String>> =
+            BTreeMap::new();
+        for w in &adding {
+            by_options
+                .entry((w.add.clone(), w.options.clone()))
+                .or_default()
+                .push(w.account.clone());
+        }
+        let loadable: Vec<&MemberWork> = adding.iter().copied().filter(|w| plain(w)).collect();
+        let plain_groups = by_options
+            .keys()
+            .filter(|(_, o)| o.partitions.is_empty() && o.qos_levels.is_empty());
+        // load files (at most `write_chunk_size` associations each: every one is a row inserted
+        // into slurmdbd's association tree) + `list user`, against one `add user` per group.
+        let associations: usize = loadable.iter().map(|w| w.add.len()).sum();
+        let load_calls = associations.div_ceil(chunk) + 1;
+        if self.settings.batch_load && plain_groups.count() > load_calls {
+            let users: BTreeSet<String> = loadable
+                .iter()
+                .flat_map(|w| w.add.iter().cloned())
+                .collect();
+            // One round: the cluster is cached after the first time, the users' defaults are not.
+            let (cluster, defaults) = tokio::join!(
+                self.cluster_for_load(),
+                self.resolve_user_defaults(&users, None)
+            );
+            if let (Some(cluster), Some(defaults)) = (cluster, defaults) {
+                let assocs: Vec<(&str, &[String], &UserAssocOptions)> = loadable
+                    .iter()
+                    .map(|w| (w.account.as_str(), w.add.as_slice(), &w.options))
+                    .collect();
+                // New users' default-account lines come first, so they load before the rest.
+                let lines = self.load_user_lines(&assocs, states, &defaults);
+                for part in lines.chunks(chunk) {
+                    self.run_load(&render_load_file(&cluster, &[], part)).await;
+                }
+                // What the files did not carry (users without a default account) is redone
+                // per resource after the read-back.
+                by_options
+                    .retain(|(_, o), _| !(o.partitions.is_empty() && o.qos_levels.is_empty()));
+            }
+        }
+        for ((users, options), accounts) in by_options {
+            for accounts in accounts.chunks(chunk) {
+                if let Err(e) = self.add_users_retrying(&users, accounts, &options).await {
+                    tracing::warn!(error = %e, "batched add user failed");
+                }
+            }
+        }
+        let mut by_users: BTreeMap<&Vec<String>, Vec<String>> = BTreeMap::new();
+        for w in active.iter().filter(|w| !w.remove.is_empty()) {
+            by_users
+                .entry(&w.remove)
+                .or_default()
+                .push(w.account.clone());
+        }
+        for (users, accounts) in by_users {
+            for accounts in accounts.chunks(chunk) {
+                if let Err(e) = self
+                    .exec_change(self.commands.remove_users(users, accounts))
+                    .await
+                {
+                    tracing::warn!(error = %e, "batched remove user failed");
+                }
+            }
+        }
+        let mut by_status: BTreeMap<&StatusTarget, Vec<String>> = BTreeMap::new();
+        for w in active {
+            if let Some(target) = &w.status {
+                by_status.entry(target).or_default().push(w.account.clone());
+            }
+        }
+        for (target, accounts) in by_status {
+            for accounts in accounts.chunks(chunk) {
+                let cmd = self
+                    .commands
+                    .modify_accounts(accounts, &[target.assignment()]);
+                if let Err(e) = self.exec_change(cmd).await {
+                    tracing::warn!(error = %e, "batched account status change failed");
+                }
+            }
+        }
+    }
+
+    /// One resource's membership writes, each its own command (the fallback of a batch).
+    async fn write_member(&self, w: &MemberWork) -> BackendResult<()> {
+        let account = std::slice::from_ref(&w.account);
+        if !w.add.is_empty() {
+            self.add_users_retrying(&w.add, account, &w.options).await?;
+        }
+        if !w.remove.is_empty() {
+            match self
+                .exec_change(self.commands.remove_users(&w.remove, account))
+                .await
+            {
+                Ok(_) => {}
+                Err(BackendError::Command { output, .. }) if is_jobs_running(&output) => {
+                    for user in &w.remove {
+                        if let Err(e) = self
+                            .exec(self.commands.cancel_jobs(&w.account, Some(user)))
+                            .await
+                        {
+                            tracing::warn!(user, account = %w.account, error = %e, "scancel failed");
+                        }
+                    }
+                    self.exec_change(self.commands.remove_users(&w.remove, account))
+                        .await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(target) = &w.status {
+            self.exec_change(
+                self.commands
+                    .modify_accounts(account, &[target.assignment()]),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// One change through [`Self::apply_batch`].
+    async fn apply_one(&self, change: MembershipChange) -> BackendResult<Applied> {
+        self.apply_batch(std::slice::from_ref(&change))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(BackendError::permanent("no result for membership change")))
+    }
+
+    /// `resource` with its flags set to `paused` / `downscaled`, for a status change alone.
+    fn with_status(resource: &ResourceView, paused: bool, downscaled: bool) -> MembershipChange {
+        MembershipChange {
+            resource: ResourceView {
+                paused,
+                downscaled,
+                ..resource.clone()
+            },
+            apply_status: true,
+            ..MembershipChange::default()
+        }
     }
 
     /// Remove an account, cancelling its jobs first when sacctmgr refuses because of them.
@@ -1867,6 +2389,10 @@ impl MembershipBackend for SlurmBackend {
         for r in resources.iter().filter(|r| !r.backend_id.is_empty()) {
             names.insert(Self::resource_account(r)?);
         }
+        // The membership cycle's one read: with the allocations, their parents (for
+        // `sync_projects`) and the anchors a load file hangs from; the rest of the cycle works
+        // from this answer (see `KnownTree`).
+        names.extend(self.tree_names(&self.project_expectations(resources)));
         let names: Vec<String> = names.into_iter().collect();
         let states = self.account_states(&names).await?;
         let mut out = BTreeMap::new();
@@ -1879,36 +2405,28 @@ impl MembershipBackend for SlurmBackend {
         Ok(out)
     }
 
+    async fn apply_membership(
+        &self,
+        changes: &[MembershipChange],
+    ) -> Vec<BackendResult<Vec<String>>> {
+        self.apply_batch(changes)
+            .await
+            .into_iter()
+            .map(|r| r.map(|(added, _)| added))
+            .collect()
+    }
+
     async fn add_users(
         &self,
         resource: &ResourceView,
         users: &[UserGrant],
     ) -> BackendResult<Vec<String>> {
-        let account = Self::resource_account(resource)?;
-        let wanted = Self::valid_usernames(users.iter().map(|u| u.username.clone()))?;
-        if wanted.is_empty() {
-            return Ok(Vec::new());
-        }
-        let options = self.user_options(resource, &account)?;
-        let state = self.account_state(&account).await?.ok_or_else(|| {
-            BackendError::permanent(format!("SLURM account '{account}' does not exist"))
-        })?;
-        let missing: Vec<String> = wanted
-            .iter()
-            .filter(|u| !state.users.contains_key(*u))
-            .cloned()
-            .collect();
-        if !missing.is_empty() {
-            self.exec_change(self.commands.add_users(
-                &missing,
-                std::slice::from_ref(&account),
-                &options,
-            ))
-            .await?;
-            self.create_homedirs(&missing.iter().cloned().collect())
-                .await;
-        }
-        Ok(wanted)
+        let change = MembershipChange {
+            resource: resource.clone(),
+            add: users.to_vec(),
+            ..MembershipChange::default()
+        };
+        Ok(self.apply_one(change).await?.0)
     }
 
     async fn remove_users(
@@ -1916,53 +2434,35 @@ impl MembershipBackend for SlurmBackend {
         resource: &ResourceView,
         usernames: &[String],
     ) -> BackendResult<Vec<String>> {
-        let account = Self::resource_account(resource)?;
         let users = Self::valid_usernames(usernames.iter().cloned())?;
-        if users.is_empty() {
-            return Ok(Vec::new());
-        }
-        lock(&self.fresh_assocs).retain(|(a, u)| !(*a == account && users.contains(u)));
-        match self
-            .exec_change(self.commands.remove_users(&users, &account))
-            .await
-        {
-            Ok(_) => {}
-            Err(BackendError::Command { output, .. }) if is_jobs_running(&output) => {
-                for user in &users {
-                    if let Err(e) = self
-                        .exec(self.commands.cancel_jobs(&account, Some(user)))
-                        .await
-                    {
-                        tracing::warn!(user, account, error = %e, "scancel failed");
-                    }
-                }
-                self.exec_change(self.commands.remove_users(&users, &account))
-                    .await?;
-            }
-            Err(e) => return Err(e),
-        }
+        let change = MembershipChange {
+            resource: resource.clone(),
+            remove: users.clone(),
+            ..MembershipChange::default()
+        };
+        self.apply_one(change).await?;
         Ok(users)
     }
 
     async fn pause(&self, resource: &ResourceView) -> BackendResult<bool> {
-        let qos = self.settings.qos_paused.clone();
-        self.pause_with(resource, qos.as_deref(), "qos_paused")
-            .await
+        Ok(self
+            .apply_one(Self::with_status(resource, true, false))
+            .await?
+            .1)
     }
 
     async fn downscale(&self, resource: &ResourceView) -> BackendResult<bool> {
-        let qos = self.settings.qos_downscaled.clone();
-        self.pause_with(resource, qos.as_deref(), "qos_downscaled")
-            .await
+        Ok(self
+            .apply_one(Self::with_status(resource, false, true))
+            .await?
+            .1)
     }
 
     async fn restore(&self, resource: &ResourceView) -> BackendResult<bool> {
-        let account = Self::resource_account(resource)?;
-        if self.qos_enforced(resource) {
-            return self.set_submit_jobs_if_different(&account, -1).await;
-        }
-        let qos = self.settings.qos_default.clone();
-        self.set_qos_if_different(&account, &qos).await
+        Ok(self
+            .apply_one(Self::with_status(resource, false, false))
+            .await?
+            .1)
     }
 
     async fn resource_metadata(
@@ -1971,7 +2471,7 @@ impl MembershipBackend for SlurmBackend {
     ) -> BackendResult<Map<String, Value>> {
         let account = Self::resource_account(resource)?;
         Ok(self
-            .account_state(&account)
+            .known_state(&account)
             .await?
             .map(|s| self.info(&account, &s).backend_metadata)
             .unwrap_or_default())
@@ -1982,7 +2482,7 @@ impl MembershipBackend for SlurmBackend {
         resource: &ResourceView,
     ) -> BackendResult<BTreeMap<String, Limits>> {
         let account = Self::resource_account(resource)?;
-        let Some(state) = self.account_state(&account).await? else {
+        let Some(state) = self.known_state(&account).await? else {
             return Ok(BTreeMap::new());
         };
         Ok(state
@@ -2018,12 +2518,16 @@ impl MembershipBackend for SlurmBackend {
         if tres.is_empty() {
             return Ok(());
         }
-        self.exec_change(self.commands.set_user_max_tres_mins(
-            username,
-            &account,
-            &format_tres(&tres),
-        ))
-        .await?;
+        let written = self
+            .exec_change(self.commands.set_user_max_tres_mins(
+                username,
+                &account,
+                &format_tres(&tres),
+            ))
+            .await;
+        // Not read back here: the next read of the account shows it.
+        lock(&self.known).forget([&account]);
+        written?;
         Ok(())
     }
 }

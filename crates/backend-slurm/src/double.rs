@@ -4,7 +4,7 @@
 //!
 //! Modelled: `add account`, `remove account`, `modify account … set GrpTRESMins=|qos=|
 //! GrpSubmitJobs=|parent=`, `add user`, `remove user`, `modify user … set MaxTRESMins=`,
-//! `show assoc … where accounts=|parent=`, `list user`, `list tres` (when TRES are configured) and
+//! `show assoc … where accounts=|parent=`, `load file=` (the files this backend writes), `list user`, `list tres` (when TRES are configured) and
 //! `sacct` (usage rows given by the test). No-op writes answer as sacctmgr does ("Nothing new
 //! added", "Nothing deleted", exit 1). Anything else answers nothing (empty success).
 
@@ -33,6 +33,55 @@ struct Db {
     tres: Option<String>,
     /// sacct rows `Account|AllocTRES|ElapsedRaw|User`, by account.
     usage_rows: BTreeMap<String, Vec<String>>,
+    /// `sacctmgr load` calls so far.
+    loads: usize,
+}
+
+/// `'value'` → `value`.
+fn unquote(value: &str) -> String {
+    value.trim().trim_matches('\'').to_owned()
+}
+
+impl Db {
+    /// A load file as this backend writes it: `Parent -` lines, accounts under them (added when
+    /// missing, as sacctmgr does), users under them (the association added when missing, the
+    /// default account taken by a new user).
+    fn load(&mut self, text: &str) {
+        let mut parent = String::new();
+        for line in text.lines() {
+            let Some((kind, rest)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mut fields = rest.split(':');
+            let name = unquote(fields.next().unwrap_or_default());
+            let options: BTreeMap<String, String> = fields
+                .filter_map(|f| f.split_once('='))
+                .map(|(k, v)| (k.to_ascii_lowercase(), unquote(v)))
+                .collect();
+            match kind {
+                "Parent" => parent = name,
+                "Account" if !self.accounts.contains_key(&name) => {
+                    self.accounts.insert(
+                        name,
+                        DoubleAccount {
+                            parent: parent.clone(),
+                            grp_tres_mins: options.get("grptresmins").cloned().unwrap_or_default(),
+                            qos: "normal".to_owned(),
+                            ..Default::default()
+                        },
+                    );
+                }
+                "User" => {
+                    if let Some(account) = self.accounts.get_mut(&parent) {
+                        account.users.entry(name.clone()).or_default();
+                    }
+                    let default = options.get("defaultaccount").cloned().unwrap_or_default();
+                    self.user_defaults.entry(name).or_insert(default);
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// The in-memory SLURM accounting database. Share it with `Arc` between the runner and the test.
@@ -101,6 +150,11 @@ impl SlurmDouble {
 
     pub fn account(&self, name: &str) -> Option<DoubleAccount> {
         self.lock().accounts.get(name).cloned()
+    }
+
+    /// How many `sacctmgr load` calls the double has answered.
+    pub fn loads(&self) -> usize {
+        self.lock().loads
     }
 
     pub fn account_names(&self) -> Vec<String> {
@@ -256,6 +310,16 @@ impl SlurmDouble {
                 } else {
                     Err(" Nothing modified".to_owned())
                 })
+            }
+            ["load", ..] => {
+                let path = list_arg(args, "file").join(",");
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(text) => text,
+                    Err(e) => return Some(Err(format!(" sacctmgr: error: {path}: {e}"))),
+                };
+                db.loads += 1;
+                db.load(&text);
+                Some(Ok(" Done adding cluster, accounts and users\n".to_owned()))
             }
             ["list", "user", "where", ..] => {
                 let mut out = String::new();

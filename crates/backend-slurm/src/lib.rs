@@ -57,8 +57,18 @@
 //! every account involved, one `add account a,b,… GrpTRESMins=…` per group of new accounts sharing
 //! parent, description, organization and limits (customer and project accounts once per batch),
 //! and one `add user u1,…,un account=a1,…` per distinct (user set, association options). A failed
-//! group is retried item by item so only the orders it concerns fail. Usage for any number of
-//! accounts is one `sacct` call; `pull_resources` is one `show assoc`. Usage is computed from
+//! group is retried item by item so only the orders it concerns fail. Every write lists at most
+//! `write_chunk_size` accounts (a load file as many allocations with their missing parents), so
+//! no single slurmdbd transaction rewrites its tree for minutes. Usage for any number of
+//! accounts is one `sacct` call.
+//!
+//! Membership ([`backend_api::MembershipBackend::apply_membership`]) is one read round and one
+//! write round per cycle: `pull_resources` is one `show assoc` (allocations, their parents, the
+//! tree top), which the rest of the cycle reuses for 30 s (`KnownTree` in `backend.rs`: project
+//! moves, metadata, per-user limits, and the diffs); the writes are grouped (load files for new
+//! plain associations, one `add user`/`remove user` per user set, one `modify account` per
+//! status value) and read back once; what the read-back lacks is redone per resource. The
+//! single-resource calls (`add_users`, `pause`, …) are the same round with one change. Usage is computed from
 //! `AllocTRES × ElapsedRaw` (what the job held, to the second) rather than upstream's
 //! `ReqTRES × Elapsed`.
 

@@ -239,15 +239,16 @@ impl SlurmCommands {
         ])
     }
 
-    /// `remove user where name=u1,u2 and account=a [cluster=C]`.
-    pub fn remove_users(&self, users: &[String], account: &str) -> CommandLine {
+    /// `remove user where name=u1,u2 and account=a1,a2 [cluster=C]`: every user × account
+    /// association.
+    pub fn remove_users(&self, users: &[String], accounts: &[String]) -> CommandLine {
         let cmd = self.sacctmgr().args([
             "remove".to_owned(),
             "user".to_owned(),
             "where".to_owned(),
             format!("name={}", users.join(",")),
             "and".to_owned(),
-            format!("account={account}"),
+            format!("account={}", accounts.join(",")),
         ]);
         self.with_cluster(cmd)
     }

@@ -61,6 +61,11 @@ pub struct SlurmSettings {
     /// Create the missing accounts and user associations of a batch with one `sacctmgr load`
     /// (extension; needs `cluster_name`). `false` keeps one `add` call per group.
     pub batch_load: bool,
+    /// At most this many accounts per SLURM write of a cycle (one `add`/`modify`/`remove`
+    /// listing accounts, a create's `sacctmgr load`), or user associations per membership
+    /// `sacctmgr load`: slurmdbd rewrites its association tree in one transaction per call, and
+    /// a huge one holds it for minutes (extension).
+    pub write_chunk_size: usize,
     /// Directory of the lock file that keeps agents of other processes on this machine (one
     /// systemd unit per mode) from writing to the same cluster at once (extension). Empty: lock
     /// within this process only.
@@ -94,6 +99,7 @@ impl Default for SlurmSettings {
             mkhomedir_helper_path: "/sbin/mkhomedir_helper".to_owned(),
             command_timeout_seconds: 120,
             batch_load: true,
+            write_chunk_size: 200,
             write_lock_dir: default_lock_dir(),
         }
     }
@@ -240,7 +246,13 @@ pub const SETTINGS: &[Setting] = &[
         "batch_load",
         Kind::Bool,
         "true",
-        "ours: one `sacctmgr load` per batch of creates (needs `cluster_name`)",
+        "ours: `sacctmgr load` for a batch of creates and for a membership cycle's new associations (needs `cluster_name`)",
+    ),
+    Setting::new(
+        "write_chunk_size",
+        Kind::Integer,
+        "200",
+        "ours: at most this many accounts per SLURM write (one `add`/`modify`/`remove` listing accounts, a create's `sacctmgr load`), or user associations per membership `sacctmgr load`, so no single slurmdbd transaction runs for minutes",
     ),
     Setting::new(
         "write_lock_dir",
@@ -338,6 +350,9 @@ impl SlurmSettings {
                     self.default_homedir_umask
                 ),
             );
+        }
+        if self.write_chunk_size == 0 {
+            issue("write_chunk_size", "must be at least 1".to_owned());
         }
         if self.command_timeout_seconds == 0 {
             issue("command_timeout_seconds", "must be at least 1".to_owned());

@@ -14,8 +14,8 @@ use jiff::tz::TimeZone;
 use agent_config::{AccountingType, BackendComponent};
 use backend_api::command::{CommandLine, CommandOutput, CommandRunner};
 use backend_api::{
-    BackendError, BillingPeriod, CreateRequest, MembershipBackend, OrderBackend, ResourceView,
-    UsageBackend, UserContext, UserGrant,
+    BackendError, BillingPeriod, CreateRequest, MembershipBackend, MembershipChange, OrderBackend,
+    ResourceView, UsageBackend, UserContext, UserGrant,
 };
 
 use crate::{SlurmBackend, SlurmSettings};
@@ -434,31 +434,24 @@ async fn per_user_limits_write_every_offering_tres() {
 #[tokio::test]
 async fn restore_reads_first_and_writes_only_when_needed() {
     let (backend, runner) = backend_with(settings());
-    let state = Arc::new(Mutex::new("paused".to_owned()));
-    let s = state.clone();
-    runner.respond(move |line| {
-        line.contains("show assoc").then(|| {
-            Ok(format!(
-                "a_r1|p_proj|||{}||\n",
-                s.lock().expect("state lock")
-            ))
-        })
-    });
+    runner.seed("a_r1", "p_proj");
     let r = ResourceView {
         backend_id: "a_r1".into(),
         ..Default::default()
     };
-    assert!(backend.restore(&r).await.expect("restore"));
-    *state.lock().expect("state lock") = "normal".into();
-    assert!(!backend.restore(&r).await.expect("restore again"));
+    assert!(!backend.restore(&r).await.expect("restore: not paused"));
     assert!(backend.pause(&r).await.expect("pause"));
-    let lines = runner.lines();
-    let writes: Vec<&String> = lines.iter().filter(|l| l.contains("modify")).collect();
+    assert!(!backend.pause(&r).await.expect("pause again"));
+    assert!(backend.restore(&r).await.expect("restore"));
     assert_eq!(
-        writes,
+        runner.lines(),
         vec![
+            // The first call reads; later ones work from the tree as read back.
+            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins where accounts=a_r1 cluster=waldur",
+            "sacctmgr modify account where name=a_r1 cluster=waldur set qos=paused",
+            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins where accounts=a_r1 cluster=waldur",
             "sacctmgr modify account where name=a_r1 cluster=waldur set qos=normal",
-            "sacctmgr modify account where name=a_r1 cluster=waldur set qos=paused"
+            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins where accounts=a_r1 cluster=waldur",
         ]
     );
 }
@@ -481,15 +474,22 @@ async fn pause_without_qos_setting_is_a_config_error_and_enforced_mode_uses_subm
     s.qos_enforcement_enabled = true;
     s.enforce_offering_qos = Some(true);
     let (backend, runner) = backend_with(s);
-    runner.respond(|line| {
-        line.contains("show assoc")
-            .then(|| Ok("a_r1|p_proj|||normal||\n".to_owned()))
-    });
-    assert!(backend.pause(&r).await.expect("pause"));
+    runner.seed("a_r1", "p_proj");
     assert!(!backend.restore(&r).await.expect("restore: not paused"));
-    assert!(runner.lines().contains(
-        &"sacctmgr modify account where name=a_r1 cluster=waldur set GrpSubmitJobs=0".to_owned()
-    ));
+    assert!(backend.pause(&r).await.expect("pause"));
+    assert!(backend.restore(&r).await.expect("restore"));
+    let writes: Vec<String> = runner
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(" modify "))
+        .collect();
+    assert_eq!(
+        writes,
+        vec![
+            "sacctmgr modify account where name=a_r1 cluster=waldur set GrpSubmitJobs=0",
+            "sacctmgr modify account where name=a_r1 cluster=waldur set GrpSubmitJobs=-1",
+        ]
+    );
 }
 
 #[tokio::test]
@@ -498,10 +498,7 @@ async fn add_users_adds_only_missing_in_one_call() {
     s.default_account_policy = crate::DefaultAccountPolicy::Individual;
     s.default_partition = Some("debug".into());
     let (backend, runner) = backend_with(s);
-    runner.respond(|line| {
-        line.contains("show assoc")
-            .then(|| Ok("a_r1|p_proj|||normal||\na_r1||alice||normal||\n".to_owned()))
-    });
+    runner.seed("a_r1", "p_proj");
     let r = ResourceView {
         backend_id: "a_r1".into(),
         ..Default::default()
@@ -513,13 +510,20 @@ async fn add_users_adds_only_missing_in_one_call() {
             ..Default::default()
         })
         .collect();
+    backend
+        .add_users(&r, &grants[..1])
+        .await
+        .expect("add alice");
+    runner.runner.clear();
     let added = backend.add_users(&r, &grants).await.expect("add");
     assert_eq!(added, vec!["alice", "bob", "carol"]);
     assert_eq!(
-        runner.lines()[1],
-        "sacctmgr add user bob,carol account=a_r1 DefaultAccount=a_r1 Partition=debug cluster=waldur"
+        runner.lines(),
+        vec![
+            "sacctmgr add user bob,carol account=a_r1 DefaultAccount=a_r1 Partition=debug cluster=waldur",
+            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins where accounts=a_r1 cluster=waldur",
+        ]
     );
-    assert_eq!(runner.lines().len(), 2);
 }
 
 #[tokio::test]
@@ -1372,4 +1376,177 @@ async fn an_allocation_our_load_made_but_slurm_showed_late_is_ours_not_a_duplica
         runner.lines()
     );
     assert!(runner.lines().iter().any(|l| l.contains(" load ")));
+}
+
+/// A site with `root` and `n` allocations, each in its own project, for membership rounds.
+fn membership_site(n: usize, chunk: usize) -> (SlurmBackend, Arc<FakeRunner>, Vec<ResourceView>) {
+    let (backend, runner) = backend_with(SlurmSettings {
+        batch_load: true,
+        write_chunk_size: chunk,
+        ..settings()
+    });
+    runner.seed("root", "");
+    let mut views = Vec::new();
+    for i in 0..n {
+        let mut r = resource(&format!("r{i}"), &format!("proj{i}"), "cust");
+        r.backend_id = format!("a_r{i}");
+        runner.seed("c_cust", "root");
+        runner.seed(&format!("p_proj{i}"), "c_cust");
+        runner.seed(&r.backend_id, &format!("p_proj{i}"));
+        views.push(r);
+    }
+    (backend, runner, views)
+}
+
+/// What membership sync asks of the backend in one cycle: the read, the project check, one
+/// round of changes, then metadata and per-user limits per resource. Returns the SLURM calls.
+async fn membership_cycle(
+    backend: &SlurmBackend,
+    runner: &FakeRunner,
+    views: &[ResourceView],
+    users_of: impl Fn(usize) -> Vec<UserGrant>,
+) -> usize {
+    let before = runner.lines().len();
+    let infos = backend.pull_resources(views).await.expect("pull");
+    backend.sync_projects(views).await.expect("projects");
+    let changes: Vec<MembershipChange> = views
+        .iter()
+        .enumerate()
+        .map(|(i, view)| MembershipChange {
+            resource: view.clone(),
+            add: users_of(i)
+                .into_iter()
+                .filter(|g| !infos[&view.backend_id].users.contains(&g.username))
+                .collect(),
+            remove: Vec::new(),
+            apply_status: true,
+        })
+        .collect();
+    for outcome in backend.apply_membership(&changes).await {
+        outcome.expect("applied");
+    }
+    for view in views {
+        backend.resource_metadata(view).await.expect("metadata");
+        backend.user_limits(view).await.expect("user limits");
+    }
+    runner.lines().len() - before
+}
+
+fn five_users(i: usize) -> Vec<UserGrant> {
+    (0..5).map(|u| grant(&format!("u{i}x{u}"))).collect()
+}
+
+#[tokio::test]
+async fn a_membership_cycle_costs_the_same_slurm_calls_for_5_and_50_resources() {
+    let mut first_cycles = Vec::new();
+    for n in [5, 50] {
+        // Chunks large enough for every association of the cycle (the chunked case is below).
+        let (backend, runner, views) = membership_site(n, 1000);
+        let calls = membership_cycle(&backend, &runner, &views, five_users).await;
+        // show assoc, list user, ONE load, show assoc (read-back).
+        assert_eq!(calls, 4, "N={n}: {:#?}", runner.lines());
+        assert_eq!(runner.db.loads(), 1);
+        for (i, view) in views.iter().enumerate() {
+            let users: Vec<String> = runner
+                .db
+                .account(&view.backend_id)
+                .expect("account")
+                .users
+                .into_keys()
+                .collect();
+            let wanted: Vec<String> = five_users(i).into_iter().map(|g| g.username).collect();
+            assert_eq!(users, wanted, "N={n}");
+        }
+        first_cycles.push(calls);
+        // Nothing changed: one read and nothing else.
+        let steady = membership_cycle(&backend, &runner, &views, five_users).await;
+        assert_eq!(steady, 1, "N={n}: {:#?}", runner.lines());
+    }
+    assert_eq!(first_cycles[0], first_cycles[1]);
+}
+
+#[tokio::test]
+async fn membership_writes_are_chunked_and_grouped_and_a_failed_group_fails_nobody_else() {
+    // 90 resources with 5 users new to SLURM each: 450 associations, and 450 more with the
+    // default account (policy `common`); chunk 200: five loads.
+    let (backend, runner, views) = membership_site(90, 200);
+    let calls = membership_cycle(&backend, &runner, &views, five_users).await;
+    assert_eq!(runner.db.loads(), 5);
+    assert_eq!(calls, 1 + 1 + 5 + 1, "{:#?}", runner.lines());
+    for (i, view) in views.iter().enumerate() {
+        let users = runner.db.account(&view.backend_id).expect("account").users;
+        assert_eq!(users.len(), 5, "resource {i}: {users:?}");
+    }
+
+    // Removing the same user from every resource is one `remove user` per chunk; when that
+    // fails, each resource is retried alone, and only the one SLURM refuses fails.
+    runner.runner.clear();
+    runner.respond(|line| {
+        (line.contains(" remove user ") && (line.contains(',') || line.contains("account=a_r7 ")))
+            .then(|| Err("sacctmgr: error: Problem talking to the database".to_owned()))
+    });
+    let changes: Vec<MembershipChange> = views[..10]
+        .iter()
+        .enumerate()
+        .map(|(i, view)| MembershipChange {
+            resource: view.clone(),
+            remove: vec![format!("u{i}x0")],
+            ..MembershipChange::default()
+        })
+        .collect();
+    let outcomes = backend.apply_membership(&changes).await;
+    let failed: Vec<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.is_err())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(failed, vec![7], "{outcomes:?}");
+    assert!(
+        outcomes[7]
+            .as_ref()
+            .err()
+            .is_some_and(BackendError::is_transient),
+        "{outcomes:?}"
+    );
+    for (i, view) in views[..10].iter().enumerate() {
+        let users = runner.db.account(&view.backend_id).expect("account").users;
+        assert_eq!(
+            users.contains_key(&format!("u{i}x0")),
+            i == 7,
+            "resource {i}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_creates_with_chunk_200_make_five_loads() {
+    let (backend, runner) = backend_with(SlurmSettings {
+        batch_load: true,
+        write_chunk_size: 200,
+        ..settings()
+    });
+    runner.seed("root", "");
+    runner.respond(|line| line.contains(" list user ").then(|| Ok(String::new())));
+    let requests: Vec<CreateRequest> = (0..1000)
+        .map(|i| {
+            request(
+                resource(&format!("r{i}"), &format!("proj{i}"), "cust"),
+                &["alice"],
+            )
+        })
+        .collect();
+    let results = backend.create_resources(requests).await;
+    assert!(
+        results.iter().all(Result::is_ok),
+        "{:?}",
+        results.iter().find(|r| r.is_err())
+    );
+    assert_eq!(runner.db.loads(), 5);
+    assert_eq!(runner.db.account_names().len(), 1 + 1 + 1000 + 1000);
+    let lines = runner.lines();
+    assert!(
+        !lines.iter().any(|l| l.contains(" add ")),
+        "everything went into the loads: {lines:#?}"
+    );
 }

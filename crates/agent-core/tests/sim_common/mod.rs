@@ -13,7 +13,9 @@ use std::sync::Arc;
 use agent_config::OfferingConfig;
 use agent_core::{CoreSettings, CycleReport, OfferingContext, order_process};
 use backend_api::testkit::MemoryBackend;
-use backend_api::{BaseUsernameBackend, OfferingBackends, OrderBackend, UsernameBackend};
+use backend_api::{
+    BaseUsernameBackend, MembershipBackend, OfferingBackends, OrderBackend, UsernameBackend,
+};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 use waldur_client::{Auth, ClientOptions, Secret, WaldurClient};
@@ -39,6 +41,8 @@ pub struct Setup {
     pub site: MemoryBackend,
     /// Replaces the order role (e.g. a double that reacts while an order runs).
     pub orders: Option<Arc<dyn OrderBackend>>,
+    /// Replaces the membership role (e.g. the SLURM backend on its double).
+    pub membership: Option<Arc<dyn MembershipBackend>>,
     /// Replaces the username role (default: upstream's `base`, which never generates).
     pub usernames: Option<Arc<dyn UsernameBackend>>,
     /// Which Mastermind the simulator answers as.
@@ -52,6 +56,7 @@ impl Default for Setup {
             settings: fast_settings(),
             site: MemoryBackend::new(),
             orders: None,
+            membership: None,
             usernames: None,
             api_profile: ApiProfile::Current,
         }
@@ -138,7 +143,7 @@ impl World {
                     .clone()
                     .expect("memory backend processes orders")
             })),
-            membership: handles.membership.clone(),
+            membership: setup.membership.or_else(|| handles.membership.clone()),
             usage: handles.usage.clone(),
             usernames: setup
                 .usernames
