@@ -986,5 +986,9 @@ async fn demo_offering_kind_okd_seeds_the_okd_offering() {
     assert_eq!(o["name"], "Demo SLURM cluster");
     assert!("okd".parse::<waldur_sim::DemoOfferingKind>().is_ok());
     assert!("rancher".parse::<waldur_sim::DemoOfferingKind>().is_ok());
-    assert!("no-such-kind".parse::<waldur_sim::DemoOfferingKind>().is_err());
+    assert!(
+        "no-such-kind"
+            .parse::<waldur_sim::DemoOfferingKind>()
+            .is_err()
+    );
 }
