@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use agent_config::BackendComponent;
 use async_trait::async_trait;
+use backend_api::RetryPolicy;
 use backend_api::names::validate_site_name;
 use backend_api::units::{LimitError, site_amount};
 use backend_api::{
@@ -14,11 +15,10 @@ use backend_api::{
     CreateRequest, Diagnostics, Limits, MembershipBackend, OrderBackend, ResourceView,
     UsageBackend, UsageReport, UserGrant,
 };
-use backend_api::RetryPolicy;
 use http_kit::xml::Element;
-use keycloak_admin::KeycloakAdmin;
 use http_kit::xmlrpc::Value as X;
 use indexmap::IndexMap;
+use keycloak_admin::KeycloakAdmin;
 use serde_json::{Map, Value, json};
 
 use crate::rpc::{OneError, OneRpc, Pool, quote};
@@ -1372,7 +1372,10 @@ impl BackendHealth for OneBackend {
             d.check(
                 "saml mapping file",
                 dir.is_dir(),
-                format!("{} (directory must exist)", saml.settings.mapping_file.display()),
+                format!(
+                    "{} (directory must exist)",
+                    saml.settings.mapping_file.display()
+                ),
             );
         }
         d

@@ -100,7 +100,12 @@ impl Saml {
         for role in &self.settings.roles {
             let name = one_group(vdc, role);
             let (gid, created) = rpc
-                .allocate(Pool::Group, &name, "one.group.allocate", vec![X::from(name.as_str())])
+                .allocate(
+                    Pool::Group,
+                    &name,
+                    "one.group.allocate",
+                    vec![X::from(name.as_str())],
+                )
                 .await?;
             if created {
                 made.push(gid);
@@ -292,10 +297,7 @@ pub async fn update_mapping(
 }
 
 fn io_error(path: &Path, what: &str, e: std::io::Error) -> BackendError {
-    BackendError::permanent(format!(
-        "SAML mapping file {}: {what}: {e}",
-        path.display()
-    ))
+    BackendError::permanent(format!("SAML mapping file {}: {what}: {e}", path.display()))
 }
 
 /// Reads the mapping (`key: id` lines; an absent or empty file is empty).

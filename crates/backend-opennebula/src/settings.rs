@@ -103,7 +103,13 @@ pub fn default_roles() -> Vec<VdcRole> {
         group_admin: admin,
     };
     vec![
-        role("admin", "admins", "groupadmin", "groupadmin,user,cloud", true),
+        role(
+            "admin",
+            "admins",
+            "groupadmin",
+            "groupadmin,user,cloud",
+            true,
+        ),
         role("user", "users", "user", "user", false),
         role("cloud", "cloud", "cloud", "cloud", false),
     ]
@@ -129,7 +135,10 @@ fn parse_roles(raw: Option<&Map<String, Value>>, issues: &mut Vec<SettingIssue>)
         };
         let suffix = r.group_suffix.unwrap_or_else(|| role.clone());
         if let Err(reason) = agent_config::names::check_name(&suffix) {
-            issues.push(SettingIssue::setting(&format!("{path}.group_suffix"), reason));
+            issues.push(SettingIssue::setting(
+                &format!("{path}.group_suffix"),
+                reason,
+            ));
             continue;
         }
         let default_view = r.default_view.unwrap_or_else(|| "user".into());
