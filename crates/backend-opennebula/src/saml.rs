@@ -354,8 +354,17 @@ fn update_mapping_now(
         .write(true)
         .open(&lock_path)
         .map_err(|e| io_error(path, "cannot open the lock file", e))?;
-    lock.lock()
-        .map_err(|e| io_error(path, "cannot lock the lock file", e))?;
+    // flock(2): held until `_held` drops (also across processes); released by the kernel if
+    // the agent dies.
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(
+        |(_, errno)| {
+            io_error(
+                path,
+                "cannot lock the lock file",
+                std::io::Error::from(errno),
+            )
+        },
+    )?;
     let mut map = read_mapping(path)?;
     let before = map.clone();
     if let Some(prefix) = drop_prefix {
