@@ -14,6 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use backend_api::{BackendError, BackendResult};
+use http_kit::xml::Element;
 use http_kit::xmlrpc::Value as X;
 use indexmap::IndexMap;
 use keycloak_admin::{Group, KeycloakAdmin, User};
@@ -46,6 +47,17 @@ pub fn group_template(vdc: &str, role: &VdcRole) -> String {
         quote(&role.default_view),
         quote(&role.views),
     )
+}
+
+/// The ids listed under `<list><ID>…</ID>…</list>` of an element.
+fn ids(e: &Element, list: &str) -> BTreeSet<i64> {
+    e.path(list)
+        .map(|l| {
+            l.children("ID")
+                .filter_map(|i| i.text.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Keycloak/SAML side of a VDC offering.
@@ -96,6 +108,10 @@ impl Saml {
                 member_group = Some(child.group.id.clone());
             }
         }
+        let vdc_groups = ids(
+            &rpc.doc("one.vdc.info", vec![X::Int(vdc_id)]).await?,
+            "GROUPS",
+        );
         let mut entries = Vec::new();
         for role in &self.settings.roles {
             let name = one_group(vdc, role);
@@ -111,18 +127,30 @@ impl Saml {
                 made.push(gid);
                 tracing::info!(offering, vdc, group = %name, id = gid, "OpenNebula role group made");
             }
-            rpc.idempotent(
-                "one.group.update",
-                vec![X::Int(gid), X::String(group_template(vdc, role)), X::Int(1)],
-            )
-            .await?;
-            rpc.idempotent("one.vdc.addgroup", vec![X::Int(vdc_id), X::Int(gid)])
+            // What is already in place is not written again (a second run changes nothing).
+            let doc = rpc.doc("one.group.info", vec![X::Int(gid)]).await?;
+            let text = |p: &str| doc.path(p).map(|e| e.text.trim().to_owned());
+            let saml_group = saml_path(vdc, &role.role);
+            if text("TEMPLATE/SAML_GROUP").as_deref() != Some(saml_group.as_str())
+                || text("TEMPLATE/FIREEDGE/DEFAULT_VIEW").as_deref()
+                    != Some(role.default_view.as_str())
+                || text("TEMPLATE/FIREEDGE/VIEWS").as_deref() != Some(role.views.as_str())
+            {
+                rpc.idempotent(
+                    "one.group.update",
+                    vec![X::Int(gid), X::String(group_template(vdc, role)), X::Int(1)],
+                )
                 .await?;
-            if role.group_admin {
+            }
+            if !vdc_groups.contains(&gid) {
+                rpc.idempotent("one.vdc.addgroup", vec![X::Int(vdc_id), X::Int(gid)])
+                    .await?;
+            }
+            if role.group_admin && !ids(&doc, "ADMINS").contains(&0) {
                 rpc.idempotent("one.group.addadmin", vec![X::Int(gid), X::Int(0)])
                     .await?;
             }
-            entries.push((saml_path(vdc, &role.role), gid));
+            entries.push((saml_group, gid));
         }
         update_mapping(self.settings.mapping_file.clone(), entries, None).await?;
         member_group.ok_or_else(|| {
@@ -140,15 +168,7 @@ impl Saml {
             .doc("one.vdcpool.info", vec![])
             .await?
             .children("VDC")
-            .flat_map(|v| {
-                v.path("GROUPS")
-                    .map(|g| {
-                        g.children("ID")
-                            .filter_map(|i| i.text.trim().parse::<i64>().ok())
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default()
-            })
+            .flat_map(|v| ids(v, "GROUPS"))
             .collect();
         for role in &self.settings.roles {
             let name = one_group(vdc, role);
