@@ -115,14 +115,18 @@ impl Saml {
         let mut entries = Vec::new();
         for role in &self.settings.roles {
             let name = one_group(vdc, role);
-            let (gid, created) = rpc
-                .allocate(
-                    Pool::Group,
-                    &name,
-                    "one.group.allocate",
-                    vec![X::from(name.as_str())],
-                )
-                .await?;
+            let (gid, created) = match rpc.find(Pool::Group, &name).await? {
+                Some(id) => (id, false),
+                None => {
+                    rpc.allocate(
+                        Pool::Group,
+                        &name,
+                        "one.group.allocate",
+                        vec![X::from(name.as_str())],
+                    )
+                    .await?
+                }
+            };
             if created {
                 made.push(gid);
                 tracing::info!(offering, vdc, group = %name, id = gid, "OpenNebula role group made");
