@@ -51,6 +51,13 @@ fn check(offering: &OfferingConfig) -> Vec<SettingIssue> {
         settings::ResourceType::Vm => backend::VM_COMPONENTS,
     };
     let mut issues = Vec::new();
+    if offering.membership_sync_backend.as_deref() == Some(BACKEND_NAME) && settings.saml.is_none()
+    {
+        issues.push(SettingIssue::setting(
+            "keycloak_enabled",
+            "membership_sync_backend is opennebula: members are synchronised through Keycloak role groups, set keycloak_enabled: true and a keycloak block",
+        ));
+    }
     for key in offering.backend_components.keys() {
         if !allowed.contains(&key.as_str()) {
             issues.push(SettingIssue::component(

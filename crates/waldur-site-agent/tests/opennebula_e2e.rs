@@ -58,6 +58,8 @@ fn write_config(path: &Path, sim: &SimServer, one: &OneServer, extra: Value) {
     if let (Some(m), Value::Object(e)) = (settings.as_object_mut(), extra) {
         m.extend(e);
     }
+    // Membership sync needs the Keycloak role groups.
+    let membership = (settings["keycloak_enabled"] == json!(true)).then_some("opennebula");
     let config = json!({
         "offerings": [{
             "name": "opennebula-e2e",
@@ -66,8 +68,8 @@ fn write_config(path: &Path, sim: &SimServer, one: &OneServer, extra: Value) {
             "waldur_offering_uuid": demo.offering_uuid,
             "backend_type": "opennebula",
             "order_processing_backend": "opennebula",
-            "membership_sync_backend": "opennebula",
             "reporting_backend": "opennebula",
+            "membership_sync_backend": membership,
             "backend_settings": settings,
             "backend_components": {}
         }]
