@@ -177,9 +177,19 @@ impl Saml {
         for role in &self.settings.roles {
             let name = one_group(vdc, role);
             if let Some(gid) = rpc.find(Pool::Group, &name).await? {
+                let users = match rpc.doc("one.group.info", vec![X::Int(gid)]).await {
+                    Ok(doc) => ids(&doc, "USERS"),
+                    Err(e) if e.no_exists() => continue,
+                    Err(e) => return Err(e.into()),
+                };
                 if held.contains(&gid) {
                     tracing::info!(offering, vdc, group = %name,
                         "OpenNebula role group kept: another VDC holds it");
+                } else if !users.is_empty() {
+                    // Users SAML logged in to it: OpenNebula refuses to delete a group with
+                    // users, and they are not the agent's to delete.
+                    tracing::warn!(offering, vdc, group = %name, users = ?users,
+                        "OpenNebula role group kept: users are in it; move or remove them, then delete the group by hand");
                 } else {
                     rpc.delete("one.group.delete", gid).await?;
                     tracing::info!(offering, vdc, group = %name, "OpenNebula role group deleted");

@@ -240,9 +240,25 @@ async fn role_groups_views_mapping_members_and_cleanup() {
         ),
     )
     .expect("write");
+    // A user SAML logged in to the cloud group: the group is kept (not the agent's to empty).
+    {
+        let mut st = s.one.state().store();
+        let cloud = *st
+            .groups
+            .iter()
+            .find(|(_, g)| g.name == "astro-cloud")
+            .expect("cloud group")
+            .0;
+        let mut user = st.users.get(&0).expect("oneadmin").clone();
+        user.name = "saml-user".into();
+        user.gid = cloud;
+        user.groups = [cloud].into_iter().collect();
+        st.users.insert(4242, user);
+    }
     b.delete_resource(&r).await.expect("delete");
     let groups = one_groups(&s);
     assert!(groups.contains(&"astro-users".to_owned()), "{groups:?}");
+    assert!(groups.contains(&"astro-cloud".to_owned()), "{groups:?}");
     assert!(!groups.contains(&"astro-admins".to_owned()), "{groups:?}");
     assert!(!groups.contains(&"astro".to_owned()), "{groups:?}");
     assert!(
