@@ -66,8 +66,15 @@ fn check(offering: &OfferingConfig) -> Vec<SettingIssue> {
             ));
         }
     }
+    // The clients are built as `build` builds them (TLS settings, CA bundles of OpenNebula and
+    // Keycloak), without network traffic.
     if issues.is_empty()
-        && let Err(e) = rpc::OneRpc::new(&offering.name, &settings, None)
+        && let Err(e) = OneBackend::new(
+            &offering.name,
+            settings,
+            offering.backend_components.clone(),
+            None,
+        )
     {
         issues.push(SettingIssue::setting("verify_cert", e.to_string()));
     }

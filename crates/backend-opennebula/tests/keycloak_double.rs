@@ -322,3 +322,27 @@ fn keycloak_needs_a_vdc_offering_and_a_known_role() {
         ("member", "user")
     );
 }
+
+#[test]
+fn membership_sync_without_keycloak_is_named_by_validate_config() {
+    let offering = |settings: Value| -> agent_config::OfferingConfig {
+        serde_json::from_value(json!({
+            "name": "one", "waldur_api_url": "https://waldur.example.org/api/",
+            "waldur_api_token": "t", "waldur_offering_uuid": "0123456789abcdef0123456789abcdef",
+            "backend_type": "opennebula", "membership_sync_backend": "opennebula",
+            "backend_settings": settings, "backend_components": {},
+        }))
+        .expect("offering")
+    };
+    let plain = json!({"api_url": "http://h:2633/RPC2", "credentials": "oneadmin:x"});
+    let issues = (backend_opennebula::SPEC.check)(&offering(plain.clone()));
+    assert!(
+        issues.iter().any(|i| i.path.ends_with("keycloak_enabled")),
+        "{issues:?}"
+    );
+    let mut with = plain;
+    with["keycloak_enabled"] = json!(true);
+    with["keycloak"] = json!({"keycloak_url": "https://kc/", "keycloak_username": "admin", "keycloak_password": "p"});
+    let issues = (backend_opennebula::SPEC.check)(&offering(with));
+    assert!(issues.is_empty(), "{issues:?}");
+}
