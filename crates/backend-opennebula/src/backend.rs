@@ -7,18 +7,22 @@ use std::time::Instant;
 
 use agent_config::BackendComponent;
 use async_trait::async_trait;
+use backend_api::RetryPolicy;
 use backend_api::names::validate_site_name;
 use backend_api::units::{LimitError, site_amount};
 use backend_api::{
     BackendError, BackendHealth, BackendResourceInfo, BackendResult, BillingPeriod, Capabilities,
-    CreateRequest, Diagnostics, Limits, OrderBackend, ResourceView, UsageBackend, UsageReport,
+    CreateRequest, Diagnostics, Limits, MembershipBackend, OrderBackend, ResourceView,
+    UsageBackend, UsageReport, UserGrant,
 };
 use http_kit::xml::Element;
 use http_kit::xmlrpc::Value as X;
 use indexmap::IndexMap;
+use keycloak_admin::KeycloakAdmin;
 use serde_json::{Map, Value, json};
 
 use crate::rpc::{OneError, OneRpc, Pool, quote};
+use crate::saml::Saml;
 use crate::settings::{
     NetworkConfig, OneSettings, ResourceType, clusters_and_zone, int_option, text_option,
 };
@@ -85,6 +89,8 @@ pub struct OneBackend {
     /// Subnet choice and VNet allocation of this agent run one at a time, so that two VDCs
     /// created at once never take the same subnet.
     subnets: tokio::sync::Mutex<()>,
+    /// Keycloak/SAML role groups and membership (`keycloak_enabled`, VDC mode).
+    saml: Option<Saml>,
 }
 
 impl std::fmt::Debug for OneBackend {
@@ -104,12 +110,48 @@ impl OneBackend {
         proxy: Option<&str>,
     ) -> BackendResult<OneBackend> {
         let rpc = OneRpc::new(offering, &settings, proxy)?;
+        let saml = match &settings.saml {
+            Some(s) => Some(Saml {
+                kc: KeycloakAdmin::new(
+                    &format!("offering '{offering}'"),
+                    &s.keycloak,
+                    proxy,
+                    settings.timeout,
+                    RetryPolicy {
+                        max_retries: settings.max_retries,
+                        ..RetryPolicy::default()
+                    },
+                )?,
+                settings: s.clone(),
+            }),
+            None => None,
+        };
         Ok(OneBackend {
             offering: offering.to_owned(),
             settings,
             components,
             rpc,
             subnets: tokio::sync::Mutex::new(()),
+            saml,
+        })
+    }
+
+    /// Whether project members are synchronised (Keycloak role groups of VDCs).
+    pub fn manages_members(&self) -> bool {
+        self.saml.is_some()
+    }
+
+    fn saml(&self) -> BackendResult<&Saml> {
+        self.saml.as_ref().ok_or(BackendError::Unsupported {
+            backend: crate::BACKEND_NAME,
+            operation: "membership without keycloak_enabled",
+        })
+    }
+
+    /// The id of an existing VDC.
+    async fn require_vdc(&self, name: &str) -> BackendResult<i64> {
+        self.rpc.find(Pool::Vdc, name).await?.ok_or_else(|| {
+            BackendError::permanent(format!("VDC '{name}' does not exist in OpenNebula"))
         })
     }
 
@@ -357,6 +399,14 @@ impl OneBackend {
                 &mut metadata,
             )
             .await?;
+        }
+        if let Some(saml) = &self.saml {
+            let mut groups = Vec::new();
+            let result = saml
+                .ensure(&self.offering, &self.rpc, name, vdc, &mut groups)
+                .await;
+            made.extend(groups.into_iter().map(Made::Group));
+            result?;
         }
         if self.settings.create_opennebula_user {
             let (user, password) = self.ensure_user(name, group, made).await?;
@@ -856,6 +906,9 @@ impl OneBackend {
         if let Some(g) = self.rpc.find(Pool::Group, name).await? {
             self.rpc.delete("one.group.delete", g).await?;
         }
+        if let Some(saml) = &self.saml {
+            saml.remove(&self.offering, &self.rpc, name).await?;
+        }
         Ok(())
     }
 
@@ -1278,8 +1331,11 @@ impl BackendHealth for OneBackend {
         self.rpc
             .doc("one.vdcpool.info", vec![])
             .await
-            .map(|_| ())
-            .map_err(BackendError::from)
+            .map_err(BackendError::from)?;
+        if let Some(saml) = &self.saml {
+            saml.kc.ping().await?;
+        }
+        Ok(())
     }
 
     async fn diagnostics(&self) -> Diagnostics {
@@ -1294,9 +1350,33 @@ impl BackendHealth for OneBackend {
                 self.settings.resource_type
             ),
         );
-        match self.ping().await {
-            Ok(()) => d.check("xml-rpc", true, "one.vdcpool.info answered"),
-            Err(e) => d.check("xml-rpc", false, e.to_string()),
+        match self.rpc.doc("one.vdcpool.info", vec![]).await {
+            Ok(_) => d.check("xml-rpc", true, "one.vdcpool.info answered"),
+            Err(e) => d.check("xml-rpc", false, BackendError::from(e).to_string()),
+        }
+        if let Some(saml) = &self.saml {
+            match saml.kc.ping().await {
+                Ok(()) => d.check(
+                    "keycloak",
+                    true,
+                    format!("realm {} at {}", saml.kc.realm(), saml.kc.target()),
+                ),
+                Err(e) => d.check("keycloak", false, BackendError::from(e).to_string()),
+            }
+            let dir = saml
+                .settings
+                .mapping_file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            d.check(
+                "saml mapping file",
+                dir.is_dir(),
+                format!(
+                    "{} (directory must exist)",
+                    saml.settings.mapping_file.display()
+                ),
+            );
         }
         d
     }
@@ -1341,10 +1421,20 @@ impl OrderBackend for OneBackend {
                 let Some(group) = self.group_doc(name).await? else {
                     return Ok(None);
                 };
+                let users = match &self.saml {
+                    Some(saml) => saml.members(name).await?,
+                    None => Vec::new(),
+                };
+                // A paused VDC reports the limits it is restored to.
+                let limits = match saved_limits(&group) {
+                    Some(saved) if !template_text(&group, STATE_ATTR).is_empty() => saved,
+                    _ => self.vdc_limits(&group),
+                };
                 Ok(Some(BackendResourceInfo {
                     backend_id: name.to_owned(),
-                    limits: self.vdc_limits(&group),
+                    limits,
                     backend_metadata: self.vdc_metadata(name, &group).await?,
+                    users,
                     ..Default::default()
                 }))
             }
@@ -1401,6 +1491,185 @@ impl OrderBackend for OneBackend {
             ResourceType::Vdc => self.delete_vdc(name).await,
             ResourceType::Vm => self.delete_vm(name).await,
         }
+    }
+}
+
+/// Group template attributes of a paused or downscaled VDC: the state and the limits (Waldur
+/// units, `key=value,…`) a restore puts back.
+const STATE_ATTR: &str = "WALDUR_STATE";
+const SAVED_ATTR: &str = "WALDUR_SAVED_LIMITS";
+
+fn template_text(group: &Element, attr: &str) -> String {
+    group
+        .path(&format!("TEMPLATE/{attr}"))
+        .map(|e| e.text.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn saved_limits(group: &Element) -> Option<Limits> {
+    let text = template_text(group, SAVED_ATTR);
+    let limits: Limits = text
+        .split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.trim().to_owned(), v.trim().parse::<f64>().ok()?))
+        })
+        .collect();
+    (!limits.is_empty()).then_some(limits)
+}
+
+impl OneBackend {
+    /// The VDC's group, or a permanent error naming it.
+    async fn require_group(&self, name: &str) -> BackendResult<Element> {
+        self.group_doc(name).await?.ok_or_else(|| {
+            BackendError::permanent(format!("VDC group '{name}' does not exist in OpenNebula"))
+        })
+    }
+
+    /// Pause (every quota 0) or downscale (CPU quota 1 core); the limits are kept in the group
+    /// template for `restore`. `false`: already in that state.
+    async fn set_state(&self, r: &ResourceView, state: &str) -> BackendResult<bool> {
+        if self.settings.resource_type == ResourceType::Vm {
+            return Ok(false);
+        }
+        let name = r.backend_id.as_str();
+        let doc = self.require_group(name).await?;
+        let gid = int(&doc, "ID").unwrap_or(-1);
+        let current = template_text(&doc, STATE_ATTR);
+        if current == state {
+            return Ok(false);
+        }
+        let saved = match saved_limits(&doc) {
+            Some(l) if !current.is_empty() => l,
+            _ => {
+                let l = self.vdc_limits(&doc);
+                if l.is_empty() { r.limits.clone() } else { l }
+            }
+        };
+        let mut site = self.site_limits(&saved)?;
+        for (k, v) in site.iter_mut() {
+            *v = match (state, k.as_str()) {
+                ("downscaled", "cpu") => (*v).min(1),
+                ("downscaled", _) => *v,
+                _ => 0,
+            };
+        }
+        let text: Vec<String> = saved.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        self.rpc
+            .idempotent(
+                "one.group.update",
+                vec![
+                    X::Int(gid),
+                    X::String(format!(
+                        "{STATE_ATTR}={}\n{SAVED_ATTR}={}",
+                        quote(state),
+                        quote(&text.join(","))
+                    )),
+                    X::Int(1),
+                ],
+            )
+            .await?;
+        let t = Self::quota_template(&site);
+        if !t.is_empty() {
+            self.rpc
+                .idempotent("one.group.quota", vec![X::Int(gid), X::String(t)])
+                .await?;
+        }
+        tracing::info!(offering = %self.offering, vdc = name, state, "VDC quota set");
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl MembershipBackend for OneBackend {
+    async fn pull_resources(
+        &self,
+        resources: &[ResourceView],
+    ) -> BackendResult<BTreeMap<String, BackendResourceInfo>> {
+        let mut out = BTreeMap::new();
+        for r in resources {
+            if let Some(info) = OrderBackend::pull_resource(self, r).await? {
+                out.insert(info.backend_id.clone(), info);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn add_users(
+        &self,
+        resource: &ResourceView,
+        users: &[UserGrant],
+    ) -> BackendResult<Vec<String>> {
+        let saml = self.saml()?;
+        let name = resource.backend_id.as_str();
+        validate_site_name("OpenNebula name", name)?;
+        let vdc = self.require_vdc(name).await?;
+        // Groups made by an earlier run (or missing, e.g. a VDC made before keycloak_enabled)
+        // are found or made; OpenNebula groups made here stay (no rollback outside a create).
+        let group = saml
+            .ensure(&self.offering, &self.rpc, name, vdc, &mut Vec::new())
+            .await?;
+        let names: Vec<String> = users.iter().map(|u| u.username.clone()).collect();
+        saml.add(&self.offering, &group, &names).await
+    }
+
+    async fn remove_users(
+        &self,
+        resource: &ResourceView,
+        usernames: &[String],
+    ) -> BackendResult<Vec<String>> {
+        let saml = self.saml()?;
+        saml.remove_members(&self.offering, &resource.backend_id, usernames)
+            .await
+    }
+
+    async fn pause(&self, resource: &ResourceView) -> BackendResult<bool> {
+        self.set_state(resource, "paused").await
+    }
+
+    async fn downscale(&self, resource: &ResourceView) -> BackendResult<bool> {
+        self.set_state(resource, "downscaled").await
+    }
+
+    async fn restore(&self, resource: &ResourceView) -> BackendResult<bool> {
+        if self.settings.resource_type == ResourceType::Vm {
+            return Ok(false);
+        }
+        let name = resource.backend_id.as_str();
+        let doc = self.require_group(name).await?;
+        if template_text(&doc, STATE_ATTR).is_empty() {
+            return Ok(false);
+        }
+        let gid = int(&doc, "ID").unwrap_or(-1);
+        let saved = saved_limits(&doc).unwrap_or_else(|| resource.limits.clone());
+        let t = Self::quota_template(&self.site_limits(&saved)?);
+        if !t.is_empty() {
+            self.rpc
+                .idempotent("one.group.quota", vec![X::Int(gid), X::String(t)])
+                .await?;
+        }
+        self.rpc
+            .idempotent(
+                "one.group.update",
+                vec![
+                    X::Int(gid),
+                    X::String(format!("{STATE_ATTR}=\"\"\n{SAVED_ATTR}=\"\"")),
+                    X::Int(1),
+                ],
+            )
+            .await?;
+        tracing::info!(offering = %self.offering, vdc = name, "VDC quota restored");
+        Ok(true)
+    }
+
+    async fn resource_metadata(
+        &self,
+        resource: &ResourceView,
+    ) -> BackendResult<Map<String, Value>> {
+        Ok(OrderBackend::pull_resource(self, resource)
+            .await?
+            .map(|i| i.backend_metadata)
+            .unwrap_or_default())
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod rpc;
+pub mod saml;
 pub mod settings;
 
 use std::sync::Arc;
@@ -27,7 +28,11 @@ pub static SPEC: BackendSpec = BackendSpec {
     name: BACKEND_NAME,
     description: "OpenNebula: Virtual Data Centers (group, VDC, quotas, tenant network, user) or \
                   VMs sized by the plan, over XML-RPC",
-    roles: &[BackendRole::OrderProcessing, BackendRole::Reporting],
+    roles: &[
+        BackendRole::OrderProcessing,
+        BackendRole::MembershipSync,
+        BackendRole::Reporting,
+    ],
     settings: settings::SETTINGS,
     components: "VDC: `cpu` (cores), `ram` (MB), `storage` (MB), `floating_ip` (leases), \
                  limit components; VM: `vcpu`, `vm_ram` (MB), `vm_disk` (MB), the plan's fixed \
@@ -46,6 +51,13 @@ fn check(offering: &OfferingConfig) -> Vec<SettingIssue> {
         settings::ResourceType::Vm => backend::VM_COMPONENTS,
     };
     let mut issues = Vec::new();
+    if offering.membership_sync_backend.as_deref() == Some(BACKEND_NAME) && settings.saml.is_none()
+    {
+        issues.push(SettingIssue::setting(
+            "keycloak_enabled",
+            "membership_sync_backend is opennebula: members are synchronised through Keycloak role groups, set keycloak_enabled: true and a keycloak block",
+        ));
+    }
     for key in offering.backend_components.keys() {
         if !allowed.contains(&key.as_str()) {
             issues.push(SettingIssue::component(
@@ -54,8 +66,15 @@ fn check(offering: &OfferingConfig) -> Vec<SettingIssue> {
             ));
         }
     }
+    // The clients are built as `build` builds them (TLS settings, CA bundles of OpenNebula and
+    // Keycloak), without network traffic.
     if issues.is_empty()
-        && let Err(e) = rpc::OneRpc::new(&offering.name, &settings, None)
+        && let Err(e) = OneBackend::new(
+            &offering.name,
+            settings,
+            offering.backend_components.clone(),
+            None,
+        )
     {
         issues.push(SettingIssue::setting("verify_cert", e.to_string()));
     }
@@ -70,7 +89,8 @@ fn config_error(offering: &str, issues: Vec<SettingIssue>) -> BackendError {
     BackendError::Config(format!("offering '{offering}': {}", text.join("; ")))
 }
 
-/// Build the backend of one offering. No network traffic.
+/// Build the backend of one offering. No network traffic. Membership sync only with
+/// `keycloak_enabled` (VDC role groups).
 pub fn build(ctx: &BuildContext<'_>) -> Result<BackendHandles, BackendError> {
     let offering = ctx.offering;
     let settings = OneSettings::parse(&offering.backend_settings)
@@ -81,11 +101,16 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<BackendHandles, BackendError> {
         offering.backend_components.clone(),
         ctx.global_proxy,
     )?);
+    let membership: Option<Arc<dyn backend_api::MembershipBackend>> = if backend.manages_members() {
+        Some(backend.clone())
+    } else {
+        None
+    };
     Ok(BackendHandles {
         kind: BACKEND_NAME,
         health: backend.clone(),
         orders: Some(backend.clone()),
-        membership: None,
+        membership,
         usage: Some(backend),
         usernames: None,
     })

@@ -57,7 +57,114 @@ pub struct OneSettings {
     pub vm_poll: Duration,
     /// Fallbacks of the offering's `plugin_options`.
     pub options: Map<String, Value>,
-    pub keycloak_enabled: bool,
+    /// `Some` with `keycloak_enabled` (VDC mode only).
+    pub saml: Option<SamlSettings>,
+}
+
+/// One entry of `vdc_roles`: the Keycloak child group `role` of `vdc_<vdc>`, mapped to the
+/// OpenNebula group `<vdc>-<suffix>` with these FireEdge views.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VdcRole {
+    pub role: String,
+    pub group_suffix: String,
+    pub default_view: String,
+    pub views: String,
+    /// Members are group administrators (`one.group.addadmin` of oneadmin, the group admin views).
+    pub group_admin: bool,
+}
+
+/// Keycloak/SAML role groups of VDCs (`keycloak_enabled: true`).
+#[derive(Clone, Debug)]
+pub struct SamlSettings {
+    pub keycloak: keycloak_admin::KeycloakConfig,
+    pub mapping_file: PathBuf,
+    pub default_user_role: String,
+    pub roles: Vec<VdcRole>,
+    /// Waldur usernames are Keycloak user ids (members reported by id).
+    pub use_user_id: bool,
+}
+
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawRole {
+    group_suffix: Option<String>,
+    default_view: Option<String>,
+    views: Option<String>,
+    group_admin: Option<bool>,
+}
+
+/// The upstream defaults of `vdc_roles`.
+pub fn default_roles() -> Vec<VdcRole> {
+    let role = |role: &str, suffix: &str, default_view: &str, views: &str, admin: bool| VdcRole {
+        role: role.into(),
+        group_suffix: suffix.into(),
+        default_view: default_view.into(),
+        views: views.into(),
+        group_admin: admin,
+    };
+    vec![
+        role(
+            "admin",
+            "admins",
+            "groupadmin",
+            "groupadmin,user,cloud",
+            true,
+        ),
+        role("user", "users", "user", "user", false),
+        role("cloud", "cloud", "cloud", "cloud", false),
+    ]
+}
+
+fn parse_roles(raw: Option<&Map<String, Value>>, issues: &mut Vec<SettingIssue>) -> Vec<VdcRole> {
+    let Some(raw) = raw else {
+        return default_roles();
+    };
+    let mut out = Vec::new();
+    for (role, v) in raw {
+        let path = format!("vdc_roles.{role}");
+        if let Err(reason) = agent_config::names::check_name(role) {
+            issues.push(SettingIssue::setting(&path, reason));
+            continue;
+        }
+        let r: RawRole = match serde_json::from_value(v.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                issues.push(SettingIssue::setting(&path, e.to_string()));
+                continue;
+            }
+        };
+        let suffix = r.group_suffix.unwrap_or_else(|| role.clone());
+        if let Err(reason) = agent_config::names::check_name(&suffix) {
+            issues.push(SettingIssue::setting(
+                &format!("{path}.group_suffix"),
+                reason,
+            ));
+            continue;
+        }
+        let default_view = r.default_view.unwrap_or_else(|| "user".into());
+        let views = r.views.unwrap_or_else(|| default_view.clone());
+        if [&default_view, &views]
+            .iter()
+            .any(|v| v.is_empty() || v.contains(['"', '\\', ']', '\n']))
+        {
+            issues.push(SettingIssue::setting(
+                &path,
+                "default_view and views are view names (views comma separated)",
+            ));
+            continue;
+        }
+        out.push(VdcRole {
+            role: role.clone(),
+            group_suffix: suffix,
+            default_view,
+            views,
+            group_admin: r.group_admin.unwrap_or(false),
+        });
+    }
+    if out.is_empty() && issues.is_empty() {
+        issues.push(SettingIssue::setting("vdc_roles", "at least one role"));
+    }
+    out
 }
 
 #[derive(Deserialize, Serialize, Default)]
@@ -83,7 +190,8 @@ struct RawSettings {
     subnet_prefix_length: Option<u8>,
     security_group_defaults: Option<Vec<SgRule>>,
     keycloak_enabled: Option<bool>,
-    keycloak: Option<Map<String, Value>>,
+    keycloak: Option<Value>,
+    keycloak_use_user_id: Option<bool>,
     saml_mapping_file: Option<String>,
     default_user_role: Option<String>,
     vdc_roles: Option<Map<String, Value>>,
@@ -240,32 +348,38 @@ pub const SETTINGS: &[Setting] = &[
         "keycloak_enabled",
         Kind::Bool,
         "false",
-        "Keycloak/SAML role groups per VDC: not supported by this backend yet (refused when true)",
+        "VDC mode: Keycloak role groups `vdc_<vdc>/<role>` mapped by SAML to OpenNebula groups `<vdc>-<suffix>`, and membership sync of the project's users into the `default_user_role` group",
     ),
     Setting::new(
         "keycloak",
         Kind::Object,
         "none",
-        "Keycloak connection (with `keycloak_enabled`); holds secrets",
+        "the Keycloak admin login (with `keycloak_enabled`): the keys of the `keycloak-admin` block, as for `rancher`; `keycloak_password` and `keycloak_client_secret` are secrets",
     )
     .secret(),
+    Setting::new(
+        "keycloak_use_user_id",
+        Kind::Bool,
+        "true",
+        "Waldur usernames are Keycloak user ids (looked up by id, then by username; members reported by id); `false`: by username",
+    ),
     Setting::new(
         "saml_mapping_file",
         Kind::Path,
         "`/var/lib/one/keycloak_groups.yaml`",
-        "SAML group mapping file (with `keycloak_enabled`)",
+        "YAML map of Keycloak group path → OpenNebula group id read by OpenNebula's SAML auth; entries merged under a lock, written atomically (temp file + rename)",
     ),
     Setting::new(
         "default_user_role",
         Kind::Name,
         "`user`",
-        "role group of added users (with `keycloak_enabled`)",
+        "the `vdc_roles` role whose Keycloak group the project's members join",
     ),
     Setting::new(
         "vdc_roles",
         Kind::Object,
-        "admin, user, cloud",
-        "role → group suffix and FireEdge views (with `keycloak_enabled`)",
+        "admin (`admins`, groupadmin; views groupadmin,user,cloud; group admin), user (`users`, user), cloud (`cloud`, cloud)",
+        "role → `{group_suffix, default_view, views, group_admin}`: the OpenNebula group suffix and its FireEdge views",
     ),
     Setting::new(
         "verify_cert",
@@ -396,13 +510,54 @@ impl OneSettings {
         {
             issues.push(SettingIssue::setting("allocation_prefix", reason));
         }
-        let keycloak_enabled = raw.keycloak_enabled.unwrap_or(false);
-        if keycloak_enabled {
-            issues.push(SettingIssue::setting(
-                "keycloak_enabled",
-                "Keycloak/SAML role groups are not supported by this backend yet; set it to false (VDCs, quotas, networking and users work without it)",
-            ));
-        }
+        let saml = if raw.keycloak_enabled.unwrap_or(false) {
+            if resource_type == ResourceType::Vm {
+                issues.push(SettingIssue::setting(
+                    "keycloak_enabled",
+                    "role groups belong to VDCs: set it on the VDC offering (`resource_type: vdc`), not on a VM offering",
+                ));
+            }
+            let keycloak = match keycloak_admin::KeycloakConfig::parse(
+                "keycloak",
+                raw.keycloak.as_ref().unwrap_or(&Value::Null),
+            ) {
+                Ok(k) => Some(k),
+                Err(mut e) => {
+                    issues.append(&mut e);
+                    None
+                }
+            };
+            let roles = parse_roles(raw.vdc_roles.as_ref(), &mut issues);
+            let default_user_role = raw.default_user_role.unwrap_or_else(|| "user".into());
+            if !roles.iter().any(|r| r.role == default_user_role) {
+                issues.push(SettingIssue::setting(
+                    "default_user_role",
+                    format!("'{default_user_role}' is not a role of vdc_roles"),
+                ));
+            }
+            let mapping_file = PathBuf::from(
+                raw.saml_mapping_file
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("/var/lib/one/keycloak_groups.yaml"),
+            );
+            if mapping_file.file_name().is_none() {
+                issues.push(SettingIssue::setting(
+                    "saml_mapping_file",
+                    "must name a file",
+                ));
+            }
+            keycloak.map(|keycloak| SamlSettings {
+                keycloak,
+                mapping_file,
+                default_user_role,
+                roles,
+                use_user_id: raw.keycloak_use_user_id.unwrap_or(true),
+            })
+        } else {
+            None
+        };
         let max_retries = raw.max_retries.unwrap_or(3);
         if max_retries > 10 {
             issues.push(SettingIssue::setting("max_retries", "at most 10"));
@@ -440,7 +595,7 @@ impl OneSettings {
             vm_wait,
             vm_poll,
             options,
-            keycloak_enabled,
+            saml,
         })
     }
 
@@ -637,7 +792,7 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_and_no_secret_shown() {
-        let issues = parse(json!({"api_url": "ftp://x", "credentials": "nocolon", "resource_type": "vmx", "subnet_prefix_length": 4, "timeout_seconds": -1, "keycloak_enabled": true})).expect_err("bad");
+        let issues = parse(json!({"api_url": "ftp://x", "credentials": "nocolon", "resource_type": "vmx", "subnet_prefix_length": 4, "timeout_seconds": -1, "keycloak_enabled": true, "keycloak": {}})).expect_err("bad");
         let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
         for p in [
             "api_url",
@@ -645,7 +800,7 @@ mod tests {
             "resource_type",
             "subnet_prefix_length",
             "timeout_seconds",
-            "keycloak_enabled",
+            "keycloak.keycloak_username",
         ] {
             assert!(paths.iter().any(|x| x.ends_with(p)), "{p} in {paths:?}");
         }

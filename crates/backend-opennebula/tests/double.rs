@@ -1,7 +1,7 @@
 //! The `opennebula` backend against the site-sim OpenNebula double: VDC lifecycle with
 //! networking and a user, VM lifecycle with a plan switch, a VM that fails to boot, subnets of
 //! concurrent creates, creates under connection resets, and the conformance checks that apply
-//! (orders in batches, usage; the membership checks need Keycloak role groups, not built).
+//! (orders in batches, usage; the membership checks with Keycloak role groups are in keycloak_double.rs).
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -8,6 +8,10 @@
 //!   erred naming the state.
 //! - With connection resets on 30 % of calls, 20 VDC orders end with 20 VDCs and nothing else.
 //! - Two VDCs created by two agents at once get different subnets.
+//! - With `keycloak_enabled` (and the Keycloak double): a VDC order → Keycloak role groups,
+//!   OpenNebula role groups with FireEdge views and the SAML mapping entries; project members
+//!   join the user group (one without a Keycloak account only once it exists), a member who
+//!   leaves is removed; a second run writes nothing; terminate → groups and entries gone.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,7 +20,7 @@ use std::time::Duration;
 use assert_cmd::Command;
 use serde_json::{Value, json};
 use site_sim::opennebula::store::{UsageUpdate, VmFailure};
-use site_sim::{FaultConfig, FaultRule, OneOptions, OneServer};
+use site_sim::{FaultConfig, FaultRule, KeycloakOptions, KeycloakServer, OneOptions, OneServer};
 use waldur_sim::consumer::ConsumerClient;
 use waldur_sim::{DemoOfferingKind, SimOptions, SimServer};
 
@@ -54,6 +58,8 @@ fn write_config(path: &Path, sim: &SimServer, one: &OneServer, extra: Value) {
     if let (Some(m), Value::Object(e)) = (settings.as_object_mut(), extra) {
         m.extend(e);
     }
+    // Membership sync needs the Keycloak role groups.
+    let membership = (settings["keycloak_enabled"] == json!(true)).then_some("opennebula");
     let config = json!({
         "offerings": [{
             "name": "opennebula-e2e",
@@ -63,6 +69,7 @@ fn write_config(path: &Path, sim: &SimServer, one: &OneServer, extra: Value) {
             "backend_type": "opennebula",
             "order_processing_backend": "opennebula",
             "reporting_backend": "opennebula",
+            "membership_sync_backend": membership,
             "backend_settings": settings,
             "backend_components": {}
         }]
@@ -517,4 +524,198 @@ async fn two_agents_creating_at_once_take_different_subnets() {
     );
     assert!(sx.is_string() && sy.is_string(), "{x}\n{y}");
     assert_ne!(sx, sy);
+}
+
+/// Writes sent to the OpenNebula double (every call but reads) and to Keycloak (not GET).
+fn writes(one: &OneServer, kc: &KeycloakServer) -> u64 {
+    let one_writes: u64 = one
+        .stats()
+        .routes
+        .iter()
+        .filter(|(k, _)| !k.ends_with(".info") && !k.contains("/__sim/"))
+        .map(|(_, r)| r.count)
+        .sum();
+    let kc_writes: u64 = kc
+        .stats()
+        .routes
+        .iter()
+        .filter(|(k, _)| {
+            !k.starts_with("GET ") && !k.contains("openid-connect/token") && !k.contains("/__sim/")
+        })
+        .map(|(_, r)| r.count)
+        .sum();
+    one_writes + kc_writes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vdc_with_keycloak_role_groups_and_members_through_the_binary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let one = one().await;
+    let kc = KeycloakServer::start(KeycloakOptions::default())
+        .await
+        .expect("Keycloak double");
+    kc.ensure_realm("waldur");
+    for u in ["alice", "bob"] {
+        kc.add_user("waldur", u);
+    }
+    let sim = sim(DemoOfferingKind::OpennebulaVdc).await;
+    let config = dir.path().join("vdc.yaml");
+    let mapping = dir.path().join("keycloak_groups.yaml");
+    let k = kc.info();
+    write_config(
+        &config,
+        &sim,
+        &one,
+        json!({
+            "keycloak_enabled": true, "keycloak_use_user_id": false,
+            "saml_mapping_file": mapping.display().to_string(),
+            "keycloak": {"keycloak_url": k.url, "keycloak_realm": "waldur", "keycloak_user_realm": "master",
+                         "keycloak_username": k.username, "keycloak_password": k.password},
+        }),
+    );
+    let demo = sim.demo().clone();
+    let consumer = ConsumerClient::new(&demo.api_url, &demo.consumer_token);
+    let order = order_vdc(&consumer, &sim, "saml tenant").await;
+    let (ok, log) = agent(&config, "order_process");
+    assert!(ok, "order_process:\n{log}");
+    assert_eq!(
+        consumer.order(&order).await.expect("o")["state"],
+        "done",
+        "{log}"
+    );
+    let (resource_uuid, resource) = resource_of(&consumer, &order).await;
+    let vdc = resource["backend_id"]
+        .as_str()
+        .expect("backend id")
+        .to_owned();
+
+    // Groups made: Keycloak parent + one child per role, OpenNebula role groups with views.
+    let paths = |kc: &KeycloakServer| {
+        kc.groups("waldur")
+            .into_iter()
+            .map(|g| g.0)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        paths(&kc),
+        ["", "/admin", "/cloud", "/user"]
+            .iter()
+            .map(|r| format!("/vdc_{vdc}{r}"))
+            .collect::<Vec<_>>()
+    );
+    {
+        let st = one.state().store();
+        let users = st
+            .groups
+            .values()
+            .find(|g| g.name == format!("{vdc}-users"))
+            .expect("users group");
+        assert_eq!(
+            users.template.get("SAML_GROUP"),
+            Some(format!("/vdc_{vdc}/user").as_str())
+        );
+        let fireedge: Vec<_> = users.template.vectors("FIREEDGE").collect();
+        assert!(
+            fireedge
+                .first()
+                .is_some_and(|v| v.iter().any(|(k, v)| k == "VIEWS" && v == "user")),
+            "{fireedge:?}"
+        );
+        assert!(
+            st.groups
+                .values()
+                .any(|g| g.name == format!("{vdc}-admins"))
+        );
+        assert!(st.groups.values().any(|g| g.name == format!("{vdc}-cloud")));
+    }
+    let text = std::fs::read_to_string(&mapping).expect("mapping file");
+    for role in ["admin", "user", "cloud"] {
+        assert!(text.contains(&format!("\"/vdc_{vdc}/{role}\": ")), "{text}");
+    }
+
+    // Members: alice and carol (no Keycloak account yet) join; carol once she exists.
+    let user = |name: &str| {
+        demo.users
+            .iter()
+            .find(|u| u.username == name)
+            .expect("demo user")
+            .clone()
+    };
+    for name in ["alice", "carol"] {
+        consumer
+            .add_user_to_project(&demo.project_uuid, &user(name).uuid, "PROJECT.MEMBER")
+            .await
+            .expect("member");
+    }
+    let members = |kc: &KeycloakServer| {
+        kc.groups("waldur")
+            .into_iter()
+            .find(|g| g.0 == format!("/vdc_{vdc}/user"))
+            .map(|g| g.1)
+    };
+    let (ok, log) = agent(&config, "membership_sync");
+    assert!(ok, "membership_sync:\n{log}");
+    assert_eq!(members(&kc), Some(vec!["alice".to_owned()]), "{log}");
+    kc.add_user("waldur", "carol");
+    let (ok, log) = agent(&config, "membership_sync");
+    assert!(ok, "{log}");
+    assert_eq!(
+        members(&kc),
+        Some(vec!["alice".to_owned(), "carol".to_owned()]),
+        "{log}"
+    );
+    // alice leaves → removed.
+    consumer
+        .remove_user_from_project(&demo.project_uuid, &user("alice").uuid, "PROJECT.MEMBER")
+        .await
+        .expect("remove");
+    let (ok, log) = agent(&config, "membership_sync");
+    assert!(ok, "{log}");
+    assert_eq!(members(&kc), Some(vec!["carol".to_owned()]), "{log}");
+
+    // A second run changes nothing.
+    let before = writes(&one, &kc);
+    let text_before = std::fs::read_to_string(&mapping).expect("mapping");
+    for mode in ["order_process", "membership_sync"] {
+        let (ok, log) = agent(&config, mode);
+        assert!(ok, "{mode}:\n{log}");
+    }
+    assert_eq!(
+        writes(&one, &kc),
+        before,
+        "a second run wrote to the sites: {:?} {:?}",
+        one.stats()
+            .routes
+            .iter()
+            .map(|(k, r)| (k, r.count))
+            .collect::<Vec<_>>(),
+        kc.stats()
+            .routes
+            .iter()
+            .map(|(k, r)| (k, r.count))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&mapping).expect("mapping"),
+        text_before
+    );
+
+    // Terminate → VDC, role groups, Keycloak groups and mapping entries gone.
+    let t = consumer.terminate(&resource_uuid).await.expect("terminate");
+    let (ok, log) = agent(&config, "order_process");
+    assert!(ok, "{log}");
+    assert_eq!(
+        consumer.order(&t).await.expect("o")["state"],
+        "done",
+        "{log}"
+    );
+    for (pool, names) in pools(&one) {
+        assert!(
+            names.iter().all(|n| !n.starts_with(&vdc)),
+            "{pool} still holds {names:?}"
+        );
+    }
+    assert!(paths(&kc).is_empty(), "{:?}", paths(&kc));
+    let text = std::fs::read_to_string(&mapping).expect("mapping");
+    assert!(!text.contains(&format!("/vdc_{vdc}/")), "{text}");
 }
