@@ -147,22 +147,15 @@ impl std::str::FromStr for DemoOfferingKind {
 
 /// The OKD offering's components: the plugin's quota components, all `limit`-based.
 fn okd_components() -> Vec<SeedComponent> {
-    [
-        ("cpu", "CPU", "Core"),
-        ("memory", "Memory", "GB"),
-        ("storage", "Storage", "GB"),
-        ("pods", "Pods", "Count"),
-    ]
-    .into_iter()
-    .map(|(type_, name, unit)| SeedComponent {
-        type_: type_.into(),
-        name: Some(name.into()),
-        measured_unit: unit.into(),
-        billing_type: "limit".into(),
-        unit_factor: 1,
-        ..Default::default()
-    })
-    .collect()
+    components(
+        &[
+            ("cpu", "CPU", "Core"),
+            ("memory", "Memory", "GB"),
+            ("storage", "Storage", "GB"),
+            ("pods", "Pods", "Count"),
+        ],
+        "limit",
+    )
 }
 
 /// The Rancher offering's components: the plugin's quota components, all `limit`-based.
