@@ -20,6 +20,26 @@ pub fn validate_site_token(what: &'static str, value: &str) -> Result<(), Backen
     agent_config::names::check_token(value).map_err(|reason| refused(what, value, reason))
 }
 
+/// [`validate_site_name`] plus Kubernetes' rule for a namespace name (a DNS-1123 label: 1 to 63
+/// lower-case letters, digits and `-`, starting and ending with a letter or digit). For every
+/// backend that names a Kubernetes namespace or project after a resource.
+pub fn validate_dns_label(what: &'static str, value: &str) -> Result<(), BackendError> {
+    validate_site_name(what, value)?;
+    let reason = if value.is_empty() || value.len() > 63 {
+        "a Kubernetes name has 1 to 63 characters"
+    } else if !value
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        "a Kubernetes name holds only lower-case letters, digits and '-'"
+    } else if value.starts_with('-') || value.ends_with('-') {
+        "a Kubernetes name starts and ends with a letter or digit"
+    } else {
+        return Ok(());
+    };
+    Err(refused(what, value, reason.into()))
+}
+
 fn refused(what: &'static str, value: &str, reason: String) -> BackendError {
     BackendError::InvalidName {
         what,

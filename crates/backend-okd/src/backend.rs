@@ -46,27 +46,7 @@ const SNAPSHOT_TTL: Duration = Duration::from_secs(30);
 
 /// Refuse a name Kubernetes would refuse as a namespace (DNS-1123 label).
 pub fn validate_namespace(name: &str) -> BackendResult<()> {
-    validate_site_name("OKD project name", name)?;
-    let bad = |reason: &'static str| {
-        Err(BackendError::InvalidName {
-            what: "OKD project name",
-            value: name.to_owned(),
-            reason: reason.into(),
-        })
-    };
-    if name.is_empty() || name.len() > 63 {
-        return bad("a project name has 1 to 63 characters");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return bad("a project name holds only lower-case letters, digits and '-'");
-    }
-    if name.starts_with('-') || name.ends_with('-') {
-        return bad("a project name starts and ends with a letter or digit");
-    }
-    Ok(())
+    backend_api::names::validate_dns_label("OKD project name", name)
 }
 
 /// The RoleBinding name of a user: `waldur-<user>` when the user name is a valid object name,

@@ -8,7 +8,6 @@ use std::time::Duration;
 use agent_config::BackendComponent;
 use async_trait::async_trait;
 use backend_api::RetryPolicy;
-use backend_api::names::validate_site_name;
 use backend_api::units::{LimitError, site_amount, usage_from_site};
 use backend_api::{
     Amounts, BackendError, BackendHealth, BackendResourceInfo, BackendResult, BillingPeriod, Check,
@@ -35,27 +34,7 @@ const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// Refuse a name Kubernetes would refuse as a namespace (DNS-1123 label).
 pub fn validate_project_name(name: &str) -> BackendResult<()> {
-    validate_site_name("Rancher project name", name)?;
-    let bad = |reason: &'static str| {
-        Err(BackendError::InvalidName {
-            what: "Rancher project name",
-            value: name.to_owned(),
-            reason: reason.into(),
-        })
-    };
-    if name.is_empty() || name.len() > 63 {
-        return bad("a project (namespace) name has 1 to 63 characters");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return bad("a project (namespace) name holds only lower-case letters, digits and '-'");
-    }
-    if name.starts_with('-') || name.ends_with('-') {
-        return bad("a project (namespace) name starts and ends with a letter or digit");
-    }
-    Ok(())
+    backend_api::names::validate_dns_label("Rancher project name", name)
 }
 
 /// The `rancher` backend of one offering.
