@@ -1,7 +1,7 @@
 //! Every OKD example of the upstream README (seed `001_*`, copied unchanged to `examples/okd/`)
 //! loads in `validate-config` without an error or a warning about its settings, placed inside an offering.
 
-use assert_cmd::Command;
+mod common;
 
 const EXAMPLES: &[&str] = &[
     "okd-config.yaml",
@@ -41,18 +41,9 @@ fn every_seed_okd_example_validates() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/okd/");
     for name in EXAMPLES {
         let fragment = std::fs::read_to_string(format!("{root}{name}")).expect("example");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("agent.yaml");
-        std::fs::write(&path, offering(&fragment)).expect("write");
-        let out = Command::cargo_bin("waldur-site-agent")
-            .expect("binary")
-            .args(["validate-config", "-c"])
-            .arg(&path)
-            .output()
-            .expect("runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{name}: {stdout}\n{stderr}");
+        let common::Validated { ok, stdout, stderr } =
+            common::validate_config(&offering(&fragment), &[]);
+        assert!(ok, "{name}: {stdout}\n{stderr}");
         // The README's components have no `label` (the loader warns and uses the key);
         // nothing about backend_settings may be refused or warned about.
         assert!(
@@ -64,24 +55,10 @@ fn every_seed_okd_example_validates() {
 
 #[test]
 fn the_docs_page_example_validates() {
-    let page = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/backends/okd.md"
-    ))
-    .expect("docs page");
-    let start = page.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
-    let yaml = &page[start..start + page[start..].find("```").expect("end of block")];
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("agent.yaml");
-    std::fs::write(&path, yaml).expect("write");
-    let out = Command::cargo_bin("waldur-site-agent")
-        .expect("binary")
-        .env("WALDUR_API_TOKEN", "t")
-        .args(["validate-config", "-c"])
-        .arg(&path)
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(!stderr.contains("warning"), "{stderr}");
+    let out = common::validate_config(
+        &common::docs_yaml_example("backends/okd.md"),
+        &[("WALDUR_API_TOKEN", "t")],
+    );
+    assert!(out.ok, "{}", out.stderr);
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
 }

@@ -3,7 +3,7 @@
 //! settings. Only the Waldur connection keys every offering needs are added, after the
 //! offering's `name`.
 
-use assert_cmd::Command;
+mod common;
 
 const EXAMPLES: &[&str] = &["vdc-config.yaml", "vm-config.yaml"];
 
@@ -32,18 +32,9 @@ fn every_seed_opennebula_example_validates() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/opennebula/");
     for name in EXAMPLES {
         let example = std::fs::read_to_string(format!("{root}{name}")).expect("example");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("agent.yaml");
-        std::fs::write(&path, with_waldur_keys(&example)).expect("write");
-        let out = Command::cargo_bin("waldur-site-agent")
-            .expect("binary")
-            .args(["validate-config", "-c"])
-            .arg(&path)
-            .output()
-            .expect("runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{name}: {stdout}\n{stderr}");
+        let common::Validated { ok, stdout, stderr } =
+            common::validate_config(&with_waldur_keys(&example), &[]);
+        assert!(ok, "{name}: {stdout}\n{stderr}");
         assert!(
             !stderr.contains("backend_settings") && !stderr.contains("error"),
             "{name}: {stdout}\n{stderr}"
@@ -53,25 +44,13 @@ fn every_seed_opennebula_example_validates() {
 
 #[test]
 fn the_docs_page_example_validates() {
-    let page = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/backends/opennebula.md"
-    ))
-    .expect("docs page");
-    let start = page.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
-    let yaml = &page[start..start + page[start..].find("```").expect("end of block")];
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("agent.yaml");
-    std::fs::write(&path, yaml).expect("write");
-    let out = Command::cargo_bin("waldur-site-agent")
-        .expect("binary")
-        .env("WALDUR_API_TOKEN", "t")
-        .env("OPENNEBULA_CREDENTIALS", "oneadmin:pw")
-        .args(["validate-config", "-c"])
-        .arg(&path)
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(!stderr.contains("warning"), "{stderr}");
+    let out = common::validate_config(
+        &common::docs_yaml_example("backends/opennebula.md"),
+        &[
+            ("WALDUR_API_TOKEN", "t"),
+            ("OPENNEBULA_CREDENTIALS", "oneadmin:pw"),
+        ],
+    );
+    assert!(out.ok, "{}", out.stderr);
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
 }

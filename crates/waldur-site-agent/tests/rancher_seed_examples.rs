@@ -6,26 +6,11 @@
 //! out `accounting_type` and the Waldur URL there, which the agent, like upstream's loader,
 //! requires).
 
-use assert_cmd::Command;
+mod common;
 
 fn validate(yaml: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("agent.yaml");
-    std::fs::write(&path, yaml).expect("write");
-    let out = Command::cargo_bin("waldur-site-agent")
-        .expect("binary")
-        .args(["validate-config", "-c"])
-        .arg(&path)
-        .output()
-        .expect("runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let out = common::validate_config(yaml, &[]);
+    (out.ok, format!("{}{}", out.stdout, out.stderr))
 }
 
 fn example(name: &str) -> String {
@@ -101,30 +86,15 @@ fn gpu_pool_offerings_have_accepted_backend_settings() {
 
 #[test]
 fn the_docs_page_example_validates() {
-    let page = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/backends/rancher.md"
-    ))
-    .expect("docs page");
-    let start = page.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
-    let yaml = &page[start..start + page[start..].find("```").expect("end of block")];
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("agent.yaml");
-    std::fs::write(&path, yaml).expect("write");
-    let out = Command::cargo_bin("waldur-site-agent")
-        .expect("binary")
-        .env("WALDUR_API_TOKEN", "t")
-        .env("RANCHER_SECRET_KEY", "s")
-        .env("KEYCLOAK_PASSWORD", "p")
-        .args(["validate-config", "-c"])
-        .arg(&path)
-        .output()
-        .expect("runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::validate_config(
+        &common::docs_yaml_example("backends/rancher.md"),
+        &[
+            ("WALDUR_API_TOKEN", "t"),
+            ("RANCHER_SECRET_KEY", "s"),
+            ("KEYCLOAK_PASSWORD", "p"),
+        ],
     );
-    assert!(out.status.success(), "{text}");
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(out.ok, "{text}");
     assert!(!text.contains("warning:"), "{text}");
 }

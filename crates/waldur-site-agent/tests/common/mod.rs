@@ -149,3 +149,42 @@ impl Run {
         (out.status.success(), text)
     }
 }
+
+/// What `waldur-site-agent validate-config` said about a configuration.
+pub struct Validated {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run `validate-config` on `yaml` (written to a temporary file) with extra environment
+/// variables (the `${VAR}` a documented example refers to).
+pub fn validate_config(yaml: &str, env: &[(&str, &str)]) -> Validated {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("agent.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_waldur-site-agent"))
+        .envs(env.iter().copied())
+        .args(["validate-config", "-c"])
+        .arg(&path)
+        .output()
+        .expect("waldur-site-agent runs");
+    Validated {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The first YAML block of a page under `docs/` (e.g. `backends/okd.md`).
+pub fn docs_yaml_example(page: &str) -> String {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs")
+            .join(page),
+    )
+    .expect("docs page");
+    let start = text.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let end = start + text[start..].find("```").expect("end of the yaml block");
+    text[start..end].to_owned()
+}
