@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use assert_cmd::Command;
 use serde_json::{Value, json};
 use site_sim::kubernetes::{PodUsage, Usage};
 use site_sim::{KubeOptions, KubeServer};
@@ -16,6 +15,8 @@ use waldur_sim::consumer::ConsumerClient;
 use waldur_sim::{DemoOfferingKind, SimOptions, SimServer};
 
 mod common;
+
+use common::agent;
 use common::limits;
 
 fn write_config(path: &Path, sim: &SimServer, kube: &KubeServer, sa_dir: &Path) {
@@ -47,23 +48,6 @@ fn write_config(path: &Path, sim: &SimServer, kube: &KubeServer, sa_dir: &Path) 
         }]
     });
     std::fs::write(path, serde_json::to_string_pretty(&config).expect("json")).expect("config");
-}
-
-fn agent(config: &Path, mode: &str) -> (bool, String) {
-    let out = Command::cargo_bin("waldur-site-agent")
-        .expect("binary is built")
-        .env("WALDUR_SITE_AGENT_LOG_LEVEL", "INFO")
-        .args(["-m", mode, "-c"])
-        .arg(config)
-        .arg("--once")
-        .output()
-        .expect("agent runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 fn hard(kube: &KubeServer, ns: &str) -> Value {

@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use assert_cmd::Command;
 use serde_json::{Value, json};
 use site_sim::opennebula::store::{UsageUpdate, VmFailure};
 use site_sim::{FaultConfig, FaultRule, KeycloakOptions, KeycloakServer, OneOptions, OneServer};
@@ -25,6 +24,8 @@ use waldur_sim::consumer::ConsumerClient;
 use waldur_sim::{DemoOfferingKind, SimOptions, SimServer};
 
 mod common;
+
+use common::agent;
 use common::limits;
 
 async fn one() -> OneServer {
@@ -75,23 +76,6 @@ fn write_config(path: &Path, sim: &SimServer, one: &OneServer, extra: Value) {
         }]
     });
     std::fs::write(path, serde_json::to_string_pretty(&config).expect("json")).expect("config");
-}
-
-fn agent(config: &Path, mode: &str) -> (bool, String) {
-    let out = Command::cargo_bin("waldur-site-agent")
-        .expect("binary is built")
-        .env("WALDUR_SITE_AGENT_LOG_LEVEL", "INFO")
-        .args(["-m", mode, "-c"])
-        .arg(config)
-        .arg("--once")
-        .output()
-        .expect("agent runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 /// Names per pool (VMs: those not DONE).

@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-use assert_cmd::Command;
 use backend_openstack::{KeystoneClient, OpenStackSettings};
 use serde_json::{Value, json};
 use waldur_sim::SimServer;
@@ -17,6 +16,8 @@ use waldur_sim::consumer::ConsumerClient;
 const ENV_FILE: &str = "/tmp/waldur-services/keystone/env.sh";
 
 mod common;
+
+use common::agent;
 use common::limits;
 
 fn keystone_url() -> Option<String> {
@@ -79,23 +80,6 @@ fn write_config(path: &Path, sim: &SimServer, auth_url: &str, password: &str, pr
     // JSON is YAML.
     std::fs::write(path, serde_json::to_string_pretty(&config).expect("json"))
         .expect("config written");
-}
-
-fn agent(config: &Path, mode: &str) -> (bool, String) {
-    let out = Command::cargo_bin("waldur-site-agent")
-        .expect("binary is built")
-        .env("WALDUR_SITE_AGENT_LOG_LEVEL", "INFO")
-        .args(["-m", mode, "-c"])
-        .arg(config)
-        .arg("--once")
-        .output()
-        .expect("agent runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 struct Keystone {

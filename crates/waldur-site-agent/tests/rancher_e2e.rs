@@ -21,6 +21,8 @@ use waldur_sim::consumer::ConsumerClient;
 use waldur_sim::{DemoOfferingKind, SimOptions, SimServer};
 
 mod common;
+
+use common::agent;
 use common::limits;
 
 const GROUP: &str = "/c_cmdemo12/project_demo-project_workloads-manage";
@@ -65,23 +67,6 @@ fn write_config(path: &Path, sim: &SimServer, stack: &RancherStack) {
         }]
     });
     std::fs::write(path, serde_json::to_string_pretty(&config).expect("json")).expect("config");
-}
-
-fn agent(config: &Path, mode: &str) -> (bool, String) {
-    let out = Command::cargo_bin("waldur-site-agent")
-        .expect("binary is built")
-        .env("WALDUR_SITE_AGENT_LOG_LEVEL", "INFO")
-        .args(["-m", mode, "-c"])
-        .arg(config)
-        .arg("--once")
-        .output()
-        .expect("agent runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 fn hard(stack: &RancherStack, ns: &str) -> Value {

@@ -131,23 +131,33 @@ pub struct Run {
 }
 
 impl Run {
-    /// `waldur-site-agent -m MODE -c CONFIG --once`; returns (success, combined output).
+    /// `waldur-site-agent -m MODE -c CONFIG --once` with this run's SLURM.
     pub fn agent(&self, mode: &str) -> (bool, String) {
-        let out = Command::new(assert_cmd::cargo::cargo_bin("waldur-site-agent"))
-            .env("SLURM_CONF", &self.conf)
-            .env("WALDUR_SITE_AGENT_LOG_LEVEL", "INFO")
-            .args(["-m", mode, "-c"])
-            .arg(&self.config)
-            .arg("--once")
-            .output()
-            .expect("agent runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        agent_with_env(&self.config, mode, &[("SLURM_CONF", self.conf.as_str())])
     }
+}
+
+/// `waldur-site-agent -m MODE -c CONFIG --once`; returns (success, combined output).
+pub fn agent(config: &Path, mode: &str) -> (bool, String) {
+    agent_with_env(config, mode, &[])
+}
+
+/// [`agent`] with extra environment variables.
+pub fn agent_with_env(config: &Path, mode: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_waldur-site-agent"))
+        .env("WALDUR_SITE_AGENT_LOG_LEVEL", "INFO")
+        .envs(env.iter().copied())
+        .args(["-m", mode, "-c"])
+        .arg(config)
+        .arg("--once")
+        .output()
+        .expect("agent runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 /// What `waldur-site-agent validate-config` said about a configuration.
