@@ -21,7 +21,7 @@ use indexmap::IndexMap;
 use keycloak_admin::KeycloakAdmin;
 use serde_json::{Map, Value, json};
 
-use crate::rpc::{OneError, OneRpc, Pool, quote};
+use crate::rpc::{OneError, OneRpc, Origin, Pool, quote};
 use crate::saml::Saml;
 use crate::settings::{
     NetworkConfig, OneSettings, ResourceType, clusters_and_zone, int_option, text_option,
@@ -333,6 +333,14 @@ impl OneBackend {
         }
     }
 
+    /// The error for a name whose object existed before this create asked for it.
+    fn name_held(&self, what: &str, name: &str, id: i64) -> BackendError {
+        tracing::warn!(offering = %self.offering, name, what, id, "the name is held by an object this agent did not make; leaving it alone");
+        BackendError::Duplicate {
+            backend_id: name.to_owned(),
+        }
+    }
+
     async fn build_vdc(
         &self,
         name: &str,
@@ -341,12 +349,18 @@ impl OneBackend {
         request: &CreateRequest,
         made: &mut Vec<Made>,
     ) -> BackendResult<BackendResourceInfo> {
-        let (group, _) = self
+        // The group (OpenNebula keeps its names unique) is the claim on the name: one that was
+        // there before we asked belongs to another agent or an earlier run, and is not ours to
+        // build on or to roll back.
+        let (group, origin) = self
             .rpc
             .allocate(Pool::Group, name, "one.group.allocate", vec![X::from(name)])
             .await?;
+        if !origin.ours() {
+            return Err(self.name_held("group", name, group));
+        }
         made.push(Made::Group(group));
-        let (vdc, _) = self
+        let (vdc, origin) = self
             .rpc
             .allocate(
                 Pool::Vdc,
@@ -355,6 +369,9 @@ impl OneBackend {
                 vec![X::from(format!("NAME={}", quote(name)))],
             )
             .await?;
+        if !origin.ours() {
+            return Err(self.name_held("VDC", name, vdc));
+        }
         made.push(Made::Vdc(vdc));
         self.rpc
             .idempotent("one.vdc.addgroup", vec![X::Int(vdc), X::Int(group)])
@@ -641,7 +658,7 @@ impl OneBackend {
                 }
                 t.push_str(&format!("RULE=[{}]\n", parts.join(", ")));
             }
-            let (sg, _) = self
+            let (sg, origin) = self
                 .rpc
                 .allocate(
                     Pool::SecGroup,
@@ -650,7 +667,9 @@ impl OneBackend {
                     vec![X::String(t)],
                 )
                 .await?;
-            made.push(Made::SecGroup(sg));
+            if origin.ours() {
+                made.push(Made::SecGroup(sg));
+            }
             metadata.insert("security_group_id".into(), json!(sg));
         }
         Ok(())
@@ -760,7 +779,7 @@ impl OneBackend {
     ) -> BackendResult<(String, String)> {
         let user = format!("{vdc}_admin");
         let fresh = new_password();
-        let (id, created) = self
+        let (id, origin) = self
             .rpc
             .allocate(
                 Pool::User,
@@ -773,22 +792,24 @@ impl OneBackend {
                 ],
             )
             .await?;
-        made.push(Made::User(id));
+        if origin.ours() {
+            made.push(Made::User(id));
+        }
         let doc = self.rpc.doc("one.user.info", vec![X::Int(id)]).await?;
         let stored = doc
             .path("TEMPLATE/WALDUR_PASSWORD")
             .map(|p| p.text.trim().to_owned())
             .filter(|p| !p.is_empty());
-        let password = match (created, stored) {
-            (false, Some(p)) => p,
-            (false, None) => {
-                // Reused after a lost reply: we do not know the password it was made with.
+        let password = match (origin, stored) {
+            (Origin::Made, _) => fresh,
+            (_, Some(p)) => p,
+            (_, None) => {
+                // Reused (a lost reply, or an earlier run): we do not know its password.
                 self.rpc
                     .idempotent("one.user.passwd", vec![X::Int(id), X::from(fresh.as_str())])
                     .await?;
                 fresh
             }
-            (true, _) => fresh,
         };
         self.rpc
             .idempotent("one.user.chgrp", vec![X::Int(id), X::Int(group)])

@@ -6,6 +6,7 @@
 //! idempotent by nature (quota, template update, chown, actions, deletes of what is gone).
 //! An `allocate` is never sent twice blindly: after a lost reply the object is looked up by
 //! name and reused, and a retry that meets "already taken" reuses it too ([`OneRpc::allocate`]).
+//! A name taken before our first attempt is someone else's object ([`Origin::Found`]).
 
 use std::time::Duration;
 
@@ -227,30 +228,37 @@ impl OneRpc {
     }
 
     /// Allocates the object called `name`, or reuses the one that exists: after "already taken"
-    /// (an earlier attempt whose reply was lost) and after a transport error (looked up by name;
-    /// absent: sent again, at most `attempts` times).
+    /// and after a transport error (looked up by name; absent: sent again, at most 4 times).
+    /// The [`Origin`] says whose the object is: only `Made` and `Recovered` are ours to roll back.
     pub async fn allocate(
         &self,
         pool: Pool,
         name: &str,
         method: &str,
         params: Vec<Value>,
-    ) -> OneResult<(i64, bool)> {
+    ) -> OneResult<(i64, Origin)> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self.call_id(method, params.clone(), false).await {
-                Ok(id) => return Ok((id, true)),
+                Ok(id) => return Ok((id, Origin::Made)),
                 Err(e) if e.taken() => {
+                    // Taken at the first attempt: it existed before we asked. Taken at a retry:
+                    // most likely our own earlier attempt whose reply was lost.
+                    let origin = if attempt == 1 {
+                        Origin::Found
+                    } else {
+                        Origin::Recovered
+                    };
                     if let Some(id) = self.find(pool, name).await? {
-                        return Ok((id, false));
+                        return Ok((id, origin));
                     }
                     return Err(e);
                 }
                 Err(e) if e.transport() && attempt < 4 => {
                     tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
                     if let Some(id) = self.find(pool, name).await? {
-                        return Ok((id, false));
+                        return Ok((id, Origin::Recovered));
                     }
                 }
                 Err(e) => return Err(e),
@@ -274,6 +282,24 @@ impl OneRpc {
             Err(e) if e.no_exists() => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Whose an allocated object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Made by this call.
+    Made,
+    /// Made by an earlier attempt of this call whose reply was lost (found by name after it).
+    Recovered,
+    /// Already there before this call: another agent's, an earlier run's, or an operator's.
+    Found,
+}
+
+impl Origin {
+    /// Made by this agent now, so a rollback may remove it.
+    pub fn ours(self) -> bool {
+        self != Origin::Found
     }
 }
 

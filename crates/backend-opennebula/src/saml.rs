@@ -118,13 +118,15 @@ impl Saml {
             let (gid, created) = match rpc.find(Pool::Group, &name).await? {
                 Some(id) => (id, false),
                 None => {
-                    rpc.allocate(
-                        Pool::Group,
-                        &name,
-                        "one.group.allocate",
-                        vec![X::from(name.as_str())],
-                    )
-                    .await?
+                    let (id, origin) = rpc
+                        .allocate(
+                            Pool::Group,
+                            &name,
+                            "one.group.allocate",
+                            vec![X::from(name.as_str())],
+                        )
+                        .await?;
+                    (id, origin.ours())
                 }
             };
             if created {

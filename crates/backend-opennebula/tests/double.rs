@@ -344,6 +344,87 @@ async fn two_vdcs_created_at_once_get_different_subnets() {
     assert_eq!(subnets.len(), 3, "{subnets:?}");
 }
 
+/// Two agents (two offerings with the same prefix) creating the same name at once: one gets it,
+/// the other a Duplicate (so the core tries its next id), and nothing of the winner's is touched.
+#[tokio::test]
+async fn the_same_name_from_two_agents_is_one_vdc_and_a_duplicate() {
+    let server = double().await;
+    let (a, b) = (
+        backend_with(&server, json!({})),
+        backend_with(&server, json!({})),
+    );
+    let (x, y) = tokio::join!(
+        a.create_resource(request(
+            &a,
+            view("same", networking()),
+            limits(&[("cpu", 1.0)])
+        )),
+        b.create_resource(request(
+            &b,
+            view("same", networking()),
+            limits(&[("cpu", 1.0)])
+        )),
+    );
+    let (ok, dup) = match (x, y) {
+        (Ok(info), Err(e)) | (Err(e), Ok(info)) => (info, e),
+        other => panic!("expected one create and one Duplicate: {other:?}"),
+    };
+    assert!(matches!(dup, BackendError::Duplicate { .. }), "{dup}");
+    assert_eq!(ok.backend_id, "same");
+    let s = summary(&server);
+    let named = |pool: &str, name: &str| s[pool].iter().filter(|n| *n == name).count();
+    assert_eq!(named("vdcs", "same"), 1, "{s:?}");
+    assert_eq!(named("groups", "same"), 1, "{s:?}");
+    assert_eq!(named("vrouters", "same_router"), 1, "{s:?}");
+    assert_eq!(named("vms", "same_router_vm"), 1, "{s:?}");
+    let st = server.state().store();
+    let vm = st
+        .vms
+        .values()
+        .find(|v| v.name == "same_router_vm")
+        .expect("vm");
+    assert_eq!(
+        (vm.state, vm.lcm),
+        (3, 3),
+        "the winner's router keeps running"
+    );
+}
+
+/// A group an operator made with the name the agent would use is theirs: a Duplicate, and the
+/// group is left as it was.
+#[tokio::test]
+async fn a_group_made_by_someone_else_is_not_taken_over() {
+    let server = double().await;
+    server
+        .state()
+        .store()
+        .call(
+            0,
+            "one.group.allocate",
+            &[
+                http_kit::xmlrpc::Value::String("oneadmin:session".into()),
+                http_kit::xmlrpc::Value::String("held".into()),
+            ],
+        )
+        .expect("the operator's group");
+    let b = backend_with(&server, json!({}));
+    let r = b
+        .create_resource(request(
+            &b,
+            view("held", networking()),
+            limits(&[("cpu", 1.0)]),
+        ))
+        .await;
+    assert!(matches!(r, Err(BackendError::Duplicate { .. })), "{r:?}");
+    let s = summary(&server);
+    assert!(s["groups"].contains(&"held".to_owned()), "{s:?}");
+    let held = |n: &String| n.starts_with("held");
+    assert!(
+        !s["vdcs"].iter().any(held) && !s["vnets"].iter().any(held) && !s["vms"].iter().any(held),
+        "{s:?}"
+    );
+}
+
 #[tokio::test]
 async fn twenty_creates_under_connection_resets_leave_twenty_vdcs_and_nothing_else() {
     let server = double().await;

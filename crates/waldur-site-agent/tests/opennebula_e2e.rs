@@ -508,6 +508,22 @@ async fn two_agents_creating_at_once_take_different_subnets() {
     );
     assert!(sx.is_string() && sy.is_string(), "{x}\n{y}");
     assert_ne!(sx, sy);
+    // Both demo projects have the same slug: one agent got the name, the other its next
+    // candidate (a Duplicate, not a reuse of the first agent's objects), and both routers run.
+    let (ix, iy) = (
+        x["backend_id"].as_str().expect("id"),
+        y["backend_id"].as_str().expect("id"),
+    );
+    assert_ne!(ix, iy);
+    let st = one.state().store();
+    for id in [ix, iy] {
+        let vm = st
+            .vms
+            .values()
+            .find(|v| v.name == format!("{id}_router_vm"))
+            .unwrap_or_else(|| panic!("router VM of {id}\n{}\n{}", ra.1, rb.1));
+        assert_eq!((vm.state, vm.lcm), (3, 3), "{id}\n{}\n{}", ra.1, rb.1);
+    }
 }
 
 /// Writes sent to the OpenNebula double (every call but reads) and to Keycloak (not GET).
