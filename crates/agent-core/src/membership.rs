@@ -26,7 +26,8 @@ use backend_api::{
 };
 use serde_json::{Value, json};
 use waldur_client::{
-    OfferingUser, OfferingUserState, ProviderResource, ResourceFilter, ResourceState, truthy,
+    ComponentUserUsageLimit, OfferingUser, OfferingUserState, ProviderResource, ResourceFilter,
+    ResourceState, truthy,
 };
 
 use crate::context::{AccountLists, OfferingContext};
@@ -272,6 +273,7 @@ async fn sync_resources(
         }
     }
     let infos = &infos;
+    let user_limits = &OfferingUserLimits::default();
     let finishing: Vec<_> = planned
         .into_iter()
         .zip(applied)
@@ -284,7 +286,7 @@ async fn sync_resources(
                     let view = plan.change.resource.clone();
                     let synced = plan.synced(added);
                     if full {
-                        finish_one(ctx, backend, resource, &view, infos, synced).await
+                        finish_one(ctx, backend, resource, &view, infos, synced, user_limits).await
                     } else {
                         Ok(())
                     }
@@ -360,6 +362,7 @@ async fn finish_one(
     view: &ResourceView,
     infos: &BTreeMap<String, BackendResourceInfo>,
     synced: SyncedUsers,
+    user_limits: &OfferingUserLimits,
 ) -> CoreResult<()> {
     if let Some(statuses) = &synced.statuses {
         report_sync_statuses(ctx, resource, statuses).await;
@@ -396,7 +399,7 @@ async fn finish_one(
     }
 
     if !view.restrict_member_access {
-        sync_user_limits(ctx, backend, resource, view, &members).await;
+        sync_user_limits(ctx, backend, resource, view, &members, user_limits).await;
     }
 
     if last_sync_is_stale(resource.last_sync.as_deref()) {
@@ -665,12 +668,86 @@ fn limit_username(
     Some(user.to_owned()).filter(|u| !u.is_empty())
 }
 
+/// The offering's per-user limits, read once per cycle (one paged listing instead of one per
+/// resource) when the first resource whose site has per-user limits asks, grouped by resource.
+#[derive(Default)]
+struct OfferingUserLimits(tokio::sync::OnceCell<UserLimitListing>);
+
+enum UserLimitListing {
+    /// The server has no per-user limits (a Mastermind from 2024).
+    Absent,
+    /// Resource UUID → its limits.
+    Grouped(BTreeMap<String, Vec<ComponentUserUsageLimit>>),
+    /// An entry named no resource we can tell: resources read their own this cycle.
+    Unusable,
+    /// The listing failed (logged once); per-user limits wait for the next cycle.
+    Failed,
+}
+
+impl OfferingUserLimits {
+    /// The Waldur limits of one resource; `Ok(None)`: not to be synced now (the server has no
+    /// such endpoint, or the offering's listing failed).
+    async fn of(
+        &self,
+        ctx: &OfferingContext,
+        resource: &ProviderResource,
+    ) -> Result<Option<Vec<ComponentUserUsageLimit>>, waldur_client::WaldurError> {
+        let listing = self
+            .0
+            .get_or_init(|| async {
+                let all = match optional(
+                    ctx,
+                    endpoint::USER_USAGE_LIMITS,
+                    "per-user limits are not synced",
+                    Absence::Info,
+                    ctx.client.list_offering_user_usage_limits(&ctx.offering_uuid),
+                )
+                .await
+                {
+                    Ok(Some(all)) => all,
+                    Ok(None) => return UserLimitListing::Absent,
+                    Err(e) => {
+                        tracing::warn!(offering = %ctx.name(), error = %e, "cannot read Waldur per-user limits; they are synced next cycle");
+                        return UserLimitListing::Failed;
+                    }
+                };
+                let mut grouped: BTreeMap<String, Vec<ComponentUserUsageLimit>> = BTreeMap::new();
+                for limit in all {
+                    let Some(uuid) = limit.resource_uuid() else {
+                        tracing::warn!(offering = %ctx.name(), resource = %limit.resource, "a per-user limit names no resource UUID; reading limits per resource this cycle");
+                        return UserLimitListing::Unusable;
+                    };
+                    grouped.entry(uuid).or_default().push(limit);
+                }
+                UserLimitListing::Grouped(grouped)
+            })
+            .await;
+        match listing {
+            UserLimitListing::Absent | UserLimitListing::Failed => Ok(None),
+            UserLimitListing::Grouped(map) => {
+                Ok(Some(map.get(&resource.uuid).cloned().unwrap_or_default()))
+            }
+            UserLimitListing::Unusable => {
+                optional(
+                    ctx,
+                    endpoint::USER_USAGE_LIMITS,
+                    "per-user limits are not synced",
+                    Absence::Info,
+                    ctx.client.list_component_user_usage_limits(&resource.uuid),
+                )
+                .await
+            }
+        }
+    }
+}
+
 async fn sync_user_limits(
     ctx: &OfferingContext,
     backend: &Arc<dyn MembershipBackend>,
     resource: &ProviderResource,
     view: &ResourceView,
     members: &BTreeSet<String>,
+    offering_limits: &OfferingUserLimits,
 ) {
     let site = match backend.user_limits(view).await {
         Ok(l) => l,
@@ -684,15 +761,7 @@ async fn sync_user_limits(
             return;
         }
     };
-    let waldur = match optional(
-        ctx,
-        endpoint::USER_USAGE_LIMITS,
-        "per-user limits are not synced",
-        Absence::Info,
-        ctx.client.list_component_user_usage_limits(&resource.uuid),
-    )
-    .await
-    {
+    let waldur = match offering_limits.of(ctx, resource).await {
         Ok(Some(l)) => l,
         Ok(None) => return,
         Err(e) => {

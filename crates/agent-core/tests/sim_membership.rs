@@ -512,3 +512,63 @@ async fn a_steady_state_membership_cycle_makes_no_waldur_writes() {
         "writes in a steady-state cycle: {writes:?}"
     );
 }
+
+/// Per-user limits of every resource come from one listing of the offering's limits per cycle
+/// (not one per resource), and each resource gets its own users' limits.
+#[tokio::test]
+async fn per_user_limits_of_many_resources_are_one_listing_per_cycle() {
+    let w = world().await;
+    let mut resources = Vec::new();
+    for (i, name) in ["alloc-ul-a", "alloc-ul-b", "alloc-ul-c"]
+        .iter()
+        .enumerate()
+    {
+        let (resource, backend_id) = w.provisioned(name, 3).await;
+        resources.push((resource, backend_id, 2.0 + i as f64));
+    }
+    w.add_member("alice").await;
+    assert_clean(&membership_sync(&w.ctx).await);
+    // The site has per-user limits (MemoryBackend answers user_limits for known resources).
+    let alice = uuid(&w.user_uuid("alice"));
+    w.sim
+        .mutate(|s| {
+            for (resource, _, cpu) in &resources {
+                let limit = waldur_sim::model::UserUsageLimit {
+                    uuid: uuid::Uuid::new_v4(),
+                    resource: uuid(resource),
+                    component_type: "cpu".into(),
+                    user: alice,
+                    limit: cpu.to_string(),
+                };
+                s.user_usage_limits.insert(limit.uuid, limit);
+            }
+            Ok(())
+        })
+        .expect("user limits");
+    w.sim.reset_stats();
+    assert_clean(&membership_sync(&w.ctx).await);
+    for (_, backend_id, cpu) in &resources {
+        let site = w.site.resource(backend_id).expect("site");
+        assert_eq!(
+            site.user_limits.get("alice").and_then(|l| l.get("cpu")),
+            Some(cpu),
+            "{backend_id}"
+        );
+    }
+    let listings: u64 = w
+        .sim
+        .stats()
+        .routes
+        .iter()
+        .filter(|(route, _)| {
+            route.starts_with("GET") && route.contains("component-user-usage-limits")
+        })
+        .map(|(_, s)| s.count)
+        .sum();
+    assert_eq!(
+        listings,
+        1,
+        "{:?}",
+        w.sim.stats().routes.keys().collect::<Vec<_>>()
+    );
+}

@@ -634,6 +634,17 @@ impl WaldurClient {
             .await
     }
 
+    /// Every per-user limit of the offering's resources in one paged listing (a server that
+    /// ignores the filter sends more; callers group by [`ComponentUserUsageLimit::resource_uuid`]).
+    pub async fn list_offering_user_usage_limits(
+        &self,
+        offering_uuid: &str,
+    ) -> Result<Vec<ComponentUserUsageLimit>> {
+        let params = Params::new().add("offering_uuid", id(offering_uuid));
+        self.list_all("/api/component-user-usage-limits/", &params)
+            .await
+    }
+
     /// The state of the SLURM allocation a Mastermind from 2024 keeps behind a Marketplace.Slurm
     /// resource (`marketplace-slurm-remote/{resource}/set_state/`; gone from later servers).
     pub async fn set_slurm_allocation_state(&self, resource_uuid: &str, state: &str) -> Result<()> {

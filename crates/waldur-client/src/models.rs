@@ -539,6 +539,14 @@ pub struct ComponentUserUsageLimit {
     pub limit: Option<f64>,
 }
 
+impl ComponentUserUsageLimit {
+    /// The resource's UUID, from `resource` (a resource URL, or a bare UUID): `None` when it
+    /// names no resource we can tell.
+    pub fn resource_uuid(&self) -> Option<String> {
+        crate::uuid_from_url(self.resource.trim())
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ServiceProvider {
