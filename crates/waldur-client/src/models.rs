@@ -416,8 +416,48 @@ pub struct OfferingUser {
     pub service_provider_comment: String,
     pub created: Option<String>,
     pub modified: Option<String>,
-    #[serde(flatten)]
+    /// The other `user_*` profile attributes that carry a value. Everything else the server
+    /// sends is dropped while parsing: an offering of thousands of users would otherwise keep
+    /// ~60 fields per user for the whole cycle.
+    #[serde(flatten, deserialize_with = "profile_attributes")]
     pub extra: Map<String, Value>,
+}
+
+/// Keeps `user_*` keys whose value is not null, "" or [] (what `extra` is for).
+fn profile_attributes<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Map<String, Value>, D::Error> {
+    struct Attributes;
+    impl<'de> serde::de::Visitor<'de> for Attributes {
+        type Value = Map<String, Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an offering user object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut kept = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !key.starts_with("user_") {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
+                }
+                let value: Value = map.next_value()?;
+                let empty = match &value {
+                    Value::Null => true,
+                    Value::String(s) => s.is_empty(),
+                    Value::Array(a) => a.is_empty(),
+                    _ => false,
+                };
+                if !empty {
+                    kept.insert(key, value);
+                }
+            }
+            Ok(kept)
+        }
+    }
+    deserializer.deserialize_map(Attributes)
 }
 
 impl OfferingUser {
@@ -821,6 +861,25 @@ pub fn round2(value: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offering_user_keeps_only_profile_attributes_with_a_value() {
+        let u: OfferingUser = serde_json::from_value(serde_json::json!({
+            "uuid": "e290513cc7d34d77883628bd0418f6a2", "username": "u1", "state": "OK",
+            "user_username": "u1", "user_email": "u1@example.com",
+            "user_organization": "Uni", "user_affiliations": ["staff"], "user_phone_number": "",
+            "user_nationalities": [], "user_birth_date": null, "user_uid_number": 1001,
+            "offering_name": "Cluster", "consent_data": {"a": 1}, "has_consent": true,
+        }))
+        .expect("offering user");
+        assert_eq!(u.user_email.as_deref(), Some("u1@example.com"));
+        assert_eq!(u.username(), Some("u1"));
+        let keys: Vec<&str> = u.extra.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["user_organization", "user_affiliations", "user_uid_number"]
+        );
+    }
 
     #[test]
     fn enums_keep_wire_strings_and_unknown_values() {
