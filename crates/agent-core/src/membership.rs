@@ -13,11 +13,12 @@
 //! `enable_membership_sync_status`, and the forced `offering_resources_sync`
 //! ([`process_offering_resources_sync`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use std::sync::atomic::Ordering;
 
+use futures::FutureExt;
 use futures::stream::{self, StreamExt};
 
 use backend_api::{
@@ -168,10 +169,11 @@ pub async fn membership_sync(ctx: &OfferingContext) -> CycleReport {
     };
     match handled_resources(ctx, &backend, None).await {
         Ok(resources) => {
-            let views: Vec<ResourceView> = resources.iter().map(resource_view).collect();
-            sync_resources(ctx, &backend, resources, true, &mut cycle).await;
+            sync_resources(ctx, &backend, &resources, true, &mut cycle).await;
             // Upstream 1.0.8: carry out Waldur's deletion requests every cycle.
             if !ctx.is_cancelled() {
+                let views: Vec<ResourceView> = resources.iter().map(resource_view).collect();
+                drop(resources);
                 cycle.merge(
                     crate::members::process_departed_offering_users(ctx, &backend, &views).await,
                 );
@@ -188,7 +190,7 @@ pub async fn membership_sync(ctx: &OfferingContext) -> CycleReport {
 async fn sync_resources(
     ctx: &OfferingContext,
     backend: &Arc<dyn MembershipBackend>,
-    resources: Vec<ProviderResource>,
+    resources: &[ProviderResource],
     full: bool,
     cycle: &mut CycleReport,
 ) {
@@ -222,48 +224,56 @@ async fn sync_resources(
         None
     };
     let known = known.as_ref();
-    // Waldur reads (teams) of many resources at once, bounded as orders are; futures built
-    // eagerly so the cycle stays `Send`.
+    // Team members are matched to offering users by user UUID, thousands of times a cycle.
+    let offering_users: HashMap<&str, &OfferingUser> = offering_users
+        .iter()
+        .map(|u| (u.user_uuid.as_str(), u))
+        .collect();
+    // Waldur reads (teams) of many resources at once, bounded as orders are. Futures are made
+    // as the stream pulls them (a vector of a thousand ready-made ones held ~5 MB) and name
+    // resources by index: closures over `&ProviderResource` would keep the cycle from being
+    // `Send` (rustc's "FnOnce is not general enough").
     let concurrency = ctx.settings.order_concurrency.max(1);
     let (offering_users, accounts) = (&offering_users, &accounts);
-    let planning: Vec<_> = resources
-        .iter()
-        .zip(views)
-        .filter_map(|(resource, view)| {
-            let Some(info) = infos.get(&view.backend_id) else {
-                tracing::warn!(resource = %resource.uuid, backend_id = %view.backend_id, "resource missing on the site");
-                return None;
-            };
-            Some(async move {
+    let planning = views.into_iter().enumerate().filter_map(|(i, view)| {
+        let resource = &resources[i];
+        let Some(info) = infos.get(&view.backend_id) else {
+            tracing::warn!(resource = %resource.uuid, backend_id = %view.backend_id, "resource missing on the site");
+            return None;
+        };
+        Some(
+            async move {
                 let plan =
                     plan_users(ctx, resource, view, info, offering_users, accounts, known).await;
-                (resource, plan)
-            })
-        })
-        .collect();
-    let plans: Vec<(&ProviderResource, CoreResult<UserPlan>)> =
+                (i, plan)
+            }
+            .boxed(),
+        )
+    });
+    let plans: Vec<(usize, CoreResult<UserPlan>)> =
         stream::iter(planning).buffered(concurrency).collect().await;
     if ctx.is_cancelled() {
         tracing::info!(offering = %ctx.name(), "shutting down: the rest of the membership cycle is left for the next run");
         return;
     }
-    let mut planned: Vec<(&ProviderResource, UserPlan)> = Vec::new();
-    for (resource, plan) in plans {
+    // The changes move out of the plans (a copy of every resource view would double the
+    // cycle's largest allocation).
+    let mut changes: Vec<MembershipChange> = Vec::with_capacity(plans.len());
+    let mut account_changes: Vec<MembershipChange> = Vec::new();
+    let mut members: Vec<(usize, PlannedMembers)> = Vec::with_capacity(plans.len());
+    for (i, plan) in plans {
         match plan {
             Ok(mut plan) => {
                 plan.change.apply_status = full;
-                planned.push((resource, plan));
+                changes.push(plan.change);
+                account_changes.extend(plan.accounts);
+                members.push((i, plan.members));
             }
-            Err(e) => fail_resource(ctx, resource, e, full, cycle).await,
+            Err(e) => fail_resource(ctx, &resources[i], e, full, cycle).await,
         }
     }
-    let changes: Vec<MembershipChange> = planned.iter().map(|(_, p)| p.change.clone()).collect();
     let applied = backend.apply_membership(&changes).await;
     // Service/course accounts are best-effort: a failure never fails the resource.
-    let account_changes: Vec<MembershipChange> = planned
-        .iter()
-        .filter_map(|(_, p)| p.accounts.clone())
-        .collect();
     if !account_changes.is_empty() {
         let outcomes = backend.apply_membership(&account_changes).await;
         for (change, outcome) in account_changes.iter().zip(outcomes) {
@@ -274,40 +284,54 @@ async fn sync_resources(
     }
     let infos = &infos;
     let user_limits = &OfferingUserLimits::default();
-    let finishing: Vec<_> = planned
-        .into_iter()
-        .zip(applied)
-        .map(|((resource, plan), outcome)| async move {
-            if ctx.is_cancelled() {
-                return (resource, None);
-            }
-            let result = match outcome {
-                Ok(added) => {
-                    let view = plan.change.resource.clone();
-                    let synced = plan.synced(added);
-                    if full {
-                        finish_one(ctx, backend, resource, &view, infos, synced, user_limits).await
-                    } else {
-                        Ok(())
+    let finishing =
+        members
+            .into_iter()
+            .zip(changes)
+            .zip(applied)
+            .map(|(((i, plan), change), outcome)| {
+                let resource = &resources[i];
+                async move {
+                    if ctx.is_cancelled() {
+                        return (i, None);
                     }
+                    let result = match outcome {
+                        Ok(added) => {
+                            let view = change.resource;
+                            let synced = plan.synced(added);
+                            if full {
+                                finish_one(
+                                    ctx,
+                                    backend,
+                                    resource,
+                                    &view,
+                                    infos,
+                                    synced,
+                                    user_limits,
+                                )
+                                .await
+                            } else {
+                                Ok(())
+                            }
+                        }
+                        Err(e) => Err(CoreError::Backend(e)),
+                    };
+                    (i, Some(result))
                 }
-                Err(e) => Err(CoreError::Backend(e)),
-            };
-            (resource, Some(result))
-        })
-        .collect();
-    let finished: Vec<(&ProviderResource, Option<CoreResult<()>>)> = stream::iter(finishing)
+                .boxed()
+            });
+    let finished: Vec<(usize, Option<CoreResult<()>>)> = stream::iter(finishing)
         .buffer_unordered(concurrency)
         .collect()
         .await;
     if ctx.is_cancelled() {
         tracing::info!(offering = %ctx.name(), "shutting down: the rest of the membership cycle is left for the next run");
     }
-    for (resource, result) in finished {
+    for (i, result) in finished {
         match result {
             None => {}
             Some(Ok(())) => cycle.ok(),
-            Some(Err(e)) => fail_resource(ctx, resource, e, full, cycle).await,
+            Some(Err(e)) => fail_resource(ctx, &resources[i], e, full, cycle).await,
         }
     }
 }
@@ -439,6 +463,11 @@ struct UserPlan {
     change: MembershipChange,
     /// Service/course accounts to add or remove, best-effort.
     accounts: Option<MembershipChange>,
+    members: PlannedMembers,
+}
+
+/// What a plan needs after the site round.
+struct PlannedMembers {
     /// Team members that have access already.
     existing: BTreeSet<String>,
     /// Team (member, site username) for the sync statuses, when the offering asks for them.
@@ -446,7 +475,7 @@ struct UserPlan {
     restricted: bool,
 }
 
-impl UserPlan {
+impl PlannedMembers {
     /// The members after the site round granted `added`.
     fn synced(self, added: Vec<String>) -> SyncedUsers {
         if self.restricted {
@@ -474,7 +503,7 @@ async fn plan_users(
     resource: &ProviderResource,
     view: ResourceView,
     info: &BackendResourceInfo,
-    offering_users: &[OfferingUser],
+    offering_users: &HashMap<&str, &OfferingUser>,
     accounts: &AccountLists,
     known: Option<&BTreeSet<String>>,
 ) -> CoreResult<UserPlan> {
@@ -489,7 +518,7 @@ async fn plan_users(
     // Site username of each team member, in team order (for the sync statuses).
     let mut member_usernames: Vec<Option<String>> = Vec::with_capacity(team.len());
     for member in team.iter() {
-        let ou = offering_users.iter().find(|u| u.user_uuid == member.uuid);
+        let ou = offering_users.get(member.uuid.as_str()).copied();
         // The same rule as a Create's (see `members::site_username`).
         let username = crate::members::site_username(member, ou);
         if let Some(username) = &username {
@@ -567,9 +596,11 @@ async fn plan_users(
             apply_status: false,
         },
         accounts: accounts_change,
-        existing,
-        statuses: wants_statuses.then(|| team.iter().cloned().zip(member_usernames).collect()),
-        restricted,
+        members: PlannedMembers {
+            existing,
+            statuses: wants_statuses.then(|| team.iter().cloned().zip(member_usernames).collect()),
+            restricted,
+        },
     })
 }
 
@@ -980,7 +1011,7 @@ pub async fn process_project_user_sync(ctx: &OfferingContext, project_uuid: &str
     let mut cycle = CycleReport::new(ctx.name());
     match backend(ctx) {
         Ok(backend) => match handled_resources(ctx, &backend, Some(project_uuid)).await {
-            Ok(resources) => sync_resources(ctx, &backend, resources, false, &mut cycle).await,
+            Ok(resources) => sync_resources(ctx, &backend, &resources, false, &mut cycle).await,
             Err(e) => cycle.record("list resources", e),
         },
         Err(e) => cycle.record("membership", e),
@@ -1006,7 +1037,7 @@ pub async fn process_resource_by_uuid(ctx: &OfferingContext, resource_uuid: &str
         if !handled || resource.backend_id.trim().is_empty() {
             return Ok(());
         }
-        sync_resources(ctx, &backend, vec![resource], true, &mut cycle).await;
+        sync_resources(ctx, &backend, &[resource], true, &mut cycle).await;
         Ok::<_, CoreError>(())
     }
     .await;

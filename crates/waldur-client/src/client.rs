@@ -432,6 +432,15 @@ impl WaldurClient {
             let raw = self.execute(Method::GET, path, &query, None).await?;
             let mut batch: Vec<T> = decode(&raw)?;
             let batch_len = batch.len();
+            if page == 1 {
+                // Sized once from the total the server announces: growing a vector of thousands
+                // of items by doubling holds the old and the new buffer at once.
+                items.reserve(
+                    result_count(&raw.headers)
+                        .unwrap_or(0)
+                        .min(MAX_RESERVED_ITEMS),
+                );
+            }
             items.append(&mut batch);
             let Some(next) = next_page(&raw.headers) else {
                 break;
@@ -522,6 +531,20 @@ fn check_api_path(path: &str) -> Result<(), WaldurError> {
 
 /// `Some(Some(n))` when the Link header has `rel="next"` with a page number, `Some(None)` when
 /// it has a next link without a readable page, `None` when there is no next page.
+/// At most this many items are reserved from `X-Result-Count` (a number from the network).
+const MAX_RESERVED_ITEMS: usize = 100_000;
+
+/// Mastermind's `X-Result-Count`: the number of items in the whole listing.
+fn result_count(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get("x-result-count")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 fn next_page(headers: &HeaderMap) -> Option<Option<u32>> {
     for value in headers.get_all(LINK) {
         let Ok(text) = value.to_str() else { continue };
