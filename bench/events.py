@@ -79,7 +79,7 @@ def bench(kind, n, pybin, env):
             cmd = ([os.path.join(ROOT, "target/release/waldur-site-agent")] if kind == "rust"
                    else [os.path.join(pybin, "waldur_site_agent")]) + ["-m", "event_process", "-c", cfg]
             agent = subprocess.Popen(cmd, stdout=open(os.path.join(work, "agent.log"), "w"), stderr=subprocess.STDOUT,
-                                     env=dict(env, WALDUR_SITE_AGENT_LOG_LEVEL="WARNING"))
+                                     env=dict(env, WALDUR_SITE_AGENT_LOG_LEVEL=os.environ.get("BENCH_AGENT_LOG_LEVEL", "WARNING")))
             time.sleep(8)  # subscriptions registered, connected, initial pass done
             projects = [p for p in list_all(base, "projects/", OWNER) if p["name"].startswith("Project ")]
             latencies = []
@@ -105,6 +105,8 @@ def bench(kind, n, pybin, env):
                 "p99_ms": round(done[min(len(done) - 1, int(len(done) * 0.99))] * 1000) if done else None,
                 "mean_ms": round(statistics.mean(done) * 1000) if done else None,
                 "max_ms": round(done[-1] * 1000) if done else None,
+                # In the order placed: a trend (slurmdbd slowing as its tree grows) or spikes.
+                "latencies_ms": [round(lat * 1000) for lat, _ in latencies],
             }
             print(json.dumps(row))
             return row

@@ -21,6 +21,7 @@ use backend_api::{
 
 use crate::gate::ClusterGate;
 use crate::hierarchy::{AccountPlan, AddGroup, Hierarchy, Tier, missing_account_groups};
+use crate::pacer::LoadPacer;
 use crate::sacctmgr::{
     AccountState, LoadAccount, LoadUser, SlurmCommands, UserAssocOptions, accounts_from_rows,
     is_jobs_running, is_nothing_changed, parse_assoc_rows, parse_first_column, parse_tres_names,
@@ -194,6 +195,8 @@ pub struct SlurmBackend {
     /// so the same associations are not checked again right after.
     fresh_assocs: Mutex<BTreeSet<(String, String)>>,
     known: Mutex<KnownTree>,
+    /// Sizes `sacctmgr load` chunks by what the last load's rows cost.
+    pacer: LoadPacer,
     /// Timezone sacct interprets `--starttime`/`--endtime` in.
     local_tz: TimeZone,
 }
@@ -329,6 +332,10 @@ impl SlurmBackend {
         for tres in components.tres_names() {
             validate_site_token("component (TRES) name", &tres)?;
         }
+        let pacer = LoadPacer::new(
+            settings.write_chunk_size,
+            Duration::from_secs(settings.write_chunk_seconds),
+        );
         Ok(SlurmBackend {
             settings,
             hierarchy,
@@ -340,6 +347,7 @@ impl SlurmBackend {
             discovered_cluster: Mutex::new(None),
             fresh_assocs: Mutex::new(BTreeSet::new()),
             known: Mutex::new(KnownTree::default()),
+            pacer,
             local_tz: TimeZone::system(),
         })
     }
@@ -1178,7 +1186,22 @@ impl SlurmBackend {
         let mut present = existing;
         let mut names: Vec<String> = Vec::new();
         let mut users: Vec<LoadUser> = Vec::new();
-        for part in active.chunks(self.chunk()) {
+        // Allocations per load: `write_chunk_size`, fewer when the rows they bring would not
+        // fit in the pacer's time.
+        let cap = self.chunk();
+        let fitting = |rows_per_allocation: f64| {
+            self.pacer.rows_in_target().map_or(cap, |rows| {
+                ((rows as f64 / rows_per_allocation) as usize).clamp(1, cap)
+            })
+        };
+        // Before a load of this batch has run: its account and its users per allocation.
+        let rows_each = active.iter().map(|p| 1 + p.users.len()).sum::<usize>() as f64
+            / active.len().max(1) as f64;
+        let mut per_load = fitting(rows_each);
+        let mut rest = active;
+        while !rest.is_empty() {
+            let (part, tail) = rest.split_at(per_load.min(rest.len()));
+            rest = tail;
             let plans: Vec<&AccountPlan> = part.iter().map(|p| &p.plan).collect();
             let limits: Vec<&TresAmounts> = part.iter().map(|p| &p.tres).collect();
             let accounts: Vec<LoadAccount> = missing_account_groups(&plans, &limits, &present)
@@ -1206,10 +1229,14 @@ impl SlurmBackend {
             }
             // Later chunks hang from the accounts of earlier ones.
             present.extend(accounts.iter().map(|a| a.name.clone()));
-            if self
+            let rows = accounts.len() + part_users.len();
+            let started = Instant::now();
+            let ran = self
                 .run_load(&render_load_file(cluster, &accounts, &part_users))
-                .await
-            {
+                .await;
+            self.pacer.record(rows, started.elapsed());
+            per_load = fitting(rows.max(1) as f64 / part.len() as f64);
+            if ran {
                 names.extend(accounts.iter().map(|a| a.name.clone()));
                 users.extend(part_users);
             }
@@ -1726,8 +1753,13 @@ impl SlurmBackend {
                     .collect();
                 // New users' default-account lines come first, so they load before the rest.
                 let lines = self.load_user_lines(&assocs, states, &defaults);
-                for part in lines.chunks(chunk) {
+                let mut rest = lines.as_slice();
+                while !rest.is_empty() {
+                    let (part, tail) = self.pacer.split_next(rest);
+                    let started = Instant::now();
                     self.run_load(&render_load_file(&cluster, &[], part)).await;
+                    self.pacer.record(part.len(), started.elapsed());
+                    rest = tail;
                 }
                 // What the files did not carry (users without a default account) is redone
                 // per resource after the read-back.

@@ -76,6 +76,7 @@ pub mod backend;
 #[cfg(any(test, feature = "testkit"))]
 pub mod double;
 pub mod gate;
+pub mod pacer;
 /// The account tree, shared with other accounting backends.
 pub use backend_api::hierarchy;
 pub mod sacctmgr;

@@ -66,6 +66,9 @@ pub struct SlurmSettings {
     /// `sacctmgr load`: slurmdbd rewrites its association tree in one transaction per call, and
     /// a huge one holds it for minutes (extension).
     pub write_chunk_size: usize,
+    /// A `sacctmgr load` is cut smaller than `write_chunk_size` when the last one showed that
+    /// a chunk that size would take longer than this (rows cost more on big clusters).
+    pub write_chunk_seconds: u64,
     /// Directory of the lock file that keeps agents of other processes on this machine (one
     /// systemd unit per mode) from writing to the same cluster at once (extension). Empty: lock
     /// within this process only.
@@ -99,7 +102,8 @@ impl Default for SlurmSettings {
             mkhomedir_helper_path: "/sbin/mkhomedir_helper".to_owned(),
             command_timeout_seconds: 120,
             batch_load: true,
-            write_chunk_size: 200,
+            write_chunk_size: 1000,
+            write_chunk_seconds: 30,
             write_lock_dir: default_lock_dir(),
         }
     }
@@ -251,8 +255,14 @@ pub const SETTINGS: &[Setting] = &[
     Setting::new(
         "write_chunk_size",
         Kind::Integer,
-        "200",
-        "ours: at most this many accounts per SLURM write (one `add`/`modify`/`remove` listing accounts, a create's `sacctmgr load`), or user associations per membership `sacctmgr load`, so no single slurmdbd transaction runs for minutes",
+        "1000",
+        "ours: at most this many accounts per SLURM write (one `add`/`modify`/`remove` listing accounts, a create's `sacctmgr load`), or rows (associations, new users) per membership `sacctmgr load`, so no single slurmdbd transaction runs for minutes",
+    ),
+    Setting::new(
+        "write_chunk_seconds",
+        Kind::Integer,
+        "30",
+        "ours: the next `sacctmgr load` carries fewer rows than `write_chunk_size` when the last one showed a chunk that size would hold slurmdbd longer than this (its tree rewrite costs more per row on a big cluster)",
     ),
     Setting::new(
         "write_lock_dir",
@@ -353,6 +363,9 @@ impl SlurmSettings {
         }
         if self.write_chunk_size == 0 {
             issue("write_chunk_size", "must be at least 1".to_owned());
+        }
+        if self.write_chunk_seconds == 0 {
+            issue("write_chunk_seconds", "must be at least 1".to_owned());
         }
         if self.command_timeout_seconds == 0 {
             issue("command_timeout_seconds", "must be at least 1".to_owned());

@@ -1550,3 +1550,47 @@ async fn a_thousand_creates_with_chunk_200_make_five_loads() {
         "everything went into the loads: {lines:#?}"
     );
 }
+
+/// A load that took long makes the next one smaller (what fits in `write_chunk_seconds` at
+/// the cost per row just seen); a quick one lets the chunk grow back to `write_chunk_size`.
+#[tokio::test]
+async fn a_slow_load_makes_the_next_loads_smaller() {
+    let (backend, runner) = backend_with(SlurmSettings {
+        batch_load: true,
+        write_chunk_size: 1000,
+        write_chunk_seconds: 1,
+        ..settings()
+    });
+    runner.seed("root", "");
+    let slow = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let first = slow.clone();
+    runner.respond(move |line| {
+        if line.contains(" list user ") {
+            return Some(Ok(String::new()));
+        }
+        if line.contains(" load ") && first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            // ~120 rows in 2 s: ~60 fit in a second, ~20 allocations of 3 rows.
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+        None
+    });
+    let batch = |from: usize| -> Vec<CreateRequest> {
+        (from..from + 40)
+            .map(|i| {
+                request(
+                    resource(&format!("r{i}"), &format!("proj{i}"), "cust"),
+                    &["alice"],
+                )
+            })
+            .collect()
+    };
+    let results = backend.create_resources(batch(0)).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(runner.db.loads(), 1, "40 creates fit the cap: one load");
+    let results = backend.create_resources(batch(40)).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // The slow first load sized the next at ~20 allocations; that one was quick, so the rest
+    // went in one.
+    assert_eq!(runner.db.loads(), 3);
+    assert_eq!(runner.db.account_names().len(), 1 + 1 + 80 + 80);
+}
