@@ -7,6 +7,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// What a load costs whatever its size (a 3-row load takes ~0.9 s on the test cluster).
+const FIXED_COST: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 pub struct LoadPacer {
     max_rows: usize,
@@ -41,12 +44,14 @@ impl LoadPacer {
         Some(((self.target.as_secs_f64() / per_row.as_secs_f64()) as usize).max(1))
     }
 
-    /// A load of `rows` rows took `took`.
+    /// A load of `rows` rows took `took`. What any load costs (the process, its reads of the
+    /// tree, the commit: about a second here) is not charged to the rows, or a small load
+    /// would make the next big one needlessly small.
     pub fn record(&self, rows: usize, took: Duration) {
         if rows == 0 {
             return;
         }
-        let cost = took / u32::try_from(rows).unwrap_or(u32::MAX);
+        let cost = took.saturating_sub(FIXED_COST) / u32::try_from(rows).unwrap_or(u32::MAX);
         *self.per_row.lock().unwrap_or_else(|p| p.into_inner()) = Some(cost);
     }
 
@@ -65,14 +70,17 @@ mod tests {
     fn chunks_shrink_when_rows_get_slow_and_grow_back_to_the_cap() {
         let p = LoadPacer::new(1000, Duration::from_secs(30));
         assert_eq!(p.next_rows(), 1000, "nothing measured yet: the cap");
-        // 1000 rows in 120 s: 0.12 s a row, 250 fit in 30 s.
-        p.record(1000, Duration::from_secs(120));
+        // 1000 rows in 121 s: 0.12 s a row after the fixed second, 250 fit in 30 s.
+        p.record(1000, Duration::from_secs(121));
         assert_eq!(p.next_rows(), 250);
+        // A small load's time is mostly the fixed cost: no reason to shrink.
+        p.record(3, Duration::from_millis(900));
+        assert_eq!(p.next_rows(), 1000);
         // Fast again: back to the cap, never above it.
         p.record(250, Duration::from_secs(1));
         assert_eq!(p.next_rows(), 1000);
         // A row slower than the whole target: one row at a time, never zero.
-        p.record(1, Duration::from_secs(60));
+        p.record(1, Duration::from_secs(61));
         assert_eq!(p.next_rows(), 1);
         let items = [1, 2, 3];
         assert_eq!(p.split_next(&items), (&items[..1], &items[1..]));

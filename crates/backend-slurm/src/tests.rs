@@ -1569,8 +1569,9 @@ async fn a_slow_load_makes_the_next_loads_smaller() {
             return Some(Ok(String::new()));
         }
         if line.contains(" load ") && first.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            // ~120 rows in 2 s: ~60 fit in a second, ~20 allocations of 3 rows.
-            std::thread::sleep(std::time::Duration::from_secs(2));
+            // ~120 rows in 4 s (3 s after the fixed cost): ~40 fit in a second, ~20
+            // allocations of 2 rows.
+            std::thread::sleep(std::time::Duration::from_secs(4));
         }
         None
     });
