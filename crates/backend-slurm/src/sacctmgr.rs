@@ -19,6 +19,10 @@ pub struct SlurmCommands {
 
 /// Columns of the association query used for existence, parents, limits, QoS and users.
 pub const ASSOC_FORMAT: &str = "Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins";
+/// The first columns of [`ASSOC_FORMAT`]: what exists, where, with whom. Half the cost of the
+/// full read: without TRES or QoS columns sacctmgr does not fetch those lists from slurmdbd
+/// (0.18 s against 0.36 s a call here).
+pub const PRESENCE_FORMAT: &str = "Account,ParentName,User";
 
 /// Options of a user association.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -95,6 +99,18 @@ impl SlurmCommands {
             "show".to_owned(),
             "assoc".to_owned(),
             format!("format={ASSOC_FORMAT}"),
+            "where".to_owned(),
+            format!("accounts={}", accounts.join(",")),
+        ]);
+        self.with_cluster(cmd)
+    }
+
+    /// [`show_assocs`](Self::show_assocs) without limits or QoS ([`PRESENCE_FORMAT`]).
+    pub fn show_presence(&self, accounts: &[String]) -> CommandLine {
+        let cmd = self.sacctmgr().args([
+            "show".to_owned(),
+            "assoc".to_owned(),
+            format!("format={PRESENCE_FORMAT}"),
             "where".to_owned(),
             format!("accounts={}", accounts.join(",")),
         ]);

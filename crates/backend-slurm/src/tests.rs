@@ -161,7 +161,7 @@ async fn create_on_an_empty_site_issues_the_expected_commands() {
         runner.lines(),
         vec![
             "sacctmgr list tres",
-            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins where accounts=a_r1,c_cust,p_proj cluster=waldur",
+            "sacctmgr show assoc format=Account,ParentName,User where accounts=a_r1,c_cust,p_proj cluster=waldur",
             "sacctmgr add account c_cust parent=root description=Customer cust organization=c_cust cluster=waldur",
             "sacctmgr add account p_proj parent=c_cust description=Project proj organization=p_proj cluster=waldur",
             "sacctmgr add account a_r1 parent=p_proj description=Res r1 organization=p_proj GrpTRESMins=cpu=600000,mem=122880 cluster=waldur",
@@ -756,7 +756,7 @@ async fn batch_create_uses_one_load_and_existing_users_keep_their_default() {
             .collect::<Vec<_>>(),
         vec![
             "sacctmgr list tres",
-            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins where accounts=a_r0,a_r1,a_r2,c_cust,p_proj,root cluster=waldur",
+            "sacctmgr show assoc format=Account,ParentName,User where accounts=a_r0,a_r1,a_r2,c_cust,p_proj,root cluster=waldur",
             "sacctmgr list user where name=alice,bob format=User,DefaultAccount",
             "sacctmgr -i load file=F cluster=waldur",
             "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins where accounts=c_cust,p_proj,a_r0,a_r1,a_r2 cluster=waldur",
@@ -830,7 +830,7 @@ async fn a_lone_order_with_a_new_project_is_created_by_one_load_after_one_read_r
         vec![
             "sacctmgr list tres",
             "sacctmgr list user",
-            "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins",
+            "sacctmgr show assoc format=Account,ParentName,User",
             "sacctmgr -i load",
             "sacctmgr show assoc format=Account,ParentName,User,GrpTRESMins,QOS,GrpSubmitJobs,MaxTRESMins",
         ],
