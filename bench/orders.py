@@ -14,6 +14,7 @@ Needs: release builds (`cargo build --release -p waldur-site-agent -p waldur-sim
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -185,9 +186,16 @@ def cleanup_accounts(tag, env):
         batch = [a for a in names if a.startswith(tag + kind)]
         for i in range(0, len(batch), 50):
             subprocess.run(["sacctmgr", "-i", "delete", "account", ",".join(batch[i:i + 50])], capture_output=True, env=env)
+    # The bench's users (uNNNxM) keep an association under root after their accounts are gone:
+    # left behind they grow slurmdbd's tree and slow every later run.
+    out = subprocess.run(["sacctmgr", "-nP", "show", "user", "format=user"], capture_output=True, text=True, env=env).stdout
+    users = [u for u in out.split() if re.fullmatch(r"u\d{3,}x\d+", u)]
+    for i in range(0, len(users), 500):
+        subprocess.run(["sacctmgr", "-i", "delete", "user", "name=" + ",".join(users[i:i + 500])], capture_output=True, env=env)
 
 
 def run_agent(kind, cfg_path, sim, n_orders, env, timeout, pybin, mode="order_process", until=None):
+    """Run one agent cycle; (wall time, peak RSS in MiB of the agent process)."""
     if kind == "rust":
         cmd = [os.path.join(ROOT, "target/release/waldur-site-agent"), "-m", mode, "-c", cfg_path, "--once"]
     else:
@@ -195,22 +203,30 @@ def run_agent(kind, cfg_path, sim, n_orders, env, timeout, pybin, mode="order_pr
     env = dict(env, WALDUR_SITE_AGENT_LOG_LEVEL="WARNING")
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    done_at = None
+    done_at, usage = None, None
+    # wait4 (never Popen.poll, which reaps the child first): this child's own peak RSS.
     while time.perf_counter() - t0 < timeout:
         if until is not None and until():
             done_at = time.perf_counter()
             break
-        if p.poll() is not None:
+        pid, _, usage = os.wait4(p.pid, os.WNOHANG)
+        if pid:
             done_at = time.perf_counter()
             break
         time.sleep(0.2)
-    if p.poll() is None:
+    if not done_at or until is not None:
         p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
+        for _ in range(75):
+            pid, _, usage = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.2)
+        else:
             p.kill()
-    return (done_at or time.perf_counter()) - t0
+            _, _, usage = os.wait4(p.pid, 0)
+    p.returncode = 0
+    rss = round(usage.ru_maxrss / 1024, 1) if usage else None
+    return (done_at or time.perf_counter()) - t0, rss
 
 
 def bench_agent(kind, args, pybin, env):
@@ -236,7 +252,7 @@ def bench_agent(kind, args, pybin, env):
                 states = [o["state"] for o in list_all(sim.base, f"marketplace-orders/?offering_uuid={OFFERING.hex}&field=state", STAFF)]
                 return all(s in ("done", "erred") for s in states)
 
-            wall = run_agent(kind, cfg, sim, len(orders), env, args.timeout, pybin, until=None if kind == "rust" else all_done)
+            wall, rss = run_agent(kind, cfg, sim, len(orders), env, args.timeout, pybin, until=None if kind == "rust" else all_done)
             stats = sim.stats()
             states = [o["state"] for o in list_all(sim.base, f"marketplace-orders/?offering_uuid={OFFERING.hex}&field=state", STAFF)]
             calls = open(call_log).read().splitlines() if os.path.exists(call_log) else []
@@ -256,13 +272,14 @@ def bench_agent(kind, args, pybin, env):
                 "slurm_calls": len(calls),
                 "slurm_calls_per_order": round(len(calls) / max(1, len(orders)), 2),
                 "slurm_calls_by_command": by_cmd,
+                "peak_rss_mib": rss,
             }
             if args.report:
                 open(call_log, "w").close()
                 sim.reset_stats()
                 t0 = time.perf_counter()
                 if kind == "rust":
-                    run_agent(kind, cfg, sim, 0, env, args.timeout, pybin, mode="report")
+                    _, row["report_peak_rss_mib"] = run_agent(kind, cfg, sim, 0, env, args.timeout, pybin, mode="report")
                 else:
                     def reported():
                         s = sim.stats()
@@ -276,7 +293,7 @@ def bench_agent(kind, args, pybin, env):
                     open(call_log, "w").close()
                     sim.reset_stats()
                     t0 = time.perf_counter()
-                    run_agent(kind, cfg, sim, 0, env, args.timeout, pybin, mode="report")
+                    _, row["report_again_peak_rss_mib"] = run_agent(kind, cfg, sim, 0, env, args.timeout, pybin, mode="report")
                     row["report_again_wall_s"] = round(time.perf_counter() - t0, 2)
                     row["report_again_slurm_calls"] = len(open(call_log).read().splitlines())
                     row["report_again_http_requests"] = agent_requests(sim.stats())

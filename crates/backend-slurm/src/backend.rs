@@ -1142,6 +1142,40 @@ impl SlurmBackend {
         anchors
     }
 
+    /// The account and user lines a load file for `part` carries: the accounts not in
+    /// `present` (parents first) and the plain user associations with their default accounts.
+    fn load_lines(
+        &self,
+        part: &[&Prepared],
+        present: &BTreeSet<String>,
+        states: &BTreeMap<String, AccountState>,
+        defaults: &BTreeMap<String, String>,
+    ) -> (Vec<LoadAccount>, Vec<LoadUser>) {
+        let plans: Vec<&AccountPlan> = part.iter().map(|p| &p.plan).collect();
+        let limits: Vec<&TresAmounts> = part.iter().map(|p| &p.tres).collect();
+        let accounts: Vec<LoadAccount> = missing_account_groups(&plans, &limits, present)
+            .iter()
+            .flat_map(|g| {
+                g.names.iter().map(|name| LoadAccount {
+                    name: name.clone(),
+                    parent: g.parent.clone(),
+                    description: g.description.clone(),
+                    organization: g.organization.clone(),
+                    grp_tres_mins: format_tres(&g.limits),
+                })
+            })
+            .collect();
+        let assocs: Vec<(&str, &[String], &UserAssocOptions)> = part
+            .iter()
+            .filter_map(|p| {
+                let allocation = p.plan.allocation()?;
+                Some((allocation.name.as_str(), p.users.as_slice(), &p.options))
+            })
+            .collect();
+        let users = self.load_user_lines(&assocs, states, defaults);
+        (accounts, users)
+    }
+
     /// Create the missing accounts and plain user associations (no partition/QoS options) of
     /// `active` with `sacctmgr load` (one per `write_chunk_size` allocations, parents in the
     /// first chunk that needs them), then read back what exists with one `show assoc`. `None`
@@ -1185,7 +1219,11 @@ impl SlurmBackend {
             .collect();
         let known_defaults = UserDefaults::covering(user_defaults, &load_users);
         // loads + read-back, plus `list user` unless `check_ids` already read it.
-        let loads = active.len().div_ceil(self.chunk());
+        let loads = active
+            .iter()
+            .map(|p| 2 + 2 * p.users.len())
+            .sum::<usize>()
+            .div_ceil(self.chunk());
         let load_calls =
             loads + 1 + usize::from(!load_users.is_empty() && known_defaults.is_none());
         let per_command_calls = groups.len() + user_groups.len();
@@ -1200,44 +1238,22 @@ impl SlurmBackend {
         let mut present = existing;
         let mut names: Vec<String> = Vec::new();
         let mut users: Vec<LoadUser> = Vec::new();
-        // Allocations per load: `write_chunk_size`, fewer when the rows they bring would not
-        // fit in the pacer's time.
-        let cap = self.chunk();
+        // Allocations per load: as many as bring at most the pacer's rows (`write_chunk_size`,
+        // fewer when the last load showed that many would not fit in `write_chunk_seconds`),
+        // at the rows per allocation of the whole batch, then of the last load.
         let fitting = |rows_per_allocation: f64| {
-            self.pacer.rows_in_target().map_or(cap, |rows| {
-                ((rows as f64 / rows_per_allocation) as usize).clamp(1, cap)
-            })
+            ((self.pacer.next_rows() as f64 / rows_per_allocation.max(1.0)) as usize).max(1)
         };
-        // Before a load of this batch has run: its account and its users per allocation.
-        let rows_each = active.iter().map(|p| 1 + p.users.len()).sum::<usize>() as f64
-            / active.len().max(1) as f64;
+        let rows_each = {
+            let (accounts, lines) = self.load_lines(active, &present, states, &defaults);
+            (accounts.len() + lines.len()) as f64 / active.len().max(1) as f64
+        };
         let mut per_load = fitting(rows_each);
         let mut rest = active;
         while !rest.is_empty() {
             let (part, tail) = rest.split_at(per_load.min(rest.len()));
             rest = tail;
-            let plans: Vec<&AccountPlan> = part.iter().map(|p| &p.plan).collect();
-            let limits: Vec<&TresAmounts> = part.iter().map(|p| &p.tres).collect();
-            let accounts: Vec<LoadAccount> = missing_account_groups(&plans, &limits, &present)
-                .iter()
-                .flat_map(|g| {
-                    g.names.iter().map(|name| LoadAccount {
-                        name: name.clone(),
-                        parent: g.parent.clone(),
-                        description: g.description.clone(),
-                        organization: g.organization.clone(),
-                        grp_tres_mins: format_tres(&g.limits),
-                    })
-                })
-                .collect();
-            let assocs: Vec<(&str, &[String], &UserAssocOptions)> = part
-                .iter()
-                .filter_map(|p| {
-                    let allocation = p.plan.allocation()?;
-                    Some((allocation.name.as_str(), p.users.as_slice(), &p.options))
-                })
-                .collect();
-            let part_users = self.load_user_lines(&assocs, states, &defaults);
+            let (accounts, part_users) = self.load_lines(part, &present, states, &defaults);
             if accounts.is_empty() && part_users.is_empty() {
                 continue;
             }

@@ -61,10 +61,10 @@ pub struct SlurmSettings {
     /// Create the missing accounts and user associations of a batch with one `sacctmgr load`
     /// (extension; needs `cluster_name`). `false` keeps one `add` call per group.
     pub batch_load: bool,
-    /// At most this many accounts per SLURM write of a cycle (one `add`/`modify`/`remove`
-    /// listing accounts, a create's `sacctmgr load`), or user associations per membership
-    /// `sacctmgr load`: slurmdbd rewrites its association tree in one transaction per call, and
-    /// a huge one holds it for minutes (extension).
+    /// At most this many accounts per SLURM write that lists accounts (`add`/`modify`/
+    /// `remove`), and rows per `sacctmgr load` (creates' or a membership cycle's): slurmdbd
+    /// rewrites its association tree for every row, in one transaction per call, and a huge
+    /// one holds it for minutes (extension).
     pub write_chunk_size: usize,
     /// A `sacctmgr load` is cut smaller than `write_chunk_size` when the last one showed that
     /// a chunk that size would take longer than this (rows cost more on big clusters).
@@ -256,7 +256,7 @@ pub const SETTINGS: &[Setting] = &[
         "write_chunk_size",
         Kind::Integer,
         "1000",
-        "ours: at most this many accounts per SLURM write (one `add`/`modify`/`remove` listing accounts, a create's `sacctmgr load`), or rows (associations, new users) per membership `sacctmgr load`, so no single slurmdbd transaction runs for minutes",
+        "ours: at most this many accounts per SLURM write that lists accounts (`add`/`modify`/`remove`), and rows (accounts, user associations, new users) per `sacctmgr load` of creates or of a membership cycle, so no single slurmdbd transaction runs for minutes",
     ),
     Setting::new(
         "write_chunk_seconds",

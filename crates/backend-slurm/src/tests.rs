@@ -1519,14 +1519,30 @@ async fn membership_writes_are_chunked_and_grouped_and_a_failed_group_fails_nobo
     }
 }
 
+/// `write_chunk_size` bounds the rows of every load file (each row is an insert into
+/// slurmdbd's association tree), whatever the number of allocations they belong to.
 #[tokio::test]
-async fn a_thousand_creates_with_chunk_200_make_five_loads() {
+async fn a_thousand_creates_load_in_files_of_at_most_write_chunk_size_rows() {
     let (backend, runner) = backend_with(SlurmSettings {
         batch_load: true,
         write_chunk_size: 200,
         ..settings()
     });
     runner.seed("root", "");
+    let files = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = files.clone();
+    runner.respond(move |line| {
+        if let Some(path) = line
+            .split(" file=")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+        {
+            let text = std::fs::read_to_string(path).expect("load file readable during the call");
+            seen.lock().expect("files").push(text);
+        }
+        // The double applies the load.
+        None
+    });
     runner.respond(|line| line.contains(" list user ").then(|| Ok(String::new())));
     let requests: Vec<CreateRequest> = (0..1000)
         .map(|i| {
@@ -1542,8 +1558,20 @@ async fn a_thousand_creates_with_chunk_200_make_five_loads() {
         "{:?}",
         results.iter().find(|r| r.is_err())
     );
-    assert_eq!(runner.db.loads(), 5);
     assert_eq!(runner.db.account_names().len(), 1 + 1 + 1000 + 1000);
+    let files = files.lock().expect("files");
+    let rows: Vec<usize> = files
+        .iter()
+        .map(|f| {
+            f.lines()
+                .filter(|l| l.starts_with("Account -") || l.starts_with("User -"))
+                .count()
+        })
+        .collect();
+    assert!(rows.iter().all(|r| *r <= 200), "{rows:?}");
+    // 3 rows an allocation (project, allocation, alice): at least 15 files, not many more.
+    assert!((15..=20).contains(&files.len()), "{rows:?}");
+    assert_eq!(runner.db.loads(), files.len());
     let lines = runner.lines();
     assert!(
         !lines.iter().any(|l| l.contains(" add ")),
