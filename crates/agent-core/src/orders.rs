@@ -121,10 +121,59 @@ pub async fn order_process(ctx: &OfferingContext) -> CycleReport {
         tracing::debug!(offering = %ctx.name(), "no orders");
         return report;
     }
-    for (uuid, outcome) in process_orders(ctx, &backend, orders).await {
+    for (uuid, outcome) in process_in_passes(ctx, &backend, orders).await {
         tally(&mut report, &uuid, &outcome);
     }
     report
+}
+
+/// Orders per pass of a cycle: what a pass holds (each order's resource, team, request and
+/// backend-side plan) stays bounded however many orders wait, at the cost of a few more
+/// site reads when more than this many do.
+const ORDERS_PER_PASS: usize = 250;
+
+/// [`process_orders`] over passes of at most [`ORDERS_PER_PASS`] orders, one after another.
+async fn process_in_passes(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn OrderBackend>,
+    orders: Vec<Order>,
+) -> Vec<(String, OrderOutcome)> {
+    let mut results = Vec::new();
+    for pass in split_into_passes(orders, ORDERS_PER_PASS) {
+        results.extend(process_orders(ctx, backend, pass).await);
+    }
+    results
+}
+
+/// Passes of at most `max` orders (a resource with more gets a pass of its own); all orders of
+/// one resource go in the same pass, in their order.
+fn split_into_passes(orders: Vec<Order>, max: usize) -> Vec<Vec<Order>> {
+    let mut groups: Vec<Vec<Order>> = Vec::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    for order in orders {
+        match order.target_resource_uuid().map(str::to_owned) {
+            Some(resource) => match index.get(&resource) {
+                Some(&i) => groups[i].push(order),
+                None => {
+                    index.insert(resource, groups.len());
+                    groups.push(vec![order]);
+                }
+            },
+            None => groups.push(vec![order]),
+        }
+    }
+    let mut passes: Vec<Vec<Order>> = Vec::new();
+    let mut pass: Vec<Order> = Vec::new();
+    for group in groups {
+        if !pass.is_empty() && pass.len() + group.len() > max {
+            passes.push(std::mem::take(&mut pass));
+        }
+        pass.extend(group);
+    }
+    if !pass.is_empty() {
+        passes.push(pass);
+    }
+    passes
 }
 
 /// Event entry point: process one order by UUID (same code as polling), once. A transient
@@ -155,7 +204,7 @@ pub(crate) async fn process_order_list(ctx: &OfferingContext, orders: Vec<Order>
     let Some(backend) = ctx.backends.orders.clone() else {
         return report;
     };
-    for (uuid, outcome) in process_orders(ctx, &backend, orders).await {
+    for (uuid, outcome) in process_in_passes(ctx, &backend, orders).await {
         tally(&mut report, &uuid, &outcome);
     }
     report
@@ -1276,5 +1325,56 @@ async fn grant_project_accounts(
     }
     if let Err(e) = backend.add_users_after_create(view, &grants).await {
         tracing::warn!(resource = %view.uuid, error = %e, "adding service/course accounts failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(n: usize, resource: &str) -> Order {
+        Order {
+            uuid: format!("o{n}"),
+            marketplace_resource_uuid: Some(resource.to_owned()),
+            ..Order::default()
+        }
+    }
+
+    #[test]
+    fn passes_are_bounded_and_keep_a_resources_orders_together_in_order() {
+        // 600 orders, one per resource, and resource "x" with orders at 10, 300 and 590.
+        let orders: Vec<Order> = (0..600)
+            .map(|n| {
+                let r = if [10, 300, 590].contains(&n) {
+                    "x".to_owned()
+                } else {
+                    format!("r{n}")
+                };
+                order(n, &r)
+            })
+            .collect();
+        let passes = split_into_passes(orders, 250);
+        assert!(
+            passes.iter().all(|p| p.len() <= 250),
+            "{:?}",
+            passes.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        assert_eq!(passes.iter().map(Vec::len).sum::<usize>(), 600);
+        let x: Vec<(usize, String)> = passes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| {
+                p.iter()
+                    .filter(|o| o.target_resource_uuid() == Some("x"))
+                    .map(move |o| (i, o.uuid.clone()))
+            })
+            .collect();
+        assert_eq!(
+            x,
+            [(0, "o10".into()), (0, "o300".into()), (0, "o590".into())]
+        );
+        // A resource with more orders than a pass holds gets them all in one pass.
+        let many: Vec<Order> = (0..5).map(|n| order(n, "y")).collect();
+        assert_eq!(split_into_passes(many, 2).len(), 1);
     }
 }
