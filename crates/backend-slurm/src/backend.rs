@@ -333,7 +333,7 @@ impl SlurmBackend {
             validate_site_token("component (TRES) name", &tres)?;
         }
         let pacer = LoadPacer::new(
-            settings.write_chunk_size,
+            settings.load_chunk_rows,
             Duration::from_secs(settings.write_chunk_seconds),
         );
         Ok(SlurmBackend {
@@ -1223,7 +1223,7 @@ impl SlurmBackend {
             .iter()
             .map(|p| 2 + 2 * p.users.len())
             .sum::<usize>()
-            .div_ceil(self.chunk());
+            .div_ceil(self.settings.load_chunk_rows.max(1));
         let load_calls =
             loads + 1 + usize::from(!load_users.is_empty() && known_defaults.is_none());
         let per_command_calls = groups.len() + user_groups.len();
@@ -1765,7 +1765,7 @@ impl SlurmBackend {
         // load files (at most `write_chunk_size` associations each: every one is a row inserted
         // into slurmdbd's association tree) + `list user`, against one `add user` per group.
         let associations: usize = loadable.iter().map(|w| w.add.len()).sum();
-        let load_calls = associations.div_ceil(chunk) + 1;
+        let load_calls = associations.div_ceil(self.settings.load_chunk_rows.max(1)) + 1;
         if self.settings.batch_load && plain_groups.count() > load_calls {
             let users: BTreeSet<String> = loadable
                 .iter()

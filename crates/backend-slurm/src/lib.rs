@@ -58,7 +58,7 @@
 //! parent, description, organization and limits (customer and project accounts once per batch),
 //! and one `add user u1,…,un account=a1,…` per distinct (user set, association options). A failed
 //! group is retried item by item so only the orders it concerns fail. Every write lists at most
-//! `write_chunk_size` accounts, and a load file at most `write_chunk_size` rows, fewer when the
+//! `write_chunk_size` accounts, and a load file at most `load_chunk_rows` rows, fewer when the
 //! last load's cost per row says they would not fit in `write_chunk_seconds` ([`pacer`]), so
 //! no single slurmdbd transaction rewrites its tree for minutes. Usage for any number of
 //! accounts is one `sacct` call.

@@ -62,12 +62,14 @@ pub struct SlurmSettings {
     /// (extension; needs `cluster_name`). `false` keeps one `add` call per group.
     pub batch_load: bool,
     /// At most this many accounts per SLURM write that lists accounts (`add`/`modify`/
-    /// `remove`), and rows per `sacctmgr load` (creates' or a membership cycle's): slurmdbd
-    /// rewrites its association tree for every row, in one transaction per call, and a huge
-    /// one holds it for minutes (extension).
+    /// `remove`): slurmdbd rewrites its association tree in one transaction per call, and a
+    /// huge one holds it for minutes (extension).
     pub write_chunk_size: usize,
-    /// A `sacctmgr load` is cut smaller than `write_chunk_size` when the last one showed that
-    /// a chunk that size would take longer than this (rows cost more on big clusters).
+    /// At most this many rows (accounts, user associations, new users) per `sacctmgr load`
+    /// (extension).
+    pub load_chunk_rows: usize,
+    /// A `sacctmgr load` carries fewer than `load_chunk_rows` rows when the last one showed
+    /// that many would take longer than this (rows cost more on big clusters) (extension).
     pub write_chunk_seconds: u64,
     /// Directory of the lock file that keeps agents of other processes on this machine (one
     /// systemd unit per mode) from writing to the same cluster at once (extension). Empty: lock
@@ -103,6 +105,7 @@ impl Default for SlurmSettings {
             command_timeout_seconds: 120,
             batch_load: true,
             write_chunk_size: 1000,
+            load_chunk_rows: 5000,
             write_chunk_seconds: 30,
             write_lock_dir: default_lock_dir(),
         }
@@ -256,13 +259,19 @@ pub const SETTINGS: &[Setting] = &[
         "write_chunk_size",
         Kind::Integer,
         "1000",
-        "ours: at most this many accounts per SLURM write that lists accounts (`add`/`modify`/`remove`), and rows (accounts, user associations, new users) per `sacctmgr load` of creates or of a membership cycle, so no single slurmdbd transaction runs for minutes",
+        "ours: at most this many accounts per SLURM write that lists accounts (`add`/`modify`/`remove`), so no single slurmdbd transaction runs for minutes",
+    ),
+    Setting::new(
+        "load_chunk_rows",
+        Kind::Integer,
+        "5000",
+        "ours: at most this many rows (accounts, user associations, new users' default-account lines) per `sacctmgr load` of creates or of a membership cycle",
     ),
     Setting::new(
         "write_chunk_seconds",
         Kind::Integer,
         "30",
-        "ours: the next `sacctmgr load` carries fewer rows than `write_chunk_size` when the last one showed a chunk that size would hold slurmdbd longer than this (its tree rewrite costs more per row on a big cluster)",
+        "ours: the next `sacctmgr load` carries fewer rows than `load_chunk_rows` when the last one showed a chunk that size would hold slurmdbd longer than this (its tree rewrite costs more per row on a big cluster)",
     ),
     Setting::new(
         "write_lock_dir",
@@ -363,6 +372,9 @@ impl SlurmSettings {
         }
         if self.write_chunk_size == 0 {
             issue("write_chunk_size", "must be at least 1".to_owned());
+        }
+        if self.load_chunk_rows == 0 {
+            issue("load_chunk_rows", "must be at least 1".to_owned());
         }
         if self.write_chunk_seconds == 0 {
             issue("write_chunk_seconds", "must be at least 1".to_owned());

@@ -1383,6 +1383,7 @@ fn membership_site(n: usize, chunk: usize) -> (SlurmBackend, Arc<FakeRunner>, Ve
     let (backend, runner) = backend_with(SlurmSettings {
         batch_load: true,
         write_chunk_size: chunk,
+        load_chunk_rows: chunk,
         ..settings()
     });
     runner.seed("root", "");
@@ -1519,13 +1520,13 @@ async fn membership_writes_are_chunked_and_grouped_and_a_failed_group_fails_nobo
     }
 }
 
-/// `write_chunk_size` bounds the rows of every load file (each row is an insert into
+/// `load_chunk_rows` bounds the rows of every load file (each row is an insert into
 /// slurmdbd's association tree), whatever the number of allocations they belong to.
 #[tokio::test]
-async fn a_thousand_creates_load_in_files_of_at_most_write_chunk_size_rows() {
+async fn a_thousand_creates_load_in_files_of_at_most_load_chunk_rows() {
     let (backend, runner) = backend_with(SlurmSettings {
         batch_load: true,
-        write_chunk_size: 200,
+        load_chunk_rows: 200,
         ..settings()
     });
     runner.seed("root", "");
@@ -1580,12 +1581,12 @@ async fn a_thousand_creates_load_in_files_of_at_most_write_chunk_size_rows() {
 }
 
 /// A load that took long makes the next one smaller (what fits in `write_chunk_seconds` at
-/// the cost per row just seen); a quick one lets the chunk grow back to `write_chunk_size`.
+/// the cost per row just seen); a quick one lets the chunk grow back to `load_chunk_rows`.
 #[tokio::test]
 async fn a_slow_load_makes_the_next_loads_smaller() {
     let (backend, runner) = backend_with(SlurmSettings {
         batch_load: true,
-        write_chunk_size: 1000,
+        load_chunk_rows: 1000,
         write_chunk_seconds: 1,
         ..settings()
     });
