@@ -22,7 +22,6 @@ Results go to bench/results/membership-<N>.json. Needs release builds
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,41 +29,8 @@ import time
 
 from orders import (
     OFFERING, OWNER, PLAN, STAFF, HERE, ROOT, Sim, agent_requests, api,
-    cleanup_accounts, config, counting_wrapper, list_all, slurm_env,
+    cleanup_accounts, config, counting_wrapper, list_all, run_measured as run, slurm_env,
 )
-
-def run(cmd, env, timeout, until=None, log=None):
-    """Run `cmd` until it exits (or `until()` says done); wall time and peak RSS in MiB."""
-    t0 = time.perf_counter()
-    err = open(log, "a") if log else subprocess.DEVNULL
-    p = subprocess.Popen(cmd, stdout=err, stderr=err, env=env)
-    done_at, usage = None, None
-    # wait4 (never Popen.poll, which reaps the child first): this child's own peak RSS (KiB on
-    # Linux), not the maximum over every child.
-    while time.perf_counter() - t0 < timeout:
-        pid, _, usage = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            done_at = time.perf_counter()
-            break
-        if until is not None and until():
-            done_at = time.perf_counter()
-            p.send_signal(signal.SIGTERM)
-            break
-        time.sleep(0.1)
-    else:
-        p.send_signal(signal.SIGTERM)
-    if not (usage and usage.ru_maxrss and done_at and not until):
-        for _ in range(150):
-            pid, _, usage = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            time.sleep(0.1)
-        else:
-            p.kill()
-            _, _, usage = os.wait4(p.pid, 0)
-    p.returncode = 0
-    return (done_at or time.perf_counter()) - t0, round(usage.ru_maxrss / 1024, 1)
-
 
 def agent_cycle(kind, cfg, env, pybin, timeout, work, call_log):
     if kind == "rust":

@@ -194,39 +194,47 @@ def cleanup_accounts(tag, env):
         subprocess.run(["sacctmgr", "-i", "delete", "user", "name=" + ",".join(users[i:i + 500])], capture_output=True, env=env)
 
 
+def run_measured(cmd, env, timeout, until=None, log=None):
+    """Run `cmd` until it exits (or `until()` says done); wall time and peak RSS in MiB."""
+    t0 = time.perf_counter()
+    err = open(log, "a") if log else subprocess.DEVNULL
+    p = subprocess.Popen(cmd, stdout=err, stderr=err, env=env)
+    done_at, usage = None, None
+    # wait4 (never Popen.poll, which reaps the child first): this child's own peak RSS (KiB on
+    # Linux), not the maximum over every child. Linux carries the high-water mark across exec,
+    # so a figure below this Python's own RSS (~21 MiB) is that floor, not the agent's.
+    while time.perf_counter() - t0 < timeout:
+        pid, _, usage = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            done_at = time.perf_counter()
+            break
+        if until is not None and until():
+            done_at = time.perf_counter()
+            p.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.1)
+    else:
+        p.send_signal(signal.SIGTERM)
+    if not (usage and usage.ru_maxrss and done_at and not until):
+        for _ in range(150):
+            pid, _, usage = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.1)
+        else:
+            p.kill()
+            _, _, usage = os.wait4(p.pid, 0)
+    p.returncode = 0
+    return (done_at or time.perf_counter()) - t0, round(usage.ru_maxrss / 1024, 1)
+
+
 def run_agent(kind, cfg_path, sim, n_orders, env, timeout, pybin, mode="order_process", until=None):
     """Run one agent cycle; (wall time, peak RSS in MiB of the agent process)."""
     if kind == "rust":
         cmd = [os.path.join(ROOT, "target/release/waldur-site-agent"), "-m", mode, "-c", cfg_path, "--once"]
     else:
         cmd = [os.path.join(pybin, "waldur_site_agent"), "-m", mode, "-c", cfg_path]
-    env = dict(env, WALDUR_SITE_AGENT_LOG_LEVEL="WARNING")
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    done_at, usage = None, None
-    # wait4 (never Popen.poll, which reaps the child first): this child's own peak RSS.
-    while time.perf_counter() - t0 < timeout:
-        if until is not None and until():
-            done_at = time.perf_counter()
-            break
-        pid, _, usage = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            done_at = time.perf_counter()
-            break
-        time.sleep(0.2)
-    if not done_at or until is not None:
-        p.send_signal(signal.SIGTERM)
-        for _ in range(75):
-            pid, _, usage = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            time.sleep(0.2)
-        else:
-            p.kill()
-            _, _, usage = os.wait4(p.pid, 0)
-    p.returncode = 0
-    rss = round(usage.ru_maxrss / 1024, 1) if usage else None
-    return (done_at or time.perf_counter()) - t0, rss
+    return run_measured(cmd, dict(env, WALDUR_SITE_AGENT_LOG_LEVEL="WARNING"), timeout, until=until)
 
 
 def bench_agent(kind, args, pybin, env):

@@ -726,11 +726,8 @@ impl OfferingUserLimits {
         let listing = self
             .0
             .get_or_init(|| async {
-                let all = match optional(
+                let all = match optional_limits(
                     ctx,
-                    endpoint::USER_USAGE_LIMITS,
-                    "per-user limits are not synced",
-                    Absence::Info,
                     ctx.client.list_offering_user_usage_limits(&ctx.offering_uuid),
                 )
                 .await
@@ -759,17 +756,31 @@ impl OfferingUserLimits {
                 Ok(Some(map.get(&resource.uuid).cloned().unwrap_or_default()))
             }
             UserLimitListing::Unusable => {
-                optional(
+                optional_limits(
                     ctx,
-                    endpoint::USER_USAGE_LIMITS,
-                    "per-user limits are not synced",
-                    Absence::Info,
                     ctx.client.list_component_user_usage_limits(&resource.uuid),
                 )
                 .await
             }
         }
     }
+}
+
+/// A per-user limit listing, skipped (logged once) on a Mastermind without the endpoint.
+async fn optional_limits(
+    ctx: &OfferingContext,
+    call: impl std::future::Future<
+        Output = Result<Vec<ComponentUserUsageLimit>, waldur_client::WaldurError>,
+    >,
+) -> Result<Option<Vec<ComponentUserUsageLimit>>, waldur_client::WaldurError> {
+    optional(
+        ctx,
+        endpoint::USER_USAGE_LIMITS,
+        "per-user limits are not synced",
+        Absence::Info,
+        call,
+    )
+    .await
 }
 
 async fn sync_user_limits(

@@ -145,9 +145,9 @@ async fn process_in_passes(
     results
 }
 
-/// Passes of at most `max` orders (a resource with more gets a pass of its own); all orders of
-/// one resource go in the same pass, in their order.
-fn split_into_passes(orders: Vec<Order>, max: usize) -> Vec<Vec<Order>> {
+/// Orders grouped by their resource (in first-seen order; orders without one alone), each
+/// group in its orders' order.
+fn group_by_resource(orders: Vec<Order>) -> Vec<Vec<Order>> {
     let mut groups: Vec<Vec<Order>> = Vec::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     for order in orders {
@@ -162,6 +162,13 @@ fn split_into_passes(orders: Vec<Order>, max: usize) -> Vec<Vec<Order>> {
             None => groups.push(vec![order]),
         }
     }
+    groups
+}
+
+/// Passes of at most `max` orders (a resource with more gets a pass of its own); all orders of
+/// one resource go in the same pass, in their order.
+fn split_into_passes(orders: Vec<Order>, max: usize) -> Vec<Vec<Order>> {
+    let groups = group_by_resource(orders);
     let mut passes: Vec<Vec<Order>> = Vec::new();
     let mut pass: Vec<Order> = Vec::new();
     for group in groups {
@@ -253,20 +260,7 @@ async fn process_orders(
     backend: &Arc<dyn OrderBackend>,
     orders: Vec<Order>,
 ) -> Vec<(String, OrderOutcome)> {
-    let mut groups: Vec<Vec<Order>> = Vec::new();
-    let mut index: BTreeMap<String, usize> = BTreeMap::new();
-    for order in orders {
-        match order.target_resource_uuid().map(str::to_owned) {
-            Some(resource) => match index.get(&resource) {
-                Some(&i) => groups[i].push(order),
-                None => {
-                    index.insert(resource, groups.len());
-                    groups.push(vec![order]);
-                }
-            },
-            None => groups.push(vec![order]),
-        }
-    }
+    let groups = group_by_resource(orders);
     let concurrency = ctx.settings.order_concurrency.max(1);
     let mut results = Vec::new();
     let mut rest: Vec<Vec<Order>> = Vec::new();

@@ -12,7 +12,7 @@ use waldur_sim::consumer::ConsumerClient;
 use waldur_sim::{DemoOfferingKind, SimOptions, SimServer};
 
 mod common;
-use common::limits;
+use common::{agent, limits};
 
 /// `target/debug/site-sim`, built if needed.
 fn site_sim_binary() -> PathBuf {
@@ -37,22 +37,6 @@ fn site_sim_binary() -> PathBuf {
         .expect("cargo build site-sim");
     assert!(status.success(), "building site-sim");
     dir.join("site-sim")
-}
-
-fn agent(config: &Path, mode: &str) -> (bool, String) {
-    let out = Command::cargo_bin("waldur-site-agent")
-        .expect("binary")
-        .args(["-m", mode, "-c"])
-        .arg(config)
-        .arg("--once")
-        .output()
-        .expect("agent runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 /// The state without the call counters.
