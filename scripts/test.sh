@@ -26,6 +26,11 @@ if [ -z "${SKIP_SERVICES:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     step "starting real services (SLURM, RabbitMQ, mosquitto, Keystone)"
     export KEYSTONE_PIP_SPEC="${KEYSTONE_PIP_SPEC:-keystone==30.0.0}"
+    if [ "${CI:-}" = true ]; then
+      # A CI machine may carry /tmp from an earlier run whose processes were killed mid-write:
+      # the tests assume SLURM accounting starts empty and whole.
+      SLURM_WIPE=1 bash scripts/services/slurm-down.sh
+    fi
     bash scripts/services/up.sh slurm rabbitmq mosquitto keystone
   else
     echo "not root on Debian: not starting services; tests needing them will skip (or fail under CI=true)"

@@ -9,14 +9,23 @@
 //! sequence, so one batch never acts on what another batch is changing.
 //!
 //! Agents of other processes (one systemd unit per mode) are kept out by an advisory `flock` on
-//! a lock file shared by every process on the machine, taken around each write and inherited by
-//! the write's `sacctmgr`, so that a command outliving a killed agent still holds it.
+//! one lock file per machine ([`LOCK_FILE_NAME`] in `write_lock_dir`), taken around each write
+//! and inherited by the write's `sacctmgr`, so that a command outliving a killed agent still
+//! holds it. Anything else that writes to SLURM accounting on the machine should take it too
+//! (`flock /run/lock/waldur-site-agent-slurm.lock sacctmgr …`, or [`hold_write_lock`]): a
+//! `remove account` running beside an agent's `load` once deleted the load's new associations
+//! (slurmdbd renumbers its tree in two transactions that do not see each other) and left a
+//! tree whose association queries never return.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
+
+/// The lock file in `write_lock_dir`: one per machine, whichever cluster a write names (an
+/// agent without `cluster_name` and one naming the default cluster write to the same tree).
+pub const LOCK_FILE_NAME: &str = "waldur-site-agent-slurm.lock";
 
 /// The serialisation point of one cluster.
 pub struct ClusterGate {
@@ -45,14 +54,7 @@ impl ClusterGate {
         gates
             .entry(key.clone())
             .or_insert_with(|| {
-                let lock_file = lock_dir.map(|dir| {
-                    let name: String = cluster
-                        .unwrap_or("default")
-                        .chars()
-                        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                        .collect();
-                    dir.join(format!("waldur-site-agent-slurm-{name}.lock"))
-                });
+                let lock_file = lock_dir.map(|dir| dir.join(LOCK_FILE_NAME));
                 Arc::new(ClusterGate {
                     key,
                     writes: AsyncMutex::new(()),
@@ -92,28 +94,42 @@ struct FileLock {
     _file: nix::fcntl::Flock<std::fs::File>,
 }
 
+/// The machine's SLURM write lock held by synchronous code (tests, tools); released on drop.
+pub struct HeldWriteLock {
+    _file: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Wait for and hold the machine's SLURM write lock in `lock_dir` (the agents' `write_lock_dir`).
+pub fn hold_write_lock(lock_dir: &Path) -> Result<HeldWriteLock, String> {
+    lock_file(&lock_dir.join(LOCK_FILE_NAME), false).map(|file| HeldWriteLock { _file: file })
+}
+
+/// Open (creating) and exclusively `flock` `path`, blocking until it is free.
+fn lock_file(path: &Path, inheritable: bool) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let locked = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("{}: {e}", path.display()))?;
+    if inheritable {
+        nix::fcntl::fcntl(
+            &*locked,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(locked)
+}
+
 impl FileLock {
     async fn acquire(path: PathBuf) -> Option<Self> {
-        let result = tokio::task::spawn_blocking(move || {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            let locked = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-                .map_err(|(_, e)| format!("{}: {e}", path.display()))?;
-            // The sacctmgr started under this lock inherits it: if the agent dies (kill -9,
-            // OOM) the command goes on, and so must the lock, or the next agent would write
-            // alongside it. The lock is released when both have closed it.
-            nix::fcntl::fcntl(
-                &*locked,
-                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-            )
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-            Ok::<_, String>(locked)
-        })
-        .await;
+        // The sacctmgr started under this lock inherits it: if the agent dies (kill -9, OOM)
+        // the command goes on, and so must the lock, or the next agent would write alongside
+        // it. The lock is released when both have closed it.
+        let result = tokio::task::spawn_blocking(move || lock_file(&path, true)).await;
         match result {
             Ok(Ok(file)) => Some(FileLock { _file: file }),
             Ok(Err(e)) => {
@@ -162,6 +178,33 @@ mod tests {
             t.await.expect("task");
         }
         assert_eq!(most.load(Ordering::SeqCst), 1, "two writes ran at once");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_script_holding_the_machine_lock_keeps_every_cluster_waiting() {
+        let dir = std::env::temp_dir().join(format!("gate-lock-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let held = hold_write_lock(&dir).expect("lock");
+        let mut writers = Vec::new();
+        for cluster in ["gamma", "delta"] {
+            let gate = ClusterGate::shared("/lock-test", Some(cluster), Some(dir.clone()));
+            writers.push(tokio::spawn(async move {
+                let _w = gate.write().await;
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            writers.iter().all(|w| !w.is_finished()),
+            "an agent wrote while a script held {LOCK_FILE_NAME}"
+        );
+        drop(held);
+        for w in writers {
+            tokio::time::timeout(Duration::from_secs(5), w)
+                .await
+                .expect("writes go on once the lock is free")
+                .expect("task");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

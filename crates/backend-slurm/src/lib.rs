@@ -98,7 +98,8 @@ use backend_api::spec::{BackendSpec, SettingIssue};
 use backend_api::{BackendError, BackendHandles, BuildContext};
 
 pub use backend::SlurmBackend;
-pub use settings::{DefaultAccountPolicy, SlurmSettings};
+pub use gate::{LOCK_FILE_NAME, hold_write_lock};
+pub use settings::{DefaultAccountPolicy, SlurmSettings, default_lock_dir};
 
 /// What the `slurm` backend is, for the registry, `validate-config` and the plugin catalogue.
 pub static SPEC: BackendSpec = BackendSpec {

@@ -72,7 +72,7 @@ pub struct SlurmSettings {
     /// that many would take longer than this (rows cost more on big clusters) (extension).
     pub write_chunk_seconds: u64,
     /// Directory of the lock file that keeps agents of other processes on this machine (one
-    /// systemd unit per mode) from writing to the same cluster at once (extension). Empty: lock
+    /// systemd unit per mode) from writing to SLURM accounting at once (extension). Empty: lock
     /// within this process only.
     pub write_lock_dir: String,
 }
@@ -114,7 +114,7 @@ impl Default for SlurmSettings {
 
 /// `/run/lock` where it exists (shared by systemd units, unlike a private `/tmp`), else the
 /// temporary directory.
-fn default_lock_dir() -> String {
+pub fn default_lock_dir() -> String {
     let run_lock = std::path::Path::new("/run/lock");
     if run_lock.is_dir() {
         run_lock.display().to_string()
@@ -277,7 +277,7 @@ pub const SETTINGS: &[Setting] = &[
         "write_lock_dir",
         Kind::Path,
         "`/run/lock` (else the temp dir)",
-        "ours: where the lock file lives that keeps agents of other processes (one systemd unit per mode) from writing to the same cluster at once; `\"\"` = lock within the process only",
+        "ours: where `waldur-site-agent-slurm.lock` lives, the lock that keeps agents of other processes (one systemd unit per mode) and your own scripts (`flock /run/lock/waldur-site-agent-slurm.lock sacctmgr …`) from writing to SLURM accounting at once (slurmdbd can corrupt its tree otherwise); `\"\"` = lock within the process only",
     ),
 ];
 

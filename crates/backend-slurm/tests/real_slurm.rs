@@ -122,6 +122,11 @@ impl Slurm {
 
     /// Raw tool call for setup, cleanup and independent checks.
     fn raw(&self, program: &str, args: &[&str]) -> (bool, String) {
+        // As the docs ask of operators' scripts: no sacctmgr beside an agent's write.
+        let _lock = (program == "sacctmgr").then(|| {
+            backend_slurm::hold_write_lock(std::path::Path::new(&backend_slurm::default_lock_dir()))
+                .expect("SLURM write lock")
+        });
         let out = Command::new(self.bin.join(program))
             .args(args)
             .env("SLURM_CONF", &self.conf)

@@ -16,7 +16,8 @@ use waldur_sim::{BrokerOptions, SimOptions, SimServer};
 
 mod common;
 use common::{
-    CPU_KHOURS, SlurmOffering, limits, require, sacctmgr_users, slurm_conf, slurm_config,
+    CPU_KHOURS, SlurmOffering, limits, remove_accounts_by_prefix, require, sacctmgr_users,
+    slurm_conf, slurm_config,
 };
 const RABBITMQ_ADMIN: &str = "http://waldur:waldur@127.0.0.1:15672";
 
@@ -270,24 +271,11 @@ async fn orders_and_members_by_events(transport: &str) {
 }
 
 fn cleanup(conf: &str, tag: &str) {
-    for kind in ["a", "p", "c"] {
-        let out = Process::new("sacctmgr")
-            .env("SLURM_CONF", conf)
-            .args(["-nP", "show", "account", "format=account"])
-            .output()
-            .expect("sacctmgr");
-        let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|a| a.starts_with(&format!("{tag}_{kind}_")))
-            .map(str::to_owned)
-            .collect();
-        if !names.is_empty() {
-            let _ = Process::new("sacctmgr")
-                .env("SLURM_CONF", conf)
-                .args(["-i", "delete", "account", &names.join(",")])
-                .output();
-        }
-    }
+    let prefixes: Vec<String> = ["a", "p", "c"]
+        .iter()
+        .map(|kind| format!("{tag}_{kind}_"))
+        .collect();
+    remove_accounts_by_prefix(conf, &prefixes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -481,6 +469,9 @@ impl Drop for SlurmBack {
 
 /// Stop slurmdbd (the site is down for writes and reads) without touching the rest of SLURM.
 fn stop_slurmdbd() {
+    // Not in the middle of someone's write: a killed write's half-renumbered tree is what an
+    // operator's restore is for, not what this test is about.
+    let _no_writes = common::slurm_write_lock();
     let pid_file = "/tmp/waldur-services/slurm/run/slurmdbd.pid.bg";
     let pid = std::fs::read_to_string(pid_file).expect("slurmdbd pid file");
     let _ = Process::new("kill").args(["-TERM", pid.trim()]).status();

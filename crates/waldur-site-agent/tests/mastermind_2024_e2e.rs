@@ -12,19 +12,23 @@ use waldur_sim::consumer::ConsumerClient;
 use waldur_sim::{ApiProfile, SimOptions, SimServer};
 
 mod common;
-use common::{Run, limits, sacctmgr_users, slurm_conf};
+use common::{Run, limits, remove_accounts_by_prefix, sacctmgr, sacctmgr_users, slurm_conf};
 
 const SET_AS_ERRED: &str = "/api/marketplace-provider-resources/{uuid}/set_as_erred/";
 const SET_STATE_ERRED: &str = "/api/marketplace-orders/{uuid}/set_state_erred/";
 
 fn account_limits(conf: &str, account: &str) -> String {
-    let out = Process::new("sacctmgr")
-        .env("SLURM_CONF", conf)
-        .args(["--parsable2", "--noheader", "show", "assoc"])
-        .arg(format!("account={account}"))
-        .arg("format=user,grptresmins")
-        .output()
-        .expect("sacctmgr");
+    let out = sacctmgr(
+        conf,
+        &[
+            "--parsable2",
+            "--noheader",
+            "show",
+            "assoc",
+            &format!("account={account}"),
+            "format=user,grptresmins",
+        ],
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find(|l| l.starts_with('|'))
@@ -33,22 +37,7 @@ fn account_limits(conf: &str, account: &str) -> String {
 }
 
 fn cleanup(conf: &str, tag: &str) {
-    let out = Process::new("sacctmgr")
-        .env("SLURM_CONF", conf)
-        .args(["-nP", "show", "account", "format=account"])
-        .output()
-        .expect("sacctmgr");
-    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|a| a.starts_with(tag))
-        .map(str::to_owned)
-        .collect();
-    if !names.is_empty() {
-        let _ = Process::new("sacctmgr")
-            .env("SLURM_CONF", conf)
-            .args(["-i", "delete", "account", &names.join(",")])
-            .output();
-    }
+    remove_accounts_by_prefix(conf, &[tag.to_owned()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,12 +24,9 @@ struct Site {
 
 impl Site {
     fn sacctmgr(&self, args: &[&str]) -> String {
-        let out = Process::new("sacctmgr")
-            .env("SLURM_CONF", &self.conf)
-            .args(["--parsable2", "--noheader"])
-            .args(args)
-            .output()
-            .expect("sacctmgr runs");
+        let mut all = vec!["--parsable2", "--noheader"];
+        all.extend_from_slice(args);
+        let out = common::sacctmgr(&self.conf, &all);
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 

@@ -99,12 +99,9 @@ impl Scenario {
     }
 
     fn sacctmgr(&self, args: &[&str]) -> std::process::Output {
-        Process::new("sacctmgr")
-            .env("SLURM_CONF", &self.conf)
-            .args(["--parsable2", "--noheader"])
-            .args(args)
-            .output()
-            .expect("sacctmgr runs")
+        let mut all = vec!["--parsable2", "--noheader"];
+        all.extend_from_slice(args);
+        common::sacctmgr(&self.conf, &all)
     }
 
     fn accounts(&self, tier: &str) -> BTreeSet<String> {

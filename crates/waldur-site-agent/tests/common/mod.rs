@@ -53,24 +53,57 @@ pub fn slurm_conf() -> Option<String> {
     }
 }
 
+/// `sacctmgr ARGS` on `conf`'s cluster, holding the agents' machine-wide SLURM write lock as
+/// `docs/backends/slurm.md` asks of operators' scripts: a test's cleanup `remove account` beside
+/// an agent's `load` once cost the load its new associations and left slurmdbd spinning.
+pub fn sacctmgr(conf: &str, args: &[&str]) -> std::process::Output {
+    let _lock = slurm_write_lock();
+    Command::new("sacctmgr")
+        .env("SLURM_CONF", conf)
+        .args(args)
+        .output()
+        .expect("sacctmgr runs")
+}
+
+/// Wait for and hold the agents' machine-wide SLURM write lock (their default `write_lock_dir`).
+pub fn slurm_write_lock() -> backend_slurm::gate::HeldWriteLock {
+    let lock_dir = backend_slurm::default_lock_dir();
+    backend_slurm::hold_write_lock(Path::new(&lock_dir)).expect("SLURM write lock")
+}
+
 /// Users associated with `account` (sacctmgr's view).
 pub fn sacctmgr_users(conf: &str, account: &str) -> Vec<String> {
-    let out = Command::new("sacctmgr")
-        .env("SLURM_CONF", conf)
-        .args([
+    let out = sacctmgr(
+        conf,
+        &[
             "-nP",
             "show",
             "assoc",
             &format!("account={account}"),
             "format=user",
-        ])
-        .output()
-        .expect("sacctmgr");
+        ],
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// Remove the accounts whose names start with each of `prefixes`, one prefix after the other
+/// (allocations before projects before customers).
+pub fn remove_accounts_by_prefix(conf: &str, prefixes: &[String]) {
+    for prefix in prefixes {
+        let out = sacctmgr(conf, &["-nP", "show", "account", "format=account"]);
+        let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|a| a.starts_with(prefix.as_str()))
+            .map(str::to_owned)
+            .collect();
+        if !names.is_empty() {
+            sacctmgr(conf, &["-i", "delete", "account", &names.join(",")]);
+        }
+    }
 }
 
 /// Order limits as the consumer API takes them.
