@@ -41,8 +41,8 @@
 //! `sacctmgr -i load file=<0600 temp file>` with every missing customer, project and allocation
 //! (descriptions, organizations, `GrpTRESMins`) and user association (`DefaultAccount`,
 //! `Fairshare=parent`; a new user under policy `common` also gets its default-account association,
-//! as `add user` makes it), and one `show assoc` reading back what exists. Only accounts that are
-//! missing are written (an account listed again in a load file may be modified), free text is
+//! as `add user` makes it), and one `show assoc` (presence columns only) reading back what
+//! exists. Only accounts that are missing are written (an account listed again in a load file may be modified), free text is
 //! reduced to safe characters by [`sacctmgr::load_file_value`], and whatever the read-back lacks,
 //! plus associations with partitions or QoS, goes the per-command way below, item by item. Load
 //! is used only when it saves calls and the tree top exists on the cluster (`load` would create an
