@@ -114,6 +114,10 @@ pub struct OfferingContext {
     teams: Mutex<HashMap<String, Arc<Vec<ProjectUser>>>>,
     ssh_keys: Mutex<Option<Arc<BTreeMap<String, String>>>>,
     accounts: Mutex<Option<Arc<AccountLists>>>,
+    /// [`crate::convert::user_attributes`] per offering user, made once a run and shared by
+    /// every grant of that user.
+    user_attributes:
+        std::sync::Mutex<HashMap<String, Arc<serde_json::Map<String, serde_json::Value>>>>,
 }
 
 impl std::ops::Deref for OfferingContext {
@@ -217,7 +221,22 @@ impl OfferingContext {
             teams: Mutex::new(HashMap::new()),
             ssh_keys: Mutex::new(None),
             accounts: Mutex::new(None),
+            user_attributes: Default::default(),
         }
+    }
+
+    /// The attributes a grant of `user` carries, made once this run.
+    pub fn grant_attributes(
+        &self,
+        user: &OfferingUser,
+    ) -> Arc<serde_json::Map<String, serde_json::Value>> {
+        let mut made = self
+            .user_attributes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        made.entry(user.uuid.clone())
+            .or_insert_with(|| Arc::new(crate::convert::user_attributes(user)))
+            .clone()
     }
 
     /// Share the agent's shutdown signal with this offering's processors (call right after

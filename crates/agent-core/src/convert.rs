@@ -91,6 +91,7 @@ pub fn user_grant(
     member: &ProjectUser,
     offering_user: Option<&OfferingUser>,
     username: &str,
+    attributes: std::sync::Arc<Map<String, Value>>,
 ) -> UserGrant {
     UserGrant {
         username: username.to_owned(),
@@ -103,7 +104,7 @@ pub fn user_grant(
         full_name: Some(member.full_name.clone())
             .filter(|n| !n.is_empty())
             .or_else(|| offering_user.and_then(|u| u.user_full_name.clone())),
-        attributes: offering_user.map(user_attributes).unwrap_or_default(),
+        attributes,
     }
 }
 

@@ -229,14 +229,69 @@ async fn sync_resources(
         .iter()
         .map(|u| (u.user_uuid.as_str(), u))
         .collect();
+    // Resources go through planning, writing and finishing in passes: what a pass holds (plans
+    // with every grant, load files, sacctmgr output) stays bounded however large the offering,
+    // at the cost of one write round per pass when there are more than a pass's worth.
+    drop(views);
+    let user_limits = OfferingUserLimits::default();
+    let shared = PassContext {
+        resources,
+        infos: &infos,
+        offering_users: &offering_users,
+        accounts: &accounts,
+        known,
+        user_limits: &user_limits,
+        full,
+    };
+    let all: Vec<usize> = (0..resources.len()).collect();
+    for pass in all.chunks(MEMBERSHIP_PASS) {
+        sync_pass(ctx, backend, &shared, pass, cycle).await;
+        if ctx.is_cancelled() {
+            return;
+        }
+    }
+}
+
+/// Resources per membership pass (see [`sync_resources`]); 100 resources are one pass.
+const MEMBERSHIP_PASS: usize = 250;
+
+/// What every pass of a membership cycle shares.
+struct PassContext<'a> {
+    resources: &'a [ProviderResource],
+    infos: &'a BTreeMap<String, BackendResourceInfo>,
+    offering_users: &'a HashMap<&'a str, &'a OfferingUser>,
+    accounts: &'a AccountLists,
+    known: Option<&'a BTreeSet<String>>,
+    user_limits: &'a OfferingUserLimits,
+    full: bool,
+}
+
+/// Plan, write (one `apply_membership` round) and finish the resources at `pass` (indices).
+async fn sync_pass(
+    ctx: &OfferingContext,
+    backend: &Arc<dyn MembershipBackend>,
+    shared: &PassContext<'_>,
+    pass: &[usize],
+    cycle: &mut CycleReport,
+) {
+    let PassContext {
+        resources,
+        infos,
+        offering_users,
+        accounts,
+        known,
+        user_limits,
+        full,
+    } = *shared;
+
     // Waldur reads (teams) of many resources at once, bounded as orders are. Futures are made
     // as the stream pulls them (a vector of a thousand ready-made ones held ~5 MB) and name
     // resources by index: closures over `&ProviderResource` would keep the cycle from being
     // `Send` (rustc's "FnOnce is not general enough").
     let concurrency = ctx.settings.order_concurrency.max(1);
-    let (offering_users, accounts) = (&offering_users, &accounts);
-    let planning = views.into_iter().enumerate().filter_map(|(i, view)| {
+    let planning = pass.iter().filter_map(|&i| {
         let resource = &resources[i];
+        let view = resource_view(resource);
         let Some(info) = infos.get(&view.backend_id) else {
             tracing::warn!(resource = %resource.uuid, backend_id = %view.backend_id, "resource missing on the site");
             return None;
@@ -282,8 +337,6 @@ async fn sync_resources(
             }
         }
     }
-    let infos = &infos;
-    let user_limits = &OfferingUserLimits::default();
     let finishing =
         members
             .into_iter()
@@ -522,7 +575,11 @@ async fn plan_users(
         // The same rule as a Create's (see `members::site_username`).
         let username = crate::members::site_username(member, ou);
         if let Some(username) = &username {
-            grants.insert(username.clone(), user_grant(member, ou, username));
+            let attributes = ou.map(|u| ctx.grant_attributes(u)).unwrap_or_default();
+            grants.insert(
+                username.clone(),
+                user_grant(member, ou, username, attributes),
+            );
         }
         member_usernames.push(username);
     }
@@ -961,7 +1018,7 @@ pub async fn process_user_role_changed(
             waldur_username: Some(ou.user_username.clone()),
             email: ou.user_email.clone(),
             full_name: ou.user_full_name.clone(),
-            attributes: crate::convert::user_attributes(&ou),
+            attributes: ctx.grant_attributes(&ou),
             role: role_name
                 .map(str::trim)
                 .filter(|r| !r.is_empty())
@@ -1078,7 +1135,7 @@ pub async fn process_username_set(
             waldur_username: Some(ou.user_username.clone()),
             email: ou.user_email.clone(),
             full_name: ou.user_full_name.clone(),
-            attributes: crate::convert::user_attributes(&ou),
+            attributes: ctx.grant_attributes(&ou),
             role: None,
         };
         let changes: Vec<MembershipChange> = resources

@@ -132,3 +132,28 @@ async fn a_membership_cycle_makes_as_many_slurm_calls_for_50_resources_as_for_5(
     }
     assert_eq!(first[0], first[1]);
 }
+
+#[tokio::test]
+async fn beyond_a_pass_of_250_resources_a_cycle_writes_once_more_and_misses_no_one() {
+    let sw = slurm_world(300).await;
+    let (calls, _) = cycle(&sw).await;
+    // One read of the site, then per pass (250 + 50 resources) one grouped `add user` and one
+    // read-back: what a pass holds stays bounded, the calls grow by two per pass.
+    assert_eq!(calls, 5, "{:#?}", sw.runner.commands());
+    for id in &sw.backend_ids {
+        let users: Vec<String> = sw
+            .db
+            .account(id)
+            .expect("account")
+            .users
+            .into_keys()
+            .collect();
+        assert_eq!(users, ["alice", "bob", "carol", "consumer-owner"], "{id}");
+    }
+    let (calls, writes) = cycle(&sw).await;
+    assert!(calls <= 2, "{calls} SLURM calls in a steady cycle");
+    assert!(
+        writes.is_empty(),
+        "Waldur writes in a steady cycle: {writes:?}"
+    );
+}

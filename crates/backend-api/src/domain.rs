@@ -159,8 +159,9 @@ pub struct UserGrant {
     pub role: Option<String>,
     pub email: Option<String>,
     pub full_name: Option<String>,
-    /// Exposed user attributes (`user-attribute-config`).
-    pub attributes: Map<String, Value>,
+    /// Exposed user attributes (`user-attribute-config`): one map per user, shared by all of
+    /// that user's grants in a cycle (thousands of grants held copies of a few maps).
+    pub attributes: std::sync::Arc<Map<String, Value>>,
 }
 
 /// One resource's share of a membership round ([`crate::MembershipBackend::apply_membership`]):
