@@ -289,7 +289,7 @@ async fn sync_pass(
     // resources by index: closures over `&ProviderResource` would keep the cycle from being
     // `Send` (rustc's "FnOnce is not general enough").
     let concurrency = ctx.settings.order_concurrency.max(1);
-    let planning = pass.iter().filter_map(|&i| {
+    let planning = pass.iter().copied().filter_map(|i| {
         let resource = &resources[i];
         let view = resource_view(resource);
         let Some(info) = infos.get(&view.backend_id) else {
