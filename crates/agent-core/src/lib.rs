@@ -33,6 +33,11 @@ pub mod sweeps;
 pub mod tools;
 pub mod usernames;
 
+/// Items (orders, or resources of a membership cycle) per pass of a cycle: what a pass holds
+/// (resources, teams, requests, grants, the backend's plans and output) stays bounded however
+/// many items wait, at the cost of one more site round per pass beyond the first.
+pub(crate) const ITEMS_PER_PASS: usize = 250;
+
 pub use context::{CoreSettings, Offering, OfferingContext};
 pub use error::{CoreError, CoreResult, CycleReport};
 pub use identity::{Registration, RegistrationOutcome, register_agent};

@@ -243,17 +243,14 @@ async fn sync_resources(
         user_limits: &user_limits,
         full,
     };
-    let all: Vec<usize> = (0..resources.len()).collect();
-    for pass in all.chunks(MEMBERSHIP_PASS) {
+    for start in (0..resources.len()).step_by(crate::ITEMS_PER_PASS) {
+        let pass = start..(start + crate::ITEMS_PER_PASS).min(resources.len());
         sync_pass(ctx, backend, &shared, pass, cycle).await;
         if ctx.is_cancelled() {
             return;
         }
     }
 }
-
-/// Resources per membership pass (see [`sync_resources`]); 100 resources are one pass.
-const MEMBERSHIP_PASS: usize = 250;
 
 /// What every pass of a membership cycle shares.
 struct PassContext<'a> {
@@ -266,12 +263,12 @@ struct PassContext<'a> {
     full: bool,
 }
 
-/// Plan, write (one `apply_membership` round) and finish the resources at `pass` (indices).
+/// Plan, write (one `apply_membership` round) and finish `resources[pass]`.
 async fn sync_pass(
     ctx: &OfferingContext,
     backend: &Arc<dyn MembershipBackend>,
     shared: &PassContext<'_>,
-    pass: &[usize],
+    pass: std::ops::Range<usize>,
     cycle: &mut CycleReport,
 ) {
     let PassContext {
@@ -289,7 +286,7 @@ async fn sync_pass(
     // resources by index: closures over `&ProviderResource` would keep the cycle from being
     // `Send` (rustc's "FnOnce is not general enough").
     let concurrency = ctx.settings.order_concurrency.max(1);
-    let planning = pass.iter().copied().filter_map(|i| {
+    let planning = pass.filter_map(|i| {
         let resource = &resources[i];
         let view = resource_view(resource);
         let Some(info) = infos.get(&view.backend_id) else {

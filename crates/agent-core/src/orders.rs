@@ -127,19 +127,14 @@ pub async fn order_process(ctx: &OfferingContext) -> CycleReport {
     report
 }
 
-/// Orders per pass of a cycle: what a pass holds (each order's resource, team, request and
-/// backend-side plan) stays bounded however many orders wait, at the cost of a few more
-/// site reads when more than this many do.
-const ORDERS_PER_PASS: usize = 250;
-
-/// [`process_orders`] over passes of at most [`ORDERS_PER_PASS`] orders, one after another.
+/// [`process_orders`] over passes of at most [`crate::ITEMS_PER_PASS`] orders, one after another.
 async fn process_in_passes(
     ctx: &OfferingContext,
     backend: &Arc<dyn OrderBackend>,
     orders: Vec<Order>,
 ) -> Vec<(String, OrderOutcome)> {
     let mut results = Vec::new();
-    for pass in split_into_passes(orders, ORDERS_PER_PASS) {
+    for pass in split_into_passes(orders, crate::ITEMS_PER_PASS) {
         results.extend(process_orders(ctx, backend, pass).await);
     }
     results

@@ -102,6 +102,24 @@ async fn cycle(sw: &SlurmWorld) -> (u64, Vec<String>) {
     (sw.runner.calls() - calls, writes)
 }
 
+/// Every allocation of `sw` has exactly the demo team's associations.
+fn assert_every_allocation_has_the_team(sw: &SlurmWorld, context: &str) {
+    for id in &sw.backend_ids {
+        let users: Vec<String> = sw
+            .db
+            .account(id)
+            .expect("account")
+            .users
+            .into_keys()
+            .collect();
+        assert_eq!(
+            users,
+            ["alice", "bob", "carol", "consumer-owner"],
+            "{context}: {id}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_membership_cycle_makes_as_many_slurm_calls_for_50_resources_as_for_5() {
     let mut first = Vec::new();
@@ -110,16 +128,7 @@ async fn a_membership_cycle_makes_as_many_slurm_calls_for_50_resources_as_for_5(
         let (calls, _) = cycle(&sw).await;
         // One read, one grouped `add user` (the same team everywhere), one read-back.
         assert_eq!(calls, 3, "N={n}: {:#?}", sw.runner.commands());
-        for id in &sw.backend_ids {
-            let users: Vec<String> = sw
-                .db
-                .account(id)
-                .expect("account")
-                .users
-                .into_keys()
-                .collect();
-            assert_eq!(users, ["alice", "bob", "carol", "consumer-owner"], "N={n}");
-        }
+        assert_every_allocation_has_the_team(&sw, &format!("N={n}"));
         first.push(calls);
 
         // Nothing changed: one read of the site, nothing written to SLURM or Waldur.
@@ -140,16 +149,7 @@ async fn beyond_a_pass_of_250_resources_a_cycle_writes_once_more_and_misses_no_o
     // One read of the site, then per pass (250 + 50 resources) one grouped `add user` and one
     // read-back: what a pass holds stays bounded, the calls grow by two per pass.
     assert_eq!(calls, 5, "{:#?}", sw.runner.commands());
-    for id in &sw.backend_ids {
-        let users: Vec<String> = sw
-            .db
-            .account(id)
-            .expect("account")
-            .users
-            .into_keys()
-            .collect();
-        assert_eq!(users, ["alice", "bob", "carol", "consumer-owner"], "{id}");
-    }
+    assert_every_allocation_has_the_team(&sw, "300 resources");
     let (calls, writes) = cycle(&sw).await;
     assert!(calls <= 2, "{calls} SLURM calls in a steady cycle");
     assert!(

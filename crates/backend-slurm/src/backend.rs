@@ -1177,8 +1177,9 @@ impl SlurmBackend {
     }
 
     /// Create the missing accounts and plain user associations (no partition/QoS options) of
-    /// `active` with `sacctmgr load` (one per `write_chunk_size` allocations, parents in the
-    /// first chunk that needs them), then read back what exists with one `show assoc`. `None`
+    /// `active` with `sacctmgr load` (files of at most `load_chunk_rows` rows, fewer as the
+    /// [`pacer`](crate::pacer) says; parents in the first file that needs them), then read back
+    /// what exists with one `show assoc` (presence columns). `None`
     /// when load is off, not cheaper than the per-command path, or its anchors are missing.
     async fn load_missing(
         &self,
@@ -1238,7 +1239,7 @@ impl SlurmBackend {
         let mut present = existing;
         let mut names: Vec<String> = Vec::new();
         let mut users: Vec<LoadUser> = Vec::new();
-        // Allocations per load: as many as bring at most the pacer's rows (`write_chunk_size`,
+        // Allocations per load: as many as bring at most the pacer's rows (`load_chunk_rows`,
         // fewer when the last load showed that many would not fit in `write_chunk_seconds`),
         // at the rows per allocation of the whole batch, then of the last load.
         let fitting = |rows_per_allocation: f64| {
@@ -1766,7 +1767,7 @@ impl SlurmBackend {
         let plain_groups = by_options
             .keys()
             .filter(|(_, o)| o.partitions.is_empty() && o.qos_levels.is_empty());
-        // load files (at most `write_chunk_size` associations each: every one is a row inserted
+        // load files (at most `load_chunk_rows` associations each: every one is a row inserted
         // into slurmdbd's association tree) + `list user`, against one `add user` per group.
         let associations: usize = loadable.iter().map(|w| w.add.len()).sum();
         let load_calls = associations.div_ceil(self.settings.load_chunk_rows.max(1)) + 1;

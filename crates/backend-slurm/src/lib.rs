@@ -42,9 +42,10 @@
 //! (descriptions, organizations, `GrpTRESMins`) and user association (`DefaultAccount`,
 //! `Fairshare=parent`; a new user under policy `common` also gets its default-account association,
 //! as `add user` makes it), and one `show assoc` (presence columns only) reading back what
-//! exists. Only accounts that are missing are written (an account listed again in a load file may be modified), free text is
-//! reduced to safe characters by [`sacctmgr::load_file_value`], and whatever the read-back lacks,
-//! plus associations with partitions or QoS, goes the per-command way below, item by item. Load
+//! exists. Only accounts that are missing are written (an account listed again in a load file
+//! may be modified), free text is reduced to safe characters by [`sacctmgr::load_file_value`],
+//! and whatever the read-back lacks, plus associations with partitions or QoS, goes the
+//! per-command way below, item by item. Load
 //! is used only when it saves calls and the tree top exists on the cluster (`load` would create an
 //! unknown cluster). When the agent reserves the backend ids first (`check_ids`, as
 //! order processing does), that `show assoc`, the `list user` and the cluster's TRES list are read
