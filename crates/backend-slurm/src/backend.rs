@@ -23,9 +23,9 @@ use crate::gate::ClusterGate;
 use crate::hierarchy::{AccountPlan, AddGroup, Hierarchy, Tier, missing_account_groups};
 use crate::pacer::LoadPacer;
 use crate::sacctmgr::{
-    AccountState, LoadAccount, LoadUser, SlurmCommands, UserAssocOptions, accounts_from_rows,
-    is_jobs_running, is_nothing_changed, parse_assoc_rows, parse_first_column, parse_tres_names,
-    parse_user_defaults, render_load_file,
+    AccountState, LoadAccount, LoadReport, LoadUser, SlurmCommands, UserAssocOptions,
+    accounts_from_rows, is_jobs_running, is_nothing_changed, parse_assoc_rows, parse_first_column,
+    parse_load_report, parse_tres_names, parse_user_defaults, render_load_file,
 };
 use crate::settings::{DefaultAccountPolicy, SlurmSettings};
 use crate::tres::{ComponentMap, TresAmounts, format_tres, parse_limit_tres, prepaid_months};
@@ -217,6 +217,9 @@ struct LoadOutcome {
     assocs: BTreeSet<(String, String)>,
     /// Every account the file listed (whether the read-back showed it or not).
     listed: BTreeSet<String>,
+    /// Accounts the load found existing and moved under the planned parent: created by
+    /// someone else between the existence check and the load, so never ours.
+    moved: BTreeSet<String>,
 }
 
 /// A load file only we can read, removed when dropped.
@@ -258,6 +261,26 @@ impl Drop for LoadFile {
             tracing::warn!(path = %self.path.display(), error = %e, "could not remove sacctmgr load file");
         }
     }
+}
+
+/// A one-row `sacctmgr` read slower than this is mostly waiting, not working (see
+/// [`round_trip_note`]).
+const SLOW_ROUND_TRIP: Duration = Duration::from_millis(100);
+
+/// What one `sacctmgr` read costs, with the likely cause when it is slow: slurmdbd (22.05 at
+/// least) sends each answer as a length header and a body in two writes, so the body waits for
+/// the client's delayed ACK (about 40 ms on Linux), four times per call. Measured here: 180 ms
+/// per read and 1.0 s per one-account load, 7 ms and 0.13 s with `quickack 1` on the route.
+pub(crate) fn round_trip_note(took: Duration) -> String {
+    let ms = took.as_millis();
+    if took < SLOW_ROUND_TRIP {
+        return format!("{ms} ms for a one-row read");
+    }
+    format!(
+        "{ms} ms for a one-row read: slurmdbd's answers are probably waiting for delayed ACKs \
+         (about 40 ms each, several per call). `quickack 1` on this host's route to slurmdbd \
+         usually brings a call to a few ms; see docs/backends/slurm.md, \"Latency\""
+    )
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -883,6 +906,7 @@ impl SlurmBackend {
         // then answers "Nothing new added", the load made it; the read-back below confirms it
         // (parent included) instead of calling it someone else's.
         let mut loaded_names: BTreeSet<String> = BTreeSet::new();
+        let mut failed: BTreeMap<String, BackendError> = BTreeMap::new();
         {
             let active: Vec<&Prepared> = prepared.iter().flatten().collect();
             if let Some(outcome) = self
@@ -892,6 +916,9 @@ impl SlurmBackend {
                 states.extend(outcome.states);
                 loaded_assocs = outcome.assocs;
                 loaded_names = outcome.listed;
+                for name in outcome.moved {
+                    failed.insert(name.clone(), BackendError::Duplicate { backend_id: name });
+                }
             }
         }
 
@@ -913,7 +940,6 @@ impl SlurmBackend {
                     .collect::<Vec<_>>()
             })
             .collect();
-        let mut failed: BTreeMap<String, BackendError> = BTreeMap::new();
         for group in groups {
             if let Some(parent_error) = failed.get(&group.parent) {
                 let message = format!(
@@ -1237,8 +1263,9 @@ impl SlurmBackend {
             .unwrap_or_default();
 
         let mut present = existing;
-        let mut names: Vec<String> = Vec::new();
+        let mut listed: Vec<LoadAccount> = Vec::new();
         let mut users: Vec<LoadUser> = Vec::new();
+        let mut report = LoadReport::default();
         // Allocations per load: as many as bring at most the pacer's rows (`load_chunk_rows`,
         // fewer when the last load showed that many would not fit in `write_chunk_seconds`),
         // at the rows per allocation of the whole batch, then of the last load.
@@ -1267,22 +1294,74 @@ impl SlurmBackend {
                 .await;
             self.pacer.record(rows, started.elapsed());
             per_load = fitting(rows.max(1) as f64 / part.len() as f64);
-            if ran {
-                names.extend(accounts.iter().map(|a| a.name.clone()));
+            if let Some(part_report) = ran {
+                listed.extend(accounts);
                 users.extend(part_users);
+                report.merge(part_report);
             }
         }
-        // Existence, parent and users are what a create confirms (its limits are the ones the
-        // file carried): the presence columns, at half the cost of a full `show assoc` — on
-        // an event-driven lone order this read-back is a fifth of the latency.
-        lock(&self.known).forget(names.iter());
-        let verified = match self.account_presence(&names).await {
-            Ok(v) => v,
+        lock(&self.known).forget(listed.iter().map(|a| &a.name));
+        // The load's own report confirms an account it added under the planned parent, with
+        // every user association the file gave it. Only what it does not confirm is read back
+        // (presence columns: existence, parent, users); on a lone event order that saves one
+        // sacctmgr round, a fifth of the latency.
+        let mut confirmed: BTreeMap<String, AccountState> = listed
+            .iter()
+            .filter(|a| !report.changed_accounts.contains(&a.name))
+            .filter(|a| {
+                report
+                    .accounts
+                    .get(&a.name)
+                    .is_some_and(|parent| parent.eq_ignore_ascii_case(&a.parent))
+            })
+            .map(|a| {
+                let state = AccountState {
+                    parent: a.parent.clone(),
+                    grp_tres_mins: a.grp_tres_mins.clone(),
+                    ..AccountState::default()
+                };
+                (a.name.clone(), state)
+            })
+            .collect();
+        for u in &users {
+            let added = report
+                .user_assocs
+                .contains(&(u.account.clone(), u.user.clone()));
+            match confirmed.get_mut(&u.account) {
+                Some(state) if added => {
+                    state.users.insert(u.user.clone(), String::new());
+                }
+                _ => {
+                    confirmed.remove(&u.account);
+                }
+            }
+        }
+        let unconfirmed: Vec<String> = listed
+            .iter()
+            .map(|a| a.name.clone())
+            .filter(|n| !confirmed.contains_key(n))
+            .collect();
+        let mut verified = confirmed;
+        match self.account_presence(&unconfirmed).await {
+            Ok(read) => verified.extend(read),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read back the loaded accounts");
                 return None;
             }
-        };
+        }
+        let moved: BTreeSet<String> = listed
+            .iter()
+            .map(|a| a.name.clone())
+            .filter(|n| report.changed_accounts.contains(n))
+            .collect();
+        for name in &moved {
+            tracing::error!(
+                account = %name,
+                "sacctmgr load found this account existing and moved it: something wrote to \
+                 SLURM without holding the agent's lock; check the account's parent by hand"
+            );
+        }
+        let names: Vec<String> = listed.into_iter().map(|a| a.name).collect();
         let assocs = users
             .iter()
             .filter(|u| {
@@ -1303,24 +1382,28 @@ impl SlurmBackend {
             states: verified,
             assocs,
             listed: names.into_iter().collect(),
+            moved,
         })
     }
 
-    /// One `sacctmgr load` of `text`; `false` when the file could not even be written. A failed
-    /// load is logged, not returned: part of it may have been applied anyway, and the caller's
-    /// read-back tells what exists.
-    async fn run_load(&self, text: &str) -> bool {
+    /// One `sacctmgr load` of `text` and what it reports it added; `None` when the file could
+    /// not even be written. A failed load reports nothing rather than an error: part of it may
+    /// have been applied anyway, and the caller's read-back tells what exists.
+    async fn run_load(&self, text: &str) -> Option<LoadReport> {
         let file = match LoadFile::create(text) {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot write sacctmgr load file; adding one by one");
-                return false;
+                return None;
             }
         };
-        if let Err(e) = self.exec_write(self.commands.load(&file.path)).await {
-            tracing::warn!(error = %e, "sacctmgr load failed; adding what is missing one by one");
+        match self.exec_write(self.commands.load(&file.path)).await {
+            Ok(out) => Some(parse_load_report(&out)),
+            Err(e) => {
+                tracing::warn!(error = %e, "sacctmgr load failed; adding what is missing one by one");
+                Some(LoadReport::default())
+            }
         }
-        true
     }
 
     /// `list user` for `users`: their default accounts (users SLURM does not know are absent).
@@ -2180,7 +2263,16 @@ impl BackendHealth for SlurmBackend {
             ),
             Err(e) => d.check("sacctmgr version", false, e.to_string()),
         }
-        match self.exec(self.commands.list_clusters()).await {
+        let started = Instant::now();
+        let listed = self.exec(self.commands.list_clusters()).await;
+        if listed.is_ok() {
+            d.check(
+                "sacctmgr round trip",
+                true,
+                round_trip_note(started.elapsed()),
+            );
+        }
+        match listed {
             Ok(out) => {
                 let clusters = parse_first_column(&out);
                 match &self.settings.cluster_name {

@@ -43,11 +43,16 @@ fn unquote(value: &str) -> String {
 }
 
 impl Db {
-    /// A load file as this backend writes it: `Parent -` lines, accounts under them (added when
-    /// missing, as sacctmgr does), users under them (the association added when missing, the
-    /// default account taken by a new user).
-    fn load(&mut self, text: &str) {
+    /// A load file as this backend writes it: `Parent -` lines, accounts under them, users under
+    /// them. As sacctmgr 22.05 does, a missing account is added and an existing one is moved
+    /// under the file's parent ("Changed Parent"); an association is added when missing; a new
+    /// user takes the given default account. Answers the report `sacctmgr -P load` prints.
+    fn load(&mut self, text: &str) -> String {
+        let mut cluster = String::new();
         let mut parent = String::new();
+        let mut changed = String::new();
+        let mut added_accounts: Vec<(String, String, String)> = Vec::new();
+        let mut added_users: Vec<(String, String)> = Vec::new();
         for line in text.lines() {
             let Some((kind, rest)) = line.split_once(" - ") else {
                 continue;
@@ -59,21 +64,37 @@ impl Db {
                 .map(|(k, v)| (k.to_ascii_lowercase(), unquote(v)))
                 .collect();
             match kind {
+                "Cluster" => cluster = name,
                 "Parent" => parent = name,
-                "Account" if !self.accounts.contains_key(&name) => {
-                    self.accounts.insert(
-                        name,
-                        DoubleAccount {
-                            parent: parent.clone(),
-                            grp_tres_mins: options.get("grptresmins").cloned().unwrap_or_default(),
-                            qos: "normal".to_owned(),
-                            ..Default::default()
-                        },
-                    );
-                }
+                "Account" => match self.accounts.get_mut(&name) {
+                    Some(existing) if existing.parent != parent => {
+                        changed.push_str(&format!(
+                            " Changed Parent                for Account {name:<16} {} -> {parent}\n",
+                            existing.parent
+                        ));
+                        existing.parent.clone_from(&parent);
+                    }
+                    Some(_) => {}
+                    None => {
+                        let grp = options.get("grptresmins").cloned().unwrap_or_default();
+                        self.accounts.insert(
+                            name.clone(),
+                            DoubleAccount {
+                                parent: parent.clone(),
+                                grp_tres_mins: grp.clone(),
+                                qos: "normal".to_owned(),
+                                ..Default::default()
+                            },
+                        );
+                        added_accounts.push((name, parent.clone(), grp));
+                    }
+                },
                 "User" => {
-                    if let Some(account) = self.accounts.get_mut(&parent) {
-                        account.users.entry(name.clone()).or_default();
+                    if let Some(account) = self.accounts.get_mut(&parent)
+                        && !account.users.contains_key(&name)
+                    {
+                        account.users.insert(name.clone(), String::new());
+                        added_users.push((name.clone(), parent.clone()));
                     }
                     let default = options.get("defaultaccount").cloned().unwrap_or_default();
                     self.user_defaults.entry(name).or_insert(default);
@@ -81,6 +102,26 @@ impl Db {
                 _ => {}
             }
         }
+        let mut out = format!("For cluster {cluster}\n{changed}");
+        if added_accounts.is_empty() && added_users.is_empty() {
+            out.push_str(" Nothing new added.\n");
+            return out;
+        }
+        if !added_accounts.is_empty() {
+            out.push_str("Account Associations\nAccount|ParentName|Share|GrpTRESMins\n");
+            for (name, parent, grp) in &added_accounts {
+                out.push_str(&format!("{name}|{parent}||{grp}\n"));
+            }
+            out.push_str("------------------------------\n\n");
+        }
+        if !added_users.is_empty() {
+            out.push_str("User Associations\nUser|Account|Share|GrpTRESMins\n");
+            for (user, account) in &added_users {
+                out.push_str(&format!("{user}|{account}||\n"));
+            }
+            out.push_str("------------------------------\n");
+        }
+        out
     }
 }
 
@@ -318,8 +359,7 @@ impl SlurmDouble {
                     Err(e) => return Some(Err(format!(" sacctmgr: error: {path}: {e}"))),
                 };
                 db.loads += 1;
-                db.load(&text);
-                Some(Ok(" Done adding cluster, accounts and users\n".to_owned()))
+                Some(Ok(db.load(&text)))
             }
             ["list", "user", "where", ..] => {
                 let mut out = String::new();

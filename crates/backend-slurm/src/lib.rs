@@ -41,18 +41,21 @@
 //! `sacctmgr -i load file=<0600 temp file>` with every missing customer, project and allocation
 //! (descriptions, organizations, `GrpTRESMins`) and user association (`DefaultAccount`,
 //! `Fairshare=parent`; a new user under policy `common` also gets its default-account association,
-//! as `add user` makes it), and one `show assoc` (presence columns only) reading back what
-//! exists. Only accounts that are missing are written (an account listed again in a load file
-//! may be modified), free text is reduced to safe characters by [`sacctmgr::load_file_value`],
-//! and whatever the read-back lacks, plus associations with partitions or QoS, goes the
-//! per-command way below, item by item. Load
+//! as `add user` makes it). The load runs with `-P`, so its report of what it added (printed
+//! before the commit a zero exit confirms) names every account with its parent and every user
+//! association in full; that report confirms the create, and only what it does not list is read
+//! back with one `show assoc` (presence columns only). An account the load reports as changed
+//! ("Changed Parent") existed: load moves an existing account rather than refusing it, so it is
+//! a collision, never ours. Only accounts that are missing are written, free text is reduced to
+//! safe characters by [`sacctmgr::load_file_value`], and whatever load did not make, plus
+//! associations with partitions or QoS, goes the per-command way below, item by item. Load
 //! is used only when it saves calls and the tree top exists on the cluster (`load` would create an
 //! unknown cluster). When the agent reserves the backend ids first (`check_ids`, as
 //! order processing does), that `show assoc`, the `list user` and the cluster's TRES list are read
 //! in one concurrent round and the create reuses them: a lone order in a new project (event mode)
-//! then costs that round, one load and the read-back instead of three sequential writes. Measured
-//! here (SLURM 22.05): 20 creates × 3 users in 4 projects: 5 calls, 2.5 s; 100 creates × 5 users,
-//! one project each: 7 calls, 5.4 s; one event-driven order: 1.74 s from order to `done` (p50).
+//! then costs that round and one load instead of three sequential writes and a read-back.
+//! Measured here (SLURM 22.05): 20 creates × 3 users in 4 projects: 4 calls; 100 creates × 5
+//! users, one project each: 3 calls (`real_slurm` tests); event-driven orders: see `bench/`.
 //!
 //! Without load, a batch costs one `show assoc` for
 //! every account involved, one `add account a,b,… GrpTRESMins=…` per group of new accounts sharing

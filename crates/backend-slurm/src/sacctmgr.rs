@@ -5,7 +5,7 @@
 //! (before `set`, or it would be read as a value to set) and `--cluster=<name>` is prepended for
 //! sacct and scancel. Callers validate every name before it reaches these builders.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use backend_api::command::{CommandLine, parsable};
@@ -236,8 +236,11 @@ impl SlurmCommands {
     /// `sacctmgr -i load file=<path> [cluster=C]`: creates a whole tree in one call.
     /// `cluster=` overrides the file's `Cluster -` line; both name the same cluster.
     pub fn load(&self, path: &std::path::Path) -> CommandLine {
+        // `-P`: the report of what it added comes with whole names (the table form cuts them
+        // at ten characters), so it can confirm the load without a read-back.
         let cmd = CommandLine::new(self.program("sacctmgr")).args([
             "-i".to_owned(),
+            "-P".to_owned(),
             "load".to_owned(),
             format!("file={}", path.display()),
         ]);
@@ -472,6 +475,82 @@ pub struct LoadUser {
     pub default_account: Option<String>,
     /// `Fairshare=parent`, as `Share=parent` of `add user`.
     pub fairshare_parent: bool,
+}
+
+/// What a `sacctmgr -P load` reports it did. It prints this before committing, and a zero exit
+/// status means the commit went through, so the report is the site's own account of the write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Account associations it added: account → parent.
+    pub accounts: BTreeMap<String, String>,
+    /// User associations it added: (account, user).
+    pub user_assocs: BTreeSet<(String, String)>,
+    /// Accounts it found existing and changed ("Changed Parent for Account …"): load moves an
+    /// existing account instead of refusing it, so these were never ours to confirm.
+    pub changed_accounts: BTreeSet<String>,
+}
+
+impl LoadReport {
+    pub fn merge(&mut self, other: LoadReport) {
+        self.accounts.extend(other.accounts);
+        self.user_assocs.extend(other.user_assocs);
+        self.changed_accounts.extend(other.changed_accounts);
+    }
+}
+
+/// Read the report of `sacctmgr -P load`: its "Account Associations" (`Account|ParentName|…`)
+/// and "User Associations" (`User|Account|…`) tables and its "Changed … for Account X" lines.
+/// Anything else ("Accounts", "Users", "Nothing new added.") is ignored; what it does not
+/// list is simply not confirmed.
+pub fn parse_load_report(output: &str) -> LoadReport {
+    #[derive(PartialEq)]
+    enum Table {
+        None,
+        Accounts,
+        Users,
+    }
+    let mut report = LoadReport::default();
+    let mut table = Table::None;
+    for line in output.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("---") {
+            table = Table::None;
+            continue;
+        }
+        match trimmed {
+            "Account Associations" => table = Table::Accounts,
+            "User Associations" => table = Table::Users,
+            _ if trimmed.starts_with("Changed ") => {
+                let words: Vec<&str> = trimmed.split_whitespace().collect();
+                if let Some(i) = words
+                    .windows(2)
+                    .position(|w| w[0] == "for" && w[1] == "Account")
+                    && let Some(name) = words.get(i + 2)
+                {
+                    report.changed_accounts.insert(name.to_lowercase());
+                }
+            }
+            _ if !trimmed.contains('|') => table = Table::None,
+            _ => {
+                let mut fields = trimmed.split('|');
+                let (first, second) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
+                match table {
+                    Table::Accounts if first != "Account" && !first.is_empty() => {
+                        report
+                            .accounts
+                            .insert(first.to_lowercase(), second.to_lowercase());
+                    }
+                    Table::Users if first != "User" && !first.is_empty() => {
+                        report
+                            .user_assocs
+                            .insert((second.to_lowercase(), first.to_owned()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    report
 }
 
 /// The text of a `sacctmgr load` file: accounts in the given order (parents first), then user
@@ -767,7 +846,7 @@ mod tests {
         let load = c.load(std::path::Path::new("/tmp/x.cfg"));
         assert_eq!(
             load.display(),
-            "/usr/bin/sacctmgr -i load file=/tmp/x.cfg cluster=waldur"
+            "/usr/bin/sacctmgr -i -P load file=/tmp/x.cfg cluster=waldur"
         );
         assert_eq!(
             c.list_users(&["u1".into(), "u2".into()]).args[3..],
@@ -783,5 +862,59 @@ mod tests {
         assert_eq!(defaults.get("u1").map(String::as_str), Some("root"));
         assert_eq!(defaults.get("u2").map(String::as_str), Some(""));
         assert_eq!(defaults.len(), 2);
+    }
+
+    /// Output of sacctmgr 22.05 `-i -P load` on a file whose first account existed (moved,
+    /// described anew) and whose second was new, with two users on it.
+    const LOAD_OUTPUT: &str = "For cluster waldur
+ Changed description           for Account tx3               a -> b
+ Changed Parent                for Account tx3              tp -> tc
+ Changed Default Account       for User    daemon          tx3 -> alloc_very_long_name_abcde
+Accounts
+Name|Descr|Org|QOS
+alloc_very_long_name_abcdeaa|
+---------------------------------------------------
+
+Account Associations
+Account|ParentName|Share|GrpTRESMins|GrpTRESRunMins|GrpTRES|GrpJobs|GrpJobsAccrue|GrpMem
+alloc_very_long_name_abcde|tp||cpu=10|||||||||||||||||
+--------------------------------------------------------------
+
+Users
+Name|Def Acct|Def WCKey|QOS|Admin|Coord Accounts
+nobody|alloc_very_long_name_abcde|||Not Set|
+---------------------------------------------------
+
+User Associations
+User|Account|Share|GrpTRESMins|GrpTRESRunMins|GrpTRES|GrpJobs|GrpJobsAccrue|GrpMem
+root|alloc_very_long_name_abcde||||||||||||||||||||
+nobody|alloc_very_long_name_abcde||||||||||||||||||||
+--------------------------------------------------------------
+";
+
+    #[test]
+    fn load_report_names_what_was_added_and_what_existed() {
+        let report = parse_load_report(LOAD_OUTPUT);
+        assert_eq!(
+            report.accounts,
+            BTreeMap::from([("alloc_very_long_name_abcde".to_owned(), "tp".to_owned())])
+        );
+        let alloc = "alloc_very_long_name_abcde".to_owned();
+        assert_eq!(
+            report.user_assocs,
+            BTreeSet::from([
+                (alloc.clone(), "nobody".to_owned()),
+                (alloc, "root".to_owned())
+            ])
+        );
+        assert_eq!(report.changed_accounts, BTreeSet::from(["tx3".to_owned()]));
+        // A load that found everything existing confirms nothing.
+        let nothing = parse_load_report("For cluster waldur\n Nothing new added.\n");
+        assert_eq!(nothing, LoadReport::default());
+        // The table form (no -P) cuts names: its rows have no `|` and are not trusted.
+        let table = parse_load_report(
+            "Account Associations\n   Account ParentName\n---------- ----------\nalloc_ver+ tp\n",
+        );
+        assert!(table.accounts.is_empty());
     }
 }

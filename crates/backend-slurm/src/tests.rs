@@ -673,6 +673,11 @@ fn build_reads_settings_and_components_from_the_offering() {
 
 /// A site where `root` exists and `show assoc` answers from a shared table, so `load` can add to it.
 fn load_site() -> (SlurmBackend, Arc<FakeRunner>, Arc<Mutex<Vec<String>>>) {
+    load_site_reporting(String::new())
+}
+
+/// [`load_site`] whose `sacctmgr load` answers `report` (what sacctmgr -P prints).
+fn load_site_reporting(report: String) -> (SlurmBackend, Arc<FakeRunner>, Arc<Mutex<Vec<String>>>) {
     let (backend, runner) = backend_with(SlurmSettings {
         batch_load: true,
         ..settings()
@@ -683,7 +688,7 @@ fn load_site() -> (SlurmBackend, Arc<FakeRunner>, Arc<Mutex<Vec<String>>>) {
         let path = line.split(" file=").nth(1)?.split(' ').next()?;
         let text = std::fs::read_to_string(path).expect("load file readable during the call");
         files.lock().expect("files lock").push(text);
-        Some(Ok(String::new()))
+        Some(Ok(report.clone()))
     });
     runner.respond(|line| {
         line.contains(" list user ")
@@ -758,7 +763,8 @@ async fn batch_create_uses_one_load_and_existing_users_keep_their_default() {
             "sacctmgr list tres",
             "sacctmgr show assoc format=Account,ParentName,User where accounts=a_r0,a_r1,a_r2,c_cust,p_proj,root cluster=waldur",
             "sacctmgr list user where name=alice,bob format=User,DefaultAccount",
-            "sacctmgr -i load file=F cluster=waldur",
+            "sacctmgr -i -P load file=F cluster=waldur",
+            // The load reported nothing it added: everything is read back.
             "sacctmgr show assoc format=Account,ParentName,User where accounts=c_cust,p_proj,a_r0,a_r1,a_r2 cluster=waldur",
             // Only what the read-back did not show goes the per-command way.
             "sacctmgr add user bob account=a_r2 DefaultAccount=root Share=parent cluster=waldur",
@@ -793,13 +799,19 @@ async fn batch_create_uses_one_load_and_existing_users_keep_their_default() {
 #[tokio::test]
 async fn a_lone_order_with_a_new_project_is_created_by_one_load_after_one_read_round() {
     // Event mode: one order at a time. `check_ids` reads the tree and the users' defaults
-    // together, so the create needs only the load and its read-back (2 writes of the
-    // per-command path, add account project + add account allocation + add user, become 1).
-    let (backend, runner, files) = load_site();
+    // together; the create is then one load, confirmed by the report the load prints (2 writes
+    // of the per-command path, add account project + add account allocation + add user,
+    // become 1, and no read-back).
+    let (backend, runner, files) = load_site_reporting(
+        "For cluster waldur\nAccount Associations\nAccount|ParentName|Share\n\
+         p_proj|c_cust|\na_r1|p_proj|\n----\n\nUser Associations\nUser|Account|Share\n\
+         alice|a_r1|\n----\n"
+            .to_owned(),
+    );
     answer_shows(
         &runner,
         "root||||normal||\nc_cust|root||||\n".to_owned(),
-        "p_proj|c_cust||||\na_r1|p_proj||cpu=600000|||\na_r1||alice||||\n".to_owned(),
+        "must not be read back\n".to_owned(),
     );
     let req = request(resource("r1", "proj", "cust"), &["alice"]);
     let check = backend
@@ -815,6 +827,7 @@ async fn a_lone_order_with_a_new_project_is_created_by_one_load_after_one_read_r
         .expect("one result")
         .expect("created");
     assert_eq!(info.users, vec!["alice"]);
+    assert_eq!(info.parent_id, "p_proj");
     assert_eq!(files.lock().expect("files").len(), 1, "one load");
     let mut lines = runner.lines();
     // The reads of `check_ids` (tree, users' defaults, the cluster's TRES) run
@@ -831,8 +844,7 @@ async fn a_lone_order_with_a_new_project_is_created_by_one_load_after_one_read_r
             "sacctmgr list tres",
             "sacctmgr list user",
             "sacctmgr show assoc format=Account,ParentName,User",
-            "sacctmgr -i load",
-            "sacctmgr show assoc format=Account,ParentName,User",
+            "sacctmgr -i -P load",
         ],
         "{lines:#?}"
     );
@@ -840,6 +852,47 @@ async fn a_lone_order_with_a_new_project_is_created_by_one_load_after_one_read_r
         files.lock().expect("files")[0]
             .contains("Parent - 'a_r1'\nUser - 'alice':DefaultAccount='other'"),
         "alice keeps the default account SLURM reported"
+    );
+}
+
+#[tokio::test]
+async fn a_load_that_reports_less_than_its_file_is_read_back_and_a_moved_account_is_not_ours() {
+    // The load reports the project and the allocation's move ("Changed Parent"): the
+    // allocation existed, created between the check and the load by a writer outside the
+    // lock. It is someone else's, whatever the read-back says; the project is confirmed by
+    // the report, so only the allocation is read back.
+    let (backend, runner, _files) = load_site_reporting(
+        "For cluster waldur\n Changed Parent                for Account a_r1   other -> p_proj\n\
+         Account Associations\nAccount|ParentName|Share\np_proj|c_cust|\n----\n\n\
+         User Associations\nUser|Account|Share\nalice|a_r1|\n----\n"
+            .to_owned(),
+    );
+    answer_shows(
+        &runner,
+        "root||||normal||\nc_cust|root||||\n".to_owned(),
+        "a_r1|p_proj||||\na_r1||alice||||\na_r1||eve||||\n".to_owned(),
+    );
+    let req = request(resource("r1", "proj", "cust"), &["alice"]);
+    let check = backend
+        .check_ids(std::slice::from_ref(&req))
+        .await
+        .expect("existence check");
+    let result = backend.create_checked(vec![req], check).await.pop();
+    assert!(
+        matches!(result, Some(Err(BackendError::Duplicate { ref backend_id })) if backend_id == "a_r1"),
+        "{result:?}"
+    );
+    let reads: Vec<String> = runner
+        .lines()
+        .into_iter()
+        .skip_while(|l| !l.contains(" load "))
+        .filter(|l| l.contains("show assoc"))
+        .collect();
+    assert_eq!(
+        reads,
+        vec![
+            "sacctmgr show assoc format=Account,ParentName,User where accounts=a_r1 cluster=waldur"
+        ]
     );
 }
 
@@ -1623,4 +1676,15 @@ async fn a_slow_load_makes_the_next_loads_smaller() {
     // went in one.
     assert_eq!(runner.db.loads(), 3);
     assert_eq!(runner.db.account_names().len(), 1 + 1 + 80 + 80);
+}
+
+#[test]
+fn a_slow_sacctmgr_round_trip_is_explained_and_a_fast_one_is_not() {
+    use crate::backend::round_trip_note;
+    let fast = round_trip_note(std::time::Duration::from_millis(7));
+    assert_eq!(fast, "7 ms for a one-row read");
+    let slow = round_trip_note(std::time::Duration::from_millis(180));
+    assert!(slow.starts_with("180 ms for a one-row read"), "{slow}");
+    assert!(slow.contains("quickack 1"), "{slow}");
+    assert!(slow.contains("docs/backends/slurm.md"), "{slow}");
 }
