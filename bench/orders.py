@@ -228,6 +228,33 @@ def run_measured(cmd, env, timeout, until=None, log=None):
     return (done_at or time.perf_counter()) - t0, round(usage.ru_maxrss / 1024, 1)
 
 
+def running_second_report_cycle(cfg_path, sim, env, period_s=5.0):
+    """Requests of the second report cycle of one long-running Rust agent (report period
+    `period_s`): the agent's requests between a snapshot taken before the second cycle starts
+    and one taken before the third."""
+    cmd = [os.path.join(ROOT, "target/release/waldur-site-agent"), "-m", "report", "-c", cfg_path,
+           "--tick-seconds", "0.5"]
+    run_env = dict(env, WALDUR_SITE_AGENT_LOG_LEVEL="WARNING",
+                   WALDUR_SITE_AGENT_REPORT_PERIOD_MINUTES=str(period_s / 60))
+    sim.reset_stats()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=run_env)
+    try:
+        def snapshot():
+            st = sim.stats()
+            routes = {k: v["count"] for k, v in st["routes"].items()}
+            return agent_requests(st), routes
+        time.sleep(period_s * 0.8)
+        before, routes_before = snapshot()
+        time.sleep(period_s)
+        after, routes_after = snapshot()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+    routes = {k: v - routes_before.get(k, 0) for k, v in routes_after.items()
+              if v - routes_before.get(k, 0) and "/__sim/" not in k}
+    return {"total": after - before, "routes": routes}
+
+
 def run_agent(kind, cfg_path, sim, n_orders, env, timeout, pybin, mode="order_process", until=None):
     """Run one agent cycle; (wall time, peak RSS in MiB of the agent process)."""
     if kind == "rust":
@@ -306,6 +333,11 @@ def bench_agent(kind, args, pybin, env):
                     row["report_again_slurm_calls"] = len(open(call_log).read().splitlines())
                     row["report_again_http_requests"] = agent_requests(sim.stats())
                     row["report_again_http_by_route"] = {k: v["count"] for k, v in sim.stats()["routes"].items()}
+                    # The same in a long-running agent (what a systemd unit runs): the second
+                    # cycle of one process, which may reuse what the first one learnt.
+                    second = running_second_report_cycle(cfg, sim, env)
+                    row["report_running_second_http_requests"] = second["total"]
+                    row["report_running_second_http_by_route"] = second["routes"]
             print(json.dumps(row))
             return row
         finally:

@@ -100,6 +100,12 @@ pub struct Offering {
     /// (resource uuid, billing period) → fingerprint of the usage Waldur confirmed for it, so a
     /// report cycle reads and sends only what changed since (see `report.rs`).
     pub(crate) reported: std::sync::Mutex<HashMap<(String, String), u64>>,
+    /// The report cycle's resource listing, reused while Waldur's fingerprint of it holds (see
+    /// `report.rs`).
+    pub(crate) report_listing: std::sync::Mutex<Option<crate::report::ListedResources>>,
+    /// `None` when no backend of the offering reads grant attributes: then every grant shares
+    /// this one empty map instead of a map per offering user.
+    no_user_attributes: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// One run of a processor (a polling cycle, an event, a sweep): the [`Offering`] (reached
@@ -197,6 +203,11 @@ impl OfferingContext {
         settings: CoreSettings,
     ) -> Self {
         let offering_uuid = normalize_uuid(&config.waldur_offering_uuid);
+        let attributes_unused = !backends.health.is_empty()
+            && backends
+                .health
+                .iter()
+                .all(|b| !b.capabilities().uses_user_attributes);
         Self::run_of(Arc::new(Offering {
             config,
             offering_uuid,
@@ -210,6 +221,8 @@ impl OfferingContext {
             busy_resources: Default::default(),
             cancel: tokio_util::sync::CancellationToken::new(),
             reported: Default::default(),
+            report_listing: Default::default(),
+            no_user_attributes: attributes_unused.then(Default::default),
         }))
     }
 
@@ -230,6 +243,9 @@ impl OfferingContext {
         &self,
         user: &OfferingUser,
     ) -> Arc<serde_json::Map<String, serde_json::Value>> {
+        if let Some(empty) = &self.no_user_attributes {
+            return empty.clone();
+        }
         let mut made = self
             .user_attributes
             .lock()

@@ -15,13 +15,15 @@
 //!   changed since is neither listed nor sent. A restart lists everything once.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use backend_api::{BillingPeriod, UsageBackend, UsageReport};
 use futures::stream::{self, StreamExt};
 use jiff::Zoned;
 use waldur_client::{
-    ComponentUsage, ResourceFilter, ResourceState, UsageItem, UserUsageItem, format_amount, round2,
-    uuid_from_url,
+    ComponentUsage, ListingFingerprint, ProviderResource, ResourceFilter, ResourceState, UsageItem,
+    UserUsageItem, format_amount, round2, uuid_from_url,
 };
 
 use crate::context::OfferingContext;
@@ -171,13 +173,7 @@ async fn run(
         fields: REPORT_RESOURCE_FIELDS.to_vec(),
         ..ResourceFilter::default()
     };
-    let resources: Vec<_> = ctx
-        .client
-        .list_resources(&filter)
-        .await?
-        .into_iter()
-        .filter(|r| !r.backend_id.trim().is_empty())
-        .collect();
+    let resources = reportable_resources(ctx, &filter).await?;
     if resources.is_empty() {
         return Ok(());
     }
@@ -308,18 +304,80 @@ async fn run(
                 }
                 Err(e) => {
                     tracing::warn!(resource = %resource_uuid, period = %period.first_day(), error = %e, "usage not reported");
+                    // The resource may have changed in Waldur (terminated, another backend id):
+                    // the next cycle lists afresh.
+                    forget_listing(ctx);
                     failed.insert(resource_uuid.to_owned(), e.to_string());
                 }
             }
         }
     }
-    for resource in &resources {
+    for resource in resources.iter() {
         match failed.get(&resource.uuid) {
             Some(e) => cycle.fail(&format!("resource {}", resource.uuid), e),
             None => cycle.ok(),
         }
     }
     Ok(())
+}
+
+/// How long a report cycle reuses the offering's resource listing while its fingerprint holds.
+/// The fingerprint (count and newest resource) sees resources created, terminated or moved
+/// between listed states; after this it lists afresh anyway, for what it cannot see (one
+/// resource leaving the listing while an older one enters it, a `backend_id` changed in place).
+pub const RELIST_RESOURCES_AFTER: Duration = Duration::from_secs(3600);
+
+/// The report cycle's resources as last listed, with the fingerprint Waldur gave just before.
+pub(crate) struct ListedResources {
+    fingerprint: ListingFingerprint,
+    at: Instant,
+    resources: Arc<Vec<ProviderResource>>,
+}
+
+/// The offering's resources to report on (those with a backend id): the last listing when
+/// Waldur's fingerprint of it is unchanged and it is younger than [`RELIST_RESOURCES_AFTER`],
+/// else a fresh listing. A second cycle with nothing new then costs one request here, not one
+/// per 300 resources. Without a fingerprint (an older server, an error) it always lists.
+async fn reportable_resources(
+    ctx: &OfferingContext,
+    filter: &ResourceFilter,
+) -> CoreResult<Arc<Vec<ProviderResource>>> {
+    let fingerprint = match ctx.client.resources_fingerprint(filter).await {
+        Ok(f) if f.count.is_some() => Some(f),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(offering = %ctx.name(), error = %e, "no resource fingerprint; listing");
+            None
+        }
+    };
+    if let Some(fingerprint) = &fingerprint {
+        let listing = ctx.report_listing.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(last) = listing.as_ref()
+            && last.fingerprint == *fingerprint
+            && last.at.elapsed() < RELIST_RESOURCES_AFTER
+        {
+            return Ok(last.resources.clone());
+        }
+    }
+    let resources: Arc<Vec<ProviderResource>> = Arc::new(
+        ctx.client
+            .list_resources(filter)
+            .await?
+            .into_iter()
+            .filter(|r| !r.backend_id.trim().is_empty())
+            .collect(),
+    );
+    *ctx.report_listing.lock().unwrap_or_else(|p| p.into_inner()) =
+        fingerprint.map(|fingerprint| ListedResources {
+            fingerprint,
+            at: Instant::now(),
+            resources: resources.clone(),
+        });
+    Ok(resources)
+}
+
+fn forget_listing(ctx: &OfferingContext) {
+    *ctx.report_listing.lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
 
 /// The months to report that this server can take: past months only where `set_usage` takes a

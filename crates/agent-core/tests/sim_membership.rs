@@ -70,6 +70,31 @@ async fn team_diff_adds_members_and_removes_leavers_and_strangers() {
     assert!(changes.is_empty(), "{changes:?}");
 }
 
+/// Grants carry the offering user's profile attributes for backends that read them; a backend
+/// that says it does not (SLURM) gets one shared empty map, so a cycle over thousands of users
+/// builds none.
+#[tokio::test]
+async fn grant_attributes_are_built_only_for_backends_that_read_them() {
+    for ignores in [false, true] {
+        let mut site = MemoryBackend::new();
+        site.ignores_user_attributes = ignores;
+        let w = World::start(Setup {
+            site,
+            ..Setup::default()
+        })
+        .await;
+        w.provisioned("alloc-attrs", 3).await;
+        w.add_member("alice").await;
+        assert_clean(&membership_sync(&w.ctx).await);
+        let keys = w.site.grant_attribute_keys("alice").expect("alice granted");
+        if ignores {
+            assert!(keys.is_empty(), "{keys:?}");
+        } else {
+            assert!(keys.iter().any(|k| k.contains("email")), "{keys:?}");
+        }
+    }
+}
+
 /// `restrict_member_access`: everyone's access is removed and nobody is added; lifting it
 /// gives access back.
 #[tokio::test]

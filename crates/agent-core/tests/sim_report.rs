@@ -7,7 +7,7 @@ mod sim_common;
 use std::collections::BTreeMap;
 
 use agent_core::report::reporting_periods;
-use agent_core::{CoreSettings, report};
+use agent_core::{CoreSettings, order_process, report};
 use backend_api::testkit::MemoryBackend;
 use backend_api::{BillingPeriod, UsageReport};
 use sim_common::*;
@@ -459,17 +459,35 @@ async fn unchanged_per_user_usage_is_not_resent() {
     assert_eq!(ghost_cpu, vec![70]);
 }
 
-/// A cycle with nothing new costs the same few requests whatever the number of resources: the
-/// offering and the resource listing, no usage listing, nothing sent.
+/// Resources provisioned through one order cycle: (uuid, backend id) each.
+async fn provision_many(w: &World, prefix: &str, n: usize) -> Vec<(String, String)> {
+    for i in 0..n {
+        w.create_order(&format!("{prefix}-{i}"), 3).await;
+    }
+    assert_clean(&order_process(&w.ctx).await);
+    w.sim
+        .state()
+        .resources
+        .values()
+        .filter(|r| r.name.starts_with(prefix) && !r.backend_id.is_empty())
+        .map(|r| (r.uuid.simple().to_string(), r.backend_id.clone()))
+        .collect()
+}
+
+/// A cycle with nothing new costs the same requests whatever the number of resources: the
+/// offering and the listing's fingerprint (one item), no resource pages, no usage listing,
+/// nothing sent. 310 resources are two pages of listing in the first cycle, none after.
 #[tokio::test]
-async fn a_report_cycle_with_nothing_new_reads_no_usage_and_sends_nothing() {
-    for n in [2, 12] {
+async fn a_report_cycle_with_nothing_new_costs_the_same_whatever_the_resources() {
+    let mut totals_seen = Vec::new();
+    for n in [2, 310] {
         let w = World::start(with_periods(2)).await;
         let [past, current]: [BillingPeriod; 2] = periods(2).try_into().expect("two periods");
-        for i in 0..n {
-            let (_, backend_id) = w.provisioned(&format!("alloc-steady-{i}"), 3).await;
-            w.site_usage(&backend_id, &past, totals(&[("cpu", 1.0)]));
-            w.site_usage(&backend_id, &current, totals(&[("cpu", 2.0)]));
+        let resources = provision_many(&w, "alloc-steady", n).await;
+        assert_eq!(resources.len(), n);
+        for (_, backend_id) in &resources {
+            w.site_usage(backend_id, &past, totals(&[("cpu", 1.0)]));
+            w.site_usage(backend_id, &current, totals(&[("cpu", 2.0)]));
         }
         assert_clean(&report(&w.ctx).await);
         w.sim.reset_stats();
@@ -481,8 +499,59 @@ async fn a_report_cycle_with_nothing_new_reads_no_usage_and_sends_nothing() {
             "{n} resources"
         );
         assert_eq!(w.count("POST", SET_USAGE), 0, "{n} resources");
-        assert!(stats.total <= 3, "{n} resources: {} requests", stats.total);
+        assert_eq!(
+            w.count("GET", "/api/marketplace-provider-resources/"),
+            1,
+            "{n} resources: only the fingerprint"
+        );
+        totals_seen.push(stats.total);
     }
+    assert_eq!(totals_seen[0], totals_seen[1], "{totals_seen:?}");
+    assert!(totals_seen[0] <= 3, "{totals_seen:?}");
+}
+
+/// The reused listing is not trusted past what changed: a resource created since (the count
+/// and the newest change) is listed and reported in the next cycle, and so is one that came
+/// back to OK from a state the report does not list.
+#[tokio::test]
+async fn a_resource_new_since_the_last_listing_is_reported_next_cycle() {
+    let w = World::start(with_periods(1)).await;
+    let [current]: [BillingPeriod; 1] = periods(1).try_into().expect("one period");
+    let first = provision_many(&w, "alloc-first", 3).await;
+    for (_, backend_id) in &first {
+        w.site_usage(backend_id, &current, totals(&[("cpu", 1.0)]));
+    }
+    assert_clean(&report(&w.ctx).await);
+    assert_eq!(w.count("POST", SET_USAGE), 3);
+
+    // One more resource; its usage must reach Waldur in the very next cycle.
+    let (_, later_id) = w.provisioned("alloc-later", 3).await;
+    w.site_usage(&later_id, &current, totals(&[("cpu", 4.0)]));
+    w.sim.reset_stats();
+    assert_clean(&report(&w.ctx).await);
+    assert_eq!(
+        w.count("POST", SET_USAGE),
+        1,
+        "only the new resource is sent"
+    );
+    assert!(w.cents(&current, "cpu").is_some());
+
+    // A listed resource leaves the listing (Terminating) and comes back (OK) with new usage:
+    // the count moved in between, so the cycle in between and the one after both list.
+    let (uuid, backend_id) = first[0].clone();
+    w.set_resource_state(&uuid, "Terminating");
+    w.sim.reset_stats();
+    assert_clean(&report(&w.ctx).await);
+    assert_eq!(w.count("GET", "/api/marketplace-provider-resources/"), 2);
+    w.set_resource_state(&uuid, "OK");
+    w.site_usage(&backend_id, &current, totals(&[("cpu", 9.0)]));
+    w.sim.reset_stats();
+    assert_clean(&report(&w.ctx).await);
+    assert_eq!(
+        w.count("POST", SET_USAGE),
+        1,
+        "the returning resource is sent"
+    );
 }
 
 /// No zeros for a month that ended before the resource was created.

@@ -234,6 +234,9 @@ pub struct Capabilities {
     pub supports_user_homedirs: bool,
     /// Whether the order cycle should ping the backend first and skip when it is down.
     pub supports_cycle_preflight: bool,
+    /// Whether the backend reads `UserGrant::attributes` (names, e-mail, profile). When no
+    /// backend of an offering does, the agent does not build them (a map per offering user).
+    pub uses_user_attributes: bool,
 }
 
 impl Default for Capabilities {
@@ -244,6 +247,7 @@ impl Default for Capabilities {
             team_fetch_attempts: 1,
             supports_user_homedirs: false,
             supports_cycle_preflight: false,
+            uses_user_attributes: true,
         }
     }
 }

@@ -42,6 +42,8 @@ struct State {
     faults: BTreeMap<String, Vec<Fault>>,
     calls: Vec<String>,
     usernames: BTreeMap<String, String>,
+    /// username → attribute keys of the last grant `add_users` got for them.
+    grant_attributes: BTreeMap<String, Vec<String>>,
 }
 
 /// An in-memory site implementing every capability; for processor tests.
@@ -55,6 +57,8 @@ pub struct MemoryBackend {
     /// `allocation_prefix` equivalent.
     pub prefix: String,
     pub decreasing_usage: bool,
+    /// Say (in `capabilities`) that grants' attributes are not read, as SLURM does.
+    pub ignores_user_attributes: bool,
 }
 
 impl MemoryBackend {
@@ -66,6 +70,11 @@ impl MemoryBackend {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The attribute keys of the last grant `add_users` got for `username`.
+    pub fn grant_attribute_keys(&self, username: &str) -> Option<Vec<String>> {
+        self.lock().grant_attributes.get(username).cloned()
     }
 
     /// Make the next `count` calls of `op` fail with `fault`.
@@ -195,6 +204,7 @@ impl BackendHealth for MemoryBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             supports_decreasing_usage: self.decreasing_usage,
+            uses_user_attributes: !self.ignores_user_attributes,
             ..Capabilities::default()
         }
     }
@@ -302,6 +312,10 @@ impl MembershipBackend for MemoryBackend {
             validate_site_name("username", u)?;
         }
         let mut state = self.lock();
+        for u in users {
+            let keys = u.attributes.keys().cloned().collect();
+            state.grant_attributes.insert(u.username.clone(), keys);
+        }
         let r = state
             .resources
             .get_mut(&resource.backend_id)

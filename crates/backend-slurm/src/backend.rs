@@ -2359,6 +2359,8 @@ impl BackendHealth for SlurmBackend {
         Capabilities {
             supports_user_homedirs: true,
             supports_cycle_preflight: true,
+            // Associations are by username only.
+            uses_user_attributes: false,
             ..Capabilities::default()
         }
     }

@@ -35,6 +35,16 @@ pub struct ResourceFilter {
     pub fields: Vec<&'static str>,
 }
 
+/// See [`WaldurClient::resources_fingerprint`]. Equal fingerprints with a `count` mean the
+/// same set of resources as far as one request can tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListingFingerprint {
+    /// `X-Result-Count`; `None` when the server sends none (then nothing can be compared).
+    pub count: Option<usize>,
+    /// (uuid, created) of the newest matching resource.
+    pub newest: Option<(String, String)>,
+}
+
 /// Filters for the offering-users list.
 #[derive(Clone, Debug, Default)]
 pub struct OfferingUserFilter {
@@ -158,6 +168,39 @@ impl WaldurClient {
             .fields(&filter.fields);
         self.list_all("/api/marketplace-provider-resources/", &params)
             .await
+    }
+
+    /// What identifies the listing `filter` selects, in one request of one item: how many
+    /// resources match and the newest one (`o=-created`). It changes when a resource enters the
+    /// listing (created, or moved into a listed state) or leaves it; it does not see a resource
+    /// changed in place.
+    pub async fn resources_fingerprint(
+        &self,
+        filter: &ResourceFilter,
+    ) -> Result<ListingFingerprint> {
+        let params = Params::new()
+            .add_opt("offering_uuid", filter.offering_uuid.as_deref().map(id))
+            .add_all("state", filter.states.iter().map(ResourceState::as_str))
+            .add_opt("project_uuid", filter.project_uuid.as_deref().map(id))
+            .add_opt("backend_id", filter.backend_id.as_deref())
+            .add("o", "-created")
+            .add("page_size", "1")
+            .fields(&["uuid", "created"]);
+        let (newest, count): (Vec<Map<String, Value>>, _) = self
+            .first_page_and_count("/api/marketplace-provider-resources/", &params)
+            .await?;
+        let text = |item: &Map<String, Value>, key: &str| {
+            item.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Ok(ListingFingerprint {
+            count,
+            newest: newest
+                .first()
+                .map(|item| (text(item, "uuid"), text(item, "created"))),
+        })
     }
 
     pub async fn get_resource(

@@ -367,6 +367,18 @@ impl WaldurClient {
         decode(&raw)
     }
 
+    /// The first page of a list endpoint and the total the server announces (`X-Result-Count`,
+    /// `None` when it sends none).
+    pub async fn first_page_and_count<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &Params,
+    ) -> Result<(Vec<T>, Option<usize>), WaldurError> {
+        let raw = self.execute(Method::GET, path, params, None).await?;
+        let count = result_count(&raw.headers);
+        Ok((decode(&raw)?, count))
+    }
+
     /// POST a JSON body (or none) and decode the JSON answer.
     pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,

@@ -14,7 +14,7 @@ pub mod error;
 pub mod ids;
 pub mod models;
 
-pub use api::{OfferingUserFilter, ResourceFilter};
+pub use api::{ListingFingerprint, OfferingUserFilter, ResourceFilter};
 pub use client::{
     Auth, ClientOptions, DEFAULT_MAX_PAGES, DEFAULT_MAX_RESPONSE_BYTES, MAX_PAGES_ENV,
     MAX_RESPONSE_MB_ENV, PAGE_SIZE, Params, Secret, WaldurClient, strip_api_suffix,

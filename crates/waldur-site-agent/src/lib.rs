@@ -7,6 +7,7 @@ pub mod cli;
 pub mod healthz;
 pub mod leases;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod modes;
 pub mod scheduler;

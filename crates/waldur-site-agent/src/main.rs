@@ -27,6 +27,7 @@ const HEARTBEAT_PATH_ENV: &str = "WALDUR_SITE_AGENT_HEARTBEAT_PATH";
 const METRICS_LISTEN_ENV: &str = "WALDUR_SITE_AGENT_METRICS_LISTEN";
 
 fn main() -> ExitCode {
+    waldur_site_agent::memory::return_large_blocks();
     let cli = Cli::parse_from(cli::dispatch_argv0(std::env::args_os().collect()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
