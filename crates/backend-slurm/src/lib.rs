@@ -38,7 +38,7 @@
 //! A batch of creates ([`backend_api::OrderBackend::create_resources`]) with `cluster_name` set and
 //! `batch_load` on (default) costs one `show assoc` for every account involved (plus the tree top),
 //! one `list user` (existing users keep their `DefaultAccount`: `load` would change it), ONE
-//! `sacctmgr -i load file=<0600 temp file>` with every missing customer, project and allocation
+//! `sacctmgr -i -P load file=<0600 temp file>` with every missing customer, project and allocation
 //! (descriptions, organizations, `GrpTRESMins`) and user association (`DefaultAccount`,
 //! `Fairshare=parent`; a new user under policy `common` also gets its default-account association,
 //! as `add user` makes it). The load runs with `-P`, so its report of what it added (printed
