@@ -238,14 +238,18 @@ impl OfferingContext {
         }
     }
 
-    /// The attributes a grant of `user` carries, made once this run.
+    /// The attributes a grant of `user` carries (none without an offering user), made once
+    /// this run.
     pub fn grant_attributes(
         &self,
-        user: &OfferingUser,
+        user: Option<&OfferingUser>,
     ) -> Arc<serde_json::Map<String, serde_json::Value>> {
         if let Some(empty) = &self.no_user_attributes {
             return empty.clone();
         }
+        let Some(user) = user else {
+            return Arc::default();
+        };
         let mut made = self
             .user_attributes
             .lock()

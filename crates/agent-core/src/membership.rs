@@ -572,11 +572,8 @@ async fn plan_users(
         // The same rule as a Create's (see `members::site_username`).
         let username = crate::members::site_username(member, ou);
         if let Some(username) = &username {
-            let attributes = ou.map(|u| ctx.grant_attributes(u)).unwrap_or_default();
-            grants.insert(
-                username.clone(),
-                user_grant(member, ou, username, attributes),
-            );
+            let grant = user_grant(member, ou, username, ctx.grant_attributes(ou));
+            grants.insert(username.clone(), grant);
         }
         member_usernames.push(username);
     }
@@ -1015,7 +1012,7 @@ pub async fn process_user_role_changed(
             waldur_username: Some(ou.user_username.clone()),
             email: ou.user_email.clone(),
             full_name: ou.user_full_name.clone(),
-            attributes: ctx.grant_attributes(&ou),
+            attributes: ctx.grant_attributes(Some(&ou)),
             role: role_name
                 .map(str::trim)
                 .filter(|r| !r.is_empty())
@@ -1132,7 +1129,7 @@ pub async fn process_username_set(
             waldur_username: Some(ou.user_username.clone()),
             email: ou.user_email.clone(),
             full_name: ou.user_full_name.clone(),
-            attributes: ctx.grant_attributes(&ou),
+            attributes: ctx.grant_attributes(Some(&ou)),
             role: None,
         };
         let changes: Vec<MembershipChange> = resources

@@ -782,8 +782,7 @@ async fn user_grants(
         // The same rule as membership sync, so a Create never grants what the next membership
         // cycle takes away (or the other way round).
         if let Some(username) = crate::members::site_username(member, ou) {
-            let attributes = ou.map(|u| ctx.grant_attributes(u)).unwrap_or_default();
-            grants.push(user_grant(member, ou, &username, attributes));
+            grants.push(user_grant(member, ou, &username, ctx.grant_attributes(ou)));
         }
     }
     Ok(grants)

@@ -459,6 +459,12 @@ async fn unchanged_per_user_usage_is_not_resent() {
     assert_eq!(ghost_cpu, vec![70]);
 }
 
+/// A clean report cycle whose requests alone are in the simulator's counters afterwards.
+async fn counted_report_cycle(w: &World) {
+    w.sim.reset_stats();
+    assert_clean(&report(&w.ctx).await);
+}
+
 /// Resources provisioned through one order cycle: (uuid, backend id) each.
 async fn provision_many(w: &World, prefix: &str, n: usize) -> Vec<(String, String)> {
     for i in 0..n {
@@ -490,8 +496,7 @@ async fn a_report_cycle_with_nothing_new_costs_the_same_whatever_the_resources()
             w.site_usage(backend_id, &current, totals(&[("cpu", 2.0)]));
         }
         assert_clean(&report(&w.ctx).await);
-        w.sim.reset_stats();
-        assert_clean(&report(&w.ctx).await);
+        counted_report_cycle(&w).await;
         let stats = w.sim.stats();
         assert_eq!(
             w.count("GET", "/api/marketplace-component-usages/"),
@@ -527,8 +532,7 @@ async fn a_resource_new_since_the_last_listing_is_reported_next_cycle() {
     // One more resource; its usage must reach Waldur in the very next cycle.
     let (_, later_id) = w.provisioned("alloc-later", 3).await;
     w.site_usage(&later_id, &current, totals(&[("cpu", 4.0)]));
-    w.sim.reset_stats();
-    assert_clean(&report(&w.ctx).await);
+    counted_report_cycle(&w).await;
     assert_eq!(
         w.count("POST", SET_USAGE),
         1,
@@ -540,13 +544,11 @@ async fn a_resource_new_since_the_last_listing_is_reported_next_cycle() {
     // the count moved in between, so the cycle in between and the one after both list.
     let (uuid, backend_id) = first[0].clone();
     w.set_resource_state(&uuid, "Terminating");
-    w.sim.reset_stats();
-    assert_clean(&report(&w.ctx).await);
+    counted_report_cycle(&w).await;
     assert_eq!(w.count("GET", "/api/marketplace-provider-resources/"), 2);
     w.set_resource_state(&uuid, "OK");
     w.site_usage(&backend_id, &current, totals(&[("cpu", 9.0)]));
-    w.sim.reset_stats();
-    assert_clean(&report(&w.ctx).await);
+    counted_report_cycle(&w).await;
     assert_eq!(
         w.count("POST", SET_USAGE),
         1,

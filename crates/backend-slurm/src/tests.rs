@@ -1,6 +1,6 @@
 //! Command construction and behaviour against a recording fake runner.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use backend_api::testkit::RecordingRunner;
@@ -14,8 +14,9 @@ use jiff::tz::TimeZone;
 use agent_config::{AccountingType, BackendComponent};
 use backend_api::command::{CommandLine, CommandOutput, CommandRunner};
 use backend_api::{
-    BackendError, BillingPeriod, CreateRequest, MembershipBackend, MembershipChange, OrderBackend,
-    ResourceView, UsageBackend, UserContext, UserGrant,
+    BackendError, BackendResourceInfo, BackendResult, BillingPeriod, CreateRequest,
+    MembershipBackend, MembershipChange, OrderBackend, ResourceView, UsageBackend, UserContext,
+    UserGrant,
 };
 
 use crate::{SlurmBackend, SlurmSettings};
@@ -796,36 +797,56 @@ async fn batch_create_uses_one_load_and_existing_users_keep_their_default() {
     );
 }
 
-#[tokio::test]
-async fn a_lone_order_with_a_new_project_is_created_by_one_load_after_one_read_round() {
-    // Event mode: one order at a time. `check_ids` reads the tree and the users' defaults
-    // together; the create is then one load, confirmed by the report the load prints (2 writes
-    // of the per-command path, add account project + add account allocation + add user,
-    // become 1, and no read-back).
-    let (backend, runner, files) = load_site_reporting(
-        "For cluster waldur\nAccount Associations\nAccount|ParentName|Share\n\
-         p_proj|c_cust|\na_r1|p_proj|\n----\n\nUser Associations\nUser|Account|Share\n\
-         alice|a_r1|\n----\n"
-            .to_owned(),
-    );
+/// What [`lone_order_in_a_new_project`] left behind.
+struct LoneOrder {
+    runner: Arc<FakeRunner>,
+    files: Arc<Mutex<Vec<String>>>,
+    /// Backend ids `check_ids` found taken.
+    existing: BTreeSet<String>,
+    result: Option<BackendResult<BackendResourceInfo>>,
+}
+
+/// One order as event mode runs it: `r1` for alice in the new project `proj` of the existing
+/// customer `cust`, through `check_ids` (whose reads the create consumes) and
+/// `create_checked`. The load answers `report`; a read-back after it answers `read_back`.
+async fn lone_order_in_a_new_project(report: &str, read_back: &str) -> LoneOrder {
+    let (backend, runner, files) = load_site_reporting(report.to_owned());
     answer_shows(
         &runner,
         "root||||normal||\nc_cust|root||||\n".to_owned(),
-        "must not be read back\n".to_owned(),
+        read_back.to_owned(),
     );
     let req = request(resource("r1", "proj", "cust"), &["alice"]);
     let check = backend
         .check_ids(std::slice::from_ref(&req))
         .await
         .expect("existence check");
-    assert!(check.existing.is_empty());
-    // The check's reads are a value the create consumes.
-    let info = backend
-        .create_checked(vec![req], check)
-        .await
-        .pop()
-        .expect("one result")
-        .expect("created");
+    let existing = check.existing.clone();
+    let result = backend.create_checked(vec![req], check).await.pop();
+    LoneOrder {
+        runner,
+        files,
+        existing,
+        result,
+    }
+}
+
+#[tokio::test]
+async fn a_lone_order_with_a_new_project_is_created_by_one_load_after_one_read_round() {
+    // Event mode: one order at a time. `check_ids` reads the tree and the users' defaults
+    // together; the create is then one load, confirmed by the report the load prints (2 writes
+    // of the per-command path, add account project + add account allocation + add user,
+    // become 1, and no read-back).
+    let order = lone_order_in_a_new_project(
+        "For cluster waldur\nAccount Associations\nAccount|ParentName|Share\n\
+         p_proj|c_cust|\na_r1|p_proj|\n----\n\nUser Associations\nUser|Account|Share\n\
+         alice|a_r1|\n----\n",
+        "must not be read back\n",
+    )
+    .await;
+    let (runner, files) = (order.runner, order.files);
+    assert!(order.existing.is_empty());
+    let info = order.result.expect("one result").expect("created");
     assert_eq!(info.users, vec!["alice"]);
     assert_eq!(info.parent_id, "p_proj");
     assert_eq!(files.lock().expect("files").len(), 1, "one load");
@@ -861,23 +882,14 @@ async fn a_load_that_reports_less_than_its_file_is_read_back_and_a_moved_account
     // allocation existed, created between the check and the load by a writer outside the
     // lock. It is someone else's, whatever the read-back says; the project is confirmed by
     // the report, so only the allocation is read back.
-    let (backend, runner, _files) = load_site_reporting(
+    let order = lone_order_in_a_new_project(
         "For cluster waldur\n Changed Parent                for Account a_r1   other -> p_proj\n\
          Account Associations\nAccount|ParentName|Share\np_proj|c_cust|\n----\n\n\
-         User Associations\nUser|Account|Share\nalice|a_r1|\n----\n"
-            .to_owned(),
-    );
-    answer_shows(
-        &runner,
-        "root||||normal||\nc_cust|root||||\n".to_owned(),
-        "a_r1|p_proj||||\na_r1||alice||||\na_r1||eve||||\n".to_owned(),
-    );
-    let req = request(resource("r1", "proj", "cust"), &["alice"]);
-    let check = backend
-        .check_ids(std::slice::from_ref(&req))
-        .await
-        .expect("existence check");
-    let result = backend.create_checked(vec![req], check).await.pop();
+         User Associations\nUser|Account|Share\nalice|a_r1|\n----\n",
+        "a_r1|p_proj||||\na_r1||alice||||\na_r1||eve||||\n",
+    )
+    .await;
+    let (runner, result) = (order.runner, order.result);
     assert!(
         matches!(result, Some(Err(BackendError::Duplicate { ref backend_id })) if backend_id == "a_r1"),
         "{result:?}"

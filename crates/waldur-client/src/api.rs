@@ -35,6 +35,17 @@ pub struct ResourceFilter {
     pub fields: Vec<&'static str>,
 }
 
+impl ResourceFilter {
+    /// The query that selects the resources (field selection aside).
+    fn params(&self) -> Params {
+        Params::new()
+            .add_opt("offering_uuid", self.offering_uuid.as_deref().map(id))
+            .add_all("state", self.states.iter().map(ResourceState::as_str))
+            .add_opt("project_uuid", self.project_uuid.as_deref().map(id))
+            .add_opt("backend_id", self.backend_id.as_deref())
+    }
+}
+
 /// See [`WaldurClient::resources_fingerprint`]. Equal fingerprints with a `count` mean the
 /// same set of resources as far as one request can tell.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,12 +171,7 @@ impl WaldurClient {
     // ------------------------------------------------------ provider resources
 
     pub async fn list_resources(&self, filter: &ResourceFilter) -> Result<Vec<ProviderResource>> {
-        let params = Params::new()
-            .add_opt("offering_uuid", filter.offering_uuid.as_deref().map(id))
-            .add_all("state", filter.states.iter().map(ResourceState::as_str))
-            .add_opt("project_uuid", filter.project_uuid.as_deref().map(id))
-            .add_opt("backend_id", filter.backend_id.as_deref())
-            .fields(&filter.fields);
+        let params = filter.params().fields(&filter.fields);
         self.list_all("/api/marketplace-provider-resources/", &params)
             .await
     }
@@ -178,11 +184,8 @@ impl WaldurClient {
         &self,
         filter: &ResourceFilter,
     ) -> Result<ListingFingerprint> {
-        let params = Params::new()
-            .add_opt("offering_uuid", filter.offering_uuid.as_deref().map(id))
-            .add_all("state", filter.states.iter().map(ResourceState::as_str))
-            .add_opt("project_uuid", filter.project_uuid.as_deref().map(id))
-            .add_opt("backend_id", filter.backend_id.as_deref())
+        let params = filter
+            .params()
             .add("o", "-created")
             .add("page_size", "1")
             .fields(&["uuid", "created"]);
